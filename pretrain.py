@@ -1,0 +1,204 @@
+"""Pretrain the tiny base model that every later stage starts from (the stand-in for DeepSeek-V3-Base).
+
+1. Generate the synthetic corpus (r1mini/data.py): task documents in every solution style, conversations
+   in the R1-Zero template of mixed quality, facts and small talk. Problems come from the training split;
+   the validation stream uses held-out problems only.
+2. Train our byte-level BPE on a sample of it (digits always single tokens).
+3. Train the transformer on random windows of the packed token stream: AdamW, linear warmup then cosine
+   decay, gradient clipping, bf16 autocast on CUDA. For DeepSeekMoE models, the routing bias is nudged
+   after every optimizer step (auxiliary-loss-free balancing) and expert load is logged.
+
+Writes out/base: model.pt, model.json, tokenizer.tiktoken/json, meta.json, log.jsonl, train_state.pt
+(optimizer and RNG states: rerun the same command after an interruption and it resumes).
+
+    python pretrain.py                      # cpu preset on CPU, gpu preset when CUDA is there
+    python pretrain.py --preset toy         # seconds: a smoke test
+    python pretrain.py --max_steps 2000 --lr 2e-3
+    torchrun --nproc_per_node=2 pretrain.py # data parallel
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from r1mini.common import (JsonlLogger, autocast, load_train_state, pick_device, print0, parse_config,
+                           rng_states, save_checkpoint, seed_everything, set_rng_states, setup_distributed)
+from r1mini.data import corpus_documents, pack, random_windows
+from r1mini.model import Transformer, model_config
+from r1mini.tasks import suite
+from r1mini.tokenizer import Tokenizer
+
+
+@dataclass
+class PretrainConfig:
+    # model and data
+    model: str = "cpu"  # model preset (r1mini/model.py PRESETS)
+    suite: str = "cpu"  # task suite (r1mini/tasks.py SUITES)
+    n_routed_experts: int = 0  # > 0: DeepSeekMoE feed-forward with this many routed experts
+    vocab_size: int = 768  # BPE ranks; the special tokens come on top
+    tokenizer_docs: int = 20_000  # corpus documents the tokenizer is trained on
+    train_docs: int = 80_000
+    val_docs: int = 2_000
+    # optimisation
+    batch_size: int = 32  # sequences per step (all ranks together)
+    max_steps: int = 700
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 50
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    # bookkeeping
+    eval_every: int = 100
+    eval_batches: int = 8
+    ckpt_every: int = 100
+    log_every: int = 10
+
+
+PRESETS = {
+    "toy": dict(model="toy", suite="toy", vocab_size=300, tokenizer_docs=1_000, train_docs=2_000, val_docs=200,
+                batch_size=8, max_steps=30, warmup_steps=5, eval_every=15, eval_batches=2, ckpt_every=15,
+                log_every=5),
+    "cpu": dict(),
+    "gpu": dict(model="gpu", suite="gpu", vocab_size=2048, tokenizer_docs=50_000, train_docs=1_500_000,
+                val_docs=10_000, batch_size=128, max_steps=6_000, lr=1e-3, warmup_steps=200, eval_every=500,
+                eval_batches=20, ckpt_every=1000, log_every=50),
+}
+
+
+def lr_at(step: int, cfg: PretrainConfig) -> float:
+    """Linear warmup to lr, then cosine decay to lr * min_lr_ratio."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def main(argv=None):
+    cfg, args = parse_config(PretrainConfig, PRESETS, __doc__, argv, default_out="out/base")
+    device = pick_device(args.device)
+    rank, world = setup_distributed(device)
+    seed_everything(args.seed)
+    out = Path(args.out)
+    if cfg.batch_size % world:
+        raise SystemExit(f"--batch_size {cfg.batch_size} must divide by the {world} ranks")
+    for name in ("max_steps", "batch_size", "train_docs", "val_docs"):
+        if getattr(cfg, name) <= 0:
+            raise SystemExit(f"--{name} must be positive, got {getattr(cfg, name)}")
+
+    # -- data: corpus, tokenizer, packed streams ----------------------------------------------------------
+    t0 = time.time()
+    tasks = suite(cfg.suite)
+    train_text = corpus_documents(tasks, cfg.train_docs, seed=args.seed, split="train")
+    val_text = corpus_documents(tasks, cfg.val_docs, seed=args.seed + 1, split="test")
+    state = load_train_state(out)
+    if state is not None:  # resuming: the tokenizer of the interrupted run, not a new one
+        tokenizer = Tokenizer.load(out)
+    else:
+        tokenizer = Tokenizer.train(train_text[:cfg.tokenizer_docs], cfg.vocab_size)
+    train_stream = pack(tokenizer.encode_batch(train_text), tokenizer.eot_id)
+    val_stream = pack(tokenizer.encode_batch(val_text), tokenizer.eot_id)
+    print0(f"corpus: {len(train_stream):,} train / {len(val_stream):,} val tokens, vocab {tokenizer.vocab_size}, "
+           f"{time.time() - t0:.1f}s")
+
+    # -- model and optimizer ------------------------------------------------------------------------------
+    mcfg = model_config(cfg.model, vocab_size=tokenizer.vocab_size, n_routed_experts=cfg.n_routed_experts)
+    model = Transformer(mcfg).to(device)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and not n.endswith("centroids")]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 or n.endswith("centroids")]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95),
+                                  fused=device.type == "cuda")
+    data_gen = torch.Generator().manual_seed(args.seed + rank)
+    step = 0
+    if state is not None:
+        model.load_state_dict(torch.load(out / "model.pt", map_location=device, weights_only=True))
+        optimizer.load_state_dict(state["optimizer"])
+        data_gen.set_state(state["data_generator"])
+        set_rng_states(state["rng"])
+        step = state["step"]
+        print0(f"resuming {out} from step {step}")
+    ddp_model = model
+    if world > 1:
+        ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    print0(f"model: {model.num_params():,} parameters ({cfg.model}), device {device}, world {world}")
+
+    seq_len = mcfg.block_size
+    local_batch = cfg.batch_size // world
+    logger = JsonlLogger(out / "log.jsonl") if rank == 0 else None
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+
+    @torch.no_grad()
+    def eval_loss() -> float:
+        model.eval()
+        g = torch.Generator().manual_seed(0)  # the same windows every time: comparable numbers
+        losses = []
+        for _ in range(cfg.eval_batches):
+            x, y = random_windows(val_stream, local_batch, seq_len, g)
+            with autocast(device):
+                losses.append(model(x.to(device), y.to(device))[1].item())
+        model.train()
+        return float(np.mean(losses))
+
+    def checkpoint(metrics: dict, done: bool):
+        meta = {"stage": "base", "parent": None, "step": step, "done": done, "preset": args.preset,
+                "seed": args.seed, "config": dataclasses.asdict(cfg), "model": mcfg.to_dict(), "metrics": metrics}
+        save_checkpoint(out, model, tokenizer, meta, {"optimizer": optimizer.state_dict(), "step": step,
+                                                      "data_generator": data_gen.get_state(), "rng": rng_states()})
+
+    # -- training loop ------------------------------------------------------------------------------------
+    model.train()
+    metrics: dict = {}
+    tokens_per_step = cfg.batch_size * seq_len
+    bar = tqdm(total=cfg.max_steps, initial=step, disable=rank != 0, desc="pretrain", dynamic_ncols=True)
+    t_last, tokens_since = time.time(), 0
+    while step < cfg.max_steps:
+        lr = lr_at(step, cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        x, y = random_windows(train_stream, local_batch, seq_len, data_gen)
+        with autocast(device):
+            _, loss = ddp_model(x.to(device), y.to(device))
+        if not torch.isfinite(loss):
+            raise SystemExit(f"loss is {loss.item()} at step {step}; the last good checkpoint is in {out}. "
+                             f"Lower --lr (now {cfg.lr}) and rerun.")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        expert_load = [moe.update_bias().tolist() for moe in model.moe_layers()]
+        step += 1
+        tokens_since += tokens_per_step
+        bar.update(1)
+
+        if step % cfg.log_every == 0 or step == cfg.max_steps:
+            if world > 1:
+                torch.distributed.all_reduce(loss.detach(), op=torch.distributed.ReduceOp.AVG)
+            dt = time.time() - t_last
+            metrics = {"step": step, "loss": round(loss.item(), 4), "lr": lr, "grad_norm": round(grad_norm.item(), 3),
+                       "tokens_per_s": round(tokens_since / dt)}
+            if expert_load:
+                metrics["expert_load_max"] = round(max(max(l) for l in expert_load), 3)
+            t_last, tokens_since = time.time(), 0
+            if step % cfg.eval_every == 0 or step == cfg.max_steps:
+                metrics["val_loss"] = round(eval_loss(), 4)
+            if rank == 0:
+                logger.log(metrics)
+                bar.set_postfix(loss=metrics["loss"], tok_s=metrics["tokens_per_s"])
+        if step % cfg.ckpt_every == 0 or step == cfg.max_steps:
+            checkpoint(metrics, done=step == cfg.max_steps)
+    bar.close()
+    print0(f"done: step {step}, {metrics}, wrote {out}")
+    if world > 1:
+        torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""Plumbing every stage shares: device and dtype, torchrun/DDP, seeding, config from the command line,
+logging, and the checkpoint directory (weights + model config + tokenizer + meta.json + logs)."""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from r1mini.model import ModelConfig, Transformer
+from r1mini.tokenizer import Tokenizer
+
+# which script writes which stage's checkpoint, for error messages
+STAGE_SCRIPTS = {"base": "pretrain.py", "zero": "train_zero.py", "r1": "train_r1.py", "student": "distill.py"}
+
+
+# -- device, distributed, seeding ----------------------------------------------------------------------
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """cuda > mps > cpu, unless --device says otherwise."""
+    if requested:
+        if requested.startswith("cuda") and not torch.cuda.is_available():
+            raise SystemExit("--device cuda requested but CUDA is not available; use --device cpu")
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA; full precision elsewhere (CPU bf16 matmuls are slower, not faster)."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def setup_distributed(device: torch.device) -> tuple[int, int]:
+    """(rank, world_size). Under torchrun, joins the process group: NCCL on CUDA, gloo on CPU."""
+    if "RANK" not in os.environ:
+        return 0, 1
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+    return torch.distributed.get_rank(), torch.distributed.get_world_size()
+
+
+def is_main() -> bool:
+    return not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
+
+
+def print0(*args, **kwargs) -> None:
+    if is_main():
+        print(*args, **kwargs, flush=True)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_states() -> dict:
+    """Every global RNG, in plain types so torch.load(weights_only=True) can read them back."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"python": random.getstate(), "numpy": (kind, keys.tolist(), pos, has_gauss, cached),
+            "torch": torch.get_rng_state()}
+
+
+def set_rng_states(states: dict) -> None:
+    random.setstate(states["python"])
+    kind, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(states["torch"])
+
+
+# -- configuration --------------------------------------------------------------------------------------
+
+def parse_config(config_cls, presets: dict[str, dict], doc: str, argv: list[str] | None = None,
+                 default_init: str | None = None, default_out: str = "out/run"):
+    """Command line -> (config, args). Shared flags: --preset --out --init --device --seed; and --key value
+    for every field of the stage's dataclass config, whose defaults come from the chosen preset."""
+    argv = sys.argv[1:] if argv is None else argv
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--preset", default=None)
+    pre.add_argument("--device", default=None)
+    known, _ = pre.parse_known_args(argv)
+    preset = known.preset or ("gpu" if torch.cuda.is_available() and known.device != "cpu" else "cpu")
+    if preset not in presets:
+        raise SystemExit(f"unknown preset {preset!r}; choose one of {', '.join(presets)}")
+    defaults = config_cls(**presets[preset])
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = parser.add_argument_group("run")
+    g.add_argument("--preset", default=preset, choices=list(presets),
+                   help="size of everything (default: gpu when CUDA is available, else cpu)")
+    g.add_argument("--out", default=default_out, help="checkpoint directory to write")
+    if default_init is not None:
+        g.add_argument("--init", default=default_init, help="checkpoint directory to start from")
+    g.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+    g.add_argument("--seed", type=int, default=1337)
+    g = parser.add_argument_group(f"{config_cls.__name__} (defaults of preset {preset!r})")
+    for f in dataclasses.fields(config_cls):
+        value = getattr(defaults, f.name)
+        kind = type(value)
+        if kind is bool:
+            g.add_argument(f"--{f.name}", type=_parse_bool, default=value, metavar="BOOL", help=f"default {value}")
+        else:
+            g.add_argument(f"--{f.name}", type=kind, default=value, help=f"default {value}")
+    args = parser.parse_args(argv)
+    config = config_cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)})
+    return config, args
+
+
+def _parse_bool(s: str) -> bool:
+    if s.lower() in ("1", "true", "yes", "on"):
+        return True
+    if s.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {s!r}")
+
+
+# -- logging --------------------------------------------------------------------------------------------
+
+class JsonlLogger:
+    """Appends one JSON object per line to out/log.jsonl (rank 0 only)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.start = time.time()
+
+    def log(self, row: dict) -> None:
+        if is_main():
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps({**row, "time": round(time.time() - self.start, 2)}, ensure_ascii=False) + "\n")
+
+
+# -- checkpoints ----------------------------------------------------------------------------------------
+
+def atomic_save(obj, path: str | Path) -> None:
+    """torch.save to a temporary file, then rename: a kill mid-save never leaves a broken file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def atomic_write_json(obj, path: str | Path) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def unwrap(model: torch.nn.Module) -> Transformer:
+    return getattr(model, "module", model)
+
+
+def save_checkpoint(out: str | Path, model: torch.nn.Module, tokenizer: Tokenizer, meta: dict,
+                    train_state: dict | None = None) -> None:
+    """Write a checkpoint directory. train_state (optimizer, step, RNG) is what a resume needs."""
+    if not is_main():
+        return
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = unwrap(model)
+    tokenizer.save(out)
+    atomic_write_json(model.cfg.to_dict(), out / "model.json")
+    atomic_save(model.state_dict(), out / "model.pt")
+    if train_state is not None:
+        atomic_save(train_state, out / "train_state.pt")
+    atomic_write_json(meta, out / "meta.json")  # last: a meta.json means the rest is complete
+
+
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", expect_stage: str | None = None):
+    """(model, tokenizer, meta) of a checkpoint directory, with errors that say which script makes it."""
+    path = Path(path)
+    if not (path / "meta.json").exists() or not (path / "model.pt").exists():
+        hint = f"run {STAGE_SCRIPTS[expect_stage]} first" if expect_stage in STAGE_SCRIPTS else \
+            "pass --init with a checkpoint directory written by an earlier stage"
+        raise SystemExit(f"no checkpoint at {path}: {hint}")
+    meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+    if expect_stage and not str(meta.get("stage", "")).startswith(expect_stage):
+        raise SystemExit(f"{path} holds a {meta.get('stage')!r} checkpoint, expected {expect_stage!r}")
+    cfg = ModelConfig.from_dict(json.loads((path / "model.json").read_text(encoding="utf-8")))
+    tokenizer = Tokenizer.load(path)
+    if tokenizer.vocab_size != cfg.vocab_size:
+        raise SystemExit(f"{path}: tokenizer has {tokenizer.vocab_size} tokens but the model expects "
+                         f"{cfg.vocab_size}; the files come from different runs")
+    model = Transformer(cfg)
+    model.load_state_dict(torch.load(path / "model.pt", map_location="cpu", weights_only=True))
+    return model.to(device), tokenizer, meta
+
+
+def load_train_state(path: str | Path) -> dict | None:
+    f = Path(path) / "train_state.pt"
+    return torch.load(f, map_location="cpu", weights_only=True) if f.exists() else None

@@ -1,0 +1,86 @@
+"""Evaluation as in the R1 paper: pass@1 averaged over k samples (temperature 0.6, top-p 0.95), the
+unbiased pass@k estimator (Chen et al. 2021), and cons@k (majority vote over the k answers)."""
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass
+from math import comb
+
+import torch
+
+from r1mini.data import zero_prompt
+from r1mini.rewards import (accuracy_reward, count_reflection_words, extract_answer, format_reward,
+                            is_step_by_step)
+from r1mini.sampling import generate
+from r1mini.tasks import Problem, Task
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Probability that at least one of k samples drawn without replacement from n (c correct) is correct:
+    1 - C(n - c, k) / C(n, k)."""
+    if not 0 <= c <= n or not 0 < k <= n:
+        raise ValueError(f"need 0 <= c <= n and 0 < k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - comb(n - c, k) / comb(n, k)
+
+
+def majority_vote(answers: list[str | None]) -> str | None:
+    """The most common non-empty answer; ties go to the one that appeared first."""
+    counts = Counter(a for a in answers if a)
+    if not counts:
+        return None
+    best = max(counts.values())
+    return next(a for a in answers if a and counts[a] == best)
+
+
+@dataclass
+class Sampled:
+    problem: Problem
+    completions: list[str]
+
+
+def sample_completions(model, tokenizer, problems: list[Problem], k: int, *, temperature: float, top_p: float,
+                       max_new_tokens: int, batch_size: int = 64, seed: int = 0) -> list[Sampled]:
+    """k completions for each problem under the R1-Zero template."""
+    device = next(model.parameters()).device
+    gen = torch.Generator(device=device).manual_seed(seed)
+    prompts = [tokenizer.encode(zero_prompt(p.question)) for p in problems for _ in range(k)]
+    outs: list[str] = []
+    for i in range(0, len(prompts), batch_size):
+        new = generate(model, prompts[i:i + batch_size], max_new_tokens, temperature=temperature, top_p=top_p,
+                       stop_ids=[tokenizer.eot_id], pad_id=tokenizer.eot_id, generator=gen)
+        outs += [tokenizer.decode([t for t in seq if t != tokenizer.eot_id]) for seq in new]
+    return [Sampled(p, outs[j * k:(j + 1) * k]) for j, p in enumerate(problems)]
+
+
+def score(samples: list[Sampled], k: int) -> dict:
+    """pass@1 (mean over the k samples), pass@k, cons@k, format rate, and accuracy split by style."""
+    rows = {"pass@1": [], f"pass@{k}": [], f"cons@{k}": [], "format": [], "length": [], "reflection": []}
+    by_style = {"steps": [0, 0], "direct": [0, 0]}
+    for s in samples:
+        correct = [accuracy_reward(c, s.problem) for c in s.completions]
+        rows["pass@1"].append(sum(correct) / len(correct))
+        rows[f"pass@{k}"].append(pass_at_k(len(correct), int(sum(correct)), k))
+        vote = majority_vote([extract_answer(c) for c in s.completions])
+        rows[f"cons@{k}"].append(float(vote is not None and accuracy_reward(f"<answer>{vote}</answer>", s.problem) > 0))
+        for c, ok in zip(s.completions, correct):
+            rows["format"].append(format_reward(c))
+            rows["length"].append(len(c))
+            rows["reflection"].append(count_reflection_words(c))
+            style = by_style["steps" if is_step_by_step(c) else "direct"]
+            style[0] += 1
+            style[1] += ok
+    result = {name: sum(v) / max(1, len(v)) for name, v in rows.items()}
+    n_all = sum(n for n, _ in by_style.values())
+    for name, (n, c) in by_style.items():
+        result[f"{name}_share"] = n / max(1, n_all)
+        result[f"{name}_acc"] = c / n if n else float("nan")
+    return result
+
+
+def heldout_problems(tasks: dict[str, Task], n: int, seed: int, lang: str = "en") -> list[Problem]:
+    """n held-out problems per task, the same ones for every model evaluated with this seed."""
+    rng = random.Random(seed)
+    return [task.sample(rng, "test", lang) for task in tasks.values() for _ in range(n)]

@@ -1,0 +1,318 @@
+"""The transformer: a small decoder-only model in the Llama/DeepSeek family.
+
+RMSNorm before each block, rotary position embeddings (RoPE), grouped-query attention through
+F.scaled_dot_product_attention (flash kernels on CUDA), a SwiGLU feed-forward, and optionally a
+DeepSeekMoE feed-forward (DeepSeek-V3 §2.1.2): a few shared experts every token goes through plus many
+small routed experts, sigmoid affinities, top-k routing normalised over the chosen experts, and
+auxiliary-loss-free load balancing (a per-expert bias that only affects *which* experts are chosen,
+nudged after every optimizer step). A KV cache makes generation cost O(1) forward passes per token.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = 1024
+    block_size: int = 256  # longest sequence (prompt + completion) the model is trained for
+    n_layer: int = 4
+    n_head: int = 4
+    n_kv_head: int = 2  # grouped-query attention: n_head / n_kv_head query heads share each K/V head
+    n_embd: int = 128
+    ffn_hidden: int = 0  # 0: derived in __post_init__ (SwiGLU's 8/3 * n_embd, rounded up to 32)
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-5
+    tie_embeddings: bool = True
+    # DeepSeekMoE: 0 routed experts means a dense model
+    n_routed_experts: int = 0
+    n_shared_experts: int = 1
+    moe_top_k: int = 2
+    moe_hidden: int = 0  # hidden size of one expert; 0: ffn_hidden // (moe_top_k + n_shared_experts)
+    moe_bias_update: float = 1e-3  # gamma, the bias update speed of aux-loss-free balancing
+    first_dense_layers: int = 1  # DeepSeek-V3 keeps the first layers dense
+
+    def __post_init__(self):
+        if self.n_embd % self.n_head or self.n_head % self.n_kv_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must divide by n_head ({self.n_head}) and n_head by "
+                             f"n_kv_head ({self.n_kv_head})")
+        if (self.n_embd // self.n_head) % 2:
+            raise ValueError("head size n_embd // n_head must be even for RoPE")
+        if min(self.vocab_size, self.block_size, self.n_layer, self.n_embd) <= 0:
+            raise ValueError("vocab_size, block_size, n_layer and n_embd must be positive")
+        if self.ffn_hidden <= 0:
+            self.ffn_hidden = 32 * math.ceil(8 * self.n_embd / 3 / 32)
+        if self.n_routed_experts:
+            if not 0 < self.moe_top_k <= self.n_routed_experts:
+                raise ValueError(f"moe_top_k must be in 1..n_routed_experts ({self.n_routed_experts})")
+            if self.moe_hidden <= 0:
+                self.moe_hidden = max(8, self.ffn_hidden // (self.moe_top_k + self.n_shared_experts))
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys {sorted(unknown)}")
+        return cls(**d)
+
+
+# Named sizes. vocab_size is overwritten by the tokenizer actually trained; *-student presets are the
+# smaller models that distill.py teaches.
+PRESETS: dict[str, dict] = {
+    "toy": dict(block_size=192, n_layer=2, n_head=2, n_kv_head=1, n_embd=32),
+    "toy-student": dict(block_size=192, n_layer=1, n_head=2, n_kv_head=1, n_embd=32),
+    "cpu": dict(block_size=192, n_layer=4, n_head=4, n_kv_head=2, n_embd=128),
+    "cpu-student": dict(block_size=192, n_layer=2, n_head=4, n_kv_head=2, n_embd=96),
+    "gpu": dict(block_size=512, n_layer=12, n_head=8, n_kv_head=4, n_embd=512),
+    "gpu-student": dict(block_size=512, n_layer=6, n_head=8, n_kv_head=4, n_embd=256),
+}
+
+
+def model_config(preset: str, **overrides) -> ModelConfig:
+    if preset not in PRESETS:
+        raise ValueError(f"unknown model preset {preset!r}; choose one of {sorted(PRESETS)}")
+    return ModelConfig(**{**PRESETS[preset], **overrides})
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        # normalise in float32: bf16 sums of squares lose too much precision
+        xf = x.float()
+        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x) * self.weight
+
+
+def rope_tables(head_dim: int, length: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of the rotation angles pos * theta^(-2i/d), each (length, head_dim // 2)."""
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2).float() / head_dim)
+    angles = torch.outer(torch.arange(length).float(), inv_freq)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs (x1, x2) of each head by the angle of its position. x: (B, H, T, D), cos/sin: (B, 1, T, D/2)."""
+    x1, x2 = x.float().chunk(2, dim=-1)  # the "rotate half" layout of Llama/GPT-NeoX
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).type_as(x)
+
+
+class KVCache:
+    """Preallocated keys and values for every layer: (n_layer, B, n_kv_head, max_len, head_dim).
+
+    Sequences in a batch are left-padded to a common length; `valid` marks the real (non-pad) slots so
+    attention ignores the padding, and `length` is the number of slots filled so far.
+    """
+
+    def __init__(self, cfg: ModelConfig, batch_size: int, max_len: int, device, dtype):
+        shape = (cfg.n_layer, batch_size, cfg.n_kv_head, max_len, cfg.head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.valid = torch.zeros(batch_size, max_len, dtype=torch.bool, device=device)
+        self.length = 0
+        self.max_len = max_len
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        T = k.size(2)
+        self.k[layer, :, :, self.length:self.length + T] = k
+        self.v[layer, :, :, self.length:self.length + T] = v
+        end = self.length + T
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        hd = cfg.head_dim
+        self.wq = nn.Linear(cfg.n_embd, cfg.n_head * hd, bias=False)
+        self.wkv = nn.Linear(cfg.n_embd, 2 * cfg.n_kv_head * hd, bias=False)
+        self.wo = nn.Linear(cfg.n_head * hd, cfg.n_embd, bias=False)
+
+    def forward(self, x, cos, sin, cache: KVCache | None = None, layer: int = 0, mask=None):
+        B, T, _ = x.shape
+        cfg = self.cfg
+        q = self.wq(x).view(B, T, cfg.n_head, cfg.head_dim).transpose(1, 2)
+        k, v = self.wkv(x).view(B, T, 2, cfg.n_kv_head, cfg.head_dim).permute(2, 0, 3, 1, 4)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cache is not None:
+            k, v = cache.update(layer, k, v)
+        if cfg.n_kv_head != cfg.n_head:  # GQA: each K/V head serves n_head // n_kv_head query heads
+            rep = cfg.n_head // cfg.n_kv_head
+            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+        if mask is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.wo(y.transpose(1, 2).reshape(B, T, -1))
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.w_gate_up = nn.Linear(dim, 2 * hidden, bias=False)
+        self.w_down = nn.Linear(hidden, dim, bias=False)
+
+    def forward(self, x):
+        gate, up = self.w_gate_up(x).chunk(2, dim=-1)
+        return self.w_down(F.silu(gate) * up)
+
+
+class MoE(nn.Module):
+    """DeepSeekMoE feed-forward with auxiliary-loss-free load balancing (DeepSeek-V3, eqs. 12-16).
+
+    s_i = sigmoid(u . e_i); expert i is chosen if s_i + b_i is among the top k; its gate is
+    g_i = s_i / sum_{j chosen} s_j. The bias b only steers the choice and never enters the output, so
+    balancing does not distort the gradient. `update_bias` moves b_i by -gamma for overloaded experts and
+    +gamma for underloaded ones, from the token counts gathered since the last call.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.top_k = cfg.moe_top_k
+        self.gamma = cfg.moe_bias_update
+        self.shared = SwiGLU(cfg.n_embd, cfg.moe_hidden * cfg.n_shared_experts) if cfg.n_shared_experts else None
+        self.experts = nn.ModuleList(SwiGLU(cfg.n_embd, cfg.moe_hidden) for _ in range(cfg.n_routed_experts))
+        self.centroids = nn.Parameter(torch.empty(cfg.n_routed_experts, cfg.n_embd))  # e_i
+        self.register_buffer("bias", torch.zeros(cfg.n_routed_experts))  # b_i, not trained by gradient
+        self.register_buffer("load", torch.zeros(cfg.n_routed_experts), persistent=False)  # tokens routed
+
+    def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (N, C) -> chosen expert ids (N, k) and their gates (N, k)."""
+        scores = torch.sigmoid(x.float() @ self.centroids.float().t())
+        chosen = torch.topk(scores + self.bias, self.top_k, dim=-1).indices
+        gates = scores.gather(-1, chosen)
+        return chosen, gates / gates.sum(-1, keepdim=True)
+
+    def forward(self, x):
+        shape = x.shape
+        x = x.reshape(-1, shape[-1])
+        chosen, gates = self.route(x)
+        if self.training:
+            self.load += torch.bincount(chosen.flatten(), minlength=len(self.experts)).float()
+        out = self.shared(x) if self.shared is not None else torch.zeros_like(x)
+        for i, expert in enumerate(self.experts):
+            token, slot = torch.where(chosen == i)
+            if token.numel():
+                out = out.index_add(0, token, expert(x[token]) * gates[token, slot, None].to(x.dtype))
+        return out.view(shape)
+
+    @torch.no_grad()
+    def update_bias(self) -> torch.Tensor:
+        """Nudge the routing bias towards balance; returns the load (fraction of tokens per expert) used."""
+        load = self.load.clone()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(load)  # every rank must move the bias the same way
+        self.bias += self.gamma * torch.sign(load.mean() - load)  # b_i += gamma * sign(mean load - load_i)
+        self.load.zero_()
+        return load / load.sum().clamp(min=1)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer: int):
+        super().__init__()
+        self.attn_norm = RMSNorm(cfg.n_embd, cfg.norm_eps)
+        self.attn = Attention(cfg)
+        self.ffn_norm = RMSNorm(cfg.n_embd, cfg.norm_eps)
+        use_moe = cfg.n_routed_experts > 0 and layer >= cfg.first_dense_layers
+        self.ffn = MoE(cfg) if use_moe else SwiGLU(cfg.n_embd, cfg.ffn_hidden)
+
+    def forward(self, x, cos, sin, cache=None, layer=0, mask=None):
+        x = x + self.attn(self.attn_norm(x), cos, sin, cache, layer, mask)
+        return x + self.ffn(self.ffn_norm(x))
+
+
+class Transformer(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
+        self.norm = RMSNorm(cfg.n_embd, cfg.norm_eps)
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.tok_emb.weight
+        cos, sin = rope_tables(cfg.head_dim, cfg.block_size, cfg.rope_theta)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():
+            # GPT-2's scaled init: each residual branch adds to the stream, so shrink its output projection
+            if name.endswith("wo.weight") or name.endswith("w_down.weight"):
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.n_layer))
+            elif name.endswith("centroids"):
+                nn.init.normal_(p, std=0.02)
+
+    @staticmethod
+    def _init_weights(m):
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+
+    def num_params(self, exclude_embeddings: bool = False) -> int:
+        n = sum(p.numel() for p in self.parameters())
+        return n - self.tok_emb.weight.numel() if exclude_embeddings else n
+
+    def moe_layers(self) -> list[MoE]:
+        return [b.ffn for b in self.blocks if isinstance(b.ffn, MoE)]
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, *, cache: KVCache | None = None,
+                positions: torch.Tensor | None = None):
+        """idx: (B, T) token ids.
+
+        Training: logits (B, T, V) and, with targets, the mean cross-entropy (targets -1 are ignored).
+        Decoding: pass a KVCache and the absolute `positions` (B, T) of the new tokens; the new tokens
+        attend to every valid cached slot and causally among themselves.
+        """
+        B, T = idx.shape
+        if positions is None:
+            if T > self.cfg.block_size:
+                raise ValueError(f"sequence of {T} tokens exceeds block_size {self.cfg.block_size}")
+            positions = torch.arange(T, device=idx.device).expand(B, T)
+        if positions.max() >= self.cfg.block_size:
+            raise ValueError(f"position {int(positions.max())} exceeds block_size {self.cfg.block_size}")
+        cos, sin = self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1)
+        mask = None
+        if cache is not None:
+            start = cache.length
+            if start + T > cache.max_len:
+                raise ValueError(f"KV cache of {cache.max_len} slots is full")
+            # slot j is visible from new token t if it is a real token and j <= start + t. Every token also
+            # sees itself, so a padding row is never fully masked (that would give NaN, and NaN * 0 = NaN).
+            slots = torch.arange(start + T, device=idx.device)
+            query = start + torch.arange(T, device=idx.device)[:, None]
+            mask = (slots <= query) & cache.valid[:, None, :start + T] | (slots == query)
+            mask = mask[:, None]  # (B, 1, T, start + T)
+        x = self.tok_emb(idx)
+        for i, block in enumerate(self.blocks):
+            x = block(x, cos, sin, cache, i, mask)
+        if cache is not None:
+            cache.length += T
+        logits = self.lm_head(self.norm(x))
+        if targets is None:
+            return logits
+        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
+        return logits, loss
+
+    def flops_per_token(self) -> float:
+        """Training FLOPs per token: 6 per (active) weight plus attention (PaLM appendix B)."""
+        cfg = self.cfg
+        n = self.num_params(exclude_embeddings=True)
+        for moe in self.moe_layers():  # only top_k of the routed experts run for each token
+            per_expert = sum(p.numel() for p in moe.experts[0].parameters())
+            n -= per_expert * (len(moe.experts) - moe.top_k)
+        return 6 * n + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size

@@ -1,0 +1,68 @@
+"""Rule rewards on completions in the R1-Zero format `<think> ... </think> <answer> ... </answer>`.
+
+One parser serves every consumer (rewards, rejection sampling, evaluation), so a completion means the
+same thing everywhere. Everything here reads model output, which is hostile input: regular expressions
+with no nested quantifiers, bounded input, no eval.
+"""
+from __future__ import annotations
+
+import re
+
+from r1mini.tasks import Problem, get_task
+
+MAX_COMPLETION_CHARS = 20_000
+TAGS = ("<think>", "</think>", "<answer>", "</answer>")
+_TAG = re.compile(r"</?(?:think|answer)>")
+# exactly one think block, then exactly one non-empty answer block, then nothing but whitespace
+_FORMAT = re.compile(r"\s*<think>(.*?)</think>\s*<answer>(.*?)</answer>\s*", re.DOTALL)
+REFLECTION_WORDS = ("wait", "check", "verify", "等等", "检查", "验证")
+_STEP = re.compile(r"[=＝]")
+
+
+def parse_completion(completion: str) -> tuple[str, str] | None:
+    """(think, answer) of a well-formed completion, or None. Extra, nested or reordered tags -> None."""
+    if not isinstance(completion, str) or len(completion) > MAX_COMPLETION_CHARS:
+        return None
+    m = _FORMAT.fullmatch(completion)
+    if m is None or _TAG.search(m.group(1)) or _TAG.search(m.group(2)):
+        return None
+    think, answer = m.group(1).strip(), m.group(2).strip()
+    return (think, answer) if answer else None
+
+
+def extract_answer(completion: str) -> str | None:
+    """The text of the answer block: the last `<answer>...</answer>` if any; None when there is none.
+
+    Lenient on purpose (an accuracy reward should not also be a format reward): the answer is found even
+    when the think block is missing. format_reward is the strict one.
+    """
+    if not isinstance(completion, str) or len(completion) > MAX_COMPLETION_CHARS:
+        return None
+    end = completion.rfind("</answer>")
+    start = completion.rfind("<answer>", 0, end if end >= 0 else None)
+    if start < 0 or end < 0:
+        return None
+    answer = completion[start + len("<answer>"):end].strip()
+    return answer or None
+
+
+def format_reward(completion: str) -> float:
+    """1.0 for exactly `<think>...</think><answer>non-empty</answer>` (whitespace around is fine), else 0.0."""
+    return 1.0 if parse_completion(completion) is not None else 0.0
+
+
+def accuracy_reward(completion: str, problem: Problem) -> float:
+    answer = extract_answer(completion)
+    return 1.0 if answer is not None and get_task(problem.task).check(answer, problem) else 0.0
+
+
+def is_step_by_step(completion: str) -> bool:
+    """A completion reasons step by step when its think block holds more than one equation."""
+    parsed = parse_completion(completion)
+    think = parsed[0] if parsed else completion.split("</think>")[0]
+    return len(_STEP.findall(think[:MAX_COMPLETION_CHARS])) > 1
+
+
+def count_reflection_words(text: str) -> int:
+    low = text[:MAX_COMPLETION_CHARS].lower()
+    return sum(low.count(w) for w in REFLECTION_WORDS)

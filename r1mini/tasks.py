@@ -1,0 +1,431 @@
+"""Reasoning tasks with exact verifiers: addition, multiplication, linear equations, countdown.
+
+Each task draws problems from a seeded `random.Random`, writes worked solutions in several styles, and
+checks an answer string. The styles are what the small-scale experiment needs (DESIGN.md):
+
+- "direct": the answer at once. A small model is bad at this, which leaves RL something better to find.
+- "steps": one small step per line of thought (digit by digit, with a running partial result).
+- "reflect": steps with one slip, then "wait, let me check", the check and the correction.
+- "wrong": steps with an uncorrected slip, so the answer is wrong (pretraining text is not all clean).
+Solutions are written in English or Chinese, or switch language part-way ("mixed").
+
+Checking never executes model text. Integers are matched with an ASCII-only regular expression; countdown
+expressions are parsed with `ast` into a whitelist (integer literals, + - * /, parentheses) of bounded
+length and depth, then evaluated exactly with Fractions.
+
+Held-out problems: a problem belongs to the "test" split when a hash of its canonical key falls in the
+bottom `HELDOUT_PERCENT`; training draws reject those, so every evaluation is on unseen problems.
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import random
+import re
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+HELDOUT_PERCENT = 10
+STYLES = ("direct", "steps", "reflect", "wrong")
+LANGS = ("en", "zh", "mixed")
+MAX_ANSWER_CHARS = 200
+
+_INT = re.compile(r"-?[0-9]{1,30}", re.ASCII)
+_LINEAR_ANSWER = re.compile(r"(?:x\s*=\s*)?(-?[0-9]{1,30})", re.ASCII)
+
+
+@dataclass
+class Problem:
+    task: str
+    question: str
+    lang: str  # language of the question, "en" or "zh"
+    answer: str  # a canonical correct answer
+    data: dict = field(default_factory=dict)  # operands, for writing solutions
+
+
+def split_of(task: str, key: str) -> str:
+    h = int.from_bytes(hashlib.sha256(f"{task}:{key}".encode()).digest()[:8], "big")
+    return "test" if h % 100 < HELDOUT_PERCENT else "train"
+
+
+def parse_int(answer: str) -> int | None:
+    if not isinstance(answer, str) or len(answer) > MAX_ANSWER_CHARS:
+        return None
+    m = _INT.fullmatch(answer.strip())
+    return int(m.group()) if m else None
+
+
+def _say(lang: str, en: str, zh: str) -> str:
+    return zh if lang == "zh" else en
+
+
+class Task:
+    """One kind of problem. Subclasses define draw, key, question, solve and the worked steps."""
+    name = "task"
+
+    def sample(self, rng: random.Random, split: str = "train", lang: str = "en") -> Problem:
+        if split not in ("train", "test"):
+            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        for _ in range(10_000):
+            data = self.draw(rng)
+            if split_of(self.name, self.key(data)) == split:
+                return Problem(self.name, self.question(data, lang, rng), lang, self.solve(data), data)
+        raise RuntimeError(f"{self.name}: no {split} problem found; is the problem space too small?")
+
+    def check(self, answer: str, problem: Problem) -> bool:
+        try:
+            value = parse_int(answer)
+            return value is not None and value == int(problem.answer)
+        except Exception:  # a checker is called on model output: it must never raise
+            return False
+
+    def solution(self, problem: Problem, style: str, lang: str, rng: random.Random) -> tuple[str, str]:
+        """A worked solution: (reasoning text, the answer it reaches). lang "mixed" switches part-way."""
+        if style not in STYLES or lang not in LANGS:
+            raise ValueError(f"style must be in {STYLES} and lang in {LANGS}")
+        if style == "direct":
+            return self.direct(problem.data, "zh" if lang == "zh" else "en"), problem.answer
+        slip = style in ("reflect", "wrong")
+        steps, answer = self.steps(problem.data, rng, slip=slip, corrected=style == "reflect")
+        if lang == "mixed":  # start in one language, finish in the other
+            first = rng.choice(["en", "zh"])
+            cut = rng.randint(1, max(1, len(steps) - 1))
+            langs = [first] * cut + [("zh" if first == "en" else "en")] * (len(steps) - cut)
+        else:
+            langs = [lang] * len(steps)
+        return " ".join(_say(lg, en, zh) for (en, zh), lg in zip(steps, langs)), answer
+
+    # subclasses
+    def draw(self, rng: random.Random) -> dict: raise NotImplementedError
+    def key(self, data: dict) -> str: raise NotImplementedError
+    def question(self, data: dict, lang: str, rng: random.Random) -> str: raise NotImplementedError
+    def solve(self, data: dict) -> str: raise NotImplementedError
+    def direct(self, data: dict, lang: str) -> str: raise NotImplementedError
+    def steps(self, data: dict, rng: random.Random, slip: bool, corrected: bool) -> tuple[list, str]:
+        raise NotImplementedError
+
+
+WAIT = ("Wait, let me check: {expr} = {right}, not {wrong}.", "等等，检查一下：{expr} = {right}，不是 {wrong}。")
+
+
+def column_steps(xs: list[int], ys: list[int], op: str, rng: random.Random, slip: bool, corrected: bool):
+    """Digit-by-digit addition or (one-digit) multiplication from the right, with a running partial result.
+
+    xs, ys: digits from least significant; for op "*", ys holds the single multiplier digit repeated.
+    A slip makes one column's value off by one; corrected, it is followed by a check and the right value.
+    """
+    steps, carry, partial = [], 0, ""
+    slip_col = rng.randrange(len(xs)) if slip else -1
+    for i, (x, y) in enumerate(zip(xs, ys)):
+        expr = f"{x} + {y}" if op == "+" else f"{x} × {y}"
+        if carry:
+            expr += f" + {carry}"
+        value = (x + y if op == "+" else x * y) + carry
+        last = i == len(xs) - 1
+        if i == slip_col:
+            wrong = value + 1 if value == 0 or rng.random() < 0.5 else value - 1
+            if corrected:
+                steps.append((f"{expr} = {wrong}.", f"{expr} = {wrong}。"))
+                steps.append(tuple(t.format(expr=expr, right=value, wrong=wrong) for t in WAIT))
+            else:
+                value = wrong
+        digit, carry = value % 10, value // 10
+        partial = (str(value) if last else str(digit)) + partial
+        en = f"{expr} = {value}, so far {partial}" + (f", carry {carry}." if carry and not last else ".")
+        zh = f"{expr} = {value}，目前是 {partial}" + (f"，进 {carry}。" if carry and not last else "。")
+        steps.append((en, zh))
+    return steps, str(int(partial))
+
+
+def digits(n: int) -> list[int]:
+    return [int(c) for c in reversed(str(n))]
+
+
+class Addition(Task):
+    name = "add"
+
+    def __init__(self, min_digits: int = 2, max_digits: int = 3):
+        self.min_digits, self.max_digits = min_digits, max_digits
+
+    def draw(self, rng):
+        def number():
+            n = rng.randint(self.min_digits, self.max_digits)
+            return rng.randint(10 ** (n - 1), 10 ** n - 1)
+        return {"a": number(), "b": number()}
+
+    def key(self, d):
+        return f"{d['a']}+{d['b']}"
+
+    def question(self, d, lang, rng):
+        a, b = d["a"], d["b"]
+        if lang == "zh":
+            return rng.choice([f"{a} 加 {b} 等于多少？", f"计算 {a} + {b}。", f"求 {a} 与 {b} 的和。"])
+        return rng.choice([f"What is {a} + {b}?", f"Compute {a} + {b}.", f"Find the sum of {a} and {b}."])
+
+    def solve(self, d):
+        return str(d["a"] + d["b"])
+
+    def direct(self, d, lang):
+        return f"{d['a']} + {d['b']} = {self.solve(d)}" + ("。" if lang == "zh" else ".")
+
+    def steps(self, d, rng, slip, corrected):
+        xs, ys = digits(d["a"]), digits(d["b"])
+        width = max(len(xs), len(ys))
+        xs, ys = xs + [0] * (width - len(xs)), ys + [0] * (width - len(ys))
+        intro = ("Add digit by digit from the right.", "从右往左逐位相加。")
+        steps, answer = column_steps(xs, ys, "+", rng, slip, corrected)
+        return [intro] + steps + [(f"The sum is {answer}.", f"和是 {answer}。")], answer
+
+
+class Multiplication(Task):
+    name = "mul"
+
+    def __init__(self, a_digits: tuple[int, int] = (2, 3), b_digits: tuple[int, int] = (1, 1)):
+        self.a_digits, self.b_digits = tuple(a_digits), tuple(b_digits)
+
+    def draw(self, rng):
+        na, nb = rng.randint(*self.a_digits), rng.randint(*self.b_digits)
+        return {"a": rng.randint(10 ** (na - 1), 10 ** na - 1), "b": rng.randint(max(2, 10 ** (nb - 1)), 10 ** nb - 1)}
+
+    def key(self, d):
+        return f"{d['a']}*{d['b']}"
+
+    def question(self, d, lang, rng):
+        a, b = d["a"], d["b"]
+        if lang == "zh":
+            return rng.choice([f"{a} 乘 {b} 等于多少？", f"计算 {a} × {b}。", f"求 {a} 与 {b} 的积。"])
+        return rng.choice([f"What is {a} × {b}?", f"Compute {a} × {b}.", f"Find the product of {a} and {b}."])
+
+    def solve(self, d):
+        return str(d["a"] * d["b"])
+
+    def direct(self, d, lang):
+        return f"{d['a']} × {d['b']} = {self.solve(d)}" + ("。" if lang == "zh" else ".")
+
+    def steps(self, d, rng, slip, corrected):
+        a, b = d["a"], d["b"]
+        if b < 10:  # one multiplier digit: the column method, like addition
+            intro = ("Multiply digit by digit from the right.", "从右往左逐位相乘。")
+            steps, answer = column_steps(digits(a), [b] * len(digits(a)), "*", rng, slip, corrected)
+            return [intro] + steps + [(f"The product is {answer}.", f"积是 {answer}。")], answer
+        # several multiplier digits: one partial product per digit, then their sum
+        parts = [a * dg * 10 ** i for i, dg in enumerate(digits(b)) if dg]
+        terms = [f"{a} × {dg * 10 ** i}" for i, dg in enumerate(digits(b)) if dg]
+        steps = [(f"Split {b}: {a} × {b} = {' + '.join(terms)}.", f"拆开 {b}：{a} × {b} = {' + '.join(terms)}。")]
+        slip_at = rng.randrange(len(parts)) if slip else -1
+        for i, (term, part) in enumerate(zip(terms, parts)):
+            if i == slip_at:
+                wrong = part + rng.choice([-1, 1]) * 10 ** rng.randint(0, len(str(part)) - 1)
+                if corrected:
+                    steps.append((f"{term} = {wrong}.", f"{term} = {wrong}。"))
+                    steps.append(tuple(t.format(expr=term, right=part, wrong=wrong) for t in WAIT))
+                else:
+                    parts[i] = part = wrong
+            steps.append((f"{term} = {part}.", f"{term} = {part}。"))
+        answer = str(sum(parts))
+        total = " + ".join(map(str, parts))
+        steps.append((f"{total} = {answer}. The product is {answer}.", f"{total} = {answer}。积是 {answer}。"))
+        return steps, answer
+
+
+class LinearEquation(Task):
+    """a x + b = c with an integer solution."""
+    name = "linear"
+
+    def __init__(self, max_coef: int = 9, max_x: int = 20):
+        self.max_coef, self.max_x = max_coef, max_x
+
+    def draw(self, rng):
+        a = rng.randint(2, self.max_coef)
+        x = rng.randint(-self.max_x, self.max_x)
+        b = rng.randint(1, 10 * self.max_coef) * rng.choice([-1, 1])
+        return {"a": a, "b": b, "x": x, "c": a * x + b}
+
+    def key(self, d):
+        return f"{d['a']}x+{d['b']}={d['c']}"
+
+    @staticmethod
+    def equation(d):
+        sign = "+" if d["b"] > 0 else "-"
+        return f"{d['a']}x {sign} {abs(d['b'])} = {d['c']}"
+
+    def question(self, d, lang, rng):
+        eq = self.equation(d)
+        if lang == "zh":
+            return rng.choice([f"解方程 {eq}。", f"求 x：{eq}。"])
+        return rng.choice([f"Solve {eq}.", f"Find x if {eq}."])
+
+    def solve(self, d):
+        return str(d["x"])
+
+    def check(self, answer, problem):
+        try:
+            if not isinstance(answer, str) or len(answer) > MAX_ANSWER_CHARS:
+                return False
+            m = _LINEAR_ANSWER.fullmatch(answer.strip())
+            return m is not None and int(m.group(1)) == int(problem.answer)
+        except Exception:
+            return False
+
+    def direct(self, d, lang):
+        return f"{self.equation(d)}, x = {d['x']}" + ("。" if lang == "zh" else ".")
+
+    def steps(self, d, rng, slip, corrected):
+        a, b, c, x = d["a"], d["b"], d["c"], d["x"]
+        rhs = c - b
+        ax = f"{c} - {b}" if b > 0 else f"{c} + {-b}"
+        move, verb = ("Subtract", "减") if b > 0 else ("Add", "加")
+        first = lambda v: (f"{move} {abs(b)} on both sides: {a}x = {ax} = {v}.", f"两边{verb} {abs(b)}：{a}x = {ax} = {v}。")
+        if not slip:
+            steps = [first(rhs)]
+        else:
+            wrong = rhs + rng.choice([-1, 1]) * a  # still divisible by a, so the slip does not show
+            steps = [first(wrong)]
+            if corrected:
+                steps.append(tuple(t.format(expr=ax, right=rhs, wrong=wrong) for t in WAIT))
+                steps.append((f"So {a}x = {rhs}.", f"所以 {a}x = {rhs}。"))
+            else:
+                rhs, x = wrong, wrong // a
+        steps.append((f"Divide by {a}: x = {rhs} / {a} = {x}.", f"两边除以 {a}：x = {rhs} / {a} = {x}。"))
+        return steps, str(x)
+
+
+# -- countdown: reach the target with each given number used exactly once ------------------------------
+
+_EXPR_CHARS = re.compile(r"[0-9+\-*/() ]+", re.ASCII)
+_OPS = {ast.Add: lambda x, y: x + y, ast.Sub: lambda x, y: x - y, ast.Mult: lambda x, y: x * y,
+        ast.Div: lambda x, y: x / y}
+MAX_NESTING = 12
+
+
+def evaluate_expression(text: str) -> tuple[Fraction, list[int]] | None:
+    """Value and integer literals of an arithmetic expression, or None if it is not one we accept.
+
+    Only ASCII digits, + - * /, parentheses and spaces, at most MAX_ANSWER_CHARS characters and
+    MAX_NESTING levels of parentheses; literals below 10^6; exact rational arithmetic; x/0 is None.
+    """
+    if not isinstance(text, str) or len(text) > MAX_ANSWER_CHARS or not _EXPR_CHARS.fullmatch(text):
+        return None
+    depth = 0
+    for ch in text:  # bound the depth before ast sees it: deep nesting can exhaust the parser's stack
+        depth += (ch == "(") - (ch == ")")
+        if depth > MAX_NESTING or depth < 0:
+            return None
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    literals: list[int] = []
+
+    def value(node) -> Fraction:
+        if isinstance(node, ast.Constant) and type(node.value) is int and 0 <= node.value < 10 ** 6:
+            literals.append(node.value)
+            return Fraction(node.value)
+        if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+            return _OPS[type(node.op)](value(node.left), value(node.right))
+        raise ValueError("not allowed")
+
+    try:
+        return value(tree.body), literals
+    except (ValueError, ZeroDivisionError, RecursionError):
+        return None
+
+
+class Countdown(Task):
+    """Reach the target with + - * / using each given number exactly once (the TinyZero/R1 favourite)."""
+    name = "countdown"
+
+    def __init__(self, n_numbers: int = 4, max_number: int = 25, max_target: int = 200):
+        self.n_numbers, self.max_number, self.max_target = n_numbers, max_number, max_target
+
+    def draw(self, rng):
+        while True:
+            nums = [rng.randint(1, self.max_number) for _ in range(self.n_numbers)]
+            # build a random left-to-right chain over a shuffled order; keep integer, positive results
+            order = nums[:]
+            rng.shuffle(order)
+            expr, val, ops = str(order[0]), order[0], []
+            for n in order[1:]:
+                choices = ["+", "*"] + (["-"] if val > n else []) + (["/"] if val % n == 0 and n > 1 else [])
+                op = rng.choice(choices)
+                new = {"+": val + n, "-": val - n, "*": val * n, "/": val // n}[op]
+                ops.append((val, op, n, new))
+                expr = f"({expr}) {op} {n}" if op in "*/" and len(ops) > 1 and ops[-2][1] in "+-" else f"{expr} {op} {n}"
+                val = new
+            if 1 <= val <= self.max_target:
+                return {"numbers": nums, "target": val, "expr": expr, "chain": ops}
+
+    def key(self, d):
+        return f"{sorted(d['numbers'])}->{d['target']}"
+
+    def question(self, d, lang, rng):
+        nums = ", ".join(map(str, d["numbers"]))
+        if lang == "zh":
+            return f"用数字 {nums} 各一次，通过 + - * / 得到 {d['target']}。"
+        return f"Using the numbers {nums} once each, with + - * /, make {d['target']}."
+
+    def solve(self, d):
+        return d["expr"]
+
+    def check(self, answer, problem):
+        try:
+            result = evaluate_expression(answer)
+            if result is None:
+                return False
+            val, literals = result
+            return val == int(problem.data["target"]) and sorted(literals) == sorted(problem.data["numbers"])
+        except Exception:
+            return False
+
+    def direct(self, d, lang):
+        return f"{d['expr']} = {d['target']}" + ("。" if lang == "zh" else ".")
+
+    def steps(self, d, rng, slip, corrected):
+        steps = []
+        if slip:  # a dead end first: a wrong combination, noticed (reflect) or believed (wrong)
+            a, b = rng.sample(d["numbers"], 2)
+            off = a * b + a + b
+            if corrected:
+                steps.append((f"Try {a} × {b} + {a + b} = {off}.", f"试试 {a} × {b} + {a + b} = {off}。"))
+                steps.append((f"Wait, let me check: {off} is not {d['target']}. Try another way.",
+                              f"等等，检查一下：{off} 不是 {d['target']}。换一种方法。"))
+            else:
+                steps.append((f"{a} × {b} = {a * b}. This makes {d['target']}.", f"{a} × {b} = {a * b}。这就得到 {d['target']}。"))
+                return steps, f"{a} * {b}"
+        for x, op, y, z in d["chain"]:
+            steps.append((f"{x} {op} {y} = {z}.", f"{x} {op} {y} = {z}。"))
+        steps.append((f"So {d['expr']} = {d['target']}.", f"所以 {d['expr']} = {d['target']}。"))
+        return steps, d["expr"]
+
+
+TASKS: dict[str, Task] = {
+    "add": Addition(),
+    "mul": Multiplication(),
+    "linear": LinearEquation(),
+    "countdown": Countdown(),
+}
+
+# task mixtures per preset; difficulty knobs as constructor arguments
+SUITES: dict[str, dict[str, dict]] = {
+    "toy": {"add": dict(min_digits=1, max_digits=2)},
+    "cpu": {"add": dict(min_digits=3, max_digits=3), "mul": dict(a_digits=(2, 3), b_digits=(1, 1))},
+    "gpu": {"add": dict(min_digits=3, max_digits=5), "mul": dict(a_digits=(2, 3), b_digits=(1, 2)),
+            "linear": dict(), "countdown": dict(n_numbers=4)},
+}
+
+
+def get_task(name: str, **knobs) -> Task:
+    """The task called `name`, with difficulty knobs overridden (e.g. get_task("add", max_digits=5))."""
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; choose from {sorted(TASKS)}")
+    if not knobs:
+        return TASKS[name]
+    task = type(TASKS[name]).__new__(type(TASKS[name]))
+    task.__dict__.update({**TASKS[name].__dict__, **knobs})
+    return task
+
+
+def suite(preset: str) -> dict[str, Task]:
+    if preset not in SUITES:
+        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(SUITES)}")
+    return {name: get_task(name, **knobs) for name, knobs in SUITES[preset].items()}

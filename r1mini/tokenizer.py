@@ -1,0 +1,197 @@
+"""
+Byte-level BPE tokenizer for r1mini: trained here in pure Python, served by tiktoken.
+
+Training (`train_bpe`) produces tiktoken-style mergeable ranks: the 256 single bytes
+get ranks 0..255 and every merge gets the next rank, so tiktoken's "merge the
+lowest-rank pair" encoding reproduces our BPE exactly. Special tokens sit right
+after the BPE ranks. Pre-tokenization follows GPT-4's split pattern, except that
+every digit is its own chunk (arithmetic is learned digit by digit) and the R1
+tags <think>, </think>, <answer>, </answer> are kept whole so each can become one token.
+"""
+
+from __future__ import annotations
+
+import base64
+import heapq
+import json
+import os
+import tempfile
+from collections import Counter, defaultdict
+from typing import Iterable
+
+import regex  # tiktoken itself depends on `regex`, so it is always installed alongside it
+import tiktoken
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
+
+# GPT-4 (cl100k) split pattern with two changes: the tag alternative comes first so a tag
+# is never broken up by the punctuation rule, and \p{N} replaces \p{N}{1,3}.
+PATTERN = (
+    r""" ?</?(?:think|answer)>|(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"""
+    r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
+
+RANKS_FILE, CONFIG_FILE = "tokenizer.tiktoken", "tokenizer.json"
+
+
+def train_bpe(texts: Iterable[str], vocab_size: int) -> dict[bytes, int]:
+    """Learn byte-level BPE ranks (bytes -> rank) until `vocab_size` ranks exist or no pair repeats."""
+    if vocab_size < 256:
+        raise ValueError(f"vocab_size must be >= 256 (the single-byte tokens), got {vocab_size}")
+    pat = regex.compile(PATTERN)
+    chunks: Counter[str] = Counter()
+    for text in texts:
+        chunks.update(pat.findall(text))
+    # Each distinct chunk is trained once, weighted by its frequency; merges never cross chunks.
+    words = [list(c.encode("utf-8")) for c in chunks]
+    freqs = list(chunks.values())
+    vocab = [bytes([i]) for i in range(256)]  # token id -> bytes; token id == rank
+    ranks = {b: i for i, b in enumerate(vocab)}
+
+    counts: defaultdict[tuple[int, int], int] = defaultdict(int)
+    where: defaultdict[tuple[int, int], set[int]] = defaultdict(set)  # pair -> words that (may) hold it
+    for i, w in enumerate(words):
+        for p in zip(w, w[1:]):
+            counts[p] += freqs[i]
+            where[p].add(i)
+    # Max-heap keyed by (count, bytes) for deterministic tie-breaks. Entries go stale when counts
+    # drop; a popped stale entry is re-pushed with its current count, so the top is always right.
+    key = lambda p: (-counts[p], vocab[p[0]], vocab[p[1]])
+    heap = [(*key(p), p) for p in counts]
+    heapq.heapify(heap)
+
+    while len(vocab) < vocab_size and heap:
+        negc, _, _, pair = heapq.heappop(heap)
+        if -negc != counts.get(pair, 0):
+            if counts.get(pair, 0) > 0:
+                heapq.heappush(heap, (*key(pair), pair))
+            continue
+        if -negc < 2:
+            break
+        merged = vocab[pair[0]] + vocab[pair[1]]
+        # The same bytes can arise from a different split (a+bc vs ab+c): reuse the existing rank,
+        # since tiktoken identifies tokens by bytes, not by the merge that made them.
+        new = ranks.get(merged)
+        if new is None:
+            new = ranks[merged] = len(vocab)
+            vocab.append(merged)
+        touched: set[tuple[int, int]] = set()
+        for i in where.pop(pair):
+            w, f = words[i], freqs[i]
+            if len(w) < 2:
+                continue
+            out, j = [], 0
+            while j < len(w):
+                if j + 1 < len(w) and w[j] == pair[0] and w[j + 1] == pair[1]:
+                    out.append(new)
+                    j += 2
+                else:
+                    out.append(w[j])
+                    j += 1
+            if len(out) == len(w):
+                continue  # stale membership: the pair left this word in an earlier merge
+            for p in zip(w, w[1:]):
+                counts[p] -= f
+            for p in zip(out, out[1:]):
+                counts[p] += f
+                where[p].add(i)
+                if new in p:
+                    touched.add(p)
+            words[i] = out
+        counts.pop(pair, None)
+        # Only pairs containing the new token can have gained count; everything else only shrank.
+        for p in touched:
+            if counts[p] > 0:
+                heapq.heappush(heap, (*key(p), p))
+    return ranks
+
+
+class Tokenizer:
+    """A trained BPE plus the chat special tokens, wrapping a `tiktoken.Encoding`."""
+
+    def __init__(self, mergeable_ranks: dict[bytes, int], name: str = "r1mini", pattern: str = PATTERN):
+        n = len(mergeable_ranks)
+        if sorted(mergeable_ranks.values()) != list(range(n)):
+            raise ValueError("mergeable ranks must be exactly 0..n-1")
+        self.ranks = mergeable_ranks
+        self.name, self.pattern = name, pattern
+        self.special_tokens = {s: n + i for i, s in enumerate(SPECIAL_TOKENS)}
+        self.enc = tiktoken.Encoding(name, pat_str=pattern, mergeable_ranks=mergeable_ranks,
+                                     special_tokens=self.special_tokens)
+
+    @classmethod
+    def train(cls, texts: Iterable[str], vocab_size: int) -> Tokenizer:
+        return cls(train_bpe(texts, vocab_size))
+
+    # Special-token strings in user text stay ordinary text, so data can never inject control tokens.
+    def encode(self, text: str) -> list[int]:
+        return self.enc.encode_ordinary(text)
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return self.enc.encode_ordinary_batch(texts)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self.enc.decode(list(ids), errors="replace")
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        return self.enc.decode_bytes(list(ids))
+
+    def special(self, name: str) -> int:
+        if name not in self.special_tokens:
+            raise KeyError(f"unknown special token {name!r}; known: {SPECIAL_TOKENS}")
+        return self.special_tokens[name]
+
+    @property
+    def eot_id(self) -> int:
+        return self.special_tokens["<|endoftext|>"]
+
+    @property
+    def vocab_size(self) -> int:
+        return self.enc.n_vocab
+
+    def save(self, directory: str | os.PathLike) -> None:
+        os.makedirs(directory, exist_ok=True)
+        ranks = "".join(f"{base64.b64encode(b).decode()} {r}\n"
+                        for b, r in sorted(self.ranks.items(), key=lambda kv: kv[1]))
+        config = json.dumps({"name": self.name, "pattern": self.pattern,
+                             "special_tokens": self.special_tokens}, indent=2)
+        _write_atomic(os.path.join(directory, RANKS_FILE), ranks)
+        _write_atomic(os.path.join(directory, CONFIG_FILE), config + "\n")
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> Tokenizer:
+        paths = [os.path.join(directory, f) for f in (RANKS_FILE, CONFIG_FILE)]
+        for path in paths:
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"missing {path}: the tokenizer is saved into the checkpoint "
+                                        f"directory by pretrain.py; point at that directory")
+        ranks: dict[bytes, int] = {}
+        with open(paths[0], encoding="ascii", errors="replace") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    tok, rank = line.split()
+                    ranks[base64.b64decode(tok, validate=True)] = int(rank)
+                except ValueError as e:  # binascii.Error is a ValueError too
+                    raise ValueError(f"{paths[0]}: malformed line {lineno}: {line.rstrip()!r}") from e
+        with open(paths[1], encoding="utf-8") as f:
+            config = json.load(f)
+        tok = cls(ranks, name=config["name"], pattern=config["pattern"])
+        if tok.special_tokens != config["special_tokens"]:
+            raise ValueError(f"{paths[1]}: special tokens {config['special_tokens']} do not match "
+                             f"{tok.special_tokens} (SPECIAL_TOKENS changed since this was saved?)")
+        return tok
+
+
+def _write_atomic(path: str, text: str) -> None:
+    # A crash mid-write must never leave a truncated tokenizer next to a good checkpoint.
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a saved tokenizer should be shareable
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
