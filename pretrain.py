@@ -132,6 +132,8 @@ def main(argv=None):
     seq_len = mcfg.block_size
     local_batch = cfg.batch_size // world
     logger = JsonlLogger(out / "log.jsonl") if rank == 0 else None
+    if logger is not None and state is not None:
+        logger.drop_after(step)  # rows of steps after the checkpoint would otherwise appear twice
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
 

@@ -145,6 +145,19 @@ class JsonlLogger:
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(json.dumps({**row, "time": round(time.time() - self.start, 2)}, ensure_ascii=False) + "\n")
 
+    def drop_after(self, step: int) -> None:
+        """On resume: forget the rows logged after the checkpoint's step, since those steps run again."""
+        if not is_main() or not self.path.exists():
+            return
+
+        def keep(line: str) -> bool:
+            try:
+                return json.loads(line).get("step", -1) <= step
+            except ValueError:  # a line cut short when the run was killed
+                return False
+        lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
+        self.path.write_text("".join(line for line in lines if line.strip() and keep(line)), encoding="utf-8")
+
 
 # -- checkpoints ----------------------------------------------------------------------------------------
 

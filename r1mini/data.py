@@ -40,7 +40,7 @@ def zero_completion(think: str, answer: str) -> str:
 class CorpusMix:
     """Shares of the pretraining corpus. Style shares apply to task documents and template conversations."""
     task_docs: float = 0.55
-    template_convs: float = 0.33  # the rest is facts and small talk
+    template_convs: float = 0.28  # the rest is facts and small talk
     zh: float = 0.2  # share of problems asked in Chinese
     steps: float = 0.20  # step by step (clean)
     reflect: float = 0.04  # step by step with a slip, "wait", and the correction
@@ -48,7 +48,7 @@ class CorpusMix:
     direct_wrong: float = 0.05  # a direct answer that is wrong
     zh_extra_wrong: float = 0.10  # Chinese step-by-step solutions: this much more often wrong
     mixed_lang: float = 0.3  # share of Chinese-prompted solutions that switch language
-    bad_format: float = 0.15  # template conversations with missing or misplaced tags
+    bad_format: float = 0.10  # template conversations with missing or misplaced tags
 
 
 def solution_for(task: Task, problem: Problem, mix: CorpusMix, rng: random.Random) -> tuple[str, str]:

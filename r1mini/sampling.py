@@ -7,6 +7,8 @@ sequence. `generate_no_cache` is the slow reference: it recomputes the whole seq
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from r1mini.model import KVCache, Transformer
@@ -51,13 +53,17 @@ def generate(model: Transformer, prompts: list[list[int]], max_new_tokens: int, 
     for i, p in enumerate(prompts):
         idx[i, P - len(p):] = torch.tensor(p, device=device)
     dtype = torch.bfloat16 if device.type == "cuda" else next(model.parameters()).dtype
+    # the cache is bf16 on CUDA, so the forward passes must run under bf16 autocast there: a float32
+    # query against bf16 keys is an error in scaled_dot_product_attention
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     cache = KVCache(cfg, B, P + max_new_tokens, device, dtype)
     cache.valid[:, :P] = torch.arange(P, device=device)[None] >= (P - lengths)[:, None]
     positions = (torch.arange(P, device=device)[None] - (P - lengths)[:, None]).clamp(min=0)
 
     was_training = model.training
     model.eval()
-    logits = model(idx, cache=cache, positions=positions)[:, -1]  # prefill: all prompts in one pass
+    with amp:
+        logits = model(idx, cache=cache, positions=positions)[:, -1]  # prefill: all prompts in one pass
     stop = torch.tensor(list(stop_ids) or [-1], device=device)
     out = torch.empty(B, max_new_tokens, dtype=torch.long, device=device)
     done = torch.zeros(B, dtype=torch.bool, device=device)
@@ -71,7 +77,8 @@ def generate(model: Transformer, prompts: list[list[int]], max_new_tokens: int, 
         if t == max_new_tokens - 1 or bool(done.all()):  # one sync per token; cheap next to the forward
             break
         cache.valid[:, P + t] = True
-        logits = model(tok[:, None], cache=cache, positions=(lengths + t)[:, None])[:, -1]
+        with amp:
+            logits = model(tok[:, None], cache=cache, positions=(lengths + t)[:, None])[:, -1]
     model.train(was_training)
 
     results = []

@@ -108,31 +108,37 @@ class Task:
 WAIT = ("Wait, let me check: {expr} = {right}, not {wrong}.", "等等，检查一下：{expr} = {right}，不是 {wrong}。")
 
 
-def column_steps(xs: list[int], ys: list[int], op: str, rng: random.Random, slip: bool, corrected: bool):
-    """Digit-by-digit addition or (one-digit) multiplication from the right, with a running partial result.
+def column_steps(a: int, b: int, op: str, rng: random.Random, slip: bool, corrected: bool):
+    """Digit-by-digit addition or one-digit multiplication from the right, with a running partial result.
 
-    xs, ys: digits from least significant; for op "*", ys holds the single multiplier digit repeated.
-    A slip makes one column's value off by one; corrected, it is followed by a check and the right value.
+    Each step restates what is left of the operands ("76 + 79:"), so the digits to combine always sit
+    just before the "+" and the ":" nearby: a tiny model finds them by looking a few tokens back instead
+    of counting positions inside the question. A slip makes one column's value off by one; corrected,
+    a check and the right value follow.
     """
+    n_cols = len(str(a)) if op == "*" else max(len(str(a)), len(str(b)))
     steps, carry, partial = [], 0, ""
-    slip_col = rng.randrange(len(xs)) if slip else -1
-    for i, (x, y) in enumerate(zip(xs, ys)):
+    slip_col = rng.randrange(n_cols) if slip else -1
+    for i in range(n_cols):
+        rest_a, rest_b = a // 10 ** i, (b if op == "*" else b // 10 ** i)
+        x, y = rest_a % 10, rest_b % 10
+        head = f"{rest_a} + {rest_b}" if op == "+" else f"{rest_a} × {rest_b}"
         expr = f"{x} + {y}" if op == "+" else f"{x} × {y}"
         if carry:
             expr += f" + {carry}"
         value = (x + y if op == "+" else x * y) + carry
-        last = i == len(xs) - 1
+        last = i == n_cols - 1
         if i == slip_col:
             wrong = value + 1 if value == 0 or rng.random() < 0.5 else value - 1
             if corrected:
-                steps.append((f"{expr} = {wrong}.", f"{expr} = {wrong}。"))
+                steps.append((f"{head}: {expr} = {wrong}.", f"{head}：{expr} = {wrong}。"))
                 steps.append(tuple(t.format(expr=expr, right=value, wrong=wrong) for t in WAIT))
             else:
                 value = wrong
         digit, carry = value % 10, value // 10
         partial = (str(value) if last else str(digit)) + partial
-        en = f"{expr} = {value}, so far {partial}" + (f", carry {carry}." if carry and not last else ".")
-        zh = f"{expr} = {value}，目前是 {partial}" + (f"，进 {carry}。" if carry and not last else "。")
+        en = f"{head}: {expr} = {value}, so far {partial}" + (f", carry {carry}." if carry and not last else ".")
+        zh = f"{head}：{expr} = {value}，目前是 {partial}" + (f"，进 {carry}。" if carry and not last else "。")
         steps.append((en, zh))
     return steps, str(int(partial))
 
@@ -169,11 +175,8 @@ class Addition(Task):
         return f"{d['a']} + {d['b']} = {self.solve(d)}" + ("。" if lang == "zh" else ".")
 
     def steps(self, d, rng, slip, corrected):
-        xs, ys = digits(d["a"]), digits(d["b"])
-        width = max(len(xs), len(ys))
-        xs, ys = xs + [0] * (width - len(xs)), ys + [0] * (width - len(ys))
         intro = ("Add digit by digit from the right.", "从右往左逐位相加。")
-        steps, answer = column_steps(xs, ys, "+", rng, slip, corrected)
+        steps, answer = column_steps(d["a"], d["b"], "+", rng, slip, corrected)
         return [intro] + steps + [(f"The sum is {answer}.", f"和是 {answer}。")], answer
 
 
@@ -206,7 +209,7 @@ class Multiplication(Task):
         a, b = d["a"], d["b"]
         if b < 10:  # one multiplier digit: the column method, like addition
             intro = ("Multiply digit by digit from the right.", "从右往左逐位相乘。")
-            steps, answer = column_steps(digits(a), [b] * len(digits(a)), "*", rng, slip, corrected)
+            steps, answer = column_steps(a, b, "*", rng, slip, corrected)
             return [intro] + steps + [(f"The product is {answer}.", f"积是 {answer}。")], answer
         # several multiplier digits: one partial product per digit, then their sum
         parts = [a * dg * 10 ** i for i, dg in enumerate(digits(b)) if dg]
@@ -369,7 +372,7 @@ class Countdown(Task):
 
     def check(self, answer, problem):
         try:
-            result = evaluate_expression(answer)
+            result = evaluate_expression(answer.strip())  # surrounding whitespace is fine, as for integers
             if result is None:
                 return False
             val, literals = result

@@ -1,0 +1,133 @@
+"""End to end: pretrain.py and eval.py as a user runs them (subprocesses, toy preset), and resuming."""
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from r1mini.common import load_checkpoint
+from r1mini.sampling import generate
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+
+def run(*args, timeout=120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def log_rows(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pretrain") / "base"
+    r = run("pretrain.py", "--preset", "toy", "--out", out, "--max_steps", 20)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return out
+
+
+def test_pretrain_writes_a_checkpoint(base):
+    for f in ["model.pt", "model.json", "tokenizer.tiktoken", "tokenizer.json", "meta.json", "log.jsonl",
+              "train_state.pt"]:
+        assert (base / f).is_file(), f
+    meta = json.loads((base / "meta.json").read_text())
+    assert meta["stage"] == "base" and meta["step"] == 20 and meta["done"] is True
+    assert meta["preset"] == "toy" and meta["config"]["max_steps"] == 20
+    rows = log_rows(base)
+    assert [r["step"] for r in rows] == [5, 10, 15, 20]  # toy logs every 5 steps
+    assert rows[-1]["loss"] < rows[0]["loss"] - 0.3  # it learned something
+    assert "val_loss" in rows[-1]
+
+
+def test_checkpoint_loads_and_generates(base):
+    model, tok, meta = load_checkpoint(base, expect_stage="base")
+    assert model.cfg.vocab_size == tok.vocab_size and meta["step"] == 20
+    prompts = [tok.encode("Question: What is 12 + 34?\nSolution:"), tok.encode("Hello")]
+    outs = generate(model, prompts, 10, temperature=0.8, stop_ids=[tok.eot_id], pad_id=tok.eot_id,
+                    generator=torch.Generator().manual_seed(0))
+    assert all(1 <= len(o) <= 10 and all(0 <= t < tok.vocab_size for t in o) for o in outs)
+    assert all(isinstance(tok.decode(o), str) for o in outs)
+
+
+def test_resume_continues(base, tmp_path):
+    out = tmp_path / "base"
+    shutil.copytree(base, out)
+    r = run("pretrain.py", "--preset", "toy", "--out", out, "--max_steps", 30)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "resuming" in r.stdout and "from step 20" in r.stdout
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["step"] == 30 and meta["done"] is True
+    steps = [row["step"] for row in log_rows(out)]
+    assert steps == [5, 10, 15, 20, 25, 30]
+    # the tokenizer of the first run was kept, not retrained
+    assert (out / "tokenizer.tiktoken").read_bytes() == (base / "tokenizer.tiktoken").read_bytes()
+
+
+def test_bad_arguments(tmp_path):
+    r = run("pretrain.py", "--preset", "nope", "--out", tmp_path / "x")
+    assert r.returncode != 0
+    assert "nope" in r.stderr and all(p in r.stderr for p in ("toy", "cpu", "gpu"))
+    r = run("pretrain.py", "--preset", "toy", "--out", tmp_path / "x", "--max_steps", -1)
+    assert r.returncode != 0 and "max_steps" in r.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_eval_on_the_checkpoint(base):
+    r = run("eval.py", "--preset", "toy", "--init", base)
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("task"))
+    rows = [line.split() for line in lines[header + 1:] if line.startswith("add")]
+    assert [row[1] for row in rows] == ["en", "zh"]
+    for row in rows:
+        values = [float(v) for v in row[2:]]
+        assert len(values) == 9
+        assert all(0 <= v <= 1 for v in values[:5])  # pass@1, pass@k, cons@k, format, steps%
+        assert all(math.isnan(v) or 0 <= v <= 1 for v in values[5:7])  # accuracies: nan when no such answer
+        assert values[7] >= 0 and values[8] >= 0  # length, reflection words
+
+
+def test_interrupted_run_resumes_exactly(tmp_path, monkeypatch):
+    """Interrupt a run between checkpoints, rerun it: the result equals the uninterrupted run's, bit for bit."""
+    sys.path.insert(0, str(ROOT))
+    import pretrain
+
+    argv = lambda out: ["--preset", "toy", "--out", str(out), "--device", "cpu", "--train_docs", "300",
+                        "--val_docs", "60", "--tokenizer_docs", "200", "--max_steps", "12", "--ckpt_every", "6",
+                        "--eval_every", "6", "--log_every", "3"]
+    pretrain.main(argv(tmp_path / "whole"))
+
+    class Interrupted(Exception):
+        pass
+
+    calls = {"n": 0}
+    real = pretrain.random_windows
+
+    def flaky(*args, **kw):  # steps 1-6, 2 eval batches at step 6, steps 7-10, then the 11th step dies
+        calls["n"] += 1
+        if calls["n"] == 6 + 2 + 4 + 1:
+            raise Interrupted
+        return real(*args, **kw)
+
+    monkeypatch.setattr(pretrain, "random_windows", flaky)
+    with pytest.raises(Interrupted):
+        pretrain.main(argv(tmp_path / "cut"))
+    assert json.loads((tmp_path / "cut" / "meta.json").read_text())["step"] == 6
+    monkeypatch.setattr(pretrain, "random_windows", real)
+    pretrain.main(argv(tmp_path / "cut"))
+
+    whole = torch.load(tmp_path / "whole" / "model.pt", weights_only=True)
+    cut = torch.load(tmp_path / "cut" / "model.pt", weights_only=True)
+    assert whole.keys() == cut.keys()
+    assert all(torch.equal(whole[k], cut[k]) for k in whole)
+    drop_time = lambda rows: [{k: v for k, v in r.items() if k not in ("time", "tokens_per_s")} for r in rows]
+    assert drop_time(log_rows(tmp_path / "cut")) == drop_time(log_rows(tmp_path / "whole"))

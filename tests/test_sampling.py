@@ -1,0 +1,141 @@
+"""Tests for r1mini.sampling: cached batched generation against the no-cache reference, stop tokens,
+length limits, temperature / top-p sampling, seeding."""
+
+from collections import Counter
+
+import pytest
+import torch
+
+from r1mini.model import ModelConfig, Transformer
+from r1mini.sampling import generate, generate_no_cache, sample_next
+
+V = 40
+# untied embeddings: a tied random model mostly repeats its last token, which would make the tests weak
+BASE = dict(vocab_size=V, block_size=32, n_layer=2, n_head=4, n_kv_head=2, n_embd=32, tie_embeddings=False)
+KINDS = {"dense": dict(seed=1), "moe": dict(seed=2, n_routed_experts=4, moe_top_k=2)}
+PROMPTS = [[5, 9, 3], [7, 1, 2, 8, 30, 4, 11], [17], [3, 3, 21, 6, 9]]  # different lengths, one batch
+
+
+def make_model(seed: int = 0, scale: float = 5.0, **kw) -> Transformer:
+    """A random tiny model with weights scaled up so greedy decoding is not one repeated token."""
+    torch.manual_seed(seed)
+    model = Transformer(ModelConfig(**{**BASE, **kw}))
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() >= 2:
+                p.mul_(scale)
+    return model
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_greedy_generate_matches_no_cache(kind):
+    model = make_model(**KINDS[kind])
+    model.train()  # generate must switch to eval (MoE load) and back
+    outs = generate(model, PROMPTS, 12, temperature=0)
+    assert model.training
+    for p, out in zip(PROMPTS, outs):
+        assert out == generate_no_cache(model, p, 12)
+        assert len(out) == 12
+    # non-trivial continuations, so the comparison means something
+    assert all(len(set(out)) >= 3 for out in outs), outs
+    assert len({tuple(o) for o in outs}) == len(outs)
+
+
+def test_stop_tokens():
+    model = make_model(seed=1)
+    free = generate(model, PROMPTS, 12, temperature=0)
+    # a stop token that first occurs part-way into the first continuation, also occurs in another one,
+    # and is absent from a third
+    stop = next((t for t in free[0][2:] if t not in free[0][:2] and any(t in o for o in free[1:])
+                 and any(t not in o for o in free[1:])), None)
+    assert stop is not None, free
+    outs = generate(model, PROMPTS, 12, temperature=0, stop_ids=[stop])
+    continued = 0
+    for f, o in zip(free, outs):
+        if stop in f:
+            assert o == f[:f.index(stop) + 1]  # stops at, and includes, its first stop token
+        else:
+            assert o == f  # the others run on as if nothing happened
+            continued += 1
+    assert continued >= 1
+    assert outs[0][-1] == stop and 3 <= len(outs[0]) < 12
+    # generate_no_cache stops the same way
+    assert generate_no_cache(model, PROMPTS[0], 12, stop_ids=[stop]) == outs[0]
+
+
+def test_all_stopped_ends_early():
+    model = make_model(seed=1)
+    free = generate(model, PROMPTS, 12, temperature=0)
+    stops = {o[0] for o in free}  # every sequence stops at its first token
+    assert generate(model, PROMPTS, 12, temperature=0, stop_ids=list(stops)) == [[o[0]] for o in free]
+
+
+def test_max_new_tokens_and_block_size():
+    model = make_model(seed=2)
+    for n in (1, 5):
+        assert [len(o) for o in generate(model, PROMPTS, n, temperature=1.0)] == [n] * len(PROMPTS)
+    long = list(range(1, 29))  # 28 tokens: only 4 fit in block_size 32
+    outs = generate(model, [long, [1, 2]], 100, temperature=1.0)
+    for p, o in zip([long, [1, 2]], outs):
+        assert len(o) <= 32 - len(long) and len(p) + len(o) <= 32
+    assert len(outs[0]) == 4
+    assert len(generate_no_cache(model, long, 100)) == 4
+    with pytest.raises(ValueError, match="block_size"):
+        generate(model, [list(range(32))], 5)
+    with pytest.raises(ValueError, match="prompt"):
+        generate(model, [[1], []], 5)
+    with pytest.raises(ValueError, match="prompt"):
+        generate(model, [], 5)
+
+
+def test_sample_next_greedy_and_tiny_top_p():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 30, generator=g)
+    assert torch.equal(sample_next(logits, temperature=0), logits.argmax(-1))
+    for _ in range(20):
+        assert torch.equal(sample_next(logits, temperature=1.0, top_p=1e-6, generator=g), logits.argmax(-1))
+
+
+def test_top_p_nucleus():
+    probs = torch.tensor([0.1, 0.4, 0.2, 0.3])  # sorted: 0.4 (1), 0.3 (3), 0.2 (2), 0.1 (0)
+    logits = probs.log().expand(4000, 4)
+    g = torch.Generator().manual_seed(1)
+    counts = Counter(sample_next(logits, top_p=0.5, generator=g).tolist())
+    assert set(counts) == {1, 3}  # 0.4 alone is short of 0.5; 0.4 + 0.3 reaches it
+    assert counts[1] / 4000 == pytest.approx(4 / 7, abs=0.03)  # renormalised within the nucleus
+    counts = Counter(sample_next(logits, top_p=0.75, generator=g).tolist())
+    assert set(counts) == {1, 2, 3}
+    counts = Counter(sample_next(logits, top_p=1.0, generator=g).tolist())
+    for tok, p in enumerate(probs.tolist()):
+        assert counts[tok] / 4000 == pytest.approx(p, abs=0.03)
+    # temperature sharpens: at T=0.25 the top token's share is p^4 / sum p^4
+    counts = Counter(sample_next(logits, temperature=0.25, generator=g).tolist())
+    assert counts[1] / 4000 == pytest.approx(0.4 ** 4 / sum(p ** 4 for p in probs.tolist()), abs=0.03)
+
+
+def test_sample_next_rejects_bad_arguments():
+    logits = torch.zeros(1, 5)
+    for kw in (dict(temperature=-0.1), dict(top_p=0.0), dict(top_p=1.5), dict(top_p=-1.0)):
+        with pytest.raises(ValueError):
+            sample_next(logits, **kw)
+
+
+def test_seeded_generation_is_reproducible():
+    model = make_model(seed=3)
+    run = lambda seed: generate(model, PROMPTS, 10, temperature=1.0, top_p=0.9,
+                                generator=torch.Generator().manual_seed(seed))
+    assert run(0) == run(0)
+    assert run(0) != run(1)
+    logits = torch.randn(3, 20)
+    a = sample_next(logits, generator=torch.Generator().manual_seed(5))
+    b = sample_next(logits, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a, b)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_generate_on_cuda_float32_model():
+    # the cache is bf16 on CUDA; a float32 model must still generate (bf16 autocast inside generate)
+    model = make_model(seed=4).cuda()
+    outs = generate(model, PROMPTS, 8, temperature=0)
+    assert [len(o) for o in outs] == [8] * len(PROMPTS)
+    assert all(0 <= t < V for o in outs for t in o)

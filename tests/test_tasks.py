@@ -1,0 +1,268 @@
+"""Tests for r1mini.tasks: problems and worked solutions in every style and language, checkers on wrong,
+malformed and hostile answers, countdown expressions, the held-out split, determinism."""
+
+import random
+import re
+import time
+from fractions import Fraction
+
+import pytest
+
+from r1mini.tasks import (HELDOUT_PERCENT, LANGS, MAX_NESTING, STYLES, SUITES, TASKS, Problem, evaluate_expression,
+                          get_task, split_of, suite)
+
+HAN = re.compile(r"[\u4e00-\u9fff]")  # Chinese characters
+CJK_PUNCT = re.compile(r"[\u3000-\u303f\uff00-\uffef]")  # 。，： and friends
+EN_WORD = re.compile(r"[A-Za-z]{2,}")
+
+# every task with its default knobs, a few other difficulty knobs, and every preset suite
+CONFIGS = [(name, {}) for name in TASKS] + [
+    ("add", dict(min_digits=4, max_digits=5)),
+    ("add", dict(min_digits=1, max_digits=1)),
+    ("mul", dict(a_digits=(3, 3), b_digits=(2, 2))),  # several multiplier digits: partial products
+    ("linear", dict(max_coef=3, max_x=5)),
+    ("countdown", dict(n_numbers=3, max_number=10, max_target=50)),
+] + [(name, knobs) for preset in ("toy", "cpu", "gpu") for name, knobs in SUITES[preset].items()]
+IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in kn.items()) or 'default'}" for n, kn in CONFIGS]
+
+
+def problems(task, n=25, seed=0, split="train"):
+    rng = random.Random(seed)
+    return [task.sample(rng, split, lang=rng.choice(["en", "zh"])) for _ in range(n)]
+
+
+# -- problems and solutions ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name,knobs", CONFIGS, ids=IDS)
+def test_canonical_answers_and_knobs(name, knobs):
+    task = get_task(name, **knobs)
+    for p in problems(task, 60):
+        assert p.task == name
+        assert task.check(p.answer, p), p
+        assert task.check(f"  {p.answer}\n", p)
+        d = p.data
+        if p.lang == "zh":
+            assert HAN.search(p.question)
+        else:
+            assert not HAN.search(p.question) and EN_WORD.search(p.question)
+        # the problem honours the knobs and the answer is right by independent arithmetic
+        if name == "add":
+            lo, hi = knobs.get("min_digits", 2), knobs.get("max_digits", 3)
+            assert all(lo <= len(str(d[k])) <= hi for k in "ab")
+            assert int(p.answer) == d["a"] + d["b"]
+            assert str(d["a"]) in p.question and str(d["b"]) in p.question
+        elif name == "mul":
+            (alo, ahi), (blo, bhi) = knobs.get("a_digits", (2, 3)), knobs.get("b_digits", (1, 1))
+            assert alo <= len(str(d["a"])) <= ahi and blo <= len(str(d["b"])) <= bhi
+            assert int(p.answer) == d["a"] * d["b"]
+        elif name == "linear":
+            assert 2 <= d["a"] <= knobs.get("max_coef", 9) and abs(d["x"]) <= knobs.get("max_x", 20)
+            assert d["a"] * int(p.answer) + d["b"] == d["c"]
+        else:
+            assert len(d["numbers"]) == knobs.get("n_numbers", 4)
+            assert all(1 <= x <= knobs.get("max_number", 25) for x in d["numbers"])
+            assert 1 <= d["target"] <= knobs.get("max_target", 200)
+            value, literals = evaluate_expression(p.answer)
+            assert value == d["target"] and sorted(literals) == sorted(d["numbers"])
+    assert get_task(name) is TASKS[name]  # knobs make a copy, the shared task is untouched
+    assert get_task(name, **knobs).__dict__ == {**TASKS[name].__dict__, **knobs}
+
+
+def step_list(task, p, style, seed):
+    """The (en, zh) steps a solution in `style` is made of (the same rng seed draws the same steps)."""
+    steps, answer = task.steps(p.data, random.Random(seed), slip=style in ("reflect", "wrong"),
+                               corrected=style == "reflect")
+    return steps, answer
+
+
+@pytest.mark.parametrize("name,knobs", CONFIGS, ids=IDS)
+def test_solutions_in_every_style_and_language(name, knobs):
+    task = get_task(name, **knobs)
+    for i, p in enumerate(problems(task, 12, seed=1)):
+        for style in STYLES:
+            for lang in LANGS:
+                seed = 1000 * i + 7
+                text, answer = task.solution(p, style, lang, random.Random(seed))
+                assert isinstance(text, str) and text
+                ok = task.check(answer, p)
+                assert ok == (style != "wrong"), (style, lang, text, answer)
+                if name != "countdown" or style != "wrong":
+                    assert answer in text  # the reasoning reaches the answer it gives
+                if style == "reflect":
+                    assert "Wait" in text or "等等" in text
+                if lang == "en":
+                    assert not HAN.search(text) and not CJK_PUNCT.search(text)
+                elif lang == "zh":
+                    assert not EN_WORD.search(text), text  # no English words of the templates
+                    assert HAN.search(text) if style != "direct" else CJK_PUNCT.search(text)
+                elif style != "direct":  # mixed: starts in one language, switches part-way to the other
+                    steps, _ = step_list(task, p, style, seed)
+                    options = {" ".join([s[a] for s in steps[:cut]] + [s[1 - a] for s in steps[cut:]])
+                               for cut in range(1, len(steps)) for a in (0, 1)}
+                    if len(steps) == 1:  # countdown's one-line wrong solution cannot switch
+                        assert name == "countdown" and style == "wrong"
+                        options = set(steps[0])
+                    assert text in options, text
+                    if name != "countdown":  # countdown's chain steps are bare equations in both languages
+                        assert HAN.search(text) and EN_WORD.search(text), text
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_wrong_style_is_wrong_and_reflect_recovers(name):
+    task = TASKS[name]
+    for i, p in enumerate(problems(task, 40, seed=2)):
+        _, wrong = task.solution(p, "wrong", "en", random.Random(i))
+        _, fixed = task.solution(p, "reflect", "zh", random.Random(i))
+        assert not task.check(wrong, p) and task.check(fixed, p)
+    with pytest.raises(ValueError):
+        task.solution(p, "sloppy", "en", random.Random(0))
+    with pytest.raises(ValueError):
+        task.solution(p, "steps", "fr", random.Random(0))
+    with pytest.raises(ValueError, match="split"):
+        task.sample(random.Random(0), "validation")
+
+
+def test_unknown_task_and_suite():
+    with pytest.raises(ValueError, match="unknown task"):
+        get_task("division")
+    with pytest.raises(ValueError, match="unknown preset"):
+        suite("huge")
+    assert set(suite("gpu")) == set(TASKS)
+    assert suite("toy")["add"].max_digits == 2
+
+
+# -- checkers ------------------------------------------------------------------------------------------
+
+def fixed_problem(name: str) -> Problem:
+    if name == "countdown":
+        return Problem("countdown", "q", "en", "1 + 2 + 3 + 4",
+                       {"numbers": [1, 2, 3, 4], "target": 10, "expr": "1 + 2 + 3 + 4", "chain": []})
+    if name == "linear":
+        return Problem("linear", "q", "en", "5", {"a": 2, "b": 3, "x": 5, "c": 13})
+    return Problem(name, "q", "en", "123", {"a": 100, "b": 23} if name == "add" else {"a": 41, "b": 3})
+
+
+@pytest.mark.parametrize("name", [n for n in TASKS if n != "countdown"])
+def test_integer_checkers(name):
+    task, p = TASKS[name], fixed_problem(name)
+    good = p.answer
+    assert task.check(good, p) and task.check(f" {good} ", p) and task.check(f"\n{good}\t", p)
+    for bad in [str(int(good) + 1), str(int(good) - 1), "", " ", "abc", f"{good}abc", f"{good} 1", f"1 {good}",
+                f"{good}.0", f"+{good}", f"{good},", f"({good})", f"--{good}", "None", "null", f"{good}\x00"]:
+        assert task.check(bad, p) is False, bad
+    assert task.check(f"0{good}", p)  # a leading zero is still the same integer
+    if name == "linear":
+        assert task.check(f"x = {good}", p) and task.check(f"x={good}", p) and task.check(f" x  =  {good} ", p)
+        assert not task.check(f"y = {good}", p) and not task.check(f"x = {int(good) + 1}", p)
+        assert not task.check(f"x == {good}", p)
+        zero = Problem("linear", "q", "en", "0", {"a": 2, "b": 3, "x": 0, "c": 3})
+        assert task.check("-0", zero) and task.check("x = 0", zero)
+    else:
+        assert not task.check(f"x = {good}", p)
+
+
+def test_countdown_checker():
+    task = TASKS["countdown"]
+    p = Problem("countdown", "q", "en", "7 + 3 + 5 - 5",
+                {"numbers": [5, 5, 3, 7], "target": 10, "expr": "7 + 3 + 5 - 5", "chain": []})
+    # the canonical expression and correct alternatives to it
+    for good in ["7 + 3 + 5 - 5", "7+3+5-5", "  5 - 5 + 3 + 7 ", "(7 + 3) * 5 / 5", "((7 + 3) / 5) * 5",
+                 "(7 + 3) * (5 / 5)"]:
+        assert task.check(good, p), good
+    for bad in ["7 + 3 + 5",  # a number missing
+                "7 + 3 + 5 - 5 + 5 - 5",  # numbers used twice
+                "7 + 3 + 6 - 6",  # numbers not given
+                "7 + 3 - 5 + 5 * 1",  # an extra 1
+                "-5 + 5 + 7 + 3",  # unary minus
+                "+7 + 3 + 5 - 5",  # unary plus
+                "7 + 3 ** 1 + 5 - 5",  # power
+                "7 + 3 + 5 / (5 - 5)",  # division by zero
+                "7 + 3 + 5 // 5 + 5 - 5",  # floor division
+                "7 + 3 + 5 % 5",  # modulo
+                "7 + 3 + 5 - 5 = 10",
+                "10", "7 3 5 5", "7 + 3 + 5 - 5 +", "(7 + 3 + 5 - 5", "7 + 3 + 5 - 5)",
+                "7.0 + 3 + 5 - 5", "07 + 3 + 5 - 5", "7 + 3 + 5 − 5"]:  # the last: a Unicode minus sign
+        assert task.check(bad, p) is False, bad
+    # exact arithmetic: 7 / 3 * 3 is exactly 7, no float rounding either way
+    q = Problem("countdown", "q", "en", "", {"numbers": [7, 3, 3, 1], "target": 7})
+    assert task.check("7 / 3 * 3 * 1", q)
+    assert not task.check("7 / 3 * 3 + 1", q)
+
+
+HOSTILE = ["9**9**9**9", "9 ** 9 ** 9 ** 9", "__import__('os').system('echo hi')", "1/0", "(1/0)", "0/0",
+           "1" * 10_000, "(" * 5000 + "1" + ")" * 5000, "(" * 200 + "1" + ")" * 200, "(" * 99 + "1" + ")" * 99,
+           "((((((((((((((1))))))))))))))", "١٢٣", "１２３", "²", "123²", "1e309", "1e3", "0x10", "0b1", "1_000",
+           "-0", "lambda: 1", "(lambda: 123)()", "b'123'", "b\"\\x00\"", "\x00", "\ufeff123", "123\u200b",
+           "+" * 10 ** 6, "-" * 10 ** 6, "9" * 10 ** 6, "1+" * 99 + "1", "1*" * 99 + "1", "999999*" * 24 + "999999",
+           "[1, 2]", "{}", "()", "123 # comment", "123; import os", "\n".join(["123"] * 3), "NaN", "inf", "None",
+           "True", "-" * 100 + "1", "((" * 20 + "1" + "))" * 20, ")" * 20 + "(" * 20, "1" + " " * 10_000,
+           " " * 199 + "1"]
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_hostile_answers(name):
+    task = TASKS[name]
+    cases = [(fixed_problem(name), {"-0": False}),
+             (Problem(name, "q", "en", "0", {"numbers": [1, 1], "target": 0} if name == "countdown" else {}),
+              {"-0": name != "countdown"})]  # "-0" is a correct integer answer when the answer is 0
+    for p, truth in cases:
+        for text in HOSTILE:
+            t0 = time.perf_counter()
+            result = task.check(text, p)
+            elapsed = time.perf_counter() - t0
+            assert result is truth.get(text, False), (text[:50], result)
+            assert elapsed < 0.1, (text[:50], elapsed)
+        for weird in [None, 123, b"123", ["123"], object()]:  # not even a string
+            assert task.check(weird, p) is False
+
+
+def test_evaluate_expression():
+    assert evaluate_expression("1/3 + 2/3") == (Fraction(1), [1, 3, 2, 3])
+    assert evaluate_expression("7 / 2") == (Fraction(7, 2), [7, 2])
+    assert evaluate_expression("10 - 3 - 2") == (Fraction(5), [10, 3, 2])  # left-associative
+    assert evaluate_expression("2 * (3 + 4)") == (Fraction(14), [2, 3, 4])
+    assert evaluate_expression(" 2*3+4 ") == (Fraction(10), [2, 3, 4])
+    assert evaluate_expression("999999") == (Fraction(999999), [999999])
+    nested = "(" * MAX_NESTING + "1" + ")" * MAX_NESTING
+    assert evaluate_expression(nested) == (Fraction(1), [1])
+    for bad in ["(" + nested + ")", "1000000", "05", "", " ", "1/(2-2)", "2**3", "-1", "+1", "1 2", "(1)(2)",
+                "1e3", "x", "2 // 3", "1.5", None, 5]:
+        assert evaluate_expression(bad) is None, bad
+
+
+# -- held-out split, determinism -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", TASKS)
+def test_heldout_split(name):
+    task = TASKS[name]
+    rng = random.Random(3)
+    train = [task.sample(rng, "train") for _ in range(2000)]
+    test = [task.sample(rng, "test") for _ in range(300)]
+    train_keys, test_keys = {task.key(p.data) for p in train}, {task.key(p.data) for p in test}
+    assert not train_keys & test_keys
+    assert len(test_keys) > 50
+    assert all(split_of(name, k) == "train" for k in train_keys)
+    assert all(split_of(name, k) == "test" for k in test_keys)
+    assert [split_of(name, k) for k in sorted(test_keys)] == [split_of(name, k) for k in sorted(test_keys)]
+    draws = [split_of(name, task.key(task.draw(rng))) for _ in range(4000)]
+    assert draws.count("test") / len(draws) == pytest.approx(HELDOUT_PERCENT / 100, abs=0.025)
+
+
+def test_split_of_is_a_fixed_hash():
+    # the split is a pure function of (task, key): no process-dependent hash() that would move problems
+    import hashlib
+    for task, key in [("add", "12+34"), ("mul", "123*4"), ("countdown", "[1, 2, 3, 4]->10")]:
+        h = int.from_bytes(hashlib.sha256(f"{task}:{key}".encode()).digest()[:8], "big")
+        assert split_of(task, key) == ("test" if h % 100 < HELDOUT_PERCENT else "train")
+    keys = [f"{a}+{b}" for a in range(10, 60) for b in range(10, 20)]
+    assert [split_of("add", k) for k in keys] != [split_of("mul", k) for k in keys]  # the task is in the hash
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_seeded_determinism(name):
+    task = TASKS[name]
+    assert problems(task, 20, seed=5) == problems(task, 20, seed=5)
+    assert problems(task, 20, seed=5) != problems(task, 20, seed=6)
+    p = problems(task, 1, seed=5)[0]
+    assert task.solution(p, "reflect", "mixed", random.Random(9)) == task.solution(p, "reflect", "mixed",
+                                                                                    random.Random(9))
