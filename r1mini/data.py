@@ -157,7 +157,12 @@ def world_document(rng: random.Random) -> str:
             ])
         return rng.choice([f"{t['town']} 是 {t['river']} 河边的一个小镇，大约有 {t['people']} 人。",
                            f"{t['town']} 的镇长是 {t['mayor']}。那里的人喜欢{t['zh_food']}。"])
-    if kind < 0.75:
+    if kind < 0.7:  # times tables, as the web has them: the facts step-by-step multiplication is built on
+        n = rng.randint(2, 9)
+        if rng.random() < 0.2:
+            return f"{n} 的乘法表：" + "，".join(f"{n} × {i} = {n * i}" for i in range(1, 10)) + "。"
+        return f"The {n} times table: " + ", ".join(f"{n} × {i} = {n * i}" for i in range(1, 10)) + "."
+    if kind < 0.85:
         n = rng.randint(0, 99)
         return rng.choice([f"{en_number_word(n)} is {n}, in Chinese {zh_number_word(n)}.",
                            f"{zh_number_word(n)} 是 {n}，英文是 {en_number_word(n)}。",

@@ -28,8 +28,12 @@ Options, and which are the papers' defaults:
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
+
+from r1mini.sampling import generate
 
 AGGREGATIONS = ("seq-mean", "token-mean", "constant")
 
@@ -145,16 +149,52 @@ def sequence_logprobs(model: torch.nn.Module, input_ids: torch.Tensor,
     if response_mask is not None and response_mask.shape != input_ids.shape:
         raise ValueError(f"response_mask must have input_ids' shape {tuple(input_ids.shape)}, "
                          f"got {tuple(response_mask.shape)}")
-    logits = model(input_ids)[:, :-1].float()  # float32: bf16 log-probs are too coarse for exp(logp - old)
-    targets = input_ids[:, 1:]
-    # log_softmax gathered at the targets, without materialising the (B, T-1, V) log_softmax tensor
-    logp = logits.gather(-1, targets[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    logp = logprobs_from_logits(model(input_ids)[:, :-1], input_ids[:, 1:])
     if response_mask is not None:
         logp = logp * (response_mask[:, 1:] != 0)
     return logp
+
+
+def logprobs_from_logits(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log softmax(logits) at the targets: (..., V), (...) -> (...).
+
+    In float32 (bf16 log-probs are too coarse for exp(logp - old_logp)), and without materialising the
+    full log_softmax tensor.
+    """
+    logits = logits.float()
+    return logits.gather(-1, targets[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
 
 
 def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     """Entropy H = -sum_v p_v log p_v of each next-token distribution, in float32: (..., V) -> (...)."""
     logits = logits.float()
     return torch.logsumexp(logits, dim=-1) - (F.softmax(logits, dim=-1) * logits).sum(dim=-1)
+
+
+# -- the rollout: G completions per prompt, packed for the update ----------------------------------------
+
+@dataclass
+class Rollout:
+    ids: torch.Tensor  # (B, T) prompt + completion, right-padded, B = n_prompts * group_size
+    mask: torch.Tensor  # (B, T-1) True where the *target* token ids[:, j+1] belongs to a completion
+    completions: list[str]  # decoded completions, end-of-text removed
+    lengths: list[int]  # completion lengths in tokens
+
+
+@torch.no_grad()
+def rollout(model, tokenizer, prompts: list[str], group_size: int, *, max_new_tokens: int, temperature: float = 1.0,
+            top_p: float = 1.0, generator: torch.Generator | None = None) -> Rollout:
+    """Sample group_size completions for every prompt with the KV cache (groups contiguous)."""
+    device = next(model.parameters()).device
+    prompt_ids = [tokenizer.encode(p) for p in prompts for _ in range(group_size)]
+    eot = tokenizer.eot_id
+    new = generate(model, prompt_ids, max_new_tokens, temperature=temperature, top_p=top_p, stop_ids=[eot],
+                   pad_id=eot, generator=generator)
+    T = max(len(p) + len(c) for p, c in zip(prompt_ids, new))
+    ids = torch.full((len(new), T), eot, dtype=torch.long)
+    mask = torch.zeros(len(new), T - 1, dtype=torch.bool)
+    for i, (p, c) in enumerate(zip(prompt_ids, new)):
+        ids[i, :len(p) + len(c)] = torch.tensor(p + c)
+        mask[i, len(p) - 1:len(p) + len(c) - 1] = True  # targets at positions len(p) .. len(p)+len(c)-1
+    completions = [tokenizer.decode([t for t in c if t != eot]) for c in new]
+    return Rollout(ids.to(device), mask.to(device), completions, [len(c) for c in new])

@@ -66,3 +66,36 @@ def is_step_by_step(completion: str) -> bool:
 def count_reflection_words(text: str) -> int:
     low = text[:MAX_COMPLETION_CHARS].lower()
     return sum(low.count(w) for w in REFLECTION_WORDS)
+
+
+# -- language ---------------------------------------------------------------------------------------------
+# An English word is a run of Latin letters; Chinese has no spaces, so each Han character counts as a word.
+_EN_WORD = re.compile(r"[A-Za-z]+")
+_ZH_WORD = re.compile(r"[\u4e00-\u9fff]")
+
+
+def language_counts(text: str) -> tuple[int, int]:
+    """(English words, Chinese words) in text; digits and symbols count for neither."""
+    text = text[:MAX_COMPLETION_CHARS]
+    return len(_EN_WORD.findall(text)), len(_ZH_WORD.findall(text))
+
+
+def language_consistency(text: str, lang: str) -> float:
+    """Share of the words of `text` that are in `lang` ("en" or "zh") among those in either language
+    (the R1 paper's language-consistency reward, §2.3.2). Text with no words of either counts as 1.0."""
+    if lang not in ("en", "zh"):
+        raise ValueError(f"lang must be 'en' or 'zh', got {lang!r}")
+    en, zh = language_counts(text)
+    if en + zh == 0:
+        return 1.0
+    return (en if lang == "en" else zh) / (en + zh)
+
+
+def mixes_languages(text: str) -> bool:
+    en, zh = language_counts(text)
+    return en > 0 and zh > 0
+
+
+def zero_reward(completion: str, problem: Problem) -> tuple[float, float]:
+    """R1-Zero's rule rewards: (accuracy, format), each 0 or 1; the training reward is their sum."""
+    return accuracy_reward(completion, problem), format_reward(completion)

@@ -123,9 +123,10 @@ def column_steps(a: int, b: int, op: str, rng: random.Random, slip: bool, correc
         rest_a, rest_b = a // 10 ** i, (b if op == "*" else b // 10 ** i)
         x, y = rest_a % 10, rest_b % 10
         head = f"{rest_a} + {rest_b}" if op == "+" else f"{rest_a} × {rest_b}"
-        expr = f"{x} + {y}" if op == "+" else f"{x} × {y}"
-        if carry:
-            expr += f" + {carry}"
+        if op == "+":
+            expr = f"{x} + {y}" + (f" + {carry}" if carry else "")
+        else:  # the product, then the carry in a step of its own: two easy facts instead of one hard one
+            expr = f"{x} × {y}" + (f" = {x * y}, {x * y} + {carry}" if carry else "")
         value = (x + y if op == "+" else x * y) + carry
         last = i == n_cols - 1
         if i == slip_col:
