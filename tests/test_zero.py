@@ -96,6 +96,13 @@ def test_train_zero_toy_end_to_end_and_resume(tmp_path):
     assert "resuming" in r.stdout
     steps = [json.loads(l)["step"] for l in (zero / "log.jsonl").read_text().splitlines()]
     assert steps == sorted(steps) and steps[-1] == 4 and steps.count(3) == 1
+    # the off-policy path: reference model with KL, mu > 1 and minibatches (old log-probs), every option on
+    r = run("train_zero.py", "--preset", "toy", "--init", str(base), "--out", str(tmp_path / "zero_kl"), "--steps", "2",
+            "--kl_coef", "0.05", "--mu", "2", "--minibatches", "2", "--agg", "token-mean", "--scale", "none",
+            "--clip_eps_high", "0.28", "--drop_uniform_groups", "false", "--group_size", "4")
+    assert r.returncode == 0, r.stderr[-2000:]
+    last = [json.loads(l) for l in (tmp_path / "zero_kl" / "log.jsonl").read_text().splitlines()][-1]
+    assert last["kl"] >= 0 and 0 <= last["clip_frac"] <= 1 and last["entropy"] > 0
     # a missing base checkpoint names the script that makes it
     r = run("train_zero.py", "--preset", "toy", "--init", str(tmp_path / "nothing"), "--out", str(tmp_path / "z2"))
     assert r.returncode != 0 and "pretrain.py" in r.stderr
