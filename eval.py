@@ -31,6 +31,7 @@ class EvalConfig:
     langs: str = "en,zh"  # languages of the prompts
     batch_size: int = 128
     show: int = 2  # sample completions to print per task
+    chat: str = "auto"  # prompt format: "auto" (chat for R1 stages and students, else the R1-Zero template), "yes", "no"
 
 
 PRESETS = {"toy": dict(n_problems=3, k=2, max_new_tokens=24, show=0), "cpu": dict(),
@@ -45,11 +46,13 @@ def main(argv=None):
     seed_everything(args.seed)
     model, tokenizer, meta = load_checkpoint(args.init, device)
     tasks = suite(cfg.suite or meta.get("config", {}).get("suite", args.preset))
+    stage = str(meta.get("stage", ""))
+    chat = cfg.chat == "yes" or (cfg.chat == "auto" and (stage.startswith("r1/") or stage.startswith("student")))
     results = {}
-    print0(f"{args.init} (stage {meta.get('stage')}, step {meta.get('step')}): k={cfg.k}, T={cfg.temperature}, "
-           f"top_p={cfg.top_p}")
+    print0(f"{args.init} (stage {stage}, step {meta.get('step')}): k={cfg.k}, T={cfg.temperature}, "
+           f"top_p={cfg.top_p}, {'chat format' if chat else 'R1-Zero template'}")
     header = f"{'task':<10}{'lang':<5}{'pass@1':>8}{f'pass@{cfg.k}':>8}{f'cons@{cfg.k}':>8}{'format':>8}" \
-             f"{'steps%':>8}{'steps acc':>10}{'direct acc':>11}{'length':>8}{'reflect':>8}"
+             f"{'steps%':>8}{'steps acc':>10}{'direct acc':>11}{'length':>8}{'reflect':>8}{'lang':>7}"
     print0(header)
     for name, task in tasks.items():
         for lang in cfg.langs.split(","):
@@ -57,12 +60,12 @@ def main(argv=None):
             with torch.no_grad():
                 samples = sample_completions(model, tokenizer, problems, cfg.k, temperature=cfg.temperature,
                                              top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
-                                             batch_size=cfg.batch_size, seed=args.seed)
-            r = score(samples, cfg.k)
+                                             batch_size=cfg.batch_size, seed=args.seed, chat=chat)
+            r = score(samples, cfg.k, chat=chat)
             results[f"{name}/{lang}"] = r
             print0(f"{name:<10}{lang:<5}{r['pass@1']:>8.3f}{r[f'pass@{cfg.k}']:>8.3f}{r[f'cons@{cfg.k}']:>8.3f}"
                    f"{r['format']:>8.3f}{r['steps_share']:>8.3f}{r['steps_acc']:>10.3f}{r['direct_acc']:>11.3f}"
-                   f"{r['length']:>8.1f}{r['reflection']:>8.2f}")
+                   f"{r['length']:>8.1f}{r['reflection']:>8.2f}{r['lang_consistency']:>7.3f}")
             for s in samples[:cfg.show]:
                 print0(f"    Q: {s.problem.question}  (answer {s.problem.answer})\n    A: {s.completions[0]!r}")
     if args.out:

@@ -43,7 +43,7 @@ from r1mini.common import (JsonlLogger, autocast, load_checkpoint, load_train_st
                            setup_distributed)
 from r1mini.data import write_jsonl, zero_prompt
 from r1mini.evaluate import heldout_problems, sample_completions, score
-from r1mini.grpo import entropy_from_logits, group_advantages, grpo_loss, logprobs_from_logits, rollout
+from r1mini.grpo import group_advantages, grpo_update, rollout
 from r1mini.rewards import count_reflection_words, is_step_by_step, mixes_languages, zero_reward
 from r1mini.tasks import suite
 
@@ -175,8 +175,9 @@ def main(argv=None):
             problems.append(task.sample(problem_rng, "train", "zh" if problem_rng.random() < cfg.zh_share else "en"))
         model.eval()
         with autocast(device):
-            ro = rollout(model, tokenizer, [zero_prompt(p.question) for p in problems], cfg.group_size,
-                         max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p, generator=gen)
+            ro = rollout(model, tokenizer, [tokenizer.encode(zero_prompt(p.question)) for p in problems], cfg.group_size,
+                         max_new_tokens=cfg.max_new_tokens, stop_ids=[tokenizer.eot_id], temperature=cfg.temperature,
+                         top_p=cfg.top_p, generator=gen)
         model.train()
         group_problems = [p for p in problems for _ in range(cfg.group_size)]
         acc, fmt = map(list, zip(*(zero_reward(c, p) for c, p in zip(ro.completions, group_problems))))
@@ -189,31 +190,10 @@ def main(argv=None):
 
         # -- update: mu passes over the batch, in minibatches ------------------------------------------------
         t0 = time.time()
-        idx = keep.nonzero().squeeze(1)
-        stats_rows, entropies = [], []
-        if len(idx):
-            ids, mask, adv = ro.ids[idx], ro.mask[idx], advantages[idx]
-            with torch.no_grad(), autocast(device):
-                old_logp = logprobs_from_logits(model(ids)[:, :-1], ids[:, 1:]) if cfg.mu * cfg.minibatches > 1 else None
-                ref_logp = logprobs_from_logits(ref_model(ids)[:, :-1], ids[:, 1:]) if ref_model is not None else None
-            for _ in range(cfg.mu):
-                for mb in torch.arange(len(idx), device=device).chunk(cfg.minibatches):
-                    with autocast(device):
-                        logits = ddp_model(ids[mb])[:, :-1]
-                    logp = logprobs_from_logits(logits, ids[mb, 1:])
-                    loss, stats = grpo_loss(logp, logp.detach() if old_logp is None else old_logp[mb],
-                                            None if ref_logp is None else ref_logp[mb], adv[mb], mask[mb],
-                                            clip_eps=cfg.clip_eps, clip_eps_high=cfg.clip_eps_high,
-                                            kl_coef=cfg.kl_coef, agg=cfg.agg, max_len=cfg.max_new_tokens)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                    optimizer.step()
-                    for moe in model.moe_layers():
-                        moe.update_bias()
-                    with torch.no_grad():
-                        entropies.append((entropy_from_logits(logits.detach())[mask[mb]]).mean().item())
-                    stats_rows.append(stats)
+        upd = grpo_update(model, optimizer, ro, advantages, keep, mu=cfg.mu, minibatches=cfg.minibatches,
+                          clip_eps=cfg.clip_eps, clip_eps_high=cfg.clip_eps_high, kl_coef=cfg.kl_coef,
+                          ref_model=ref_model, agg=cfg.agg, max_len=cfg.max_new_tokens, grad_clip=cfg.grad_clip,
+                          autocast_ctx=lambda: autocast(device), ddp_model=ddp_model)
         t_train = time.time() - t0
         step += 1
         bar.update(1)
@@ -223,9 +203,7 @@ def main(argv=None):
                               np.mean([is_step_by_step(c) for c in ro.completions]),
                               np.mean([count_reflection_words(c) for c in ro.completions]),
                               np.mean([mixes_languages(c) for c in ro.completions]), mixed.float().mean().item(),
-                              np.mean([s["kl"] for s in stats_rows]) if stats_rows else 0.0,
-                              np.mean([s["clip_frac"] for s in stats_rows]) if stats_rows else 0.0,
-                              np.mean(entropies) if entropies else 0.0], dtype=torch.float64)
+                              upd["kl"], upd["clip_frac"], upd["entropy"]], dtype=torch.float64)
         if world > 1:
             local = local.to(device)
             torch.distributed.all_reduce(local, op=torch.distributed.ReduceOp.AVG)

@@ -238,3 +238,29 @@ def read_jsonl(path: str | Path) -> list[dict]:
                 raise ValueError(f"{path}, line {n}: expected a JSON object, got {type(row).__name__}")
             rows.append(row)
     return rows
+
+
+# -- the chat format (R1 and everything after it) ------------------------------------------------------
+# <|user|> question <|assistant|> reply <|end|>. A reasoning reply is "<think> reasoning </think> summary
+# <answer> answer </answer>": the reasoning block, then a short readable summary ending in the marked answer
+# (the paper's "|special_token|<reasoning_process>|special_token|<summary>", with <answer> in the role of
+# \boxed{}). A non-reasoning reply is plain text. SFT, RL, rejection sampling and evaluation all build their
+# token sequences here.
+
+def chat_ids(tokenizer, user: str, assistant: str | None = None) -> tuple[list[int], list[bool]]:
+    """Token ids of one exchange and the loss mask (True on the assistant's tokens and its <|end|>).
+
+    Without `assistant`, the prompt to generate from: it ends with <|assistant|>.
+    """
+    ids = [tokenizer.special("<|user|>")] + tokenizer.encode(" " + user.strip()) + [tokenizer.special("<|assistant|>")]
+    mask = [False] * len(ids)
+    if assistant is not None:
+        reply = tokenizer.encode(assistant) + [tokenizer.special("<|end|>")]
+        ids += reply
+        mask += [True] * len(reply)
+    return ids, mask
+
+
+def reasoning_reply(think: str, answer: str, lang: str) -> str:
+    summary = f"答案是 <answer> {answer} </answer>" if lang == "zh" else f"The answer is <answer> {answer} </answer>"
+    return f" <think> {think} </think> {summary}"

@@ -9,9 +9,9 @@ from math import comb
 
 import torch
 
-from r1mini.data import zero_prompt
+from r1mini.data import chat_ids, zero_prompt
 from r1mini.rewards import (accuracy_reward, count_reflection_words, extract_answer, format_reward,
-                            is_step_by_step)
+                            is_step_by_step, language_consistency, reasoning_text, reply_format_reward)
 from r1mini.sampling import generate
 from r1mini.tasks import Problem, Task
 
@@ -41,23 +41,34 @@ class Sampled:
     completions: list[str]
 
 
+def prompt_ids(tokenizer, question: str, chat: bool) -> tuple[list[int], list[int]]:
+    """(prompt tokens, stop tokens): the chat format (R1 and later) or the R1-Zero template."""
+    if chat:
+        return chat_ids(tokenizer, question)[0], [tokenizer.special("<|end|>"), tokenizer.eot_id]
+    return tokenizer.encode(zero_prompt(question)), [tokenizer.eot_id]
+
+
 def sample_completions(model, tokenizer, problems: list[Problem], k: int, *, temperature: float, top_p: float,
-                       max_new_tokens: int, batch_size: int = 64, seed: int = 0) -> list[Sampled]:
-    """k completions for each problem under the R1-Zero template."""
+                       max_new_tokens: int, batch_size: int = 64, seed: int = 0, chat: bool = False) -> list[Sampled]:
+    """k completions for each problem, in the chat format or under the R1-Zero template."""
     device = next(model.parameters()).device
     gen = torch.Generator(device=device).manual_seed(seed)
-    prompts = [tokenizer.encode(zero_prompt(p.question)) for p in problems for _ in range(k)]
+    stop = prompt_ids(tokenizer, "", chat)[1]
+    prompts = [prompt_ids(tokenizer, p.question, chat)[0] for p in problems for _ in range(k)]
     outs: list[str] = []
     for i in range(0, len(prompts), batch_size):
         new = generate(model, prompts[i:i + batch_size], max_new_tokens, temperature=temperature, top_p=top_p,
-                       stop_ids=[tokenizer.eot_id], pad_id=tokenizer.eot_id, generator=gen)
-        outs += [tokenizer.decode([t for t in seq if t != tokenizer.eot_id]) for seq in new]
+                       stop_ids=stop, pad_id=stop[0], generator=gen)
+        outs += [tokenizer.decode([t for t in seq if t not in stop]) for seq in new]
     return [Sampled(p, outs[j * k:(j + 1) * k]) for j, p in enumerate(problems)]
 
 
-def score(samples: list[Sampled], k: int) -> dict:
-    """pass@1 (mean over the k samples), pass@k, cons@k, format rate, and accuracy split by style."""
-    rows = {"pass@1": [], f"pass@{k}": [], f"cons@{k}": [], "format": [], "length": [], "reflection": []}
+def score(samples: list[Sampled], k: int, chat: bool = False) -> dict:
+    """pass@1 (mean over the k samples), pass@k, cons@k, format rate, language consistency of the
+    reasoning with the prompt's language, and accuracy split by style."""
+    rows = {"pass@1": [], f"pass@{k}": [], f"cons@{k}": [], "format": [], "length": [], "reflection": [],
+            "lang_consistency": []}
+    fmt = reply_format_reward if chat else format_reward
     by_style = {"steps": [0, 0], "direct": [0, 0]}
     for s in samples:
         correct = [accuracy_reward(c, s.problem) for c in s.completions]
@@ -66,7 +77,8 @@ def score(samples: list[Sampled], k: int) -> dict:
         vote = majority_vote([extract_answer(c) for c in s.completions])
         rows[f"cons@{k}"].append(float(vote is not None and accuracy_reward(f"<answer>{vote}</answer>", s.problem) > 0))
         for c, ok in zip(s.completions, correct):
-            rows["format"].append(format_reward(c))
+            rows["format"].append(fmt(c))
+            rows["lang_consistency"].append(language_consistency(reasoning_text(c), s.problem.lang))
             rows["length"].append(len(c))
             rows["reflection"].append(count_reflection_words(c))
             style = by_style["steps" if is_step_by_step(c) else "direct"]

@@ -28,6 +28,7 @@ Options, and which are the papers' defaults:
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -171,30 +172,72 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(logits, dim=-1) - (F.softmax(logits, dim=-1) * logits).sum(dim=-1)
 
 
-# -- the rollout: G completions per prompt, packed for the update ----------------------------------------
+# -- the rollout and the update step ----------------------------------------------------------------------
 
 @dataclass
 class Rollout:
     ids: torch.Tensor  # (B, T) prompt + completion, right-padded, B = n_prompts * group_size
     mask: torch.Tensor  # (B, T-1) True where the *target* token ids[:, j+1] belongs to a completion
-    completions: list[str]  # decoded completions, end-of-text removed
+    completions: list[str]  # decoded completions, stop tokens removed
     lengths: list[int]  # completion lengths in tokens
 
 
 @torch.no_grad()
-def rollout(model, tokenizer, prompts: list[str], group_size: int, *, max_new_tokens: int, temperature: float = 1.0,
-            top_p: float = 1.0, generator: torch.Generator | None = None) -> Rollout:
+def rollout(model, tokenizer, prompt_ids: list[list[int]], group_size: int, *, max_new_tokens: int,
+            stop_ids: list[int], temperature: float = 1.0, top_p: float = 1.0,
+            generator: torch.Generator | None = None) -> Rollout:
     """Sample group_size completions for every prompt with the KV cache (groups contiguous)."""
     device = next(model.parameters()).device
-    prompt_ids = [tokenizer.encode(p) for p in prompts for _ in range(group_size)]
-    eot = tokenizer.eot_id
-    new = generate(model, prompt_ids, max_new_tokens, temperature=temperature, top_p=top_p, stop_ids=[eot],
-                   pad_id=eot, generator=generator)
-    T = max(len(p) + len(c) for p, c in zip(prompt_ids, new))
-    ids = torch.full((len(new), T), eot, dtype=torch.long)
+    prompts = [p for p in prompt_ids for _ in range(group_size)]
+    pad = stop_ids[0]
+    new = generate(model, prompts, max_new_tokens, temperature=temperature, top_p=top_p, stop_ids=stop_ids,
+                   pad_id=pad, generator=generator)
+    T = max(len(p) + len(c) for p, c in zip(prompts, new))
+    ids = torch.full((len(new), T), pad, dtype=torch.long)
     mask = torch.zeros(len(new), T - 1, dtype=torch.bool)
-    for i, (p, c) in enumerate(zip(prompt_ids, new)):
+    for i, (p, c) in enumerate(zip(prompts, new)):
         ids[i, :len(p) + len(c)] = torch.tensor(p + c)
         mask[i, len(p) - 1:len(p) + len(c) - 1] = True  # targets at positions len(p) .. len(p)+len(c)-1
-    completions = [tokenizer.decode([t for t in c if t != eot]) for c in new]
+    completions = [tokenizer.decode([t for t in c if t not in stop_ids]) for c in new]
     return Rollout(ids.to(device), mask.to(device), completions, [len(c) for c in new])
+
+
+def grpo_update(model, optimizer, ro: Rollout, advantages: torch.Tensor, keep: torch.Tensor, *, mu: int = 1,
+                minibatches: int = 1, clip_eps: float = 0.2, clip_eps_high: float | None = None,
+                kl_coef: float = 0.0, ref_model=None, agg: str = "seq-mean", max_len: int | None = None,
+                grad_clip: float = 1.0, autocast_ctx=None, ddp_model=None) -> dict:
+    """mu passes of GRPO updates over the kept rows of a rollout, in minibatches; returns mean stats.
+
+    Old log-probs are taken once, before the first update (with mu = minibatches = 1 the single update is
+    on-policy: old = current, ratio = 1, and the extra forward pass is skipped).
+    """
+    ctx = autocast_ctx or contextlib.nullcontext
+    fwd = ddp_model or model
+    idx = keep.nonzero().squeeze(1)
+    rows, entropies = [], []
+    if len(idx) == 0:
+        return {"kl": 0.0, "clip_frac": 0.0, "entropy": 0.0}
+    ids, mask, adv = ro.ids[idx], ro.mask[idx], advantages[idx]
+    with torch.no_grad(), ctx():
+        old_logp = logprobs_from_logits(model(ids)[:, :-1], ids[:, 1:]) if mu * minibatches > 1 else None
+        ref_logp = logprobs_from_logits(ref_model(ids)[:, :-1], ids[:, 1:]) if ref_model is not None else None
+    for _ in range(mu):
+        for mb in torch.arange(len(idx), device=ids.device).chunk(minibatches):
+            with ctx():
+                logits = fwd(ids[mb])[:, :-1]
+            logp = logprobs_from_logits(logits, ids[mb, 1:])
+            loss, stats = grpo_loss(logp, logp.detach() if old_logp is None else old_logp[mb],
+                                    None if ref_logp is None else ref_logp[mb], adv[mb], mask[mb],
+                                    clip_eps=clip_eps, clip_eps_high=clip_eps_high, kl_coef=kl_coef, agg=agg,
+                                    max_len=max_len)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+            for moe in model.moe_layers():
+                moe.update_bias()
+            with torch.no_grad():
+                entropies.append(entropy_from_logits(logits.detach())[mask[mb]].mean().item())
+            rows.append(stats)
+    return {"kl": sum(r["kl"] for r in rows) / len(rows), "clip_frac": sum(r["clip_frac"] for r in rows) / len(rows),
+            "entropy": sum(entropies) / len(entropies)}

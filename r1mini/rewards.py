@@ -30,6 +30,32 @@ def parse_completion(completion: str) -> tuple[str, str] | None:
     return (think, answer) if answer else None
 
 
+# R1's chat reply: a think block, then a non-empty readable summary that ends in one answer block
+_REPLY = re.compile(r"\s*<think>(.*?)</think>(.*?)<answer>(.*?)</answer>\s*", re.DOTALL)
+
+
+def parse_reasoning_reply(reply: str) -> tuple[str, str, str] | None:
+    """(think, summary, answer) of a well-formed R1 chat reply, or None (extra or misplaced tags too)."""
+    if not isinstance(reply, str) or len(reply) > MAX_COMPLETION_CHARS:
+        return None
+    m = _REPLY.fullmatch(reply)
+    if m is None or any(_TAG.search(g) for g in m.groups()):
+        return None
+    think, summary, answer = (g.strip() for g in m.groups())
+    return (think, summary, answer) if summary and answer else None
+
+
+def reply_format_reward(reply: str) -> float:
+    """1.0 for `<think>...</think> summary <answer>non-empty</answer>`, else 0.0."""
+    return 1.0 if parse_reasoning_reply(reply) is not None else 0.0
+
+
+def reasoning_text(completion: str) -> str:
+    """The think block's text if there is one, else the whole completion (what language is judged on)."""
+    start, end = completion.find("<think>"), completion.find("</think>")
+    return completion[start + len("<think>"):end] if 0 <= start < end else completion
+
+
 def extract_answer(completion: str) -> str | None:
     """The text of the answer block: the last `<answer>...</answer>` if any; None when there is none.
 

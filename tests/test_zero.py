@@ -27,7 +27,7 @@ def tiny():
 def test_rollout_packs_prompt_and_completion_with_response_mask(tiny):
     model, tok = tiny
     prompts = ["What is 12 + 7?", "Hi"]
-    ro = rollout(model, tok, prompts, group_size=3, max_new_tokens=6, temperature=1.0,
+    ro = rollout(model, tok, [tok.encode(p) for p in prompts], group_size=3, stop_ids=[tok.eot_id], max_new_tokens=6, temperature=1.0,
                  generator=torch.Generator().manual_seed(0))
     assert ro.ids.shape[0] == 6 and ro.mask.shape == (6, ro.ids.shape[1] - 1)
     for i in range(6):
@@ -43,7 +43,7 @@ def test_rollout_packs_prompt_and_completion_with_response_mask(tiny):
 def test_rollout_logprobs_match_a_single_sequence_forward(tiny):
     """Right padding must not change a sequence's log-probs: compare to each sequence alone."""
     model, tok = tiny
-    ro = rollout(model, tok, ["What is 12 + 7?", "Hi"], group_size=2, max_new_tokens=5,
+    ro = rollout(model, tok, [tok.encode(p) for p in ["What is 12 + 7?", "Hi"]], group_size=2, stop_ids=[tok.eot_id], max_new_tokens=5,
                  generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         batched = sequence_logprobs(model, ro.ids)

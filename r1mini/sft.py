@@ -1,0 +1,71 @@
+"""Supervised fine-tuning on chat exchanges, the loss on the assistant's tokens only.
+
+Used by R1's cold start and rejection-sampling stages and by distillation. An example is the (ids, mask)
+pair of r1mini.data.chat_ids; the prompt's tokens are context, not targets.
+"""
+from __future__ import annotations
+
+import math
+import random
+
+import torch
+from tqdm import tqdm
+
+from r1mini.common import autocast
+
+
+def sft_targets(ids: list[int], mask: list[bool], pad_id: int, length: int) -> tuple[list[int], list[int]]:
+    """Input and target rows of one example, right-padded to `length` + 1 tokens: target j is ids[j + 1]
+    where that token is the assistant's, and -1 (ignored by the loss) elsewhere."""
+    ids, mask = ids[:length + 1], mask[:length + 1]
+    x = ids[:-1] + [pad_id] * (length - len(ids) + 1)
+    y = [t if m else -1 for t, m in zip(ids[1:], mask[1:])]
+    return x, y + [-1] * (length - len(y))
+
+
+def sft_batches(examples: list[tuple[list[int], list[bool]]], batch_size: int, block_size: int, pad_id: int,
+                rng: random.Random):
+    """One epoch of shuffled (x, y) batches, each padded to its longest example (at most block_size)."""
+    order = list(range(len(examples)))
+    rng.shuffle(order)
+    for i in range(0, len(order), batch_size):
+        batch = [examples[j] for j in order[i:i + batch_size]]
+        length = min(block_size, max(len(ids) for ids, _ in batch) - 1)
+        rows = [sft_targets(ids, mask, pad_id, length) for ids, mask in batch]
+        yield torch.tensor([r[0] for r in rows]), torch.tensor([r[1] for r in rows])
+
+
+def train_sft(model, examples: list[tuple[list[int], list[bool]]], *, epochs: int, batch_size: int, lr: float,
+              pad_id: int, seed: int = 0, warmup: int = 10, weight_decay: float = 0.0, grad_clip: float = 1.0,
+              desc: str = "sft", log=None) -> list[float]:
+    """AdamW with warmup and cosine decay over `epochs` passes; returns the loss of every step."""
+    if not examples:
+        raise ValueError("no SFT examples: the stage that builds them kept nothing")
+    device = next(model.parameters()).device
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.95))
+    rng = random.Random(seed)
+    total = epochs * math.ceil(len(examples) / batch_size)
+    losses: list[float] = []
+    model.train()
+    bar = tqdm(total=total, desc=desc, dynamic_ncols=True, leave=False)
+    for epoch in range(epochs):
+        for x, y in sft_batches(examples, batch_size, model.cfg.block_size, pad_id, rng):
+            step = len(losses)
+            scale = (step + 1) / warmup if step < warmup else 0.5 * (1 + math.cos(math.pi * step / total))
+            for group in optimizer.param_groups:
+                group["lr"] = lr * scale
+            with autocast(device):
+                _, loss = model(x.to(device), y.to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+            for moe in model.moe_layers():
+                moe.update_bias()
+            losses.append(loss.item())
+            bar.update(1)
+            bar.set_postfix(loss=round(losses[-1], 3))
+            if log is not None:
+                log({"sft_step": step + 1, "epoch": epoch, "loss": round(losses[-1], 4)})
+    bar.close()
+    return losses
