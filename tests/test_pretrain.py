@@ -90,10 +90,11 @@ def test_eval_on_the_checkpoint(base):
     assert [row[1] for row in rows] == ["en", "zh"]
     for row in rows:
         values = [float(v) for v in row[2:]]
-        assert len(values) == 9
+        assert len(values) == 10
         assert all(0 <= v <= 1 for v in values[:5])  # pass@1, pass@k, cons@k, format, steps%
         assert all(math.isnan(v) or 0 <= v <= 1 for v in values[5:7])  # accuracies: nan when no such answer
         assert values[7] >= 0 and values[8] >= 0  # length, reflection words
+        assert 0 <= values[9] <= 1  # language consistency
 
 
 def test_interrupted_run_resumes_exactly(tmp_path, monkeypatch):
