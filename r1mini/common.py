@@ -205,8 +205,12 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", expect
     """(model, tokenizer, meta) of a checkpoint directory, with errors that say which script makes it."""
     path = Path(path)
     if not (path / "meta.json").exists() or not (path / "model.pt").exists():
-        hint = f"run {STAGE_SCRIPTS[expect_stage]} first" if expect_stage in STAGE_SCRIPTS else \
-            "pass --init with a checkpoint directory written by an earlier stage"
+        if expect_stage in STAGE_SCRIPTS:
+            hint = f"run {STAGE_SCRIPTS[expect_stage]} first"
+        elif expect_stage and expect_stage.startswith("r1/"):
+            hint = f"run train_r1.py --stage {expect_stage[3:]} first"
+        else:
+            hint = "pass --init with a checkpoint directory written by an earlier stage"
         raise SystemExit(f"no checkpoint at {path}: {hint}")
     meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
     if expect_stage and not str(meta.get("stage", "")).startswith(expect_stage):

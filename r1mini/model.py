@@ -270,14 +270,10 @@ class Transformer(nn.Module):
     def moe_layers(self) -> list[MoE]:
         return [b.ffn for b in self.blocks if isinstance(b.ffn, MoE)]
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, *, cache: KVCache | None = None,
-                positions: torch.Tensor | None = None):
-        """idx: (B, T) token ids.
-
-        Training: logits (B, T, V) and, with targets, the mean cross-entropy (targets -1 are ignored).
-        Decoding: pass a KVCache and the absolute `positions` (B, T) of the new tokens; the new tokens
-        attend to every valid cached slot and causally among themselves.
-        """
+    def hidden(self, idx: torch.Tensor, positions: torch.Tensor | None = None, *,
+               cache: KVCache | None = None) -> torch.Tensor:
+        """Final-normed hidden states (B, T, C): everything forward does before lm_head (cache and positions
+        as in forward). A reward model puts its scalar head here instead of the vocabulary head."""
         B, T = idx.shape
         if positions is None:
             if T > self.cfg.block_size:
@@ -302,7 +298,17 @@ class Transformer(nn.Module):
             x = block(x, cos, sin, cache, i, mask)
         if cache is not None:
             cache.length += T
-        logits = self.lm_head(self.norm(x))
+        return self.norm(x)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, *, cache: KVCache | None = None,
+                positions: torch.Tensor | None = None):
+        """idx: (B, T) token ids.
+
+        Training: logits (B, T, V) and, with targets, the mean cross-entropy (targets -1 are ignored).
+        Decoding: pass a KVCache and the absolute `positions` (B, T) of the new tokens; the new tokens
+        attend to every valid cached slot and causally among themselves.
+        """
+        logits = self.lm_head(self.hidden(idx, positions, cache=cache))
         if targets is None:
             return logits
         loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
