@@ -27,7 +27,7 @@ class EvalConfig:
     k: int = 8  # samples per problem
     temperature: float = 0.6
     top_p: float = 0.95
-    max_new_tokens: int = 128
+    max_new_tokens: int = 160  # the longest English multiplication reply with its summary is ~130 tokens
     langs: str = "en,zh"  # languages of the prompts
     batch_size: int = 128
     show: int = 2  # sample completions to print per task

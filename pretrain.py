@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from r1mini.common import (JsonlLogger, autocast, load_train_state, pick_device, print0, parse_config,
+from r1mini.common import (JsonlLogger, autocast, load_train_state, optimizer_step, pick_device, print0, parse_config,
                            rng_states, save_checkpoint, seed_everything, set_rng_states, setup_distributed)
 from r1mini.data import corpus_documents, pack, random_windows
 from r1mini.model import Transformer, model_config
@@ -171,11 +171,8 @@ def main(argv=None):
         if not torch.isfinite(loss):
             raise SystemExit(f"loss is {loss.item()} at step {step}; the last good checkpoint is in {out}. "
                              f"Lower --lr (now {cfg.lr}) and rerun.")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        expert_load = [moe.update_bias().tolist() for moe in model.moe_layers()]
+        grad_norm, loads = optimizer_step(model, optimizer, loss, cfg.grad_clip)
+        expert_load = [load.tolist() for load in loads]
         step += 1
         tokens_since += tokens_per_step
         bar.update(1)

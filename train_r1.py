@@ -72,7 +72,7 @@ class R1Config:
     final_steps: int = 25
     prompts_per_step: int = 8
     group_size: int = 8
-    max_new_tokens: int = 128
+    max_new_tokens: int = 160  # the longest English multiplication reply with its summary is ~130 tokens
     rl_lr: float = 5e-5  # lower than R1-Zero's: these policies start sharp, and a large step undoes the SFT
     lang_weight: float = 1.0  # weight of the language-consistency reward
     general_share: float = 0.25  # share of general prompts in the final RL stage
@@ -201,7 +201,8 @@ def main(argv=None):
                 replies = ro.completions[len(problems) * G:]
                 gprompts = [generals[i // G] for i in range(len(replies))]
                 # helpfulness judges the summary only (after any think block); harmlessness the whole reply
-                judged = [r.split("</think>")[-1] if g["kind"] == "helpful" else r for r, g in zip(replies, gprompts)]
+                # (stripped: the reward model was trained on replies without the leading space)
+                judged = [(r.split("</think>")[-1] if g["kind"] == "helpful" else r).strip() for r, g in zip(replies, gprompts)]
                 with torch.no_grad(), autocast(device):
                     rm_scores = score_texts(rm, tokenizer, [g["user"] for g in gprompts], judged, device).float().tolist()
                 fmt = [float("<think>" not in r and "<answer>" not in r and len(r.strip()) > 0) for r in replies]

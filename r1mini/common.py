@@ -185,6 +185,17 @@ def unwrap(model: torch.nn.Module) -> Transformer:
     return getattr(model, "module", model)
 
 
+def optimizer_step(model: torch.nn.Module, optimizer, loss: torch.Tensor, grad_clip: float,
+                   moe_model: Transformer | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """One update: backward, clip the gradient norm, step, then nudge every DeepSeekMoE routing bias (the
+    aux-loss-free balancing runs once per optimizer step). Returns the gradient norm and expert loads."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return grad_norm, [moe.update_bias() for moe in (moe_model or unwrap(model)).moe_layers()]
+
+
 def save_checkpoint(out: str | Path, model: torch.nn.Module, tokenizer: Tokenizer, meta: dict,
                     train_state: dict | None = None) -> None:
     """Write a checkpoint directory. train_state (optimizer, step, RNG) is what a resume needs."""

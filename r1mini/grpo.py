@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from r1mini.common import optimizer_step
 from r1mini.sampling import generate
 
 AGGREGATIONS = ("seq-mean", "token-mean", "constant")
@@ -230,12 +231,7 @@ def grpo_update(model, optimizer, ro: Rollout, advantages: torch.Tensor, keep: t
                                     None if ref_logp is None else ref_logp[mb], adv[mb], mask[mb],
                                     clip_eps=clip_eps, clip_eps_high=clip_eps_high, kl_coef=kl_coef, agg=agg,
                                     max_len=max_len)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
-            for moe in model.moe_layers():
-                moe.update_bias()
+            optimizer_step(model, optimizer, loss, grad_clip)
             with torch.no_grad():
                 entropies.append(entropy_from_logits(logits.detach())[mask[mb]].mean().item())
             rows.append(stats)

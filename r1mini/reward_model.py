@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from r1mini.common import autocast, unwrap
+from r1mini.common import autocast, optimizer_step, unwrap
 from r1mini.data import chat_ids
 from r1mini.model import Transformer
 
@@ -126,12 +126,7 @@ def train_reward_model(rm: RewardModel, tokenizer, pairs: list[dict], *, steps: 
         with autocast(device):
             scores = rm(ids.to(device), lengths.to(device))
         loss = bradley_terry_loss(scores[:batch_size], scores[batch_size:])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(rm.parameters(), grad_clip)
-        optimizer.step()
-        for moe in rm.backbone.moe_layers():
-            moe.update_bias()
+        optimizer_step(rm, optimizer, loss, grad_clip, moe_model=rm.backbone)
         losses.append(loss.item())
         if log is not None:
             log({"rm_step": step + 1, "rm_loss": round(losses[-1], 4)})

@@ -11,7 +11,7 @@ import random
 import torch
 from tqdm import tqdm
 
-from r1mini.common import autocast
+from r1mini.common import autocast, optimizer_step
 
 
 def sft_targets(ids: list[int], mask: list[bool], pad_id: int, length: int) -> tuple[list[int], list[int]]:
@@ -56,12 +56,7 @@ def train_sft(model, examples: list[tuple[list[int], list[bool]]], *, epochs: in
                 group["lr"] = lr * scale
             with autocast(device):
                 _, loss = model(x.to(device), y.to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
-            for moe in model.moe_layers():
-                moe.update_bias()
+            optimizer_step(model, optimizer, loss, grad_clip)
             losses.append(loss.item())
             bar.update(1)
             bar.set_postfix(loss=round(losses[-1], 3))
