@@ -115,7 +115,9 @@ def main(argv=None):
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95),
                                   fused=device.type == "cuda")
-    data_gen = torch.Generator().manual_seed(args.seed + rank)
+    # every rank draws the same global batch and trains on its own slice: the run is the same whatever
+    # the number of ranks (DDP averages the slices' gradients into the global batch's)
+    data_gen = torch.Generator().manual_seed(args.seed)
     step = 0
     if state is not None:
         model.load_state_dict(torch.load(out / "model.pt", map_location=device, weights_only=True))
@@ -143,7 +145,7 @@ def main(argv=None):
         g = torch.Generator().manual_seed(0)  # the same windows every time: comparable numbers
         losses = []
         for _ in range(cfg.eval_batches):
-            x, y = random_windows(val_stream, local_batch, seq_len, g)
+            x, y = random_windows(val_stream, cfg.batch_size, seq_len, g)  # the same on every rank
             with autocast(device):
                 losses.append(model(x.to(device), y.to(device))[1].item())
         model.train()
@@ -165,7 +167,8 @@ def main(argv=None):
         lr = lr_at(step, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        x, y = random_windows(train_stream, local_batch, seq_len, data_gen)
+        x, y = random_windows(train_stream, cfg.batch_size, seq_len, data_gen)
+        x, y = x[rank * local_batch:(rank + 1) * local_batch], y[rank * local_batch:(rank + 1) * local_batch]
         with autocast(device):
             _, loss = ddp_model(x.to(device), y.to(device))
         if not torch.isfinite(loss):

@@ -132,3 +132,22 @@ def test_interrupted_run_resumes_exactly(tmp_path, monkeypatch):
     assert all(torch.equal(whole[k], cut[k]) for k in whole)
     drop_time = lambda rows: [{k: v for k, v in r.items() if k not in ("time", "tokens_per_s")} for r in rows]
     assert drop_time(log_rows(tmp_path / "cut")) == drop_time(log_rows(tmp_path / "whole"))
+
+
+def test_torchrun_two_ranks_match_one_process(tmp_path):
+    """Data parallel on CPU (gloo): 2 ranks on half the global batch each end where one process ends."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    r = run("pretrain.py", "--preset", "toy", "--out", str(one), "--max_steps", "6")
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "pretrain.py", "--preset",
+                        "toy", "--out", str(two), "--max_steps", "6"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "world 2" in r.stdout
+    a = torch.load(one / "model.pt", weights_only=True)
+    b = torch.load(two / "model.pt", weights_only=True)
+    for name in a:
+        assert torch.allclose(a[name], b[name], atol=1e-5), name
+    la = [json.loads(l) for l in (one / "log.jsonl").read_text().splitlines()]
+    lb = [json.loads(l) for l in (two / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in la] == [r["step"] for r in lb]
+    assert la[-1]["val_loss"] == pytest.approx(lb[-1]["val_loss"], abs=1e-4)
