@@ -44,7 +44,8 @@ from r1mini.common import (JsonlLogger, autocast, load_checkpoint, load_train_st
 from r1mini.data import write_jsonl, zero_prompt
 from r1mini.evaluate import heldout_problems, sample_completions, score
 from r1mini.grpo import group_advantages, grpo_update, rollout
-from r1mini.rewards import count_reflection_words, is_step_by_step, mixes_languages, zero_reward
+from r1mini.filters import mixed_language
+from r1mini.rewards import count_reflection_words, is_step_by_step, zero_reward
 from r1mini.tasks import suite
 
 
@@ -202,7 +203,7 @@ def main(argv=None):
         local = torch.tensor([np.mean(acc), np.mean(fmt), rewards.mean().item(), np.mean(ro.lengths),
                               np.mean([is_step_by_step(c) for c in ro.completions]),
                               np.mean([count_reflection_words(c) for c in ro.completions]),
-                              np.mean([mixes_languages(c) for c in ro.completions]), mixed.float().mean().item(),
+                              np.mean([mixed_language(c) for c in ro.completions]), mixed.float().mean().item(),
                               upd["kl"], upd["clip_frac"], upd["entropy"]], dtype=torch.float64)
         if world > 1:
             local = local.to(device)

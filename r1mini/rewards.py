@@ -117,11 +117,6 @@ def language_consistency(text: str, lang: str) -> float:
     return (en if lang == "en" else zh) / (en + zh)
 
 
-def mixes_languages(text: str) -> bool:
-    en, zh = language_counts(text)
-    return en > 0 and zh > 0
-
-
 def zero_reward(completion: str, problem: Problem) -> tuple[float, float]:
     """R1-Zero's rule rewards: (accuracy, format), each 0 or 1; the training reward is their sum."""
     return accuracy_reward(completion, problem), format_reward(completion)

@@ -9,7 +9,8 @@ import torch
 
 from r1mini.grpo import logprobs_from_logits, rollout, sequence_logprobs
 from r1mini.model import Transformer, model_config
-from r1mini.rewards import language_consistency, mixes_languages, zero_reward
+from r1mini.filters import mixed_language
+from r1mini.rewards import language_consistency, zero_reward
 from r1mini.tasks import get_task
 from r1mini.tokenizer import Tokenizer
 
@@ -60,7 +61,9 @@ def test_language_consistency_by_hand():
     assert language_consistency("so far 目前是进", "zh") == pytest.approx(4 / 6)
     assert language_consistency("so far 目前是进", "en") == pytest.approx(2 / 6)
     assert language_consistency("123 + 456 = 579", "zh") == 1.0  # no words of either language
-    assert mixes_languages("so far 目前") and not mixes_languages("so far 123")
+    assert mixed_language("so far 目前") and not mixed_language("so far 123")
+    # the tags are not English: a Chinese reply in the template does not mix languages
+    assert not mixed_language("<think> 目前是 5 </think> <answer> 5 </answer>")
     with pytest.raises(ValueError):
         language_consistency("x", "fr")
 
