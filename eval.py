@@ -1,28 +1,37 @@
-"""Evaluate a checkpoint on held-out problems under the R1-Zero template, the way the R1 paper reports:
-k samples per problem at temperature 0.6 and top-p 0.95; pass@1 is the mean correctness of the samples,
-pass@k the unbiased estimator, cons@k the majority vote. Also: format adherence, share and accuracy of
-step-by-step vs direct answers, mean length (characters), reflection words per response.
+"""Evaluate checkpoints on held-out problems the way the R1 paper reports (zero-shot; k samples per problem
+at temperature 0.6 and top-p 0.95): each task of the suite is a benchmark named by its difficulty
+(add-3d, mul-3x1, linear-eq, countdown-4, ...), asked in English and in Chinese.
 
-    python eval.py --init out/base                     # the base model
-    python eval.py --init out/zero --k 16
-    python eval.py --init out/base --temperature 1.0   # how the base model behaves when sampled freely
+Per benchmark: pass@1 (the mean correctness of the k samples), cons@k (majority vote over the k answers),
+pass@k (the unbiased estimator), greedy accuracy (one sample at temperature 0), format rate, mean response
+length in tokens, language consistency of the reasoning with the prompt (English and Chinese prompts),
+share and accuracy of step-by-step vs direct answers, reflection words per response.
+
+Base and R1-Zero checkpoints are prompted with the R1-Zero template, SFT'd ones (R1 stages, students) in
+the chat format; the checkpoint's meta.json says which. Prints a markdown table per checkpoint and writes
+its JSON to <checkpoint>/eval.json (and all of them to --out when given).
+
+    python eval.py --init out/base                        # the base model
+    python eval.py --init out/zero,out/r1/final_rl --k 16 # several checkpoints
+    python eval.py --init out/base --temperature 1.0      # how the base model behaves when sampled freely
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from r1mini.common import load_checkpoint, parse_config, pick_device, print0, seed_everything
-from r1mini.evaluate import heldout_problems, sample_completions, score
+from r1mini.common import atomic_write_json, load_checkpoint, parse_config, pick_device, print0, seed_everything
+from r1mini.evaluate import evaluate_model, heldout_problems, markdown_table, sample_completions
 from r1mini.tasks import suite
 
 
 @dataclass
 class EvalConfig:
-    suite: str = ""  # task suite; "" means the one the checkpoint was pretrained on
+    suite: str = ""  # task suite; "" means the one the checkpoint's base model was pretrained on
     n_problems: int = 50  # held-out problems per task and language
     k: int = 8  # samples per problem
     temperature: float = 0.6
@@ -30,7 +39,7 @@ class EvalConfig:
     max_new_tokens: int = 160  # the longest English multiplication reply with its summary is ~130 tokens
     langs: str = "en,zh"  # languages of the prompts
     batch_size: int = 128
-    show: int = 2  # sample completions to print per task
+    show: int = 1  # sample completions to print per benchmark
     chat: str = "auto"  # prompt format: "auto" (chat for R1 stages and students, else the R1-Zero template), "yes", "no"
 
 
@@ -38,42 +47,64 @@ PRESETS = {"toy": dict(n_problems=3, k=2, max_new_tokens=24, show=0), "cpu": dic
            "gpu": dict(n_problems=100, k=16, max_new_tokens=384)}
 
 
+def uses_chat(meta: dict, chat: str) -> bool:
+    stage = str(meta.get("stage", ""))
+    return chat == "yes" or (chat == "auto" and (stage.startswith("r1/") or stage.startswith("student")))
+
+
+def checkpoint_suite(meta: dict, preset: str) -> str:
+    config = meta.get("config", {})
+    return config.get("suite") or meta.get("base_config", {}).get("suite") or preset
+
+
 def main(argv=None):
     cfg, args = parse_config(EvalConfig, PRESETS, __doc__, argv, default_init="out/base", default_out="")
-    if cfg.k <= 0 or cfg.n_problems <= 0 or not 0 < cfg.top_p <= 1 or cfg.temperature < 0:
-        raise SystemExit("need --k > 0, --n_problems > 0, --top_p in (0, 1] and --temperature >= 0")
+    if cfg.k <= 0 or cfg.n_problems <= 0 or not 0 < cfg.top_p <= 1 or cfg.temperature < 0 or cfg.batch_size <= 0:
+        raise SystemExit("need --k > 0, --n_problems > 0, --batch_size > 0, --top_p in (0, 1] and --temperature >= 0")
+    if cfg.chat not in ("auto", "yes", "no"):
+        raise SystemExit(f"--chat must be auto, yes or no, got {cfg.chat!r}")
+    langs = tuple(cfg.langs.split(","))
+    if not set(langs) <= {"en", "zh"}:
+        raise SystemExit(f"--langs takes en and/or zh, comma-separated, got {cfg.langs!r}")
     device = pick_device(args.device)
-    seed_everything(args.seed)
-    model, tokenizer, meta = load_checkpoint(args.init, device)
-    tasks = suite(cfg.suite or meta.get("config", {}).get("suite", args.preset))
-    stage = str(meta.get("stage", ""))
-    chat = cfg.chat == "yes" or (cfg.chat == "auto" and (stage.startswith("r1/") or stage.startswith("student")))
-    results = {}
-    print0(f"{args.init} (stage {stage}, step {meta.get('step')}): k={cfg.k}, T={cfg.temperature}, "
-           f"top_p={cfg.top_p}, {'chat format' if chat else 'R1-Zero template'}")
-    header = f"{'task':<10}{'lang':<5}{'pass@1':>8}{f'pass@{cfg.k}':>8}{f'cons@{cfg.k}':>8}{'format':>8}" \
-             f"{'steps%':>8}{'steps acc':>10}{'direct acc':>11}{'length':>8}{'reflect':>8}{'lang':>7}"
-    print0(header)
-    for name, task in tasks.items():
-        for lang in cfg.langs.split(","):
-            problems = heldout_problems({name: task}, cfg.n_problems, seed=args.seed, lang=lang)
-            with torch.no_grad():
-                samples = sample_completions(model, tokenizer, problems, cfg.k, temperature=cfg.temperature,
-                                             top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
-                                             batch_size=cfg.batch_size, seed=args.seed, chat=chat)
-            r = score(samples, cfg.k, chat=chat)
-            results[f"{name}/{lang}"] = r
-            print0(f"{name:<10}{lang:<5}{r['pass@1']:>8.3f}{r[f'pass@{cfg.k}']:>8.3f}{r[f'cons@{cfg.k}']:>8.3f}"
-                   f"{r['format']:>8.3f}{r['steps_share']:>8.3f}{r['steps_acc']:>10.3f}{r['direct_acc']:>11.3f}"
-                   f"{r['length']:>8.1f}{r['reflection']:>8.2f}{r['lang_consistency']:>7.3f}")
-            for s in samples[:cfg.show]:
-                print0(f"    Q: {s.problem.question}  (answer {s.problem.answer})\n    A: {s.completions[0]!r}")
+    everything = {}
+    for init in args.init.split(","):
+        seed_everything(args.seed)
+        t0 = time.time()
+        model, tokenizer, meta = load_checkpoint(init, device)
+        try:
+            tasks = suite(cfg.suite or checkpoint_suite(meta, args.preset))
+        except ValueError as e:
+            raise SystemExit(f"--suite: {e}")
+        chat = uses_chat(meta, cfg.chat)
+        print0(f"\n{init} (stage {meta.get('stage')}, step {meta.get('step')}): {cfg.n_problems} problems per "
+               f"benchmark and language, k={cfg.k}, T={cfg.temperature}, top-p {cfg.top_p}, "
+               f"{'chat format' if chat else 'R1-Zero template'}")
+        with torch.no_grad():
+            results = evaluate_model(model, tokenizer, tasks, chat=chat, n_problems=cfg.n_problems, k=cfg.k, langs=langs,
+                                     temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
+                                     batch_size=cfg.batch_size, seed=args.seed)
+        k = cfg.k
+        header = ["benchmark", "pass@1", f"cons@{k}", f"pass@{k}", "greedy", "format", "length", "steps share",
+                  "reflection"] + [f"lang {lang}" for lang in langs]
+        rows = [[name, r["pass@1"], r[f"cons@{k}"], r[f"pass@{k}"], r["greedy"], r["format"], round(r["length"], 1),
+                 r["steps_share"], round(r["reflection"], 2)] + [r["by_lang"][lang]["lang_consistency"] for lang in langs]
+                for name, r in results.items()]
+        print0(markdown_table(header, rows))
+        for task in tasks.values():  # a look at what the model writes
+            for p in heldout_problems({task.name: task}, cfg.show, seed=args.seed, lang=langs[-1]):
+                s = sample_completions(model, tokenizer, [p], 1, temperature=cfg.temperature, top_p=cfg.top_p,
+                                       max_new_tokens=cfg.max_new_tokens, seed=args.seed, chat=chat)[0]
+                print0(f"  {task.label}  Q: {p.question}  (answer {p.answer})\n    A: {s.completions[0]!r}")
+        record = {"checkpoint": init, "stage": meta.get("stage"), "chat": chat, "config": asdict(cfg),
+                  "seed": args.seed, "seconds": round(time.time() - t0, 1), "results": results}
+        atomic_write_json(record, Path(init) / "eval.json")
+        everything[init] = record
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"checkpoint": args.init, "config": vars(cfg), "results": results},
-                                             indent=2, ensure_ascii=False))
+        atomic_write_json(everything, args.out)
         print0(f"wrote {args.out}")
-    return results
+    return everything
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from math import comb
 
 import torch
+from tqdm import tqdm
 
 from r1mini.data import chat_ids, zero_prompt
 from r1mini.rewards import (accuracy_reward, count_reflection_words, extract_answer, format_reward,
@@ -39,6 +40,7 @@ def majority_vote(answers: list[str | None]) -> str | None:
 class Sampled:
     problem: Problem
     completions: list[str]
+    lengths: list[int] | None = None  # tokens of each completion, stop token excluded
 
 
 def prompt_ids(tokenizer, question: str, chat: bool) -> tuple[list[int], list[int]]:
@@ -49,25 +51,30 @@ def prompt_ids(tokenizer, question: str, chat: bool) -> tuple[list[int], list[in
 
 
 def sample_completions(model, tokenizer, problems: list[Problem], k: int, *, temperature: float, top_p: float,
-                       max_new_tokens: int, batch_size: int = 64, seed: int = 0, chat: bool = False) -> list[Sampled]:
-    """k completions for each problem, in the chat format or under the R1-Zero template."""
+                       max_new_tokens: int, batch_size: int = 64, seed: int = 0, chat: bool = False,
+                       progress: str | None = None) -> list[Sampled]:
+    """k completions for each problem, in the chat format or under the R1-Zero template. With
+    `progress`, a progress bar of that name counts the batches."""
     device = next(model.parameters()).device
     gen = torch.Generator(device=device).manual_seed(seed)
     stop = prompt_ids(tokenizer, "", chat)[1]
     prompts = [prompt_ids(tokenizer, p.question, chat)[0] for p in problems for _ in range(k)]
-    outs: list[str] = []
-    for i in range(0, len(prompts), batch_size):
-        new = generate(model, prompts[i:i + batch_size], max_new_tokens, temperature=temperature, top_p=top_p,
-                       stop_ids=stop, pad_id=stop[0], generator=gen)
-        outs += [tokenizer.decode([t for t in seq if t not in stop]) for seq in new]
-    return [Sampled(p, outs[j * k:(j + 1) * k]) for j, p in enumerate(problems)]
+    seqs: list[list[int]] = []
+    for i in tqdm(range(0, len(prompts), batch_size), desc=progress, disable=progress is None, leave=False,
+                  dynamic_ncols=True):
+        seqs += generate(model, prompts[i:i + batch_size], max_new_tokens, temperature=temperature, top_p=top_p,
+                         stop_ids=stop, pad_id=stop[0], generator=gen)
+    seqs = [[t for t in seq if t not in stop] for seq in seqs]
+    outs = [tokenizer.decode(seq) for seq in seqs]
+    return [Sampled(p, outs[j * k:(j + 1) * k], [len(s) for s in seqs[j * k:(j + 1) * k]])
+            for j, p in enumerate(problems)]
 
 
 def score(samples: list[Sampled], k: int, chat: bool = False) -> dict:
     """pass@1 (mean over the k samples), pass@k, cons@k, format rate, language consistency of the
-    reasoning with the prompt's language, and accuracy split by style."""
-    rows = {"pass@1": [], f"pass@{k}": [], f"cons@{k}": [], "format": [], "length": [], "reflection": [],
-            "lang_consistency": []}
+    reasoning with the prompt's language, mean length (tokens) and accuracy split by style."""
+    rows = {"pass@1": [], f"pass@{k}": [], f"cons@{k}": [], "format": [], "length": [], "chars": [],
+            "reflection": [], "lang_consistency": []}
     fmt = reply_format_reward if chat else format_reward
     by_style = {"steps": [0, 0], "direct": [0, 0]}
     for s in samples:
@@ -76,10 +83,11 @@ def score(samples: list[Sampled], k: int, chat: bool = False) -> dict:
         rows[f"pass@{k}"].append(pass_at_k(len(correct), int(sum(correct)), k))
         vote = majority_vote([extract_answer(c) for c in s.completions])
         rows[f"cons@{k}"].append(float(vote is not None and accuracy_reward(f"<answer>{vote}</answer>", s.problem) > 0))
-        for c, ok in zip(s.completions, correct):
+        for c, ok, n in zip(s.completions, correct, s.lengths or [None] * len(correct)):
             rows["format"].append(fmt(c))
             rows["lang_consistency"].append(language_consistency(reasoning_text(c), s.problem.lang))
-            rows["length"].append(len(c))
+            rows["length"].append(len(c) if n is None else n)  # tokens when known, else characters
+            rows["chars"].append(len(c))
             rows["reflection"].append(count_reflection_words(c))
             style = by_style["steps" if is_step_by_step(c) else "direct"]
             style[0] += 1
@@ -96,3 +104,33 @@ def heldout_problems(tasks: dict[str, Task], n: int, seed: int, lang: str = "en"
     """n held-out problems per task, the same ones for every model evaluated with this seed."""
     rng = random.Random(seed)
     return [task.sample(rng, "test", lang) for task in tasks.values() for _ in range(n)]
+
+
+def evaluate_model(model, tokenizer, tasks: dict[str, Task], *, chat: bool, n_problems: int, k: int,
+                   langs: tuple[str, ...] = ("en", "zh"), temperature: float = 0.6, top_p: float = 0.95,
+                   max_new_tokens: int = 160, batch_size: int = 128, seed: int = 0) -> dict[str, dict]:
+    """Every task as a benchmark named by its label (add-3d, mul-3x1, ...): n_problems held-out problems
+    per language, k samples each; the sampled metrics of score() pooled over languages, greedy accuracy
+    (one sample at temperature 0), and the same per language under "by_lang"."""
+    results = {}
+    for task in tasks.values():
+        pooled, pooled_greedy, by_lang = [], [], {}
+        for lang in langs:
+            problems = heldout_problems({task.name: task}, n_problems, seed=seed, lang=lang)
+            common = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed, chat=chat)
+            samples = sample_completions(model, tokenizer, problems, k, temperature=temperature, top_p=top_p,
+                                         progress=f"{task.label} {lang}", **common)
+            greedy = sample_completions(model, tokenizer, problems, 1, temperature=0.0, top_p=1.0, **common)
+            by_lang[lang] = {**score(samples, k, chat), "greedy": score(greedy, 1, chat)["pass@1"]}
+            pooled += samples
+            pooled_greedy += greedy
+        results[task.label] = {**score(pooled, k, chat), "greedy": score(pooled_greedy, 1, chat)["pass@1"],
+                               "by_lang": by_lang}
+    return results
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    """A markdown table; floats with three decimals."""
+    cell = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows])

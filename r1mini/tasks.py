@@ -72,6 +72,11 @@ class Task:
                 return Problem(self.name, self.question(data, lang, rng), lang, self.solve(data), data)
         raise RuntimeError(f"{self.name}: no {split} problem found; is the problem space too small?")
 
+    @property
+    def label(self) -> str:
+        """The benchmark name of this task at its difficulty, e.g. add-3d, mul-3x1, countdown-4."""
+        return self.name
+
     def check(self, answer: str, problem: Problem) -> bool:
         try:
             value = parse_int(answer)
@@ -154,6 +159,10 @@ class Addition(Task):
     def __init__(self, min_digits: int = 2, max_digits: int = 3):
         self.min_digits, self.max_digits = min_digits, max_digits
 
+    @property
+    def label(self):
+        return f"add-{self.max_digits}d"
+
     def draw(self, rng):
         def number():
             n = rng.randint(self.min_digits, self.max_digits)
@@ -186,6 +195,10 @@ class Multiplication(Task):
 
     def __init__(self, a_digits: tuple[int, int] = (2, 3), b_digits: tuple[int, int] = (1, 1)):
         self.a_digits, self.b_digits = tuple(a_digits), tuple(b_digits)
+
+    @property
+    def label(self):
+        return f"mul-{self.a_digits[1]}x{self.b_digits[1]}"
 
     def draw(self, rng):
         na, nb = rng.randint(*self.a_digits), rng.randint(*self.b_digits)
@@ -238,6 +251,10 @@ class LinearEquation(Task):
 
     def __init__(self, max_coef: int = 9, max_x: int = 20):
         self.max_coef, self.max_x = max_coef, max_x
+
+    @property
+    def label(self):
+        return "linear-eq"
 
     def draw(self, rng):
         a = rng.randint(2, self.max_coef)
@@ -341,6 +358,10 @@ class Countdown(Task):
 
     def __init__(self, n_numbers: int = 4, max_number: int = 25, max_target: int = 200):
         self.n_numbers, self.max_number, self.max_target = n_numbers, max_number, max_target
+
+    @property
+    def label(self):
+        return f"countdown-{self.n_numbers}"
 
     def draw(self, rng):
         while True:

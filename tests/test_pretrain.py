@@ -81,20 +81,31 @@ def test_bad_arguments(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-def test_eval_on_the_checkpoint(base):
-    r = run("eval.py", "--preset", "toy", "--init", base)
+def test_eval_on_the_checkpoint(base, tmp_path):
+    out = tmp_path / "evals.json"
+    r = run("eval.py", "--preset", "toy", "--init", f"{base},{base}", "--k", 3, "--out", out)
     assert r.returncode == 0, r.stdout + r.stderr
+    # the markdown table: one row per benchmark, named by the task's difficulty
     lines = r.stdout.splitlines()
-    header = next(i for i, line in enumerate(lines) if line.startswith("task"))
-    rows = [line.split() for line in lines[header + 1:] if line.startswith("add")]
-    assert [row[1] for row in rows] == ["en", "zh"]
-    for row in rows:
-        values = [float(v) for v in row[2:]]
-        assert len(values) == 10
-        assert all(0 <= v <= 1 for v in values[:5])  # pass@1, pass@k, cons@k, format, steps%
-        assert all(math.isnan(v) or 0 <= v <= 1 for v in values[5:7])  # accuracies: nan when no such answer
-        assert values[7] >= 0 and values[8] >= 0  # length, reflection words
-        assert 0 <= values[9] <= 1  # language consistency
+    header = next(line for line in lines if line.startswith("| benchmark"))
+    assert "cons@3" in header and "pass@3" in header and "lang zh" in header
+    rows = [line.strip("| ").split(" | ") for line in lines if line.startswith("| add-2d")]
+    assert len(rows) == 2  # the same checkpoint twice
+    record = json.loads(out.read_text())[str(base)]
+    assert record == json.loads((base / "eval.json").read_text())
+    assert record["stage"] == "base" and record["chat"] is False
+    res = record["results"]["add-2d"]
+    for name in ("pass@1", "cons@3", "pass@3", "greedy", "format", "lang_consistency"):
+        assert 0 <= res[name] <= 1, name
+    assert res["pass@1"] <= res["pass@3"]  # invariants of the estimators
+    assert 0 < res["length"] <= 24  # tokens, at most max_new_tokens
+    assert set(res["by_lang"]) == {"en", "zh"}
+    # pooled over languages: the mean of the two (same number of problems each)
+    mean = (res["by_lang"]["en"]["pass@1"] + res["by_lang"]["zh"]["pass@1"]) / 2
+    assert abs(res["pass@1"] - mean) < 1e-9
+    assert float(rows[0][1]) == pytest.approx(res["pass@1"], abs=1e-3)
+    # the second evaluation of the same checkpoint with the same seed gives the same numbers
+    assert rows[0] == rows[1]
 
 
 def test_interrupted_run_resumes_exactly(tmp_path, monkeypatch):
