@@ -13,6 +13,7 @@ Writes out/base: model.pt, model.json, tokenizer.tiktoken/json, meta.json, log.j
 
     python pretrain.py                      # cpu preset on CPU, gpu preset when CUDA is there
     python pretrain.py --preset toy         # seconds: a smoke test
+    python pretrain.py --preset cpu-student --out out/student_base  # a smaller base, for distill.py
     python pretrain.py --max_steps 2000 --lr 2e-3
     torchrun --nproc_per_node=2 pretrain.py # data parallel
 """
@@ -70,6 +71,8 @@ PRESETS = {
                 val_docs=10_000, batch_size=128, max_steps=6_000, lr=1e-3, warmup_steps=200, eval_every=500,
                 eval_batches=20, ckpt_every=1000, log_every=50),
 }
+# the students of distillation: the same data and schedule, a smaller model
+PRESETS.update({f"{name}-student": {**PRESETS[name], "model": f"{name}-student"} for name in ("toy", "cpu", "gpu")})
 
 
 def lr_at(step: int, cfg: PretrainConfig) -> float:

@@ -68,8 +68,8 @@ class R1Config:
     sft_batch_size: int = 32
     sft_lr: float = 1e-3
     # stage 2 and 4: GRPO
-    rl_steps: int = 50
-    final_steps: int = 25
+    rl_steps: int = 25
+    final_steps: int = 15
     prompts_per_step: int = 8
     group_size: int = 8
     max_new_tokens: int = 160  # the longest English multiplication reply with its summary is ~130 tokens
@@ -82,7 +82,7 @@ class R1Config:
     reasoning_ratio: float = 3.0  # reasoning : non-reasoning examples
     # stage 4: reward model
     rm_pairs: int = 2000
-    rm_steps: int = 300
+    rm_steps: int = 200
     rm_batch_size: int = 32
     rm_lr: float = 5e-4
     # evaluation

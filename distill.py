@@ -1,0 +1,141 @@
+"""Distillation (DeepSeek-R1 §2.4): the final R1 model's reasoning, taught to a smaller model by SFT alone.
+
+1. Sample the teacher (out/r1/final_rl) n times on each of many training prompts, in the chat format, at
+   temperature 0.6 / top-p 0.95; keep the samples that are correct and readable: the rejection filters of
+   R1's stage 3 (no mixed language, no overlong paragraph, no code block, no repetition, no duplicates).
+2. Add non-reasoning chat data at the paper's ratio (600k reasoning : 200k other, 3:1).
+3. SFT the student's own base model (pretrain.py --preset cpu-student, or gpu-student) on it; no RL.
+
+The paper's Table 6 compares this with RL run directly on the same small base (Qwen-32B-Zero): here that
+is `train_zero.py --init <student base>`, which speedrun.sh runs with a comparable budget. The samples are
+text, so teacher and student may have different tokenizers.
+
+Writes out/student (stage "student/distill") with distill_data.jsonl, the data it was trained on. The
+sampled data is saved before the SFT starts: an interrupted run reuses it when rerun with the same command.
+
+    python distill.py                                   # out/r1/final_rl -> out/student_base -> out/student
+    python distill.py --preset toy --init out/r1/final_rl --student out/student_base
+"""
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from r1mini.common import (JsonlLogger, load_checkpoint, parse_config, pick_device, print0, save_checkpoint,
+                           seed_everything)
+from r1mini.data import chat_ids, read_jsonl, write_jsonl
+from r1mini.evaluate import heldout_problems, sample_completions, score
+from r1mini.filters import rejection_filter
+from r1mini.general import non_reasoning_examples
+from r1mini.rewards import accuracy_reward, reply_format_reward
+from r1mini.sft import train_sft
+from r1mini.tasks import suite
+
+
+@dataclass
+class DistillConfig:
+    student: str = "out/student_base"  # the student's base checkpoint (pretrain.py --preset cpu-student)
+    suite: str = ""  # "" means the teacher's
+    prompts: int = 1200  # training prompts sampled from the teacher
+    samples: int = 2  # teacher samples per prompt
+    temperature: float = 0.6
+    top_p: float = 0.95
+    max_new_tokens: int = 160
+    zh_share: float = 0.4  # share of prompts asked in Chinese
+    reasoning_ratio: float = 3.0  # reasoning : non-reasoning examples
+    epochs: int = 3
+    batch_size: int = 32
+    lr: float = 1e-3
+    batch_gen: int = 128  # sequences per generation batch
+    eval_problems: int = 25  # held-out problems per task and language, for meta.json
+    eval_k: int = 4
+
+
+PRESETS = {
+    "toy": dict(prompts=6, samples=2, max_new_tokens=24, epochs=1, batch_size=8, eval_problems=2, eval_k=2),
+    "cpu": dict(),
+    "gpu": dict(prompts=8000, samples=4, max_new_tokens=384, epochs=2, batch_size=64, eval_problems=100, eval_k=16),
+}
+
+
+def main(argv=None):
+    cfg, args = parse_config(DistillConfig, PRESETS, __doc__, argv, default_init="out/r1/final_rl",
+                             default_out="out/student")
+    for name in ("prompts", "samples", "max_new_tokens", "epochs", "batch_size", "batch_gen", "eval_problems", "eval_k"):
+        if getattr(cfg, name) <= 0:
+            raise SystemExit(f"--{name} must be positive, got {getattr(cfg, name)}")
+    if not 0 < cfg.top_p <= 1 or cfg.temperature < 0 or cfg.reasoning_ratio <= 0:
+        raise SystemExit("need --top_p in (0, 1], --temperature >= 0 and --reasoning_ratio > 0")
+    device = pick_device(args.device)
+    seed_everything(args.seed)
+    out = Path(args.out)
+    data_file = out / "distill_data.jsonl"
+    t0 = time.time()
+
+    # -- 1-2: the teacher's correct, readable samples plus non-reasoning data (reused when already there) ----
+    teacher, teacher_tok, teacher_meta = load_checkpoint(args.init, device, expect_stage="r1")
+    suite_name = cfg.suite or teacher_meta.get("config", {}).get("suite") or args.preset
+    tasks = suite(suite_name)
+    counts = {}
+    if data_file.exists():
+        rows = read_jsonl(data_file)
+        print0(f"reusing {len(rows)} examples from {data_file}")
+    else:
+        rng = random.Random(args.seed)
+        task_list = list(tasks.values())
+        problems = [rng.choice(task_list).sample(rng, "train", "zh" if rng.random() < cfg.zh_share else "en")
+                    for _ in range(cfg.prompts)]
+        with torch.no_grad():
+            sampled = sample_completions(teacher, teacher_tok, problems, cfg.samples, temperature=cfg.temperature,
+                                         top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_gen,
+                                         seed=args.seed, chat=True, progress="teacher samples")
+        samples = [{"prompt": s.problem.question, "completion": c,
+                    "correct": accuracy_reward(c, s.problem) > 0 and reply_format_reward(c) > 0}
+                   for s in sampled for c in s.completions]
+        kept, counts = rejection_filter(samples)
+        general = non_reasoning_examples(max(1, round(len(kept) / cfg.reasoning_ratio)), seed=args.seed, split="train")
+        rows = [{"user": s["prompt"], "assistant": " " + s["completion"].strip(), "kind": "reasoning"} for s in kept]
+        rows += [{"user": g["user"], "assistant": " " + g["assistant"], "kind": "general"} for g in general]
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = data_file.with_name(data_file.name + ".tmp")
+        write_jsonl(tmp, rows)
+        tmp.replace(data_file)
+        print0(f"teacher samples: {counts['total']}, kept {counts['kept']} "
+               f"({', '.join(f'{k} -{v}' for k, v in counts.items() if k not in ('total', 'kept'))}); "
+               f"+ {len(general)} non-reasoning examples")
+    del teacher
+    t_data = time.time() - t0
+
+    # -- 3: SFT of the student's base on the teacher's text -------------------------------------------------
+    model, tokenizer, student_meta = load_checkpoint(cfg.student, device, expect_stage="base")
+    end_id = tokenizer.special("<|end|>")
+    examples = [chat_ids(tokenizer, r["user"], r["assistant"]) for r in rows]
+    logger = JsonlLogger(out / "log.jsonl")
+    losses = train_sft(model, examples, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, pad_id=end_id,
+                       seed=args.seed, desc="distill SFT", log=logger.log)
+
+    # -- a quick held-out check for meta.json (eval.py gives the full picture) ------------------------------
+    metrics = {"examples": len(rows), "reasoning": sum(r.get("kind") == "reasoning" for r in rows),
+               **{f"filter/{k}": v for k, v in counts.items()}, "sft_loss": round(losses[-1], 4),
+               "sft_steps": len(losses), "seconds_data": round(t_data, 1)}
+    for lang in ("en", "zh"):
+        problems = heldout_problems(tasks, cfg.eval_problems, seed=args.seed, lang=lang)
+        with torch.no_grad():
+            r = score(sample_completions(model, tokenizer, problems, cfg.eval_k, temperature=0.6, top_p=0.95,
+                                         max_new_tokens=cfg.max_new_tokens, seed=1234, chat=True), cfg.eval_k, chat=True)
+        metrics.update({f"pass@1/{lang}": round(r["pass@1"], 4), f"lang/{lang}": round(r["lang_consistency"], 4)})
+    metrics["seconds"] = round(time.time() - t0, 1)
+    meta = {"stage": "student/distill", "parent": cfg.student, "teacher": args.init, "step": len(losses), "done": True,
+            "preset": args.preset, "seed": args.seed, "config": {**dataclasses.asdict(cfg), "suite": suite_name},
+            "base_config": student_meta.get("config", {}), "metrics": metrics}
+    save_checkpoint(out, model, tokenizer, meta)
+    print0("distilled: " + " ".join(f"{k}={v}" for k, v in metrics.items()) + f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The whole recipe, every stage in order, then a report:
+#   teacher and student bases -> R1-Zero -> the four R1 stages -> distillation into the student
+#   -> the student trained by RL alone (the paper's Table 6) -> evaluation of every checkpoint -> report.
+#
+#   bash speedrun.sh          # gpu preset with CUDA, else cpu (2 CPU cores: see the README for the time)
+#   bash speedrun.sh toy      # a couple of minutes: does everything run?
+#   OUT=/tmp/run bash speedrun.sh cpu
+#
+# Writes OUT (default out/, or out/toy for toy): one checkpoint directory per stage, times.tsv (wall time
+# of each stage), report.md and report.json. Rerunning skips the stages whose checkpoint is complete and
+# resumes an interrupted one; delete OUT to start over. Extra flags for one stage: ZERO_FLAGS, R1_FLAGS,
+# DISTILL_FLAGS, STUDENT_RL_FLAGS, EVAL_FLAGS, PRETRAIN_FLAGS (e.g. ZERO_FLAGS="--steps 50").
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${PYTHON:-python}
+PRESET=${1:-$($PY -c "import torch; print('gpu' if torch.cuda.is_available() else 'cpu')")}
+case "$PRESET" in toy|cpu|gpu) ;; *) echo "usage: bash speedrun.sh [toy|cpu|gpu]" >&2; exit 2;; esac
+if [ "$PRESET" = toy ]; then OUT=${OUT:-out/toy}; else OUT=${OUT:-out}; fi
+mkdir -p "$OUT"
+: > "$OUT/times.tsv"
+$PY - > "$OUT/hardware.txt" <<'PYEOF'
+import os, platform, torch
+gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+print(f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), {gpu}, torch {torch.__version__}")
+PYEOF
+
+done_ckpt() {  # is there a finished checkpoint in $1?
+  [ -f "$1/meta.json" ] && $PY -c "import json,sys; sys.exit(0 if json.load(open('$1/meta.json')).get('done') else 1)"
+}
+
+stage() {  # stage NAME CHECKPOINT_DIR command...: run unless the checkpoint is complete; log the wall time
+  local name=$1 ckpt=$2; shift 2
+  if [ -n "$ckpt" ] && done_ckpt "$ckpt"; then
+    echo "== $name: $ckpt is complete, skipping"
+    printf '%s\t0\tskipped\n' "$name" >> "$OUT/times.tsv"
+    return
+  fi
+  echo "== $name: $*"
+  local t0=$SECONDS
+  "$@"
+  printf '%s\t%s\tran\n' "$name" "$((SECONDS - t0))" >> "$OUT/times.tsv"
+}
+
+T0=$SECONDS
+stage pretrain        "$OUT/base"          $PY pretrain.py --preset "$PRESET" --out "$OUT/base" ${PRETRAIN_FLAGS:-}
+stage pretrain_student "$OUT/student_base" $PY pretrain.py --preset "$PRESET-student" --out "$OUT/student_base" ${PRETRAIN_FLAGS:-}
+stage r1_zero         "$OUT/zero"          $PY train_zero.py --preset "$PRESET" --init "$OUT/base" --out "$OUT/zero" ${ZERO_FLAGS:-}
+stage r1              "$OUT/r1/final_rl"   $PY train_r1.py --preset "$PRESET" --init "$OUT/zero" --out "$OUT/r1" ${R1_FLAGS:-}
+stage distill         "$OUT/student"       $PY distill.py --preset "$PRESET" --init "$OUT/r1/final_rl" \
+                                             --student "$OUT/student_base" --out "$OUT/student" ${DISTILL_FLAGS:-}
+# the same student base trained by R1-Zero's recipe and step budget instead of distillation
+stage student_rl_only "$OUT/student_zero"  $PY train_zero.py --preset "$PRESET" --init "$OUT/student_base" \
+                                             --out "$OUT/student_zero" ${STUDENT_RL_FLAGS:-}
+CKPTS=""
+for c in base zero r1/cold_start r1/reasoning_rl r1/rejection_sft r1/final_rl student student_zero; do
+  CKPTS="$CKPTS${CKPTS:+,}$OUT/$c"
+done
+stage eval "" $PY eval.py --preset "$PRESET" --init "$CKPTS" --out "$OUT/eval.json" --show 0 ${EVAL_FLAGS:-}
+$PY -m r1mini.report "$OUT"
+echo "speedrun ($PRESET) finished in $((SECONDS - T0)) s; report: $OUT/report.md"

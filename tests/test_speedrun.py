@@ -1,0 +1,89 @@
+"""speedrun.sh at the toy preset: every stage runs in order, each checkpoint is evaluated, the report is
+written; a rerun skips what is complete."""
+
+import importlib.util
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from r1mini.data import read_jsonl
+
+ROOT = Path(__file__).resolve().parents[1]
+ROWS = ["base", "R1-Zero", "R1 cold start", "R1 reasoning RL", "R1 rejection SFT", "R1 final RL",
+        "student distilled", "student RL-only"]
+STAGES = ["pretrain", "pretrain_student", "r1_zero", "r1", "distill", "student_rl_only", "eval"]
+
+
+def speedrun(out: Path) -> subprocess.CompletedProcess:
+    import sys
+    env = {**os.environ, "OUT": str(out), "OMP_NUM_THREADS": "1", "PYTHON": sys.executable,
+           "PYTHONPATH": str(ROOT)}
+    return subprocess.run(["bash", "speedrun.sh", "toy"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("speedrun") / "out"
+    r = speedrun(out)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return out, r
+
+
+def test_every_stage_ran_and_was_timed(run):
+    out, _ = run
+    times = [line.split("\t") for line in (out / "times.tsv").read_text().splitlines()]
+    assert [t[0] for t in times] == STAGES and all(t[2] == "ran" for t in times)
+    for sub, stage in [("base", "base"), ("student_base", "base"), ("zero", "zero"), ("r1/final_rl", "r1/final_rl"),
+                       ("student", "student/distill"), ("student_zero", "zero")]:
+        meta = json.loads((out / sub / "meta.json").read_text())
+        assert meta["stage"] == stage and meta["done"], sub
+    # the students are smaller than the teacher, and the RL-only student started from the student base
+    size = lambda sub: json.loads((out / sub / "model.json").read_text())["n_layer"]  # noqa: E731
+    assert size("student") == size("student_zero") == size("student_base") < size("base")
+    assert json.loads((out / "student_zero" / "meta.json").read_text())["parent"] == str(out / "student_base")
+
+
+def test_distillation_data_is_the_teachers_correct_samples(run):
+    out, _ = run
+    meta = json.loads((out / "student" / "meta.json").read_text())
+    m = meta["metrics"]
+    removed = sum(v for k, v in m.items() if k.startswith("filter/") and k not in ("filter/total", "filter/kept"))
+    assert m["filter/total"] == 6 * 2 == m["filter/kept"] + removed  # toy: 6 prompts x 2 samples
+    rows = read_jsonl(out / "student" / "distill_data.jsonl")
+    assert sum(r["kind"] == "reasoning" for r in rows) == m["filter/kept"] == m["reasoning"]
+    assert sum(r["kind"] == "general" for r in rows) >= 1 and len(rows) == m["examples"]
+
+
+def test_report(run):
+    out, r = run
+    report = json.loads((out / "report.json").read_text())
+    assert list(report["table"]) == ROWS
+    evals = json.loads((out / "eval.json").read_text())
+    assert len(evals) == len(ROWS)
+    # the report's numbers are the evaluations' numbers
+    zero = json.loads((out / "zero" / "eval.json").read_text())["results"]["add-2d"]
+    assert report["table"]["R1-Zero"]["add-2d pass@1"] == zero["pass@1"]
+    assert report["table"]["R1-Zero"]["lang zh"] == zero["by_lang"]["zh"]["lang_consistency"]
+    assert {f["claim"] for f in report["findings"]} >= {"R1-Zero raises pass@1 over the base model",
+                                                       "distillation beats RL alone on the student"}
+    md = (out / "report.md").read_text()
+    assert all(f"| {name} |" in md for name in ROWS) and "Wall time per stage" in md
+    assert (out / "zero_curves.png").exists() == (importlib.util.find_spec("matplotlib") is not None)
+    assert "finished in" in r.stdout
+
+
+def test_rerun_skips_what_is_complete(run):
+    out, _ = run
+    r = speedrun(out)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    times = [line.split("\t") for line in (out / "times.tsv").read_text().splitlines()]
+    assert [t[2] for t in times] == ["skipped"] * 6 + ["ran"]  # every training stage skipped; eval reran
+
+
+def test_bad_preset():
+    r = subprocess.run(["bash", "speedrun.sh", "huge"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and "usage" in r.stderr
