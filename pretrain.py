@@ -120,7 +120,7 @@ def main(argv=None):
     data_gen = torch.Generator().manual_seed(args.seed)
     step = 0
     if state is not None:
-        model.load_state_dict(torch.load(out / "model.pt", map_location=device, weights_only=True))
+        model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         data_gen.set_state(state["data_generator"])
         set_rng_states(state["rng"])
@@ -134,8 +134,8 @@ def main(argv=None):
     seq_len = mcfg.block_size
     local_batch = cfg.batch_size // world
     logger = JsonlLogger(out / "log.jsonl") if rank == 0 else None
-    if logger is not None and state is not None:
-        logger.drop_after(step)  # rows of steps after the checkpoint would otherwise appear twice
+    if logger is not None:  # rows of steps after the checkpoint (all rows: no checkpoint) would appear twice
+        logger.drop_after(step if state is not None else -1)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
 

@@ -117,6 +117,7 @@ def main(argv=None):
     gen = torch.Generator(device=device).manual_seed(args.seed + rank)
     step = 0
     if state is not None:
+        model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         problem_rng.setstate(state["problem_rng"])
         gen.set_state(state["sampler"])
@@ -124,14 +125,16 @@ def main(argv=None):
         step = state["step"]
         print0(f"resuming {out} from step {step}")
     ref_model = copy.deepcopy(model).eval().requires_grad_(False) if cfg.kl_coef > 0 else None
+    if ref_model is not None and state is not None and "ref_model" in state:
+        ref_model.load_state_dict(state["ref_model"])  # the policy of the last reset, not the current one
     ddp_model = model
     if world > 1:
         ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     logger = JsonlLogger(out / "log.jsonl")
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        if state is not None:
-            logger.drop_after(step)
+        for f in ("log.jsonl", "samples.jsonl"):  # rows after the checkpoint (all rows: none) would appear twice
+            JsonlLogger(out / f).drop_after(step if state is not None else -1)
     eval_set = heldout_problems(tasks, cfg.eval_problems, seed=args.seed)
     print0(f"R1-Zero from {init} on {suite_name} ({', '.join(tasks)}): {cfg.prompts_per_step} prompts x "
            f"{cfg.group_size} samples per step, {cfg.steps} steps, device {device}, world {world}")
@@ -156,7 +159,8 @@ def main(argv=None):
                     "base_config": base_meta.get("config", {}), "metrics": metrics}
         save_checkpoint(out, model, tokenizer, new_meta, {"optimizer": optimizer.state_dict(), "step": step,
                                                           "problem_rng": problem_rng.getstate(),
-                                                          "sampler": gen.get_state(), "rng": rng_states()})
+                                                          "sampler": gen.get_state(), "rng": rng_states(),
+                                                          **({"ref_model": ref_model.state_dict()} if ref_model is not None else {})})
 
     if step == 0:
         start = evaluate(0)

@@ -198,7 +198,8 @@ def optimizer_step(model: torch.nn.Module, optimizer, loss: torch.Tensor, grad_c
 
 def save_checkpoint(out: str | Path, model: torch.nn.Module, tokenizer: Tokenizer, meta: dict,
                     train_state: dict | None = None) -> None:
-    """Write a checkpoint directory. train_state (optimizer, step, RNG) is what a resume needs."""
+    """Write a checkpoint directory. train_state (optimizer, step, RNG) is what a resume needs; it gets its own
+    copy of the weights, so a kill between the two files cannot pair new weights with an old optimizer."""
     if not is_main():
         return
     out = Path(out)
@@ -208,7 +209,7 @@ def save_checkpoint(out: str | Path, model: torch.nn.Module, tokenizer: Tokenize
     atomic_write_json(model.cfg.to_dict(), out / "model.json")
     atomic_save(model.state_dict(), out / "model.pt")
     if train_state is not None:
-        atomic_save(train_state, out / "train_state.pt")
+        atomic_save({**train_state, "model": model.state_dict()}, out / "train_state.pt")
     atomic_write_json(meta, out / "meta.json")  # last: a meta.json means the rest is complete
 
 
