@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from r1mini.common import load_checkpoint, parse_config, pick_device, print0, seed_everything
+from r1mini.common import load_checkpoint, parse_config, pick_device, print0, seed_everything, step_guard
 from r1mini.evaluate import heldout_problems, sample_completions, score
 from r1mini.tasks import suite
 
@@ -40,8 +40,6 @@ PRESETS = {"toy": dict(n_problems=3, k=2, max_new_tokens=24, show=0), "cpu": dic
 
 def main(argv=None):
     cfg, args = parse_config(EvalConfig, PRESETS, __doc__, argv, default_init="out/base", default_out="")
-    if cfg.k <= 0 or cfg.n_problems <= 0 or not 0 < cfg.top_p <= 1 or cfg.temperature < 0:
-        raise SystemExit("need --k > 0, --n_problems > 0, --top_p in (0, 1] and --temperature >= 0")
     device = pick_device(args.device)
     seed_everything(args.seed)
     model, tokenizer, meta = load_checkpoint(args.init, device)
@@ -57,7 +55,7 @@ def main(argv=None):
     for name, task in tasks.items():
         for lang in cfg.langs.split(","):
             problems = heldout_problems({name: task}, cfg.n_problems, seed=args.seed, lang=lang)
-            with torch.no_grad():
+            with torch.no_grad(), step_guard(f"{name}/{lang}", None, memory_flags="--batch_size or --max_new_tokens"):
                 samples = sample_completions(model, tokenizer, problems, cfg.k, temperature=cfg.temperature,
                                              top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
                                              batch_size=cfg.batch_size, seed=args.seed, chat=chat)

@@ -29,7 +29,7 @@ import torch
 from tqdm import tqdm
 
 from r1mini.common import (JsonlLogger, autocast, load_train_state, optimizer_step, pick_device, print0, parse_config,
-                           rng_states, save_checkpoint, seed_everything, set_rng_states, setup_distributed)
+                           rng_states, save_checkpoint, seed_everything, set_rng_states, setup_distributed, step_guard)
 from r1mini.data import corpus_documents, pack, random_windows
 from r1mini.model import Transformer, model_config
 from r1mini.tasks import suite
@@ -88,9 +88,6 @@ def main(argv=None):
     out = Path(args.out)
     if cfg.batch_size % world:
         raise SystemExit(f"--batch_size {cfg.batch_size} must divide by the {world} ranks")
-    for name in ("max_steps", "batch_size", "train_docs", "val_docs"):
-        if getattr(cfg, name) <= 0:
-            raise SystemExit(f"--{name} must be positive, got {getattr(cfg, name)}")
 
     # -- data: corpus, tokenizer, packed streams ----------------------------------------------------------
     t0 = time.time()
@@ -169,12 +166,10 @@ def main(argv=None):
             group["lr"] = lr
         x, y = random_windows(train_stream, cfg.batch_size, seq_len, data_gen)
         x, y = x[rank * local_batch:(rank + 1) * local_batch], y[rank * local_batch:(rank + 1) * local_batch]
-        with autocast(device):
-            _, loss = ddp_model(x.to(device), y.to(device))
-        if not torch.isfinite(loss):
-            raise SystemExit(f"loss is {loss.item()} at step {step}; the last good checkpoint is in {out}. "
-                             f"Lower --lr (now {cfg.lr}) and rerun.")
-        grad_norm, loads = optimizer_step(model, optimizer, loss, cfg.grad_clip)
+        with step_guard(f"step {step + 1}", out, f"--lr (now {cfg.lr})", "--batch_size"):
+            with autocast(device):
+                _, loss = ddp_model(x.to(device), y.to(device))
+            grad_norm, loads = optimizer_step(model, optimizer, loss, cfg.grad_clip)
         expert_load = [load.tolist() for load in loads]
         step += 1
         tokens_since += tokens_per_step
