@@ -255,8 +255,8 @@ def _load(f: Path):
     try:
         return torch.load(f, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, not a torch file, or objects weights_only refuses
-        raise SystemExit(f"cannot read {f} ({type(e).__name__}: {str(e).splitlines()[0][:200]}); it is damaged "
-                         f"or from another program: delete it and rerun the stage that writes it") from None
+        raise SystemExit(f"cannot read {f} ({type(e).__name__}); it is damaged or from another program: "
+                         f"delete it and rerun the stage that writes it") from None
 
 
 # -- failing clearly ------------------------------------------------------------------------------------
@@ -307,7 +307,7 @@ def step_guard(where: str, out: str | Path | None, lr_flag: str = "--lr", memory
     try:
         yield
     except FloatingPointError as e:
-        raise SystemExit(f"{e} at {where}; stopped before applying the update. Lower {lr_flag} (or --grad_clip)."
+        raise SystemExit(f"{e} at {where}; stopped before applying the update. Lower {lr_flag} or --grad_clip."
                          + resume) from None
     except torch.cuda.OutOfMemoryError:
         raise SystemExit(f"CUDA out of memory at {where}: lower {memory_flags}, or use a smaller --preset." + resume) from None
