@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from r1mini.common import (JsonlLogger, load_checkpoint, parse_config, pick_device, print0, save_checkpoint,
-                           seed_everything)
+                           seed_everything, step_guard)
 from r1mini.data import chat_ids, read_jsonl, write_jsonl
 from r1mini.evaluate import heldout_problems, sample_completions, score
 from r1mini.filters import rejection_filter
@@ -66,11 +66,6 @@ PRESETS = {
 def main(argv=None):
     cfg, args = parse_config(DistillConfig, PRESETS, __doc__, argv, default_init="out/r1/final_rl",
                              default_out="out/student")
-    for name in ("prompts", "samples", "max_new_tokens", "epochs", "batch_size", "batch_gen", "eval_problems", "eval_k"):
-        if getattr(cfg, name) <= 0:
-            raise SystemExit(f"--{name} must be positive, got {getattr(cfg, name)}")
-    if not 0 < cfg.top_p <= 1 or cfg.temperature < 0 or cfg.reasoning_ratio <= 0:
-        raise SystemExit("need --top_p in (0, 1], --temperature >= 0 and --reasoning_ratio > 0")
     device = pick_device(args.device)
     seed_everything(args.seed)
     out = Path(args.out)
@@ -83,7 +78,13 @@ def main(argv=None):
     tasks = suite(suite_name)
     counts = {}
     if data_file.exists():
-        rows = read_jsonl(data_file)
+        try:
+            rows = read_jsonl(data_file)
+        except ValueError as e:
+            raise SystemExit(f"{e}; or delete {data_file} to sample the teacher again")
+        if any(not isinstance(r.get("user"), str) or not isinstance(r.get("assistant"), str) for r in rows):
+            raise SystemExit(f"{data_file}: every line needs \"user\" and \"assistant\" strings; fix it or delete "
+                             f"the file to sample the teacher again")
         print0(f"reusing {len(rows)} examples from {data_file}")
     else:
         rng = random.Random(args.seed)
@@ -116,8 +117,9 @@ def main(argv=None):
     end_id = tokenizer.special("<|end|>")
     examples = [chat_ids(tokenizer, r["user"], r["assistant"]) for r in rows]
     logger = JsonlLogger(out / "log.jsonl")
-    losses = train_sft(model, examples, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, pad_id=end_id,
-                       seed=args.seed, desc="distill SFT", log=logger.log)
+    with step_guard("the distillation SFT", None, "--lr", "--batch_size"):
+        losses = train_sft(model, examples, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, pad_id=end_id,
+                           seed=args.seed, desc="distill SFT", log=logger.log)
 
     # -- a quick held-out check for meta.json (eval.py gives the full picture) ------------------------------
     metrics = {"examples": len(rows), "reasoning": sum(r.get("kind") == "reasoning" for r in rows),

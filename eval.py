@@ -24,7 +24,8 @@ from pathlib import Path
 
 import torch
 
-from r1mini.common import atomic_write_json, load_checkpoint, parse_config, pick_device, print0, seed_everything
+from r1mini.common import (atomic_write_json, load_checkpoint, parse_config, pick_device, print0, seed_everything,
+                           step_guard)
 from r1mini.evaluate import evaluate_model, heldout_problems, markdown_table, sample_completions
 from r1mini.tasks import suite
 
@@ -59,28 +60,19 @@ def checkpoint_suite(meta: dict, preset: str) -> str:
 
 def main(argv=None):
     cfg, args = parse_config(EvalConfig, PRESETS, __doc__, argv, default_init="out/base", default_out="")
-    if cfg.k <= 0 or cfg.n_problems <= 0 or not 0 < cfg.top_p <= 1 or cfg.temperature < 0 or cfg.batch_size <= 0:
-        raise SystemExit("need --k > 0, --n_problems > 0, --batch_size > 0, --top_p in (0, 1] and --temperature >= 0")
-    if cfg.chat not in ("auto", "yes", "no"):
-        raise SystemExit(f"--chat must be auto, yes or no, got {cfg.chat!r}")
-    langs = tuple(cfg.langs.split(","))
-    if not set(langs) <= {"en", "zh"}:
-        raise SystemExit(f"--langs takes en and/or zh, comma-separated, got {cfg.langs!r}")
+    langs = tuple(cfg.langs.split(","))  # values, like every flag's, checked by parse_config
     device = pick_device(args.device)
     everything = {}
     for init in args.init.split(","):
         seed_everything(args.seed)
         t0 = time.time()
         model, tokenizer, meta = load_checkpoint(init, device)
-        try:
-            tasks = suite(cfg.suite or checkpoint_suite(meta, args.preset))
-        except ValueError as e:
-            raise SystemExit(f"--suite: {e}")
+        tasks = suite(cfg.suite or checkpoint_suite(meta, args.preset))
         chat = uses_chat(meta, cfg.chat)
         print0(f"\n{init} (stage {meta.get('stage')}, step {meta.get('step')}): {cfg.n_problems} problems per "
                f"benchmark and language, k={cfg.k}, T={cfg.temperature}, top-p {cfg.top_p}, "
                f"{'chat format' if chat else 'R1-Zero template'}")
-        with torch.no_grad():
+        with torch.no_grad(), step_guard(init, None, memory_flags="--batch_size or --max_new_tokens"):
             results = evaluate_model(model, tokenizer, tasks, chat=chat, n_problems=cfg.n_problems, k=cfg.k, langs=langs,
                                      temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
                                      batch_size=cfg.batch_size, seed=args.seed)

@@ -30,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from r1mini.common import (JsonlLogger, autocast, load_train_state, optimizer_step, pick_device, print0, parse_config,
-                           rng_states, save_checkpoint, seed_everything, set_rng_states, setup_distributed)
+                           rng_states, save_checkpoint, seed_everything, set_rng_states, setup_distributed, step_guard)
 from r1mini.data import corpus_documents, pack, random_windows
 from r1mini.model import Transformer, model_config
 from r1mini.tasks import suite
@@ -91,9 +91,6 @@ def main(argv=None):
     out = Path(args.out)
     if cfg.batch_size % world:
         raise SystemExit(f"--batch_size {cfg.batch_size} must divide by the {world} ranks")
-    for name in ("max_steps", "batch_size", "train_docs", "val_docs"):
-        if getattr(cfg, name) <= 0:
-            raise SystemExit(f"--{name} must be positive, got {getattr(cfg, name)}")
 
     # -- data: corpus, tokenizer, packed streams ----------------------------------------------------------
     t0 = time.time()
@@ -123,7 +120,7 @@ def main(argv=None):
     data_gen = torch.Generator().manual_seed(args.seed)
     step = 0
     if state is not None:
-        model.load_state_dict(torch.load(out / "model.pt", map_location=device, weights_only=True))
+        model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         data_gen.set_state(state["data_generator"])
         set_rng_states(state["rng"])
@@ -137,8 +134,8 @@ def main(argv=None):
     seq_len = mcfg.block_size
     local_batch = cfg.batch_size // world
     logger = JsonlLogger(out / "log.jsonl") if rank == 0 else None
-    if logger is not None and state is not None:
-        logger.drop_after(step)  # rows of steps after the checkpoint would otherwise appear twice
+    if logger is not None:  # rows of steps after the checkpoint (all rows: no checkpoint) would appear twice
+        logger.drop_after(step if state is not None else -1)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
 
@@ -172,12 +169,10 @@ def main(argv=None):
             group["lr"] = lr
         x, y = random_windows(train_stream, cfg.batch_size, seq_len, data_gen)
         x, y = x[rank * local_batch:(rank + 1) * local_batch], y[rank * local_batch:(rank + 1) * local_batch]
-        with autocast(device):
-            _, loss = ddp_model(x.to(device), y.to(device))
-        if not torch.isfinite(loss):
-            raise SystemExit(f"loss is {loss.item()} at step {step}; the last good checkpoint is in {out}. "
-                             f"Lower --lr (now {cfg.lr}) and rerun.")
-        grad_norm, loads = optimizer_step(model, optimizer, loss, cfg.grad_clip)
+        with step_guard(f"step {step + 1}", out, f"--lr (now {cfg.lr})", "--batch_size"):
+            with autocast(device):
+                _, loss = ddp_model(x.to(device), y.to(device))
+            grad_norm, loads = optimizer_step(model, optimizer, loss, cfg.grad_clip)
         expert_load = [load.tolist() for load in loads]
         step += 1
         tokens_since += tokens_per_step

@@ -39,7 +39,7 @@ import torch
 from tqdm import tqdm
 
 from r1mini.common import (JsonlLogger, autocast, load_checkpoint, parse_config, pick_device, print0,
-                           save_checkpoint, seed_everything)
+                           save_checkpoint, seed_everything, step_guard)
 from r1mini.data import chat_ids, reasoning_reply, write_jsonl
 from r1mini.evaluate import heldout_problems, prompt_ids, sample_completions, score
 from r1mini.filters import rejection_filter, repeats
@@ -153,8 +153,9 @@ def main(argv=None):
 
     def sft_from_base(pairs: list[tuple[str, str]], epochs: int, desc: str):
         model, _, _ = load_checkpoint(base_dir, device, expect_stage="base")
-        losses = train_sft(model, to_examples(pairs), epochs=epochs, batch_size=cfg.sft_batch_size, lr=cfg.sft_lr,
-                           pad_id=end_id, seed=args.seed, desc=desc)
+        with step_guard("the SFT stage", out, "--sft_lr", "--sft_batch_size"):
+            losses = train_sft(model, to_examples(pairs), epochs=epochs, batch_size=cfg.sft_batch_size, lr=cfg.sft_lr,
+                               pad_id=end_id, seed=args.seed, desc=desc)
         return model, losses
 
     def grpo(model, steps: int, stage: str, general: bool):
@@ -210,8 +211,9 @@ def main(argv=None):
             rewards_t = torch.tensor(rewards, device=device, dtype=torch.float32)
             advantages = group_advantages(rewards_t, G)
             t_gen = time.time() - t0
-            upd = grpo_update(model, optimizer, ro, advantages, torch.ones_like(rewards_t, dtype=torch.bool),
-                              max_len=cfg.max_new_tokens, autocast_ctx=lambda: autocast(device))
+            with step_guard(f"{stage} step {step + 1}", out, "--rl_lr", "--group_size, --prompts_per_step or --max_new_tokens"):
+                upd = grpo_update(model, optimizer, ro, advantages, torch.ones_like(rewards_t, dtype=torch.bool),
+                                  max_len=cfg.max_new_tokens, autocast_ctx=lambda: autocast(device))
             row = {"stage": stage, "step": step + 1, "reward": round(sum(rewards) / len(rewards), 4),
                    "accuracy": round(sum(acc) / max(1, len(acc)), 4), "lang_consistency": round(sum(lang) / max(1, len(lang)), 4),
                    "length": round(sum(ro.lengths) / len(ro.lengths), 2), "t_gen": round(t_gen, 2),

@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 from r1mini.common import (JsonlLogger, autocast, load_checkpoint, load_train_state, pick_device, print0,
                            parse_config, rng_states, save_checkpoint, seed_everything, set_rng_states,
-                           setup_distributed)
+                           setup_distributed, step_guard)
 from r1mini.data import write_jsonl, zero_prompt
 from r1mini.evaluate import heldout_problems, sample_completions, score
 from r1mini.grpo import group_advantages, grpo_update, rollout
@@ -93,11 +93,6 @@ PRESETS = {
 
 def main(argv=None):
     cfg, args = parse_config(ZeroConfig, PRESETS, __doc__, argv, default_init="out/base", default_out="out/zero")
-    for name in ("steps", "prompts_per_step", "group_size", "max_new_tokens", "mu", "minibatches", "eval_k"):
-        if getattr(cfg, name) <= 0:
-            raise SystemExit(f"--{name} must be positive, got {getattr(cfg, name)}")
-    if cfg.agg not in ("seq-mean", "token-mean", "constant") or cfg.scale not in ("std", "none"):
-        raise SystemExit("--agg must be seq-mean, token-mean or constant; --scale std or none")
     device = pick_device(args.device)
     rank, world = setup_distributed(device)
     if cfg.prompts_per_step % world:
@@ -117,21 +112,26 @@ def main(argv=None):
     gen = torch.Generator(device=device).manual_seed(args.seed + rank)
     step = 0
     if state is not None:
+        model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr  # the command line's, e.g. lowered after a NaN stopped the run
         problem_rng.setstate(state["problem_rng"])
         gen.set_state(state["sampler"])
         set_rng_states(state["rng"])
         step = state["step"]
         print0(f"resuming {out} from step {step}")
     ref_model = copy.deepcopy(model).eval().requires_grad_(False) if cfg.kl_coef > 0 else None
+    if ref_model is not None and state is not None and "ref_model" in state:
+        ref_model.load_state_dict(state["ref_model"])  # the policy of the last reset, not the current one
     ddp_model = model
     if world > 1:
         ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     logger = JsonlLogger(out / "log.jsonl")
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        if state is not None:
-            logger.drop_after(step)
+        for f in ("log.jsonl", "samples.jsonl"):  # rows after the checkpoint (all rows: none) would appear twice
+            JsonlLogger(out / f).drop_after(step if state is not None else -1)
     eval_set = heldout_problems(tasks, cfg.eval_problems, seed=args.seed)
     print0(f"R1-Zero from {init} on {suite_name} ({', '.join(tasks)}): {cfg.prompts_per_step} prompts x "
            f"{cfg.group_size} samples per step, {cfg.steps} steps, device {device}, world {world}")
@@ -156,7 +156,8 @@ def main(argv=None):
                     "base_config": base_meta.get("config", {}), "metrics": metrics}
         save_checkpoint(out, model, tokenizer, new_meta, {"optimizer": optimizer.state_dict(), "step": step,
                                                           "problem_rng": problem_rng.getstate(),
-                                                          "sampler": gen.get_state(), "rng": rng_states()})
+                                                          "sampler": gen.get_state(), "rng": rng_states(),
+                                                          **({"ref_model": ref_model.state_dict()} if ref_model is not None else {})})
 
     if step == 0:
         start = evaluate(0)
@@ -174,8 +175,9 @@ def main(argv=None):
         for _ in range(n_local):
             task = problem_rng.choice(task_list)
             problems.append(task.sample(problem_rng, "train", "zh" if problem_rng.random() < cfg.zh_share else "en"))
+        memory_flags = "--group_size, --prompts_per_step or --max_new_tokens"
         model.eval()
-        with autocast(device):
+        with autocast(device), step_guard(f"step {step + 1} (rollout)", out, "--lr", memory_flags):
             ro = rollout(model, tokenizer, [tokenizer.encode(zero_prompt(p.question)) for p in problems], cfg.group_size,
                          max_new_tokens=cfg.max_new_tokens, stop_ids=[tokenizer.eot_id], temperature=cfg.temperature,
                          top_p=cfg.top_p, generator=gen)
@@ -191,10 +193,11 @@ def main(argv=None):
 
         # -- update: mu passes over the batch, in minibatches ------------------------------------------------
         t0 = time.time()
-        upd = grpo_update(model, optimizer, ro, advantages, keep, mu=cfg.mu, minibatches=cfg.minibatches,
-                          clip_eps=cfg.clip_eps, clip_eps_high=cfg.clip_eps_high, kl_coef=cfg.kl_coef,
-                          ref_model=ref_model, agg=cfg.agg, max_len=cfg.max_new_tokens, grad_clip=cfg.grad_clip,
-                          autocast_ctx=lambda: autocast(device), ddp_model=ddp_model)
+        with step_guard(f"step {step + 1} (update)", out, f"--lr (now {cfg.lr})", memory_flags + " (or raise --minibatches)"):
+            upd = grpo_update(model, optimizer, ro, advantages, keep, mu=cfg.mu, minibatches=cfg.minibatches,
+                              clip_eps=cfg.clip_eps, clip_eps_high=cfg.clip_eps_high, kl_coef=cfg.kl_coef,
+                              ref_model=ref_model, agg=cfg.agg, max_len=cfg.max_new_tokens, grad_clip=cfg.grad_clip,
+                              autocast_ctx=lambda: autocast(device), ddp_model=ddp_model)
         t_train = time.time() - t0
         step += 1
         bar.update(1)

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import random
 import sys
@@ -16,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from r1mini.model import ModelConfig, Transformer
+from r1mini.model import PRESETS as MODEL_PRESETS, ModelConfig, Transformer
+from r1mini.tasks import SUITES
 from r1mini.tokenizer import Tokenizer
 
 # which script writes which stage's checkpoint, for error messages
@@ -120,6 +122,7 @@ def parse_config(config_cls, presets: dict[str, dict], doc: str, argv: list[str]
             g.add_argument(f"--{f.name}", type=kind, default=value, help=f"default {value}")
     args = parser.parse_args(argv)
     config = config_cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)})
+    check_config(config)
     return config, args
 
 
@@ -192,23 +195,30 @@ def optimizer_step(model: torch.nn.Module, optimizer, loss: torch.Tensor, grad_c
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    # checked after backward, where DDP has all-reduced the gradients, so every rank stops together
+    if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
+        raise FloatingPointError(f"loss is {loss.item():.4g}, gradient norm {grad_norm.item():.4g}")
     optimizer.step()
     return grad_norm, [moe.update_bias() for moe in (moe_model or unwrap(model)).moe_layers()]
 
 
 def save_checkpoint(out: str | Path, model: torch.nn.Module, tokenizer: Tokenizer, meta: dict,
                     train_state: dict | None = None) -> None:
-    """Write a checkpoint directory. train_state (optimizer, step, RNG) is what a resume needs."""
+    """Write a checkpoint directory. train_state (optimizer, step, RNG) is what a resume needs; it gets its own
+    copy of the weights, so a kill between the two files cannot pair new weights with an old optimizer."""
     if not is_main():
         return
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model = unwrap(model)
+    if not all(t.isfinite().all() for t in model.state_dict().values() if t.is_floating_point()):
+        raise SystemExit(f"not saving step {meta.get('step')} to {out}: the weights hold NaN or inf (the learning "
+                         f"rate is likely too high); the checkpoint already there is the last good one")
     tokenizer.save(out)
     atomic_write_json(model.cfg.to_dict(), out / "model.json")
     atomic_save(model.state_dict(), out / "model.pt")
     if train_state is not None:
-        atomic_save(train_state, out / "train_state.pt")
+        atomic_save({**train_state, "model": model.state_dict()}, out / "train_state.pt")
     atomic_write_json(meta, out / "meta.json")  # last: a meta.json means the rest is complete
 
 
@@ -232,10 +242,72 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", expect
         raise SystemExit(f"{path}: tokenizer has {tokenizer.vocab_size} tokens but the model expects "
                          f"{cfg.vocab_size}; the files come from different runs")
     model = Transformer(cfg)
-    model.load_state_dict(torch.load(path / "model.pt", map_location="cpu", weights_only=True))
+    model.load_state_dict(_load(path / "model.pt"))
     return model.to(device), tokenizer, meta
 
 
 def load_train_state(path: str | Path) -> dict | None:
     f = Path(path) / "train_state.pt"
-    return torch.load(f, map_location="cpu", weights_only=True) if f.exists() else None
+    return _load(f) if f.exists() else None
+
+
+def _load(f: Path):
+    try:
+        return torch.load(f, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, not a torch file, or objects weights_only refuses
+        raise SystemExit(f"cannot read {f} ({type(e).__name__}); it is damaged or from another program: "
+                         f"delete it and rerun the stage that writes it") from None
+
+
+# -- failing clearly ------------------------------------------------------------------------------------
+# What a flag must be, by field name, shared by every stage's config. A field not named here: an int must
+# be > 0, a float >= 0; every float must be finite.
+_POSITIVE = (lambda v: v > 0, "> 0")
+_NON_NEGATIVE = (lambda v: v >= 0, ">= 0")
+_SHARE = (lambda v: 0 <= v <= 1, "in [0, 1]")
+
+
+def _one_of(*options):
+    return (lambda v: v in options, "one of " + ", ".join(map(repr, options)))
+
+
+FLAG_RULES = {
+    "top_p": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "zh_share": _SHARE, "general_share": _SHARE, "min_lr_ratio": _SHARE,
+    "lr": _POSITIVE, "sft_lr": _POSITIVE, "rl_lr": _POSITIVE, "rm_lr": _POSITIVE, "grad_clip": _POSITIVE,
+    "reasoning_ratio": _POSITIVE,
+    # counts where 0 means "none"
+    "n_routed_experts": _NON_NEGATIVE, "warmup_steps": _NON_NEGATIVE, "log_samples": _NON_NEGATIVE,
+    "show": _NON_NEGATIVE, "rl_steps": _NON_NEGATIVE, "final_steps": _NON_NEGATIVE,
+    "agg": _one_of("seq-mean", "token-mean", "constant"), "scale": _one_of("std", "none"),
+    "chat": _one_of("auto", "yes", "no"),
+    "langs": (lambda v: set(v.split(",")) <= {"en", "zh"}, "a comma-separated list of en, zh"),
+}
+
+
+def check_config(config) -> None:
+    """SystemExit naming the flag, for a value no run can use (FLAG_RULES), an unknown task suite or model."""
+    rules = {**FLAG_RULES, "suite": (lambda v: v == "" or v in SUITES, "one of " + ", ".join(SUITES)),
+             "model": (lambda v: v in MODEL_PRESETS, "one of " + ", ".join(MODEL_PRESETS))}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if type(value) is float and not math.isfinite(value):
+            raise SystemExit(f"--{f.name} must be a finite number, got {value}")
+        rule = rules.get(f.name) or {int: _POSITIVE, float: _NON_NEGATIVE}.get(type(value))
+        if rule is not None and not rule[0](value):
+            raise SystemExit(f"--{f.name} must be {rule[1]}, got {value!r}")
+
+
+@contextlib.contextmanager
+def step_guard(where: str, out: str | Path | None, lr_flag: str = "--lr", memory_flags: str = "--batch_size"):
+    """Turn the failures a user can fix into a SystemExit that says what to do: a NaN/inf loss or gradient
+    (FloatingPointError from optimizer_step, raised before the update) and CUDA running out of memory.
+    Either way nothing was saved after the last checkpoint in `out`, so a rerun resumes from it."""
+    resume = f" The last checkpoint in {out} is intact; rerun the same command to resume from it." if out else ""
+    try:
+        yield
+    except FloatingPointError as e:
+        raise SystemExit(f"{e} at {where}; stopped before applying the update. Lower {lr_flag} or --grad_clip."
+                         + resume) from None
+    except torch.cuda.OutOfMemoryError:
+        raise SystemExit(f"CUDA out of memory at {where}: lower {memory_flags}, or use a smaller --preset." + resume) from None

@@ -226,12 +226,14 @@ def write_jsonl(path: str | Path, rows, append: bool = False) -> None:
 def read_jsonl(path: str | Path) -> list[dict]:
     """Rows of a JSONL file; a malformed line raises ValueError naming the file and the line."""
     rows = []
-    with open(path, encoding="utf-8") as f:
+    with open(path, "rb") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = json.loads(line.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise ValueError(f"{path}, line {n}: not UTF-8 text; fix or delete that line") from None
             except json.JSONDecodeError as e:
                 raise ValueError(f"{path}, line {n}: not valid JSON ({e.msg}); fix or delete that line") from None
             if not isinstance(row, dict):

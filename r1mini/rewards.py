@@ -19,9 +19,15 @@ REFLECTION_WORDS = ("wait", "check", "verify", "等等", "检查", "验证")
 _STEP = re.compile(r"[=＝]")
 
 
+def _one_of_each_tag(text: str) -> bool:
+    # checked before the regexes below: with one tag of each kind their lazy groups match in linear time,
+    # whereas hundreds of repeated tags made parse_reasoning_reply's three groups backtrack for seconds
+    return all(text.count(tag) == 1 for tag in TAGS)
+
+
 def parse_completion(completion: str) -> tuple[str, str] | None:
     """(think, answer) of a well-formed completion, or None. Extra, nested or reordered tags -> None."""
-    if not isinstance(completion, str) or len(completion) > MAX_COMPLETION_CHARS:
+    if not isinstance(completion, str) or len(completion) > MAX_COMPLETION_CHARS or not _one_of_each_tag(completion):
         return None
     m = _FORMAT.fullmatch(completion)
     if m is None or _TAG.search(m.group(1)) or _TAG.search(m.group(2)):
@@ -36,7 +42,7 @@ _REPLY = re.compile(r"\s*<think>(.*?)</think>(.*?)<answer>(.*?)</answer>\s*", re
 
 def parse_reasoning_reply(reply: str) -> tuple[str, str, str] | None:
     """(think, summary, answer) of a well-formed R1 chat reply, or None (extra or misplaced tags too)."""
-    if not isinstance(reply, str) or len(reply) > MAX_COMPLETION_CHARS:
+    if not isinstance(reply, str) or len(reply) > MAX_COMPLETION_CHARS or not _one_of_each_tag(reply):
         return None
     m = _REPLY.fullmatch(reply)
     if m is None or any(_TAG.search(g) for g in m.groups()):

@@ -56,7 +56,10 @@ def train_sft(model, examples: list[tuple[list[int], list[bool]]], *, epochs: in
                 group["lr"] = lr * scale
             with autocast(device):
                 _, loss = model(x.to(device), y.to(device))
-            optimizer_step(model, optimizer, loss, grad_clip)
+            try:
+                optimizer_step(model, optimizer, loss, grad_clip)
+            except FloatingPointError as e:
+                raise FloatingPointError(f"{e} ({desc} step {step + 1})") from None
             losses.append(loss.item())
             bar.update(1)
             bar.set_postfix(loss=round(losses[-1], 3))
