@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from r1mini.common import (JsonlLogger, autocast, load_train_state, optimizer_step, pick_device, print0, parse_config,
+from r1mini.common import (JsonlLogger, autocast, check_replicas_in_sync, load_train_state, optimizer_step, pick_device, print0, parse_config,
                            rng_states, save_checkpoint, seed_everything, set_rng_states, setup_distributed)
 from r1mini.data import corpus_documents, pack, random_windows
 from r1mini.model import Transformer, model_config
@@ -197,6 +197,7 @@ def main(argv=None):
         if step % cfg.ckpt_every == 0 or step == cfg.max_steps:
             checkpoint(metrics, done=step == cfg.max_steps)
     bar.close()
+    print0(f"replicas in sync: parameter checksum {check_replicas_in_sync(model)!r} on {world} rank(s)")
     print0(f"done: step {step}, {metrics}, wrote {out}")
     if world > 1:
         torch.distributed.destroy_process_group()

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from r1mini.common import (JsonlLogger, autocast, load_checkpoint, load_train_state, pick_device, print0,
+from r1mini.common import (JsonlLogger, autocast, check_replicas_in_sync, load_checkpoint, load_train_state, pick_device, print0,
                            parse_config, rng_states, save_checkpoint, seed_everything, set_rng_states,
                            setup_distributed)
 from r1mini.data import write_jsonl, zero_prompt
@@ -220,6 +220,7 @@ def main(argv=None):
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
             checkpoint(metrics)
     bar.close()
+    print0(f"replicas in sync: parameter checksum {check_replicas_in_sync(model)!r} on {world} rank(s)")
     print0(f"done: wrote {out}")
     if world > 1:
         torch.distributed.destroy_process_group()

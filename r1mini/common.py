@@ -65,6 +65,31 @@ def print0(*args, **kwargs) -> None:
         print(*args, **kwargs, flush=True)
 
 
+def param_checksum(model: torch.nn.Module) -> torch.Tensor:
+    """(sum, sum of squares, position-weighted sum) of every parameter, in float64: equal on all ranks iff
+    (barring a freak coincidence) the replicas hold the same weights."""
+    rows = []
+    for p in unwrap(model).parameters():
+        x = p.detach().double().flatten()
+        rows.append(torch.stack([x.sum(), (x * x).sum(), (x * torch.arange(1, len(x) + 1, device=x.device)).sum()]))
+    return torch.stack(rows)
+
+
+def check_replicas_in_sync(model: torch.nn.Module) -> float:
+    """After data-parallel training every rank must hold the same weights (DDP averages the gradients, the
+    optimizers then take the same step). Gathers every rank's checksum and raises if any differs; returns a
+    one-number summary to print. A cheap always-on guard against a rank that skipped a step or a collective."""
+    local = param_checksum(model)
+    if torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+        gathered = [torch.empty_like(local) for _ in range(torch.distributed.get_world_size())]
+        torch.distributed.all_gather(gathered, local)
+        bad = [r for r, g in enumerate(gathered) if not torch.equal(g, gathered[0])]
+        if bad:
+            raise RuntimeError(f"model replicas diverged: ranks {bad} hold different weights than rank 0 "
+                               f"(max checksum difference {max((g - gathered[0]).abs().max().item() for g in gathered):.3g})")
+    return local.sum().item()
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -182,7 +207,9 @@ def atomic_write_json(obj, path: str | Path) -> None:
 
 
 def unwrap(model: torch.nn.Module) -> Transformer:
-    return getattr(model, "module", model)
+    """The plain Transformer inside a DDP wrapper and/or torch.compile."""
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)
 
 
 def optimizer_step(model: torch.nn.Module, optimizer, loss: torch.Tensor, grad_clip: float,
