@@ -109,3 +109,49 @@ def test_grpo_update_under_ddp_keeps_replicas_identical(tmp_path, use_ddp):
     mp.spawn(_grpo_worker, args=(str(tmp_path / "store"), use_ddp, str(tmp_path)), nprocs=2)
     outcomes = [(tmp_path / str(r)).read_text() for r in range(2)]
     assert outcomes == [("in sync" if use_ddp else "diverged") + " moved=True"] * 2
+
+
+def _sft_setup():
+    """A toy model and SFT examples of different lengths and target counts (mask: the second half)."""
+    torch.manual_seed(0)
+    model = Transformer(model_config("toy", vocab_size=100))
+    g = torch.Generator().manual_seed(1)
+    examples = []
+    for i in range(11):  # 11 examples, batch 4: the last global batch has 3 rows
+        n = 6 + i % 5
+        ids = torch.randint(1, 100, (n,), generator=g).tolist()
+        examples.append((ids, [j >= n // 2 for j in range(n)]))
+    return model, examples
+
+
+def _sft_train(model, examples, micro: int):
+    from r1mini.sft import train_sft
+    return train_sft(model, examples, epochs=2, batch_size=4, lr=1e-2, pad_id=0, seed=3, warmup=2,
+                     micro_batch_size=micro)
+
+
+def _sft_worker(rank: int, store: str, results: str):
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    model, examples = _sft_setup()
+    losses = _sft_train(model, examples, micro=1)  # 2 ranks x micro-batches of 1 row
+    if rank == 0:
+        torch.save({"state": model.state_dict(), "losses": losses}, Path(results, "ddp.pt"))
+    dist.destroy_process_group()
+
+
+def test_sft_micro_batches_and_ranks_match_one_batch(tmp_path):
+    """The global batch is the same whatever the number of ranks and micro-batches: same losses and weights."""
+    model, examples = _sft_setup()
+    ref_losses = _sft_train(model, examples, micro=0)
+    ref = model.state_dict()
+    model, examples = _sft_setup()
+    acc_losses = _sft_train(model, examples, micro=3)
+    assert acc_losses == pytest.approx(ref_losses, rel=1e-5)
+    assert all(torch.allclose(ref[k], v, atol=1e-5) for k, v in model.state_dict().items())
+    mp.spawn(_sft_worker, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=2)
+    ddp = torch.load(tmp_path / "ddp.pt", weights_only=True)
+    assert ddp["losses"] == pytest.approx(ref_losses, rel=1e-5)
+    assert all(torch.allclose(ref[k], v, atol=1e-5) for k, v in ddp["state"].items())
+    # the weights did move, so matching means something
+    fresh, _ = _sft_setup()
+    assert not torch.allclose(fresh.state_dict()["blocks.0.attn.wq.weight"], ref["blocks.0.attn.wq.weight"])
