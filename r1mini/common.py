@@ -90,6 +90,18 @@ def check_replicas_in_sync(model: torch.nn.Module) -> float:
     return local.sum().item()
 
 
+def map_striped(fn, items: list) -> list:
+    """fn(items) computed data-parallel: rank r takes items r, r + world, ...; the results come back to every
+    rank in the original order (fn must return one result per item)."""
+    if not torch.distributed.is_initialized() or torch.distributed.get_world_size() == 1:
+        return fn(items)
+    rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    local = fn(items[rank::world])
+    gathered = [None] * world
+    torch.distributed.all_gather_object(gathered, local)
+    return [gathered[i % world][i // world] for i in range(len(items))]
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)

@@ -1,5 +1,6 @@
 """Data parallel on CPU (gloo): train_zero.py under torchrun keeps both replicas identical, and the replica
 check that every training script ends with catches replicas that differ."""
+import json
 import os
 import re
 import subprocess
@@ -155,3 +156,25 @@ def test_sft_micro_batches_and_ranks_match_one_batch(tmp_path):
     # the weights did move, so matching means something
     fresh, _ = _sft_setup()
     assert not torch.allclose(fresh.state_dict()["blocks.0.attn.wq.weight"], ref["blocks.0.attn.wq.weight"])
+
+
+def test_train_r1_torchrun_all_stages(base, tmp_path):
+    """Every R1 stage under torchrun: SFT with micro-batches, striped sampling, GRPO; replicas identical."""
+    zero, r1 = tmp_path / "zero", tmp_path / "r1"
+    r = subprocess.run([sys.executable, "train_zero.py", "--preset", "toy", "--init", str(base), "--out", str(zero),
+                        "--steps", "1"], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = torchrun("train_r1.py", "--preset", "toy", "--init", zero, "--out", r1, "--device", "cpu",
+                 "--sft_micro_batch_size", "3")
+    assert r.returncode == 0, r.stderr[-3000:]
+    for stage in ("cold_start", "reasoning_rl", "rejection_sft", "final_rl"):
+        model, _, meta = load_checkpoint(r1 / stage)
+        m = re.search(rf"\[{stage}\] replicas in sync: parameter checksum (\S+) on 2 rank", r.stdout)
+        assert m, r.stdout[-2000:]
+        assert float(m.group(1)) == pytest.approx(param_checksum(model).sum().item(), rel=1e-12)
+        assert all(0 <= meta["metrics"][k] <= 1 for k in ("pass@1/en", "pass@1/zh", "lang/en", "lang/zh"))
+    # the striped rejection sampling gathered every prompt's samples: rs_prompts x rs_samples
+    assert json.loads((r1 / "rejection_sft" / "meta.json").read_text())["metrics"]["filter/total"] == 4 * 2
+    rows = [json.loads(l) for l in (r1 / "log.jsonl").read_text().splitlines()]
+    rl = [row for row in rows if row.get("stage") == "reasoning_rl" and "step" in row]
+    assert [row["step"] for row in rl] == [1, 2] and all(0 <= row["accuracy"] <= 1 for row in rl)
