@@ -139,3 +139,22 @@ def test_generate_on_cuda_float32_model():
     outs = generate(model, PROMPTS, 8, temperature=0)
     assert [len(o) for o in outs] == [8] * len(PROMPTS)
     assert all(0 <= t < V for o in outs for t in o)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_finished_rows_dropped_from_the_batch_do_not_change_the_others(kind):
+    """Once most rows stop, generate compacts the batch and cache; the survivors must decode as before."""
+    model = make_model(**KINDS[kind])
+    prompts = PROMPTS * 3  # 12 rows
+    free = generate(model, prompts, 12, temperature=0)
+    # two stop tokens that end most rows early while leaving at least one row running to the end
+    from itertools import combinations
+    ends = lambda s: sum(any(t in o[:8] for t in s) for o in free)
+    pairs = [s for s in combinations(sorted({t for o in free for t in o[:6]}), 2)
+             if any(not set(s) & set(o) for o in free)]
+    stop = list(max(pairs, key=ends))
+    assert 2 * ends(stop) > len(prompts), "the test needs most rows to stop early"
+    outs = generate(model, prompts, 12, temperature=0, stop_ids=stop)
+    for p, o in zip(prompts, outs):
+        assert o == generate_no_cache(model, p, 12, stop_ids=stop)
+    assert any(len(o) == 12 for o in outs)
