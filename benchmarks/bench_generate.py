@@ -38,8 +38,9 @@ print(f"model {args.model}: {model.num_params():,} params, {cfg.n_layer} layers,
       f"prompts {min(map(len, prompts))}-{max(map(len, prompts))} tokens, {args.new} new; {args.threads} threads")
 
 
-def timed(fn, repeats=2):
-    fn()  # warm-up
+def timed(fn, repeats=2, warmup=True):
+    if warmup:
+        fn()
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -61,7 +62,7 @@ def recompute():
 
 results = {}
 results["r1mini generate (KV cache)"] = timed(lambda: generate(model, prompts, args.new, temperature=1.0, generator=g))
-results["full recompute, no cache"] = timed(recompute, repeats=1)
+results["full recompute, no cache"] = timed(recompute, repeats=1, warmup=False)  # slow: one run
 try:
     from transformers import LlamaConfig, LlamaForCausalLM
     hf = LlamaForCausalLM(LlamaConfig(vocab_size=args.vocab, hidden_size=cfg.n_embd, intermediate_size=cfg.ffn_hidden,
