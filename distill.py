@@ -15,6 +15,7 @@ sampled data is saved before the SFT starts: an interrupted run reuses it when r
 
     python distill.py                                   # out/r1/final_rl -> out/student_base -> out/student
     python distill.py --preset toy --init out/r1/final_rl --student out/student_base
+    torchrun --nproc_per_node=2 distill.py  # sampling striped over ranks, the SFT data parallel
 """
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ from pathlib import Path
 
 import torch
 
-from r1mini.common import (JsonlLogger, load_checkpoint, parse_config, pick_device, print0, save_checkpoint,
-                           seed_everything, step_guard)
+from r1mini.common import (JsonlLogger, check_replicas_in_sync, is_main, load_checkpoint, map_striped, parse_config,
+                           pick_device, print0, save_checkpoint, seed_everything, setup_distributed, step_guard)
 from r1mini.data import chat_ids, read_jsonl, write_jsonl
 from r1mini.evaluate import heldout_problems, sample_completions, score
 from r1mini.filters import rejection_filter
@@ -49,7 +50,8 @@ class DistillConfig:
     zh_share: float = 0.4  # share of prompts asked in Chinese
     reasoning_ratio: float = 3.0  # reasoning : non-reasoning examples
     epochs: int = 3
-    batch_size: int = 32
+    batch_size: int = 32  # all ranks together
+    micro_batch_size: int = 0  # > 0: gradient accumulation over micro-batches of this many rows per rank
     lr: float = 1e-3
     batch_gen: int = 128  # sequences per generation batch
     eval_problems: int = 25  # held-out problems per task and language, for meta.json
@@ -67,6 +69,7 @@ def main(argv=None):
     cfg, args = parse_config(DistillConfig, PRESETS, __doc__, argv, default_init="out/r1/final_rl",
                              default_out="out/student")
     device = pick_device(args.device)
+    rank, world = setup_distributed(device)
     seed_everything(args.seed)
     out = Path(args.out)
     data_file = out / "distill_data.jsonl"
@@ -91,10 +94,11 @@ def main(argv=None):
         task_list = list(tasks.values())
         problems = [rng.choice(task_list).sample(rng, "train", "zh" if rng.random() < cfg.zh_share else "en")
                     for _ in range(cfg.prompts)]
-        with torch.no_grad():
-            sampled = sample_completions(teacher, teacher_tok, problems, cfg.samples, temperature=cfg.temperature,
-                                         top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_gen,
-                                         seed=args.seed, chat=True, progress="teacher samples")
+        with torch.no_grad():  # under torchrun each rank samples its stripe of the prompts
+            sampled = map_striped(lambda ps: sample_completions(
+                teacher, teacher_tok, ps, cfg.samples, temperature=cfg.temperature, top_p=cfg.top_p,
+                max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_gen, seed=args.seed + rank, chat=True,
+                progress="teacher samples" if is_main() else None), problems)
         samples = [{"prompt": s.problem.question, "completion": c,
                     "correct": accuracy_reward(c, s.problem) > 0 and reply_format_reward(c) > 0}
                    for s in sampled for c in s.completions]
@@ -102,10 +106,11 @@ def main(argv=None):
         general = non_reasoning_examples(max(1, round(len(kept) / cfg.reasoning_ratio)), seed=args.seed, split="train")
         rows = [{"user": s["prompt"], "assistant": " " + s["completion"].strip(), "kind": "reasoning"} for s in kept]
         rows += [{"user": g["user"], "assistant": " " + g["assistant"], "kind": "general"} for g in general]
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = data_file.with_name(data_file.name + ".tmp")
-        write_jsonl(tmp, rows)
-        tmp.replace(data_file)
+        if is_main():
+            out.mkdir(parents=True, exist_ok=True)
+            tmp = data_file.with_name(data_file.name + ".tmp")
+            write_jsonl(tmp, rows)
+            tmp.replace(data_file)
         print0(f"teacher samples: {counts['total']}, kept {counts['kept']} "
                f"({', '.join(f'{k} -{v}' for k, v in counts.items() if k not in ('total', 'kept'))}); "
                f"+ {len(general)} non-reasoning examples")
@@ -117,9 +122,10 @@ def main(argv=None):
     end_id = tokenizer.special("<|end|>")
     examples = [chat_ids(tokenizer, r["user"], r["assistant"]) for r in rows]
     logger = JsonlLogger(out / "log.jsonl")
-    with step_guard("the distillation SFT", None, "--lr", "--batch_size"):
+    with step_guard("the distillation SFT", None, "--lr", "--batch_size (or set --micro_batch_size)"):
         losses = train_sft(model, examples, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, pad_id=end_id,
-                           seed=args.seed, desc="distill SFT", log=logger.log)
+                           seed=args.seed, micro_batch_size=cfg.micro_batch_size, desc="distill SFT", log=logger.log)
+    print0(f"replicas in sync: parameter checksum {check_replicas_in_sync(model)!r} on {world} rank(s)")
 
     # -- a quick held-out check for meta.json (eval.py gives the full picture) ------------------------------
     metrics = {"examples": len(rows), "reasoning": sum(r.get("kind") == "reasoning" for r in rows),
@@ -128,8 +134,8 @@ def main(argv=None):
     for lang in ("en", "zh"):
         problems = heldout_problems(tasks, cfg.eval_problems, seed=args.seed, lang=lang)
         with torch.no_grad():
-            r = score(sample_completions(model, tokenizer, problems, cfg.eval_k, temperature=0.6, top_p=0.95,
-                                         max_new_tokens=cfg.max_new_tokens, seed=1234, chat=True), cfg.eval_k, chat=True)
+            r = score(map_striped(lambda ps: sample_completions(model, tokenizer, ps, cfg.eval_k, temperature=0.6, top_p=0.95,
+                                  max_new_tokens=cfg.max_new_tokens, seed=1234, chat=True), problems), cfg.eval_k, chat=True)
         metrics.update({f"pass@1/{lang}": round(r["pass@1"], 4), f"lang/{lang}": round(r["lang_consistency"], 4)})
     metrics["seconds"] = round(time.time() - t0, 1)
     meta = {"stage": "student/distill", "parent": cfg.student, "teacher": args.init, "step": len(losses), "done": True,
@@ -137,6 +143,8 @@ def main(argv=None):
             "base_config": student_meta.get("config", {}), "metrics": metrics}
     save_checkpoint(out, model, tokenizer, meta)
     print0("distilled: " + " ".join(f"{k}={v}" for k, v in metrics.items()) + f"\nwrote {out}")
+    if world > 1:
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

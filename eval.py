@@ -17,7 +17,6 @@ its JSON to <checkpoint>/eval.json (and all of them to --out when given).
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path

@@ -16,9 +16,11 @@ Writes out/base: model.pt, model.json, tokenizer.tiktoken/json, meta.json, log.j
     python pretrain.py --preset cpu-student --out out/student_base  # a smaller base, for distill.py
     python pretrain.py --max_steps 2000 --lr 2e-3
     torchrun --nproc_per_node=2 pretrain.py # data parallel
+    python pretrain.py --preset gpu --compile true --grad_accum 2   # the same global batch in 2 micro-batches
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -29,8 +31,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from r1mini.common import (JsonlLogger, autocast, load_train_state, optimizer_step, pick_device, print0, parse_config,
-                           rng_states, save_checkpoint, seed_everything, set_rng_states, setup_distributed, step_guard)
+from r1mini.common import (JsonlLogger, apply_update, autocast, check_replicas_in_sync, load_train_state, pick_device,
+                           print0, parse_config, rng_states, save_checkpoint, seed_everything, set_rng_states,
+                           setup_distributed, step_guard, throughput)
 from r1mini.data import corpus_documents, pack, random_windows
 from r1mini.model import Transformer, model_config
 from r1mini.tasks import suite
@@ -49,12 +52,14 @@ class PretrainConfig:
     val_docs: int = 2_000
     # optimisation
     batch_size: int = 32  # sequences per step (all ranks together)
+    grad_accum: int = 1  # micro-batches per rank and step: batch_size = ranks * grad_accum * micro-batch
     max_steps: int = 700
     lr: float = 3e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 50
     weight_decay: float = 0.1
     grad_clip: float = 1.0
+    compile: bool = False  # torch.compile the model for training (GPU: faster after a minute of compiling)
     # bookkeeping
     eval_every: int = 100
     eval_batches: int = 8
@@ -89,8 +94,8 @@ def main(argv=None):
     rank, world = setup_distributed(device)
     seed_everything(args.seed)
     out = Path(args.out)
-    if cfg.batch_size % world:
-        raise SystemExit(f"--batch_size {cfg.batch_size} must divide by the {world} ranks")
+    if cfg.batch_size % (world * cfg.grad_accum):
+        raise SystemExit(f"--batch_size {cfg.batch_size} must divide by {world} ranks x --grad_accum {cfg.grad_accum}")
 
     # -- data: corpus, tokenizer, packed streams ----------------------------------------------------------
     t0 = time.time()
@@ -126,13 +131,14 @@ def main(argv=None):
         set_rng_states(state["rng"])
         step = state["step"]
         print0(f"resuming {out} from step {step}")
-    ddp_model = model
+    ddp_model = torch.compile(model) if cfg.compile else model  # training forward only; eval and saving use model
     if world > 1:
-        ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        ddp_model = torch.nn.parallel.DistributedDataParallel(ddp_model, device_ids=[device.index] if device.type == "cuda" else None)
     print0(f"model: {model.num_params():,} parameters ({cfg.model}), device {device}, world {world}")
 
     seq_len = mcfg.block_size
     local_batch = cfg.batch_size // world
+    micro = local_batch // cfg.grad_accum
     logger = JsonlLogger(out / "log.jsonl") if rank == 0 else None
     if logger is not None:  # rows of steps after the checkpoint (all rows: no checkpoint) would appear twice
         logger.drop_after(step if state is not None else -1)
@@ -169,10 +175,20 @@ def main(argv=None):
             group["lr"] = lr
         x, y = random_windows(train_stream, cfg.batch_size, seq_len, data_gen)
         x, y = x[rank * local_batch:(rank + 1) * local_batch], y[rank * local_batch:(rank + 1) * local_batch]
-        with step_guard(f"step {step + 1}", out, f"--lr (now {cfg.lr})", "--batch_size"):
-            with autocast(device):
-                _, loss = ddp_model(x.to(device), y.to(device))
-            grad_norm, loads = optimizer_step(model, optimizer, loss, cfg.grad_clip)
+        # gradient accumulation: each micro-batch's mean loss / grad_accum sums to the slice's mean; DDP
+        # all-reduces the gradients only after the last micro-batch (no_sync before)
+        optimizer.zero_grad(set_to_none=True)
+        loss = torch.zeros((), device=device)
+        with step_guard(f"step {step + 1}", out, f"--lr (now {cfg.lr})", "--batch_size (or raise --grad_accum)"):
+            for i in range(cfg.grad_accum):
+                xm, ym = x[i * micro:(i + 1) * micro].to(device), y[i * micro:(i + 1) * micro].to(device)
+                sync = ddp_model.no_sync() if world > 1 and i < cfg.grad_accum - 1 else contextlib.nullcontext()
+                with sync:
+                    with autocast(device):
+                        _, micro_loss = ddp_model(xm, ym)
+                    (micro_loss / cfg.grad_accum).backward()
+                loss += micro_loss.detach() / cfg.grad_accum
+            grad_norm, loads = apply_update(model, optimizer, loss, cfg.grad_clip)
         expert_load = [load.tolist() for load in loads]
         step += 1
         tokens_since += tokens_per_step
@@ -183,7 +199,8 @@ def main(argv=None):
                 torch.distributed.all_reduce(loss.detach(), op=torch.distributed.ReduceOp.AVG)
             dt = time.time() - t_last
             metrics = {"step": step, "loss": round(loss.item(), 4), "lr": lr, "grad_norm": round(grad_norm.item(), 3),
-                       "tokens_per_s": round(tokens_since / dt)}
+                       "tokens_per_s": round(tokens_since / dt),
+                       **throughput(tokens_since / dt, model.flops_per_token(), device, world)}
             if expert_load:
                 metrics["expert_load_max"] = round(max(max(l) for l in expert_load), 3)
             t_last, tokens_since = time.time(), 0
@@ -195,6 +212,7 @@ def main(argv=None):
         if step % cfg.ckpt_every == 0 or step == cfg.max_steps:
             checkpoint(metrics, done=step == cfg.max_steps)
     bar.close()
+    print0(f"replicas in sync: parameter checksum {check_replicas_in_sync(model)!r} on {world} rank(s)")
     print0(f"done: step {step}, {metrics}, wrote {out}")
     if world > 1:
         torch.distributed.destroy_process_group()

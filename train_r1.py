@@ -25,6 +25,13 @@ interrupted pipeline resumes at the stage it was in; `--stage NAME` (re)runs one
     python train_r1.py                        # from out/zero (and the base model it was trained from)
     python train_r1.py --preset toy           # seconds
     python train_r1.py --stage final_rl       # rerun one stage
+    torchrun --nproc_per_node=2 train_r1.py   # data parallel
+
+Under torchrun every rank draws the same problems from the same seeded RNG and works on its stripe: sampling
+(cold start, rejection sampling, evaluation) is striped across ranks and gathered back in order, SFT trains
+each rank on its slice of the same global batch (DDP), GRPO gives each rank whole groups of its stripe of
+prompts and all-reduces the metrics. The reward model is trained on every rank alike (it is small). Rank 0
+logs and saves; the sampled data differ from a one-process run (each rank has its own sampling seed).
 """
 from __future__ import annotations
 
@@ -36,10 +43,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from tqdm import tqdm
 
-from r1mini.common import (JsonlLogger, autocast, load_checkpoint, parse_config, pick_device, print0,
-                           save_checkpoint, seed_everything, step_guard)
+from r1mini.common import (JsonlLogger, autocast, check_replicas_in_sync, load_checkpoint, map_striped,
+                           parse_config, pick_device, print0, save_checkpoint, seed_everything, setup_distributed,
+                           step_guard)
 from r1mini.data import chat_ids, reasoning_reply, write_jsonl
 from r1mini.evaluate import heldout_problems, prompt_ids, sample_completions, score
 from r1mini.filters import rejection_filter, repeats
@@ -67,6 +76,7 @@ class R1Config:
     sft_epochs: int = 2
     sft_batch_size: int = 32
     sft_lr: float = 1e-3
+    sft_micro_batch_size: int = 0  # > 0: gradient accumulation over micro-batches of this many rows per rank
     # stage 2 and 4: GRPO
     rl_steps: int = 25
     final_steps: int = 15
@@ -106,6 +116,9 @@ def main(argv=None):
     if cfg.stage != "all" and cfg.stage not in STAGES:
         raise SystemExit(f"--stage must be all or one of {', '.join(STAGES)}, got {cfg.stage!r}")
     device = pick_device(args.device)
+    rank, world = setup_distributed(device)
+    if cfg.prompts_per_step % world:
+        raise SystemExit(f"--prompts_per_step {cfg.prompts_per_step} must divide by the {world} ranks")
     seed_everything(args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -117,8 +130,8 @@ def main(argv=None):
     task_list = list(tasks.values())
     end_id = tokenizer.special("<|end|>")
     stop = [end_id, tokenizer.eot_id]
-    rng = random.Random(args.seed)
-    gen = torch.Generator(device=device).manual_seed(args.seed)
+    rng = random.Random(args.seed)  # the same on every rank: all ranks draw the same problems
+    gen = torch.Generator(device=device).manual_seed(args.seed + rank)  # ...but sample their own completions
     eval_sets = {lang: heldout_problems(tasks, cfg.eval_problems, seed=args.seed, lang=lang) for lang in ("en", "zh")}
 
     def draw_problems(n: int):
@@ -129,8 +142,9 @@ def main(argv=None):
         """Held-out pass@1 and language consistency, English and Chinese prompts separately."""
         result = {}
         for lang, problems in eval_sets.items():
-            samples = sample_completions(model, tokenizer, problems, cfg.eval_k, temperature=0.6, top_p=0.95,
-                                         max_new_tokens=cfg.max_new_tokens, seed=1234, chat=chat)
+            samples = map_striped(lambda ps: sample_completions(model, tokenizer, ps, cfg.eval_k, temperature=0.6,
+                                                                top_p=0.95, max_new_tokens=cfg.max_new_tokens,
+                                                                seed=1234 + rank, chat=chat), problems)
             r = score(samples, cfg.eval_k, chat=chat)
             result.update({f"pass@1/{lang}": round(r["pass@1"], 4), f"lang/{lang}": round(r["lang_consistency"], 4),
                            f"format/{lang}": round(r["format"], 4)})
@@ -139,23 +153,27 @@ def main(argv=None):
     def save(stage: str, model, parent: str, metrics: dict):
         meta = {"stage": f"r1/{stage}", "parent": parent, "step": 0, "done": True, "preset": args.preset,
                 "seed": args.seed, "config": {**dataclasses.asdict(cfg), "suite": suite_name}, "metrics": metrics}
+        print0(f"[{stage}] replicas in sync: parameter checksum {check_replicas_in_sync(model)!r} on {world} rank(s)")
         save_checkpoint(out / stage, model, tokenizer, meta)
+        if world > 1:
+            dist.barrier()  # the next stage loads this checkpoint on every rank
         logger.log({"stage": stage, **metrics})
         print0(f"[{stage}] " + " ".join(f"{k}={v}" for k, v in metrics.items()))
 
     def sample_texts(model, problems, k: int, chat: bool, temperature: float = 0.8) -> list[list[str]]:
-        samples = sample_completions(model, tokenizer, problems, k, temperature=temperature, top_p=0.95,
-                                     max_new_tokens=cfg.max_new_tokens, seed=rng.randrange(2 ** 31), chat=chat)
-        return [s.completions for s in samples]
+        seed = rng.randrange(2 ** 31) + rank
+        return map_striped(lambda ps: [s.completions for s in sample_completions(
+            model, tokenizer, ps, k, temperature=temperature, top_p=0.95, max_new_tokens=cfg.max_new_tokens,
+            seed=seed, chat=chat)], problems)
 
     def to_examples(pairs: list[tuple[str, str]]):
         return [chat_ids(tokenizer, user, reply) for user, reply in pairs]
 
     def sft_from_base(pairs: list[tuple[str, str]], epochs: int, desc: str):
         model, _, _ = load_checkpoint(base_dir, device, expect_stage="base")
-        with step_guard("the SFT stage", out, "--sft_lr", "--sft_batch_size"):
+        with step_guard("the SFT stage", out, "--sft_lr", "--sft_batch_size (or set --sft_micro_batch_size)"):
             losses = train_sft(model, to_examples(pairs), epochs=epochs, batch_size=cfg.sft_batch_size, lr=cfg.sft_lr,
-                               pad_id=end_id, seed=args.seed, desc=desc)
+                               pad_id=end_id, seed=args.seed, micro_batch_size=cfg.sft_micro_batch_size, desc=desc)
         return model, losses
 
     def grpo(model, steps: int, stage: str, general: bool):
@@ -177,11 +195,18 @@ def main(argv=None):
                 metrics[f"rm_accuracy/{kind}"] = round(pairwise_accuracy(rm, tokenizer, subset, device), 4)
             rm.eval().requires_grad_(False)
             general_pool = general_prompts(max(200, steps * cfg.prompts_per_step), seed=args.seed, split="train")
-        for step in tqdm(range(steps), desc=stage, dynamic_ncols=True, leave=False):
+        ddp_model = None
+        if world > 1:
+            ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        for step in tqdm(range(steps), desc=stage, dynamic_ncols=True, leave=False, disable=rank != 0):
             t0 = time.time()
             n_general = round(cfg.prompts_per_step * cfg.general_share) if general else 0
             problems = draw_problems(cfg.prompts_per_step - n_general)
             generals = [rng.choice(general_pool) for _ in range(n_general)]
+            # every rank drew the same prompts; it keeps its stripe (whole groups stay on one rank)
+            mine = range(rank, cfg.prompts_per_step, world)
+            problems, generals = [problems[i] for i in mine if i < len(problems)], \
+                                 [generals[i - len(problems)] for i in mine if i >= len(problems)]
             prompts = [prompt_ids(tokenizer, p.question, True)[0] for p in problems] + \
                       [chat_ids(tokenizer, g["user"])[0] for g in generals]
             model.eval()
@@ -213,11 +238,18 @@ def main(argv=None):
             t_gen = time.time() - t0
             with step_guard(f"{stage} step {step + 1}", out, "--rl_lr", "--group_size, --prompts_per_step or --max_new_tokens"):
                 upd = grpo_update(model, optimizer, ro, advantages, torch.ones_like(rewards_t, dtype=torch.bool),
-                                  max_len=cfg.max_new_tokens, autocast_ctx=lambda: autocast(device))
-            row = {"stage": stage, "step": step + 1, "reward": round(sum(rewards) / len(rewards), 4),
-                   "accuracy": round(sum(acc) / max(1, len(acc)), 4), "lang_consistency": round(sum(lang) / max(1, len(lang)), 4),
-                   "length": round(sum(ro.lengths) / len(ro.lengths), 2), "t_gen": round(t_gen, 2),
-                   "t_train": round(time.time() - t0 - t_gen, 2), **{k: round(v, 4) for k, v in upd.items()}}
+                                  max_len=cfg.max_new_tokens, autocast_ctx=lambda: autocast(device), ddp_model=ddp_model)
+            sums = torch.tensor([sum(rewards), len(rewards), sum(acc), len(acc), sum(lang), sum(ro.lengths),
+                                 *(upd[k] / world for k in ("kl", "clip_frac", "entropy"))], dtype=torch.float64)
+            if world > 1:
+                sums = sums.to(device)
+                dist.all_reduce(sums)  # sums and counts over all ranks, then the means
+            r_sum, n, a_sum, n_acc, l_sum, len_sum, kl, clip_frac, entropy = sums.tolist()
+            row = {"stage": stage, "step": step + 1, "reward": round(r_sum / n, 4),
+                   "accuracy": round(a_sum / max(1, n_acc), 4), "lang_consistency": round(l_sum / max(1, n_acc), 4),
+                   "length": round(len_sum / n, 2), "t_gen": round(t_gen, 2),
+                   "t_train": round(time.time() - t0 - t_gen, 2), "kl": round(kl, 4), "clip_frac": round(clip_frac, 4),
+                   "entropy": round(entropy, 4)}
             logger.log(row)
         return metrics
 
@@ -229,7 +261,8 @@ def main(argv=None):
     if cfg.stage == "all" and not (out / "zero_eval.json").exists():
         zero_model, _, _ = load_checkpoint(args.init, device, expect_stage="zero")
         zero_eval = evaluate(zero_model, chat=False)
-        (out / "zero_eval.json").write_text(json.dumps(zero_eval, indent=2))
+        if rank == 0:
+            (out / "zero_eval.json").write_text(json.dumps(zero_eval, indent=2))
         print0("[r1-zero] " + " ".join(f"{k}={v}" for k, v in zero_eval.items()))
     print0(f"R1 from {args.init} (base {base_dir}), suite {suite_name}: stages {', '.join(todo) or 'none left'}")
 
@@ -255,7 +288,8 @@ def main(argv=None):
             for p in draw_problems(max(0, cfg.cold_examples - len(pairs))):
                 think, answer = tasks[p.task].solution(p, "steps", p.lang, rng)
                 pairs.append((p.question, reasoning_reply(think, answer, p.lang)))
-            write_jsonl(out / "cold_start_data.jsonl", [{"user": u, "assistant": a} for u, a in pairs])
+            if rank == 0:
+                write_jsonl(out / "cold_start_data.jsonl", [{"user": u, "assistant": a} for u, a in pairs])
             model, losses = sft_from_base(pairs, cfg.sft_epochs, "cold start SFT")
             save(stage, model, base_dir, {"from_zero": from_zero, "from_tasks": len(pairs) - min(from_zero, cfg.cold_examples),
                                           "zero_samples": cfg.cold_prompts * cfg.cold_samples,
@@ -275,7 +309,8 @@ def main(argv=None):
             reasoning = [(s["prompt"], " " + s["completion"].strip()) for s in kept]
             general = non_reasoning_examples(max(1, round(len(reasoning) / cfg.reasoning_ratio)), seed=args.seed, split="train")
             pairs = reasoning + [(g["user"], " " + g["assistant"]) for g in general]
-            write_jsonl(out / "rejection_sft_data.jsonl", [{"user": u, "assistant": a} for u, a in pairs])
+            if rank == 0:
+                write_jsonl(out / "rejection_sft_data.jsonl", [{"user": u, "assistant": a} for u, a in pairs])
             model, losses = sft_from_base(pairs, 2, "rejection SFT")
             keep_rates = {f"filter/{k}": v for k, v in counts.items()}
             save(stage, model, str(out / "reasoning_rl"), {**keep_rates, "non_reasoning": len(general),
@@ -286,6 +321,9 @@ def main(argv=None):
             rm_metrics = grpo(model, cfg.final_steps, stage, general=True)
             save(stage, model, str(out / "rejection_sft"), {**rm_metrics, **evaluate(model),
                                                             "seconds": round(time.time() - t_stage, 1)})
+
+    if world > 1:
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

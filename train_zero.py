@@ -17,13 +17,15 @@ Departures: tiny scale (a ~1M-parameter model, ~100-token answers); the template
 in r1mini/data.py.
 
 Logs per step (log.jsonl): reward, accuracy, format, length, steps_share, reflection, mixed_lang,
-mixed_groups, kl, clip_frac, entropy, t_gen, t_train; every eval_every steps held-out pass@1 (k samples at
+mixed_groups, kl, clip_frac, entropy, t_gen, t_train, gen_tokens_per_s, train_tokens_per_s, tflops (training), mfu
+(on GPUs of known peak), peak_mem_mb; every eval_every steps held-out pass@1 (k samples at
 T=0.6, top-p 0.95) and a few samples in samples.jsonl. Rerun the same command to resume.
 
     python train_zero.py                    # from out/base, writes out/zero
     python train_zero.py --preset toy       # seconds
     python train_zero.py --kl_coef 0.001 --mu 2 --clip_eps_high 0.28
     torchrun --nproc_per_node=2 train_zero.py
+    python train_zero.py --preset gpu --compile true
 """
 from __future__ import annotations
 
@@ -38,9 +40,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from r1mini.common import (JsonlLogger, autocast, load_checkpoint, load_train_state, pick_device, print0,
+from r1mini.common import (JsonlLogger, autocast, check_replicas_in_sync, load_checkpoint, load_train_state, pick_device, print0,
                            parse_config, rng_states, save_checkpoint, seed_everything, set_rng_states,
-                           setup_distributed, step_guard)
+                           setup_distributed, step_guard, throughput)
 from r1mini.data import write_jsonl, zero_prompt
 from r1mini.evaluate import heldout_problems, sample_completions, score
 from r1mini.grpo import group_advantages, grpo_update, rollout
@@ -74,6 +76,7 @@ class ZeroConfig:
     agg: str = "seq-mean"  # seq-mean (GRPO), token-mean (DAPO), constant (Dr. GRPO)
     scale: str = "std"  # std (GRPO) or none (Dr. GRPO)
     drop_uniform_groups: bool = False
+    compile: bool = False  # torch.compile the training forward (dynamic shapes: rollout lengths vary)
     # evaluation and bookkeeping
     eval_every: int = 25
     eval_problems: int = 25  # held-out problems per task (English prompts)
@@ -124,9 +127,9 @@ def main(argv=None):
     ref_model = copy.deepcopy(model).eval().requires_grad_(False) if cfg.kl_coef > 0 else None
     if ref_model is not None and state is not None and "ref_model" in state:
         ref_model.load_state_dict(state["ref_model"])  # the policy of the last reset, not the current one
-    ddp_model = model
+    ddp_model = torch.compile(model, dynamic=True) if cfg.compile else model  # training forward; generate stays eager
     if world > 1:
-        ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        ddp_model = torch.nn.parallel.DistributedDataParallel(ddp_model, device_ids=[device.index] if device.type == "cuda" else None)
     logger = JsonlLogger(out / "log.jsonl")
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
@@ -213,8 +216,11 @@ def main(argv=None):
             torch.distributed.all_reduce(local, op=torch.distributed.ReduceOp.AVG)
         names = ("accuracy", "format", "reward", "length", "steps_share", "reflection", "mixed_lang",
                  "mixed_groups", "kl", "clip_frac", "entropy")
+        train_tokens = world * ro.ids.numel() * cfg.mu  # forward + backward passes over the (padded) batch
         metrics = {"step": step, **{n: round(float(v), 4) for n, v in zip(names, local.tolist())},
-                   "t_gen": round(t_gen, 2), "t_train": round(t_train, 2)}
+                   "t_gen": round(t_gen, 2), "t_train": round(t_train, 2),
+                   "gen_tokens_per_s": round(world * sum(ro.lengths) / max(t_gen, 1e-6)), "train_tokens_per_s": round(train_tokens / max(t_train, 1e-6)),
+                   **throughput(train_tokens / max(t_train, 1e-6), model.flops_per_token(), device, world)}
         if step % cfg.eval_every == 0 or step == cfg.steps:
             metrics.update(evaluate(step))
             print0(f"\nstep {step}: " + " ".join(f"{k}={v}" for k, v in metrics.items() if k != "step"))
@@ -223,6 +229,7 @@ def main(argv=None):
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
             checkpoint(metrics)
     bar.close()
+    print0(f"replicas in sync: parameter checksum {check_replicas_in_sync(model)!r} on {world} rank(s)")
     print0(f"done: wrote {out}")
     if world > 1:
         torch.distributed.destroy_process_group()

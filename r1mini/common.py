@@ -9,6 +9,7 @@ import json
 import math
 import os
 import random
+import resource
 import sys
 import tempfile
 import time
@@ -36,8 +37,23 @@ def pick_device(requested: str | None = None) -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
+        if _mps_works():
+            return torch.device("mps")
     return torch.device("cpu")
+
+
+def _mps_works() -> bool:
+    """Apple silicon: a tiny forward and backward through the ops the model uses; some torch builds lack
+    one of them on mps, and a clear fallback beats a crash mid-run."""
+    try:
+        x = torch.randn(2, 2, 8, 4, device="mps", requires_grad=True)
+        y = torch.nn.functional.scaled_dot_product_attention(x, x, x, is_causal=True)
+        (torch.nn.functional.silu(y).pow(2).mean() + torch.multinomial(torch.softmax(y[0, 0], -1), 1).sum() * 0).backward()
+        return True
+    except Exception as e:  # noqa: BLE001 (any failure means: do not use mps)
+        print(f"mps is available but failed a smoke test ({type(e).__name__}: {e}); falling back to cpu "
+              f"(pass --device mps to force it)", flush=True)
+        return False
 
 
 def autocast(device: torch.device):
@@ -45,6 +61,37 @@ def autocast(device: torch.device):
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+# dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets, for MFU
+PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12, "4090": 165e12}
+
+
+def peak_flops(device: torch.device) -> float | None:
+    """The device's bf16 peak, when we know it (CUDA only); None elsewhere."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), None)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory so far: allocated tensors on CUDA, the process's resident set size elsewhere."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2 ** 20 if sys.platform == "darwin" else rss / 2 ** 10  # bytes on macOS, KiB on Linux
+
+
+def throughput(tokens_per_s: float, flops_per_token: float, device: torch.device, world: int = 1) -> dict:
+    """Achieved TFLOP/s (all ranks), MFU against the devices' peak when known, and this rank's peak memory."""
+    flops = tokens_per_s * flops_per_token
+    row = {"tflops": round(flops / 1e12, 4)}
+    peak = peak_flops(device)
+    if peak:
+        row["mfu"] = round(flops / (peak * world), 4)
+    row["peak_mem_mb"] = round(peak_memory_mb(device), 1)
+    return row
 
 
 def setup_distributed(device: torch.device) -> tuple[int, int]:
@@ -65,6 +112,43 @@ def is_main() -> bool:
 def print0(*args, **kwargs) -> None:
     if is_main():
         print(*args, **kwargs, flush=True)
+
+
+def param_checksum(model: torch.nn.Module) -> torch.Tensor:
+    """(sum, sum of squares, position-weighted sum) of every parameter, in float64: equal on all ranks iff
+    (barring a freak coincidence) the replicas hold the same weights."""
+    rows = []
+    for p in unwrap(model).parameters():
+        x = p.detach().double().flatten()
+        rows.append(torch.stack([x.sum(), (x * x).sum(), (x * torch.arange(1, len(x) + 1, device=x.device)).sum()]))
+    return torch.stack(rows)
+
+
+def check_replicas_in_sync(model: torch.nn.Module) -> float:
+    """After data-parallel training every rank must hold the same weights (DDP averages the gradients, the
+    optimizers then take the same step). Gathers every rank's checksum and raises if any differs; returns a
+    one-number summary to print. A cheap always-on guard against a rank that skipped a step or a collective."""
+    local = param_checksum(model)
+    if torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+        gathered = [torch.empty_like(local) for _ in range(torch.distributed.get_world_size())]
+        torch.distributed.all_gather(gathered, local)
+        bad = [r for r, g in enumerate(gathered) if not torch.equal(g, gathered[0])]
+        if bad:
+            raise RuntimeError(f"model replicas diverged: ranks {bad} hold different weights than rank 0 "
+                               f"(max checksum difference {max((g - gathered[0]).abs().max().item() for g in gathered):.3g})")
+    return local.sum().item()
+
+
+def map_striped(fn, items: list) -> list:
+    """fn(items) computed data-parallel: rank r takes items r, r + world, ...; the results come back to every
+    rank in the original order (fn must return one result per item)."""
+    if not torch.distributed.is_initialized() or torch.distributed.get_world_size() == 1:
+        return fn(items)
+    rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    local = fn(items[rank::world])
+    gathered = [None] * world
+    torch.distributed.all_gather_object(gathered, local)
+    return [gathered[i % world][i // world] for i in range(len(items))]
 
 
 def seed_everything(seed: int) -> None:
@@ -185,15 +269,25 @@ def atomic_write_json(obj, path: str | Path) -> None:
 
 
 def unwrap(model: torch.nn.Module) -> Transformer:
-    return getattr(model, "module", model)
+    """The plain Transformer inside a DDP wrapper and/or torch.compile."""
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)
 
 
 def optimizer_step(model: torch.nn.Module, optimizer, loss: torch.Tensor, grad_clip: float,
                    moe_model: Transformer | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """One update: backward, clip the gradient norm, step, then nudge every DeepSeekMoE routing bias (the
-    aux-loss-free balancing runs once per optimizer step). Returns the gradient norm and expert loads."""
+    """One update from one loss: zero the gradients, backward, then apply_update."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    return apply_update(model, optimizer, loss.detach(), grad_clip, moe_model)
+
+
+def apply_update(model: torch.nn.Module, optimizer, loss: torch.Tensor, grad_clip: float,
+                 moe_model: Transformer | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """With the gradients in place (one backward or several accumulated): clip their norm, refuse a NaN or
+    inf loss or gradient (FloatingPointError, raised before the update), step, then nudge every DeepSeekMoE
+    routing bias (aux-loss-free balancing runs once per optimizer step). Returns the gradient norm and the
+    expert loads."""
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     # checked after backward, where DDP has all-reduced the gradients, so every rank stops together
     if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
@@ -279,6 +373,7 @@ FLAG_RULES = {
     # counts where 0 means "none"
     "n_routed_experts": _NON_NEGATIVE, "warmup_steps": _NON_NEGATIVE, "log_samples": _NON_NEGATIVE,
     "show": _NON_NEGATIVE, "rl_steps": _NON_NEGATIVE, "final_steps": _NON_NEGATIVE,
+    "micro_batch_size": _NON_NEGATIVE, "sft_micro_batch_size": _NON_NEGATIVE,
     "agg": _one_of("seq-mean", "token-mean", "constant"), "scale": _one_of("std", "none"),
     "chat": _one_of("auto", "yes", "no"),
     "langs": (lambda v: set(v.split(",")) <= {"en", "zh"}, "a comma-separated list of en, zh"),

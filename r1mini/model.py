@@ -152,6 +152,9 @@ class Attention(nn.Module):
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:
             k, v = cache.update(layer, k, v)
+        if cache is not None:  # decoding: SDPA shares the K/V heads itself, no copy of the whole cache per step
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=cfg.n_kv_head != cfg.n_head)
+            return self.wo(y.transpose(1, 2).reshape(B, T, -1))
         if cfg.n_kv_head != cfg.n_head:  # GQA: each K/V head serves n_head // n_kv_head query heads
             rep = cfg.n_head // cfg.n_kv_head
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)

@@ -3,7 +3,9 @@
 Prompts of different lengths are left-padded to a common length; each sequence keeps its own positions
 (so RoPE sees the same positions as it would alone) and the cache's validity mask hides the padding. One
 batched forward pass fills the cache with every prompt (prefill); then each step feeds one token per
-sequence. `generate_no_cache` is the slow reference: it recomputes the whole sequence for every token.
+sequence, with no per-token Python work that grows with the length or the batch. When more than half of the
+batch has stopped, the finished rows are dropped from the batch and the cache, so long stragglers do not
+drag the whole batch along. `generate_no_cache` is the slow reference: it recomputes the whole sequence for every token.
 """
 from __future__ import annotations
 
@@ -65,17 +67,23 @@ def generate(model: Transformer, prompts: list[list[int]], max_new_tokens: int, 
     with amp:
         logits = model(idx, cache=cache, positions=positions)[:, -1]  # prefill: all prompts in one pass
     stop = torch.tensor(list(stop_ids) or [-1], device=device)
-    out = torch.empty(B, max_new_tokens, dtype=torch.long, device=device)
+    out = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
+    rows = torch.arange(B, device=device)  # the original row of each sequence still in the batch
     done = torch.zeros(B, dtype=torch.bool, device=device)
     n = 0
     for t in range(max_new_tokens):
         tok = sample_next(logits, temperature, top_p, generator)
         tok = tok.masked_fill(done, pad_id)
-        out[:, t] = tok
+        out[rows, t] = tok
         n = t + 1
         done |= torch.isin(tok, stop)
-        if t == max_new_tokens - 1 or bool(done.all()):  # one sync per token; cheap next to the forward
+        n_done = int(done.sum())  # the one host sync per token; cheap next to the forward
+        if t == max_new_tokens - 1 or n_done == len(done):
             break
+        if 2 * n_done > len(done):  # most rows finished: drop them from the batch and the cache
+            keep = (~done).nonzero().squeeze(1)
+            rows, tok, done, lengths = rows[keep], tok[keep], done[keep], lengths[keep]
+            cache.k, cache.v, cache.valid = cache.k[:, keep], cache.v[:, keep], cache.valid[keep]
         cache.valid[:, P + t] = True
         with amp:
             logits = model(tok[:, None], cache=cache, positions=(lengths + t)[:, None])[:, -1]

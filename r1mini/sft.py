@@ -5,13 +5,15 @@ pair of r1mini.data.chat_ids; the prompt's tokens are context, not targets.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 
 import torch
+import torch.distributed as dist
 from tqdm import tqdm
 
-from r1mini.common import autocast, optimizer_step
+from r1mini.common import apply_update, autocast, is_main
 
 
 def sft_targets(ids: list[int], mask: list[bool], pad_id: int, length: int) -> tuple[list[int], list[int]]:
@@ -37,30 +39,62 @@ def sft_batches(examples: list[tuple[list[int], list[bool]]], batch_size: int, b
 
 def train_sft(model, examples: list[tuple[list[int], list[bool]]], *, epochs: int, batch_size: int, lr: float,
               pad_id: int, seed: int = 0, warmup: int = 10, weight_decay: float = 0.0, grad_clip: float = 1.0,
-              desc: str = "sft", log=None) -> list[float]:
-    """AdamW with warmup and cosine decay over `epochs` passes; returns the loss of every step."""
+              micro_batch_size: int = 0, desc: str = "sft", log=None) -> list[float]:
+    """AdamW with warmup and cosine decay over `epochs` passes; returns the loss of every step.
+
+    Under torchrun every rank draws the same global batches and trains on its contiguous slice (DDP); a
+    slice larger than micro_batch_size (0: no limit) is run in micro-batches with gradient accumulation. The
+    loss is the mean over the global batch's assistant tokens, whatever the number of ranks and micro-batches:
+    each micro-batch's mean is weighted by its share of those tokens (times the world size, as DDP averages
+    the ranks' gradients). One process without micro-batches computes exactly what it always did.
+    """
     if not examples:
         raise ValueError("no SFT examples: the stage that builds them kept nothing")
     device = next(model.parameters()).device
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    fwd = model
+    if world > 1:
+        fwd = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.95))
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # the same on every rank: the same global batches
     total = epochs * math.ceil(len(examples) / batch_size)
     losses: list[float] = []
     model.train()
-    bar = tqdm(total=total, desc=desc, dynamic_ncols=True, leave=False)
+    bar = tqdm(total=total, desc=desc, dynamic_ncols=True, leave=False, disable=not is_main())
     for epoch in range(epochs):
         for x, y in sft_batches(examples, batch_size, model.cfg.block_size, pad_id, rng):
             step = len(losses)
             scale = (step + 1) / warmup if step < warmup else 0.5 * (1 + math.cos(math.pi * step / total))
             for group in optimizer.param_groups:
                 group["lr"] = lr * scale
-            with autocast(device):
-                _, loss = model(x.to(device), y.to(device))
+            n_tokens = (y >= 0).sum().clamp(min=1)  # assistant tokens in the global batch
+            per_rank = math.ceil(len(x) / world)
+            x, y = x[rank * per_rank:(rank + 1) * per_rank], y[rank * per_rank:(rank + 1) * per_rank]
+            if len(x) == 0:  # a short last batch left this rank nothing: a zero-weight row keeps DDP in step
+                x, y = x.new_full((1, 1), pad_id), y.new_full((1, 1), -1)
+            micro = micro_batch_size or len(x)
+            chunks = list(zip(x.split(micro), y.split(micro)))
+            optimizer.zero_grad(set_to_none=True)
+            total_loss = torch.zeros((), device=device)
+            for i, (xm, ym) in enumerate(chunks):
+                weight = (ym >= 0).sum() * world / n_tokens  # 1 for one process and one micro-batch
+                sync = fwd.no_sync() if world > 1 and i < len(chunks) - 1 else contextlib.nullcontext()
+                with sync:
+                    with autocast(device):
+                        if weight == 0:  # no targets (their mean would be NaN): a zero loss that still runs DDP
+                            loss = fwd(xm.to(device)).float().sum() * 0.0
+                        else:
+                            _, loss = fwd(xm.to(device), ym.to(device))
+                    loss = loss if weight == 1 else loss * weight.to(device)
+                    loss.backward()
+                total_loss += loss.detach() / world
+            if world > 1:
+                dist.all_reduce(total_loss)
             try:
-                optimizer_step(model, optimizer, loss, grad_clip)
+                apply_update(model, optimizer, total_loss, grad_clip)
             except FloatingPointError as e:
                 raise FloatingPointError(f"{e} ({desc} step {step + 1})") from None
-            losses.append(loss.item())
+            losses.append(total_loss.item())
             bar.update(1)
             bar.set_postfix(loss=round(losses[-1], 3))
             if log is not None:

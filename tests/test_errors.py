@@ -177,7 +177,7 @@ def oom(*args, **kwargs):
 
 
 @pytest.mark.parametrize("script, target, flags", [
-    ("pretrain", "optimizer_step", "lower --batch_size"),
+    ("pretrain", "apply_update", "lower --batch_size"),
     ("train_zero", "rollout", "lower --group_size, --prompts_per_step or --max_new_tokens"),
     ("train_zero", "grpo_update", "lower --group_size, --prompts_per_step or --max_new_tokens (or raise --minibatches)"),
     ("eval", "evaluate_model", "lower --batch_size or --max_new_tokens"),

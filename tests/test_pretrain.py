@@ -1,7 +1,6 @@
 """End to end: pretrain.py and eval.py as a user runs them (subprocesses, toy preset), and resuming."""
 
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -15,6 +14,7 @@ from r1mini.common import load_checkpoint
 from r1mini.sampling import generate
 
 ROOT = Path(__file__).resolve().parents[1]
+SPEED = ("time", "tokens_per_s", "tflops", "mfu", "peak_mem_mb")  # measured, not computed: differ run to run
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
 
@@ -141,7 +141,7 @@ def test_interrupted_run_resumes_exactly(tmp_path, monkeypatch):
     cut = torch.load(tmp_path / "cut" / "model.pt", weights_only=True)
     assert whole.keys() == cut.keys()
     assert all(torch.equal(whole[k], cut[k]) for k in whole)
-    drop_time = lambda rows: [{k: v for k, v in r.items() if k not in ("time", "tokens_per_s")} for r in rows]
+    drop_time = lambda rows: [{k: v for k, v in r.items() if k not in SPEED} for r in rows]
     assert drop_time(log_rows(tmp_path / "cut")) == drop_time(log_rows(tmp_path / "whole"))
 
 
@@ -162,3 +162,23 @@ def test_torchrun_two_ranks_match_one_process(tmp_path):
     lb = [json.loads(l) for l in (two / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in la] == [r["step"] for r in lb]
     assert la[-1]["val_loss"] == pytest.approx(lb[-1]["val_loss"], abs=1e-4)
+
+
+def test_gradient_accumulation_matches_one_batch(tmp_path):
+    """--grad_accum 4 trains on the same global batch in 4 micro-batches: the same weights and losses."""
+    sys.path.insert(0, str(ROOT))
+    import pretrain
+
+    argv = lambda out, accum: ["--preset", "toy", "--out", str(out), "--device", "cpu", "--train_docs", "300",
+                               "--val_docs", "60", "--tokenizer_docs", "200", "--max_steps", "6", "--log_every", "3",
+                               "--grad_accum", str(accum)]
+    pretrain.main(argv(tmp_path / "one", 1))
+    pretrain.main(argv(tmp_path / "four", 4))
+    a = torch.load(tmp_path / "one" / "model.pt", weights_only=True)
+    b = torch.load(tmp_path / "four" / "model.pt", weights_only=True)
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    la, lb = log_rows(tmp_path / "one"), log_rows(tmp_path / "four")
+    assert [r["loss"] for r in la] == pytest.approx([r["loss"] for r in lb], abs=2e-4)
+    assert all(r["tflops"] > 0 and r["peak_mem_mb"] > 0 for r in la)
+    with pytest.raises(SystemExit, match="grad_accum"):
+        pretrain.main(argv(tmp_path / "bad", 3))  # toy batch 8 does not split into 3 micro-batches

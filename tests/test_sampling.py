@@ -139,3 +139,26 @@ def test_generate_on_cuda_float32_model():
     outs = generate(model, PROMPTS, 8, temperature=0)
     assert [len(o) for o in outs] == [8] * len(PROMPTS)
     assert all(0 <= t < V for o in outs for t in o)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_finished_rows_dropped_from_the_batch_do_not_change_the_others(kind):
+    """Once most rows stop, generate compacts the batch and cache; the survivors (several, all different, so
+    a mix-up of rows would show) must decode exactly as each would alone."""
+    from itertools import combinations
+    model = make_model(**KINDS[kind])
+    g = torch.Generator().manual_seed(0)
+    prompts = [torch.randint(0, V, (int(n),), generator=g).tolist() for n in torch.randint(1, 9, (16,), generator=g)]
+    free = generate(model, prompts, 12, temperature=0)
+
+    def stopped_early(stop):
+        return [any(t in o[:8] for t in stop) for o in free]
+    candidates = [set(s) for r in (1, 2, 3) for s in combinations(sorted({t for o in free for t in o[:4]}), r)]
+    good = [s for s in candidates if 2 * sum(stopped_early(s)) > len(prompts)
+            and len({tuple(o) for o, e in zip(free, stopped_early(s)) if not e and not s & set(o)}) >= 3]
+    assert good, "the test needs a stop set that ends most rows early and leaves several different rows running"
+    stop = sorted(good[0])
+    outs = generate(model, prompts, 12, temperature=0, stop_ids=stop)
+    for p, o in zip(prompts, outs):
+        assert o == generate_no_cache(model, p, 12, stop_ids=stop)
+    assert sum(len(o) == 12 for o in outs) >= 3

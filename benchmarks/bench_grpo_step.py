@@ -1,0 +1,59 @@
+"""One train_zero.py-style GRPO step at the cpu preset (8 prompts x 8 samples, up to 128 new tokens), split
+into generate / score / train seconds. A randomly initialised cpu-preset model and a tokenizer trained in
+seconds on a small corpus stand in for the base checkpoint (or pass --init out/base for the real one).
+
+    OMP_NUM_THREADS=2 python benchmarks/bench_grpo_step.py [--init out/base] [--steps 3]
+"""
+import argparse
+import random
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from r1mini.common import load_checkpoint  # noqa: E402
+from r1mini.data import corpus_documents, zero_prompt  # noqa: E402
+from r1mini.grpo import group_advantages, grpo_update, rollout  # noqa: E402
+from r1mini.model import Transformer, model_config  # noqa: E402
+from r1mini.rewards import zero_reward  # noqa: E402
+from r1mini.tasks import suite  # noqa: E402
+from r1mini.tokenizer import Tokenizer  # noqa: E402
+
+p = argparse.ArgumentParser()
+p.add_argument("--init", default="")
+p.add_argument("--steps", type=int, default=3)
+p.add_argument("--prompts", type=int, default=8)
+p.add_argument("--group_size", type=int, default=8)
+p.add_argument("--max_new_tokens", type=int, default=128)
+p.add_argument("--threads", type=int, default=2)
+args = p.parse_args()
+torch.set_num_threads(args.threads)
+tasks = suite("cpu")
+if args.init:
+    model, tok, _ = load_checkpoint(args.init)
+else:
+    tok = Tokenizer.train(corpus_documents(tasks, 2000, seed=0, split="train"), 768)
+    torch.manual_seed(0)
+    model = Transformer(model_config("cpu", vocab_size=tok.vocab_size))
+optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4)
+rng, gen = random.Random(0), torch.Generator().manual_seed(0)
+print(f"{model.num_params():,} params, {args.prompts} prompts x {args.group_size} samples, "
+      f"<= {args.max_new_tokens} new tokens, {args.threads} threads")
+print(f"{'step':>4s} {'generate':>9s} {'score':>7s} {'train':>7s} {'new tokens':>10s}")
+for step in range(args.steps):
+    problems = [rng.choice(list(tasks.values())).sample(rng, "train", "en") for _ in range(args.prompts)]
+    t0 = time.perf_counter()
+    model.eval()
+    ro = rollout(model, tok, [tok.encode(zero_prompt(q.question)) for q in problems], args.group_size,
+                 max_new_tokens=args.max_new_tokens, stop_ids=[tok.eot_id], generator=gen)
+    model.train()
+    t1 = time.perf_counter()
+    rewards = torch.tensor([sum(zero_reward(c, problems[i // args.group_size]))
+                            for i, c in enumerate(ro.completions)])
+    adv = group_advantages(rewards, args.group_size)
+    t2 = time.perf_counter()
+    grpo_update(model, optimizer, ro, adv, torch.ones_like(rewards, dtype=torch.bool), max_len=args.max_new_tokens)
+    t3 = time.perf_counter()
+    print(f"{step:4d} {t1 - t0:9.2f} {t2 - t1:7.3f} {t3 - t2:7.2f} {sum(ro.lengths):10d}")

@@ -1,0 +1,180 @@
+"""Data parallel on CPU (gloo): train_zero.py under torchrun keeps both replicas identical, and the replica
+check that every training script ends with catches replicas that differ."""
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from r1mini.common import check_replicas_in_sync, load_checkpoint, param_checksum
+from r1mini.grpo import Rollout, grpo_update
+from r1mini.model import Transformer, model_config
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+
+def torchrun(*args, timeout=300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", *map(str, args)],
+                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("dist") / "base"
+    r = subprocess.run([sys.executable, "pretrain.py", "--preset", "toy", "--out", str(out), "--max_steps", "10"],
+                       cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return out
+
+
+def logged_checksum(stdout: str) -> float:
+    m = re.search(r"replicas in sync: parameter checksum (\S+) on 2 rank", stdout)
+    assert m, stdout[-2000:]
+    return float(m.group(1))
+
+
+def test_train_zero_torchrun_replicas_stay_identical(base, tmp_path):
+    out = tmp_path / "zero"
+    r = torchrun("train_zero.py", "--preset", "toy", "--init", base, "--out", out, "--steps", "2", "--eval_every", "100",
+                 "--device", "cpu", "--weight_decay", "0.1")  # a toy base earns no reward: decay moves the weights
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "world 2" in r.stdout
+    # the checksum the ranks agreed on is the one of the weights rank 0 saved, and the steps moved them
+    model, _, meta = load_checkpoint(out)
+    assert meta["step"] == 2
+    assert logged_checksum(r.stdout) == pytest.approx(param_checksum(model).sum().item(), rel=1e-12)
+    start, _, _ = load_checkpoint(base)
+    assert not torch.equal(param_checksum(model), param_checksum(start))
+
+
+def _worker(rank: int, store: str, perturb: bool, results: str):
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    torch.manual_seed(0)
+    model = Transformer(model_config("toy", vocab_size=100))
+    if perturb and rank == 1:
+        with torch.no_grad():
+            model.blocks[0].attn.wq.weight[3, 5] += 1e-6
+    try:
+        check_replicas_in_sync(model)
+        outcome = "ok"
+    except RuntimeError as e:
+        outcome = str(e)
+    Path(results, str(rank)).write_text(outcome)
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("perturb", [False, True])
+def test_replica_check_catches_one_changed_weight(tmp_path, perturb):
+    mp.spawn(_worker, args=(str(tmp_path / "store"), perturb, str(tmp_path)), nprocs=2)
+    outcomes = [(tmp_path / str(r)).read_text() for r in range(2)]
+    if perturb:
+        assert all("ranks [1]" in o for o in outcomes), outcomes
+    else:
+        assert outcomes == ["ok", "ok"]
+
+
+def _grpo_worker(rank: int, store: str, use_ddp: bool, results: str):
+    """Both ranks start from the same weights and take one GRPO step on *different* rollouts."""
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    torch.manual_seed(0)
+    model = Transformer(model_config("toy", vocab_size=100))
+    start = param_checksum(model)
+    g = torch.Generator().manual_seed(rank)
+    ids = torch.randint(0, 100, (4, 12), generator=g)
+    mask = torch.zeros(4, 11, dtype=torch.bool)
+    mask[:, 5:] = True
+    ro = Rollout(ids, mask, [""] * 4, [6] * 4)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    ddp = torch.nn.parallel.DistributedDataParallel(model) if use_ddp else None
+    grpo_update(model, optimizer, ro, torch.tensor([1.0, -1.0, 0.5, -0.5]), torch.ones(4, dtype=torch.bool),
+                ddp_model=ddp)
+    moved = not torch.equal(param_checksum(model), start)
+    try:
+        check_replicas_in_sync(model)
+        outcome = "in sync"
+    except RuntimeError:
+        outcome = "diverged"
+    Path(results, str(rank)).write_text(f"{outcome} moved={moved}")
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("use_ddp", [True, False])
+def test_grpo_update_under_ddp_keeps_replicas_identical(tmp_path, use_ddp):
+    mp.spawn(_grpo_worker, args=(str(tmp_path / "store"), use_ddp, str(tmp_path)), nprocs=2)
+    outcomes = [(tmp_path / str(r)).read_text() for r in range(2)]
+    assert outcomes == [("in sync" if use_ddp else "diverged") + " moved=True"] * 2
+
+
+def _sft_setup():
+    """A toy model and SFT examples of different lengths and target counts (mask: the second half)."""
+    torch.manual_seed(0)
+    model = Transformer(model_config("toy", vocab_size=100))
+    g = torch.Generator().manual_seed(1)
+    examples = []
+    for i in range(11):  # 11 examples, batch 4: the last global batch has 3 rows
+        n = 6 + i % 5
+        ids = torch.randint(1, 100, (n,), generator=g).tolist()
+        examples.append((ids, [j >= n // 2 for j in range(n)]))
+    return model, examples
+
+
+def _sft_train(model, examples, micro: int):
+    from r1mini.sft import train_sft
+    return train_sft(model, examples, epochs=2, batch_size=4, lr=1e-2, pad_id=0, seed=3, warmup=2,
+                     micro_batch_size=micro)
+
+
+def _sft_worker(rank: int, store: str, results: str):
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    model, examples = _sft_setup()
+    losses = _sft_train(model, examples, micro=1)  # 2 ranks x micro-batches of 1 row
+    if rank == 0:
+        torch.save({"state": model.state_dict(), "losses": losses}, Path(results, "ddp.pt"))
+    dist.destroy_process_group()
+
+
+def test_sft_micro_batches_and_ranks_match_one_batch(tmp_path):
+    """The global batch is the same whatever the number of ranks and micro-batches: same losses and weights."""
+    model, examples = _sft_setup()
+    ref_losses = _sft_train(model, examples, micro=0)
+    ref = model.state_dict()
+    model, examples = _sft_setup()
+    acc_losses = _sft_train(model, examples, micro=3)
+    assert acc_losses == pytest.approx(ref_losses, rel=1e-5)
+    assert all(torch.allclose(ref[k], v, atol=1e-5) for k, v in model.state_dict().items())
+    mp.spawn(_sft_worker, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=2)
+    ddp = torch.load(tmp_path / "ddp.pt", weights_only=True)
+    assert ddp["losses"] == pytest.approx(ref_losses, rel=1e-5)
+    assert all(torch.allclose(ref[k], v, atol=1e-5) for k, v in ddp["state"].items())
+    # the weights did move, so matching means something
+    fresh, _ = _sft_setup()
+    assert not torch.allclose(fresh.state_dict()["blocks.0.attn.wq.weight"], ref["blocks.0.attn.wq.weight"])
+
+
+def test_train_r1_torchrun_all_stages(base, tmp_path):
+    """Every R1 stage under torchrun: SFT with micro-batches, striped sampling, GRPO; replicas identical."""
+    zero, r1 = tmp_path / "zero", tmp_path / "r1"
+    r = subprocess.run([sys.executable, "train_zero.py", "--preset", "toy", "--init", str(base), "--out", str(zero),
+                        "--steps", "1"], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = torchrun("train_r1.py", "--preset", "toy", "--init", zero, "--out", r1, "--device", "cpu",
+                 "--sft_micro_batch_size", "3")
+    assert r.returncode == 0, r.stderr[-3000:]
+    for stage in ("cold_start", "reasoning_rl", "rejection_sft", "final_rl"):
+        model, _, meta = load_checkpoint(r1 / stage)
+        m = re.search(rf"\[{stage}\] replicas in sync: parameter checksum (\S+) on 2 rank", r.stdout)
+        assert m, r.stdout[-2000:]
+        assert float(m.group(1)) == pytest.approx(param_checksum(model).sum().item(), rel=1e-12)
+        assert all(0 <= meta["metrics"][k] <= 1 for k in ("pass@1/en", "pass@1/zh", "lang/en", "lang/zh"))
+    # the striped rejection sampling gathered every prompt's samples: rs_prompts x rs_samples
+    assert json.loads((r1 / "rejection_sft" / "meta.json").read_text())["metrics"]["filter/total"] == 4 * 2
+    rows = [json.loads(l) for l in (r1 / "log.jsonl").read_text().splitlines()]
+    rl = [row for row in rows if row.get("stage") == "reasoning_rl" and "step" in row]
+    assert [row["step"] for row in rl] == [1, 2] and all(0 <= row["accuracy"] <= 1 for row in rl)
