@@ -42,7 +42,7 @@ from r1mini.tasks import suite
 class DistillConfig:
     student: str = "out/student_base"  # the student's base checkpoint (pretrain.py --preset cpu-student)
     suite: str = ""  # "" means the teacher's
-    prompts: int = 1200  # training prompts sampled from the teacher
+    prompts: int = 2000  # training prompts sampled from the teacher
     samples: int = 2  # teacher samples per prompt
     temperature: float = 0.6
     top_p: float = 0.95

@@ -74,11 +74,14 @@ def findings(table: dict[str, dict], zero_log: list[dict], k: int) -> list[dict]
         add("R1 fixes language mixing (consistency on Chinese prompts)", r > z + 0.1 and r > 0.9, f"{z:.3f} -> {r:.3f}")
         z, r = get("R1-Zero", "pass@1"), get("R1 final RL", "pass@1")
         add("R1 keeps or beats R1-Zero's accuracy", r >= z - 0.02, f"{z:.3f} -> {r:.3f}")
-    names = [n for n in table if n not in ("base", "student base")]
+    # majority voting can only help a model that is sometimes right: checkpoints at pass@1 0 are left out
+    names = [n for n in table if n not in ("base", "student base") and get(n, "pass@1") > 0]
     wins = [n for n in names if get(n, f"cons@{k}") > get(n, "pass@1")]
-    add(f"cons@{k} beats pass@1", len(wins) == len(names),
-        f"{len(wins)} of {len(names)} checkpoints" + (f" (not: {', '.join(sorted(set(names) - set(wins)))})"
-                                                       if len(wins) < len(names) else ""))
+    zero = [n for n in table if n not in names and n not in ("base", "student base")]
+    add(f"cons@{k} beats pass@1", bool(names) and len(wins) == len(names),
+        f"{len(wins)} of the {len(names)} trained checkpoints with pass@1 > 0"
+        + (f"; not: {', '.join(n for n in names if n not in wins)}" if len(wins) < len(names) else "")
+        + (f"; at pass@1 0: {', '.join(zero)}" if zero else ""))
     if "student distilled" in table and "student RL-only" in table:
         d, r = get("student distilled", "pass@1"), get("student RL-only", "pass@1")
         add("distillation beats RL alone on the student", d > r, f"distilled {d:.3f} vs RL-only {r:.3f}")
