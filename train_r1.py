@@ -87,7 +87,7 @@ class R1Config:
     lang_weight: float = 1.0  # weight of the language-consistency reward
     general_share: float = 0.25  # share of general prompts in the final RL stage
     # stage 3: rejection sampling
-    rs_prompts: int = 800  # many prompts, few samples each: the samples of one prompt are often identical
+    rs_prompts: int = 2000  # many prompts, few samples each: the samples of one prompt are often identical
     rs_samples: int = 2
     reasoning_ratio: float = 3.0  # reasoning : non-reasoning examples
     # stage 4: reward model

@@ -57,7 +57,7 @@ class ZeroConfig:
     suite: str = ""  # task suite; "" means the one the base model was pretrained on
     zh_share: float = 0.2  # share of prompts asked in Chinese
     # rollouts
-    steps: int = 100
+    steps: int = 150
     prompts_per_step: int = 8  # all ranks together
     group_size: int = 8  # G completions per prompt
     max_new_tokens: int = 128

@@ -41,14 +41,21 @@ def logged_checksum(stdout: str) -> float:
 
 
 def test_train_zero_torchrun_replicas_stay_identical(base, tmp_path):
+    # A toy base never earns the real rewards (every group would tie, the gradient would be zero); this reward
+    # depends on the completion's length, so the groups differ and each rank's gradient is its own.
+    script = tmp_path / "zero_length_reward.py"
+    script.write_text(f"import sys; sys.path.insert(0, {str(ROOT)!r})\nimport train_zero\n"
+                      "train_zero.zero_reward = lambda c, p: (float(len(c) % 3 == 0), 0.0)\ntrain_zero.main()\n")
     out = tmp_path / "zero"
-    r = torchrun("train_zero.py", "--preset", "toy", "--init", base, "--out", out, "--steps", "2", "--eval_every", "100",
-                 "--device", "cpu", "--weight_decay", "0.1")  # a toy base earns no reward: decay moves the weights
+    r = torchrun(script, "--preset", "toy", "--init", base, "--out", out, "--steps", "3", "--eval_every", "100",
+                 "--device", "cpu")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "world 2" in r.stdout
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if "mixed_groups" in line]
+    assert len(rows) == 3 and max(row["mixed_groups"] for row in rows) > 0  # there was a signal to learn from
     # the checksum the ranks agreed on is the one of the weights rank 0 saved, and the steps moved them
     model, _, meta = load_checkpoint(out)
-    assert meta["step"] == 2
+    assert meta["step"] == 3
     assert logged_checksum(r.stdout) == pytest.approx(param_checksum(model).sum().item(), rel=1e-12)
     start, _, _ = load_checkpoint(base)
     assert not torch.equal(param_checksum(model), param_checksum(start))

@@ -151,13 +151,16 @@ def test_torchrun_two_ranks_match_one_process(tmp_path):
     r = run("pretrain.py", "--preset", "toy", "--out", str(one), "--max_steps", "6")
     assert r.returncode == 0, r.stderr[-2000:]
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "pretrain.py", "--preset",
-                        "toy", "--out", str(two), "--max_steps", "6"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+                        "toy", "--out", str(two), "--max_steps", "6"], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                       timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "world 2" in r.stdout
     a = torch.load(one / "model.pt", weights_only=True)
     b = torch.load(two / "model.pt", weights_only=True)
+    # the halves' gradients are summed in another order than the whole batch's; Adam can turn such float
+    # differences in near-zero gradients into differences of a fraction of one step (lr 3e-3)
     for name in a:
-        assert torch.allclose(a[name], b[name], atol=1e-5), name
+        assert torch.allclose(a[name], b[name], atol=1e-4), name
     la = [json.loads(l) for l in (one / "log.jsonl").read_text().splitlines()]
     lb = [json.loads(l) for l in (two / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in la] == [r["step"] for r in lb]
