@@ -38,7 +38,7 @@ print(f"model {args.model}: {model.num_params():,} params, {cfg.n_layer} layers,
       f"prompts {min(map(len, prompts))}-{max(map(len, prompts))} tokens, {args.new} new; {args.threads} threads")
 
 
-def timed(fn, repeats=2, warmup=True):
+def timed(fn, repeats=5, warmup=True):  # the best of several runs: the least disturbed by other work
     if warmup:
         fn()
     best = float("inf")

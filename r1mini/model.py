@@ -150,9 +150,8 @@ class Attention(nn.Module):
         q = self.wq(x).view(B, T, cfg.n_head, cfg.head_dim).transpose(1, 2)
         k, v = self.wkv(x).view(B, T, 2, cfg.n_kv_head, cfg.head_dim).permute(2, 0, 3, 1, 4)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        if cache is not None:
-            k, v = cache.update(layer, k, v)
         if cache is not None:  # decoding: SDPA shares the K/V heads itself, no copy of the whole cache per step
+            k, v = cache.update(layer, k, v)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=cfg.n_kv_head != cfg.n_head)
             return self.wo(y.transpose(1, 2).reshape(B, T, -1))
         if cfg.n_kv_head != cfg.n_head:  # GQA: each K/V head serves n_head // n_kv_head query heads

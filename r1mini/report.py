@@ -103,7 +103,7 @@ def plot(zero_log: list[dict], path: Path) -> bool:
             evals = [r for r in zero_log if "eval_pass@1" in r]
             ax.plot([r["step"] for r in evals], [r["eval_pass@1"] for r in evals], "o-", label="held-out pass@1")
             ax.legend(fontsize=7)
-        ax.set_title(key if key != "length" else "response length (tokens)")
+        ax.set_title({"length": "response length (tokens)", "reflection": "reflection words per response"}.get(key, key))
         ax.set_xlabel("R1-Zero step")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -30,7 +30,11 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_p: float = 1
         drop = sorted_p.cumsum(-1) - sorted_p >= top_p
         sorted_p = sorted_p.masked_fill(drop, 0.0)
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    # inverse-CDF sampling: one uniform number per row, where torch.multinomial draws one per vocabulary
+    # entry (a sixth of a cpu-preset rollout's time). Zero-probability tokens have zero-width intervals.
+    cdf = probs.cumsum(-1)
+    u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device, dtype=cdf.dtype) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).clamp(max=cdf.shape[-1] - 1).squeeze(-1)
 
 
 @torch.no_grad()

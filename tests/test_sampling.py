@@ -113,6 +113,14 @@ def test_top_p_nucleus():
     assert counts[1] / 4000 == pytest.approx(0.4 ** 4 / sum(p ** 4 for p in probs.tolist()), abs=0.03)
 
 
+def test_zero_probability_tokens_are_never_sampled():
+    logits = torch.tensor([float("-inf"), 0.0, float("-inf"), 1.0, float("-inf")]).expand(20000, 5)
+    g = torch.Generator().manual_seed(2)
+    counts = Counter(sample_next(logits, generator=g).tolist())
+    assert set(counts) == {1, 3}
+    assert counts[3] / 20000 == pytest.approx(torch.tensor([0.0, 1.0]).softmax(0)[1].item(), abs=0.01)
+
+
 def test_sample_next_rejects_bad_arguments():
     logits = torch.zeros(1, 5)
     for kw in (dict(temperature=-0.1), dict(top_p=0.0), dict(top_p=1.5), dict(top_p=-1.0)):
