@@ -114,7 +114,7 @@ def main(argv=None):
         print0(f"teacher samples: {counts['total']}, kept {counts['kept']} "
                f"({', '.join(f'{k} -{v}' for k, v in counts.items() if k not in ('total', 'kept'))}); "
                f"+ {len(general)} non-reasoning examples")
-    del teacher
+    teacher = None  # free it before the student trains
     t_data = time.time() - t0
 
     # -- 3: SFT of the student's base on the teacher's text -------------------------------------------------
