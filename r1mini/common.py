@@ -293,7 +293,7 @@ def apply_update(model: torch.nn.Module, optimizer, loss: torch.Tensor, grad_cli
     if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
         raise FloatingPointError(f"loss is {loss.item():.4g}, gradient norm {grad_norm.item():.4g}")
     optimizer.step()
-    return grad_norm, [moe.update_bias() for moe in (moe_model or unwrap(model)).moe_layers()]
+    return grad_norm, [moe.update_bias() for moe in (unwrap(model) if moe_model is None else moe_model).moe_layers()]
 
 
 def save_checkpoint(out: str | Path, model: torch.nn.Module, tokenizer: Tokenizer, meta: dict,

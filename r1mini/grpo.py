@@ -213,7 +213,7 @@ def grpo_update(model, optimizer, ro: Rollout, advantages: torch.Tensor, keep: t
     on-policy: old = current, ratio = 1, and the extra forward pass is skipped).
     """
     ctx = autocast_ctx or contextlib.nullcontext
-    fwd = ddp_model or model
+    fwd = model if ddp_model is None else ddp_model  # not `or`: a compiled module has no truth value
     idx = keep.nonzero().squeeze(1)
     rows, entropies = [], []
     if len(idx) == 0:

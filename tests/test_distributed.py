@@ -185,3 +185,16 @@ def test_train_r1_torchrun_all_stages(base, tmp_path):
     rows = [json.loads(l) for l in (r1 / "log.jsonl").read_text().splitlines()]
     rl = [row for row in rows if row.get("stage") == "reasoning_rl" and "step" in row]
     assert [row["step"] for row in rl] == [1, 2] and all(0 <= row["accuracy"] <= 1 for row in rl)
+    # distillation of that R1 model into a smaller student under torchrun: striped teacher sampling, data-
+    # parallel SFT with micro-batches, replicas identical
+    student_base, student = tmp_path / "student_base", tmp_path / "student"
+    r = subprocess.run([sys.executable, "pretrain.py", "--preset", "toy-student", "--out", str(student_base),
+                        "--max_steps", "4"], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = torchrun("distill.py", "--preset", "toy", "--init", r1 / "final_rl", "--student", student_base, "--out", student,
+                 "--device", "cpu", "--micro_batch_size", "2")
+    assert r.returncode == 0, r.stderr[-3000:]
+    model, _, meta = load_checkpoint(student, expect_stage="student")
+    assert logged_checksum(r.stdout) == pytest.approx(param_checksum(model).sum().item(), rel=1e-12)
+    assert meta["metrics"]["filter/total"] == 6 * 2  # every prompt's samples gathered from both ranks
+    assert model.cfg.n_layer < load_checkpoint(r1 / "final_rl")[0].cfg.n_layer

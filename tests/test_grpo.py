@@ -242,3 +242,25 @@ def test_entropy_from_logits():
     logits = torch.tensor([[0.0, math.log(3.0)], [2.0, 2.0]])  # p = (1/4, 3/4) and uniform over 2
     h = entropy_from_logits(logits)
     assert torch.allclose(h, torch.tensor([-(0.25 * math.log(0.25) + 0.75 * math.log(0.75)), math.log(2)]))
+
+
+def test_grpo_update_through_a_compiled_forward_equals_eager():
+    """train_zero.py --compile hands grpo_update a torch.compile'd module (which has no truth value): the update
+    must run through it and give the eager update's weights."""
+    from r1mini.grpo import Rollout, grpo_update
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 100, (4, 12), generator=g)
+    mask = torch.zeros(4, 11, dtype=torch.bool)
+    mask[:, 5:] = True
+    ro, adv, keep = Rollout(ids, mask, [""] * 4, [6] * 4), torch.tensor([1.0, -1.0, 0.5, -0.5]), torch.ones(4, dtype=torch.bool)
+    weights = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model = Transformer(model_config("toy", vocab_size=100))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        grpo_update(model, optimizer, ro, adv, keep, ddp_model=torch.compile(model) if compiled else None)
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    torch.manual_seed(0)
+    start = torch.cat([p.detach().flatten() for p in Transformer(model_config("toy", vocab_size=100)).parameters()])
+    assert not torch.equal(weights[0], start)  # the update moved the weights
+    assert torch.allclose(weights[0], weights[1], atol=1e-5)
