@@ -125,7 +125,11 @@ def main(argv=None):
     data_gen = torch.Generator().manual_seed(args.seed)
     step = 0
     if state is not None:
-        model.load_state_dict(state["model"])
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError:  # the flags now ask for another model than the run in out/ trained
+            raise SystemExit(f"{out} holds a run of another model (its config: {out / 'model.json'}); to resume it, "
+                             f"rerun with that run's flags (meta.json), or pass another --out") from None
         optimizer.load_state_dict(state["optimizer"])
         data_gen.set_state(state["data_generator"])
         set_rng_states(state["rng"])

@@ -88,6 +88,14 @@ def test_unparsable_flag_and_unknown_preset(capsys):
 
 # -- checkpoints -----------------------------------------------------------------------------------------
 
+def test_resuming_with_another_model_is_refused(base, tmp_path):
+    out = tmp_path / "base"
+    shutil.copytree(base, out)
+    msg = exit_message("pretrain", ["--out", out, *SMALL, "--model", "toy-student"])
+    assert msg.startswith(f"{out} holds a run of another model") and "pass another --out" in msg
+    assert json.loads((out / "meta.json").read_text())["step"] == 6  # the run in out/ is untouched
+
+
 def test_missing_checkpoint_names_the_script_that_makes_it(tmp_path):
     assert "run pretrain.py first" in exit_message("train_zero", ["--init", tmp_path / "none", "--out", tmp_path / "z"])
     assert "run train_zero.py first" in exit_message("train_r1", ["--init", tmp_path / "none", "--out", tmp_path / "r"])
