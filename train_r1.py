@@ -77,6 +77,7 @@ class R1Config:
     sft_batch_size: int = 32
     sft_lr: float = 1e-3
     sft_micro_batch_size: int = 0  # > 0: gradient accumulation over micro-batches of this many rows per rank
+    rl_micro_batch_size: int = 0  # the same for the GRPO updates
     # stage 2 and 4: GRPO
     rl_steps: int = 25
     final_steps: int = 15
@@ -236,9 +237,11 @@ def main(argv=None):
             rewards_t = torch.tensor(rewards, device=device, dtype=torch.float32)
             advantages = group_advantages(rewards_t, G)
             t_gen = time.time() - t0
-            with step_guard(f"{stage} step {step + 1}", out, "--rl_lr", "--group_size, --prompts_per_step or --max_new_tokens"):
+            with step_guard(f"{stage} step {step + 1}", out, "--rl_lr",
+                            "--group_size, --prompts_per_step or --max_new_tokens (or set --rl_micro_batch_size)"):
                 upd = grpo_update(model, optimizer, ro, advantages, torch.ones_like(rewards_t, dtype=torch.bool),
-                                  max_len=cfg.max_new_tokens, autocast_ctx=lambda: autocast(device), ddp_model=ddp_model)
+                                  max_len=cfg.max_new_tokens, autocast_ctx=lambda: autocast(device), ddp_model=ddp_model,
+                                  micro_batch_size=cfg.rl_micro_batch_size)
             sums = torch.tensor([sum(rewards), len(rewards), sum(acc), len(acc), sum(lang), sum(ro.lengths),
                                  *(upd[k] / world for k in ("kl", "clip_frac", "entropy"))], dtype=torch.float64)
             if world > 1:

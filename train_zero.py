@@ -69,6 +69,7 @@ class ZeroConfig:
     grad_clip: float = 1.0
     mu: int = 1  # updates per rollout batch
     minibatches: int = 1  # slices of the rollout batch per update
+    micro_batch_size: int = 0  # > 0: each update accumulates gradients over chunks of this many rows (memory)
     clip_eps: float = 0.2
     clip_eps_high: float = 0.2  # > clip_eps: clip-higher (DAPO uses 0.28)
     kl_coef: float = 0.0  # beta; > 0 keeps a frozen reference model
@@ -196,11 +197,12 @@ def main(argv=None):
 
         # -- update: mu passes over the batch, in minibatches ------------------------------------------------
         t0 = time.time()
-        with step_guard(f"step {step + 1} (update)", out, f"--lr (now {cfg.lr})", memory_flags + " (or raise --minibatches)"):
+        with step_guard(f"step {step + 1} (update)", out, f"--lr (now {cfg.lr})", memory_flags + " (or set --micro_batch_size)"):
             upd = grpo_update(model, optimizer, ro, advantages, keep, mu=cfg.mu, minibatches=cfg.minibatches,
                               clip_eps=cfg.clip_eps, clip_eps_high=cfg.clip_eps_high, kl_coef=cfg.kl_coef,
                               ref_model=ref_model, agg=cfg.agg, max_len=cfg.max_new_tokens, grad_clip=cfg.grad_clip,
-                              autocast_ctx=lambda: autocast(device), ddp_model=ddp_model)
+                              autocast_ctx=lambda: autocast(device), ddp_model=ddp_model,
+                              micro_batch_size=cfg.micro_batch_size)
         t_train = time.time() - t0
         step += 1
         bar.update(1)

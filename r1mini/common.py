@@ -373,7 +373,7 @@ FLAG_RULES = {
     # counts where 0 means "none"
     "n_routed_experts": _NON_NEGATIVE, "warmup_steps": _NON_NEGATIVE, "log_samples": _NON_NEGATIVE,
     "show": _NON_NEGATIVE, "rl_steps": _NON_NEGATIVE, "final_steps": _NON_NEGATIVE,
-    "micro_batch_size": _NON_NEGATIVE, "sft_micro_batch_size": _NON_NEGATIVE,
+    "micro_batch_size": _NON_NEGATIVE, "sft_micro_batch_size": _NON_NEGATIVE, "rl_micro_batch_size": _NON_NEGATIVE,
     "agg": _one_of("seq-mean", "token-mean", "constant"), "scale": _one_of("std", "none"),
     "chat": _one_of("auto", "yes", "no"),
     "langs": (lambda v: set(v.split(",")) <= {"en", "zh"}, "a comma-separated list of en, zh"),

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from r1mini.common import optimizer_step
+from r1mini.common import apply_update
 from r1mini.sampling import generate
 
 AGGREGATIONS = ("seq-mean", "token-mean", "constant")
@@ -206,11 +206,14 @@ def rollout(model, tokenizer, prompt_ids: list[list[int]], group_size: int, *, m
 def grpo_update(model, optimizer, ro: Rollout, advantages: torch.Tensor, keep: torch.Tensor, *, mu: int = 1,
                 minibatches: int = 1, clip_eps: float = 0.2, clip_eps_high: float | None = None,
                 kl_coef: float = 0.0, ref_model=None, agg: str = "seq-mean", max_len: int | None = None,
-                grad_clip: float = 1.0, autocast_ctx=None, ddp_model=None) -> dict:
+                grad_clip: float = 1.0, autocast_ctx=None, ddp_model=None, micro_batch_size: int = 0) -> dict:
     """mu passes of GRPO updates over the kept rows of a rollout, in minibatches; returns mean stats.
 
     Old log-probs are taken once, before the first update (with mu = minibatches = 1 the single update is
-    on-policy: old = current, ratio = 1, and the extra forward pass is skipped).
+    on-policy: old = current, ratio = 1, and the extra forward pass is skipped). micro_batch_size > 0 splits
+    each minibatch into chunks of that many rows whose gradients accumulate into the same update: each
+    chunk's loss is weighted by its share of what the aggregation divides by (sequences, tokens or rows),
+    so the update is the minibatch's, in less memory.
     """
     ctx = autocast_ctx or contextlib.nullcontext
     fwd = model if ddp_model is None else ddp_model  # not `or`: a compiled module has no truth value
@@ -224,16 +227,31 @@ def grpo_update(model, optimizer, ro: Rollout, advantages: torch.Tensor, keep: t
         ref_logp = logprobs_from_logits(ref_model(ids)[:, :-1], ids[:, 1:]) if ref_model is not None else None
     for _ in range(mu):
         for mb in torch.arange(len(idx), device=ids.device).chunk(minibatches):
-            with ctx():
-                logits = fwd(ids[mb])[:, :-1]
-            logp = logprobs_from_logits(logits, ids[mb, 1:])
-            loss, stats = grpo_loss(logp, logp.detach() if old_logp is None else old_logp[mb],
-                                    None if ref_logp is None else ref_logp[mb], adv[mb], mask[mb],
-                                    clip_eps=clip_eps, clip_eps_high=clip_eps_high, kl_coef=kl_coef, agg=agg,
-                                    max_len=max_len)
-            optimizer_step(model, optimizer, loss, grad_clip)
-            with torch.no_grad():
-                entropies.append(entropy_from_logits(logits.detach())[mask[mb]].mean().item())
-            rows.append(stats)
+            chunks = mb.split(micro_batch_size or len(mb))
+            lengths = mask[mb].sum(1)
+            total = {"seq-mean": (lengths > 0).sum(), "token-mean": lengths.sum(), "constant": len(mb)}[agg]
+            optimizer.zero_grad(set_to_none=True)
+            loss_sum, stats_sum = 0.0, {}
+            for i, c in enumerate(chunks):
+                n = mask[c].sum(1)
+                weight = float({"seq-mean": (n > 0).sum(), "token-mean": n.sum(), "constant": len(c)}[agg]) / max(1, float(total))
+                sync = fwd.no_sync() if hasattr(fwd, "no_sync") and i < len(chunks) - 1 else contextlib.nullcontext()
+                with sync:
+                    with ctx():
+                        logits = fwd(ids[c])[:, :-1]
+                    logp = logprobs_from_logits(logits, ids[c, 1:])
+                    loss, stats = grpo_loss(logp, logp.detach() if old_logp is None else old_logp[c],
+                                            None if ref_logp is None else ref_logp[c], adv[c], mask[c],
+                                            clip_eps=clip_eps, clip_eps_high=clip_eps_high, kl_coef=kl_coef,
+                                            agg=agg, max_len=max_len)
+                    (loss * weight).backward()
+                loss_sum += loss.detach() * weight
+                share = n.sum().item() / max(1, lengths.sum().item())  # token-weighted diagnostics
+                stats_sum = {k: stats_sum.get(k, 0.0) + v * share for k, v in stats.items()}
+                if mask[c].any():
+                    with torch.no_grad():
+                        entropies.append(entropy_from_logits(logits.detach())[mask[c]].mean().item())
+            apply_update(model, optimizer, loss_sum, grad_clip)
+            rows.append(stats_sum)
     return {"kl": sum(r["kl"] for r in rows) / len(rows), "clip_frac": sum(r["clip_frac"] for r in rows) / len(rows),
-            "entropy": sum(entropies) / len(entropies)}
+            "entropy": sum(entropies) / max(1, len(entropies))}

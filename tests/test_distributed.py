@@ -48,7 +48,7 @@ def test_train_zero_torchrun_replicas_stay_identical(base, tmp_path):
                       "train_zero.zero_reward = lambda c, p: (float(len(c) % 3 == 0), 0.0)\ntrain_zero.main()\n")
     out = tmp_path / "zero"
     r = torchrun(script, "--preset", "toy", "--init", base, "--out", out, "--steps", "3", "--eval_every", "100",
-                 "--device", "cpu")
+                 "--device", "cpu", "--micro_batch_size", "3")  # each rank's 4 rows in chunks of 3 + 1 (no_sync)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "world 2" in r.stdout
     rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if "mixed_groups" in line]

@@ -187,7 +187,7 @@ def oom(*args, **kwargs):
 @pytest.mark.parametrize("script, target, flags", [
     ("pretrain", "apply_update", "lower --batch_size"),
     ("train_zero", "rollout", "lower --group_size, --prompts_per_step or --max_new_tokens"),
-    ("train_zero", "grpo_update", "lower --group_size, --prompts_per_step or --max_new_tokens (or raise --minibatches)"),
+    ("train_zero", "grpo_update", "lower --group_size, --prompts_per_step or --max_new_tokens (or set --micro_batch_size)"),
     ("eval", "evaluate_model", "lower --batch_size or --max_new_tokens"),
 ])
 def test_cuda_out_of_memory_names_the_flag_that_lowers_memory(base, tmp_path, monkeypatch, script, target, flags):

@@ -264,3 +264,32 @@ def test_grpo_update_through_a_compiled_forward_equals_eager():
     start = torch.cat([p.detach().flatten() for p in Transformer(model_config("toy", vocab_size=100)).parameters()])
     assert not torch.equal(weights[0], start)  # the update moved the weights
     assert torch.allclose(weights[0], weights[1], atol=1e-5)
+
+
+@pytest.mark.parametrize("agg", ["seq-mean", "token-mean", "constant"])
+def test_grpo_update_micro_batches_equal_one_batch(agg):
+    """Gradient accumulation over micro-batches of 1 or 2 rows gives the update of the whole batch, for every
+    aggregation: the chunks' losses are weighted by their share of sequences, tokens or rows."""
+    from r1mini.grpo import Rollout, grpo_update
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, 100, (5, 12), generator=g)
+    mask = torch.zeros(5, 11, dtype=torch.bool)
+    for i, start in enumerate([2, 4, 6, 8, 11]):  # responses of 9, 7, 5, 3 and 0 tokens
+        mask[i, start:] = True
+    ro = Rollout(ids, mask, [""] * 5, mask.sum(1).tolist())
+    adv, keep = torch.tensor([1.0, -1.0, 0.5, -0.5, 2.0]), torch.ones(5, dtype=torch.bool)
+    results = {}
+    for micro in (0, 1, 2):
+        torch.manual_seed(0)
+        model = Transformer(model_config("toy", vocab_size=100))
+        ref = Transformer(model_config("toy", vocab_size=100))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+        stats = grpo_update(model, optimizer, ro, adv, keep, mu=2, kl_coef=0.1, ref_model=ref, agg=agg,
+                            micro_batch_size=micro)
+        results[micro] = (torch.cat([p.detach().flatten() for p in model.parameters()]), stats)
+    for micro in (1, 2):
+        assert torch.allclose(results[micro][0], results[0][0], atol=1e-6), micro
+        assert results[micro][1]["kl"] == pytest.approx(results[0][1]["kl"], rel=1e-4, abs=1e-7)
+    torch.manual_seed(0)
+    start = torch.cat([p.detach().flatten() for p in Transformer(model_config("toy", vocab_size=100)).parameters()])
+    assert (results[0][0] - start).abs().max() > 1e-3  # the updates moved the weights
