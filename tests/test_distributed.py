@@ -61,8 +61,16 @@ def test_train_zero_torchrun_replicas_stay_identical(base, tmp_path):
     assert not torch.equal(param_checksum(model), param_checksum(start))
 
 
+def free_address() -> str:
+    """A TCP rendezvous on a free local port (a file store's teardown sometimes aborted a rank at exit)."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+
+
 def _worker(rank: int, store: str, perturb: bool, results: str):
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    dist.init_process_group("gloo", init_method=store, rank=rank, world_size=2)
     torch.manual_seed(0)
     model = Transformer(model_config("toy", vocab_size=100))
     if perturb and rank == 1:
@@ -74,12 +82,13 @@ def _worker(rank: int, store: str, perturb: bool, results: str):
     except RuntimeError as e:
         outcome = str(e)
     Path(results, str(rank)).write_text(outcome)
+    dist.barrier()  # both ranks done with the store before either tears the group down
     dist.destroy_process_group()
 
 
 @pytest.mark.parametrize("perturb", [False, True])
 def test_replica_check_catches_one_changed_weight(tmp_path, perturb):
-    mp.spawn(_worker, args=(str(tmp_path / "store"), perturb, str(tmp_path)), nprocs=2)
+    mp.spawn(_worker, args=(free_address(), perturb, str(tmp_path)), nprocs=2)
     outcomes = [(tmp_path / str(r)).read_text() for r in range(2)]
     if perturb:
         assert all("ranks [1]" in o for o in outcomes), outcomes
@@ -89,7 +98,7 @@ def test_replica_check_catches_one_changed_weight(tmp_path, perturb):
 
 def _grpo_worker(rank: int, store: str, use_ddp: bool, results: str):
     """Both ranks start from the same weights and take one GRPO step on *different* rollouts."""
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    dist.init_process_group("gloo", init_method=store, rank=rank, world_size=2)
     torch.manual_seed(0)
     model = Transformer(model_config("toy", vocab_size=100))
     start = param_checksum(model)
@@ -109,12 +118,13 @@ def _grpo_worker(rank: int, store: str, use_ddp: bool, results: str):
     except RuntimeError:
         outcome = "diverged"
     Path(results, str(rank)).write_text(f"{outcome} moved={moved}")
+    dist.barrier()  # both ranks done with the store before either tears the group down
     dist.destroy_process_group()
 
 
 @pytest.mark.parametrize("use_ddp", [True, False])
 def test_grpo_update_under_ddp_keeps_replicas_identical(tmp_path, use_ddp):
-    mp.spawn(_grpo_worker, args=(str(tmp_path / "store"), use_ddp, str(tmp_path)), nprocs=2)
+    mp.spawn(_grpo_worker, args=(free_address(), use_ddp, str(tmp_path)), nprocs=2)
     outcomes = [(tmp_path / str(r)).read_text() for r in range(2)]
     assert outcomes == [("in sync" if use_ddp else "diverged") + " moved=True"] * 2
 
@@ -139,11 +149,12 @@ def _sft_train(model, examples, micro: int):
 
 
 def _sft_worker(rank: int, store: str, results: str):
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    dist.init_process_group("gloo", init_method=store, rank=rank, world_size=2)
     model, examples = _sft_setup()
     losses = _sft_train(model, examples, micro=1)  # 2 ranks x micro-batches of 1 row
     if rank == 0:
         torch.save({"state": model.state_dict(), "losses": losses}, Path(results, "ddp.pt"))
+    dist.barrier()  # both ranks done with the store before either tears the group down
     dist.destroy_process_group()
 
 
@@ -156,7 +167,7 @@ def test_sft_micro_batches_and_ranks_match_one_batch(tmp_path):
     acc_losses = _sft_train(model, examples, micro=3)
     assert acc_losses == pytest.approx(ref_losses, rel=1e-5)
     assert all(torch.allclose(ref[k], v, atol=1e-5) for k, v in model.state_dict().items())
-    mp.spawn(_sft_worker, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=2)
+    mp.spawn(_sft_worker, args=(free_address(), str(tmp_path)), nprocs=2)
     ddp = torch.load(tmp_path / "ddp.pt", weights_only=True)
     assert ddp["losses"] == pytest.approx(ref_losses, rel=1e-5)
     assert all(torch.allclose(ref[k], v, atol=1e-5) for k, v in ddp["state"].items())
