@@ -17,8 +17,7 @@ from r1mini.evaluate import markdown_table
 # (row name, checkpoint directory under OUT)
 ROWS = [("base", "base"), ("R1-Zero", "zero"), ("R1 cold start", "r1/cold_start"),
         ("R1 reasoning RL", "r1/reasoning_rl"), ("R1 rejection SFT", "r1/rejection_sft"),
-        ("R1 final RL", "r1/final_rl"), ("student distilled", "student"), ("student RL-only", "student_zero"),
-        ("student base", "student_base")]
+        ("R1 final RL", "r1/final_rl"), ("student distilled", "student"), ("student RL-only", "student_zero")]
 CURVES = ("reward", "accuracy", "length", "reflection")
 
 
@@ -75,9 +74,9 @@ def findings(table: dict[str, dict], zero_log: list[dict], k: int) -> list[dict]
         z, r = get("R1-Zero", "pass@1"), get("R1 final RL", "pass@1")
         add("R1 keeps or beats R1-Zero's accuracy", r >= z - 0.02, f"{z:.3f} -> {r:.3f}")
     # majority voting can only help a model that is sometimes right: checkpoints at pass@1 0 are left out
-    names = [n for n in table if n not in ("base", "student base") and get(n, "pass@1") > 0]
+    names = [n for n in table if n != "base" and get(n, "pass@1") > 0]
     wins = [n for n in names if get(n, f"cons@{k}") > get(n, "pass@1")]
-    zero = [n for n in table if n not in names and n not in ("base", "student base")]
+    zero = [n for n in table if n not in names and n != "base"]
     add(f"cons@{k} beats pass@1", bool(names) and len(wins) == len(names),
         f"{len(wins)} of the {len(names)} trained checkpoints with pass@1 > 0"
         + (f"; not: {', '.join(n for n in names if n not in wins)}" if len(wins) < len(names) else "")
