@@ -48,6 +48,20 @@ def run_and_kill(args: list, out: Path, kill_after_step: int, timeout=120) -> No
     assert proc.returncode == -signal.SIGKILL
 
 
+def kill_and_resume(args: list, cut: Path, kill_after_step: int, ckpt_every: int, last_step: int) -> int:
+    """Run, SIGKILL past kill_after_step, rerun the same command; check it resumed from its last checkpoint
+    and finished. Returns the step it resumed from."""
+    run_and_kill(args, cut, kill_after_step)
+    killed_at = json.loads((cut / "meta.json").read_text())["step"]
+    assert kill_after_step - ckpt_every < killed_at < last_step and killed_at % ckpt_every == 0
+    r = run(args)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"resuming {cut} from step {killed_at}" in r.stdout
+    meta = json.loads((cut / "meta.json").read_text())
+    assert meta["step"] == last_step and meta["done"] is True
+    return killed_at
+
+
 def same_weights(a: Path, b: Path) -> bool:
     wa, wb = (torch.load(d / "model.pt", weights_only=True) for d in (a, b))
     return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
@@ -68,14 +82,7 @@ def test_pretrain_killed_mid_run_resumes_exactly(tmp_path):
                         "--log_every", 1, "--eval_every", 60]
     r = run(args(whole))
     assert r.returncode == 0, r.stderr[-2000:]
-    run_and_kill(args(cut), cut, kill_after_step=45)
-    killed_at = json.loads((cut / "meta.json").read_text())["step"]
-    assert 40 <= killed_at < 240 and killed_at % 20 == 0
-    r = run(args(cut))
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert f"resuming {cut} from step {killed_at}" in r.stdout
-    meta = json.loads((cut / "meta.json").read_text())
-    assert meta["step"] == 240 and meta["done"] is True
+    kill_and_resume(args(cut), cut, kill_after_step=45, ckpt_every=20, last_step=240)
     assert [row["step"] for row in rows(cut)] == list(range(1, 241))  # every step once, in order
     assert without_time(rows(cut)) == without_time(rows(whole))  # the loss curve continues exactly
     assert same_weights(cut, whole)
@@ -97,14 +104,7 @@ def test_train_zero_killed_mid_run_resumes_exactly(tmp_path):
     whole, cut, early = tmp_path / "whole", tmp_path / "cut", tmp_path / "early"
     r = run(args(whole))
     assert r.returncode == 0, r.stderr[-2000:]
-    run_and_kill(args(cut), cut, kill_after_step=17)
-    killed_at = json.loads((cut / "meta.json").read_text())["step"]
-    assert 15 <= killed_at < 50 and killed_at % 5 == 0
-    r = run(args(cut))
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert f"resuming {cut} from step {killed_at}" in r.stdout
-    meta = json.loads((cut / "meta.json").read_text())
-    assert meta["step"] == 50 and meta["done"] is True
+    kill_and_resume(args(cut), cut, kill_after_step=17, ckpt_every=5, last_step=50)
     assert [row["step"] for row in rows(cut)] == list(range(0, 51))  # step 0 is the evaluation before training
     assert without_time(rows(cut)) == without_time(rows(whole))  # the reward curve continues exactly
     assert rows(cut, "samples.jsonl") == rows(whole, "samples.jsonl")
