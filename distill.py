@@ -28,7 +28,8 @@ from pathlib import Path
 import torch
 
 from r1mini.common import (JsonlLogger, check_replicas_in_sync, is_main, load_checkpoint, map_striped, parse_config,
-                           pick_device, print0, save_checkpoint, seed_everything, setup_distributed, step_guard)
+                           pick_device, print0, save_checkpoint, seed_everything, setup_distributed, step_guard,
+                           teardown_distributed)
 from r1mini.data import chat_ids, read_jsonl, write_jsonl
 from r1mini.evaluate import heldout_problems, sample_completions, score
 from r1mini.filters import rejection_filter
@@ -143,8 +144,7 @@ def main(argv=None):
             "base_config": student_meta.get("config", {}), "metrics": metrics}
     save_checkpoint(out, model, tokenizer, meta)
     print0("distilled: " + " ".join(f"{k}={v}" for k, v in metrics.items()) + f"\nwrote {out}")
-    if world > 1:
-        torch.distributed.destroy_process_group()
+    teardown_distributed()
 
 
 if __name__ == "__main__":

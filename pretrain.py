@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from r1mini.common import (JsonlLogger, apply_update, autocast, check_replicas_in_sync, load_train_state, pick_device,
                            print0, parse_config, rng_states, save_checkpoint, seed_everything, set_rng_states,
-                           setup_distributed, step_guard, throughput)
+                           setup_distributed, step_guard, teardown_distributed, throughput)
 from r1mini.data import corpus_documents, pack, random_windows
 from r1mini.model import Transformer, model_config
 from r1mini.tasks import suite
@@ -218,8 +218,7 @@ def main(argv=None):
     bar.close()
     print0(f"replicas in sync: parameter checksum {check_replicas_in_sync(model)!r} on {world} rank(s)")
     print0(f"done: step {step}, {metrics}, wrote {out}")
-    if world > 1:
-        torch.distributed.destroy_process_group()
+    teardown_distributed()
 
 
 if __name__ == "__main__":

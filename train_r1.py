@@ -48,7 +48,7 @@ from tqdm import tqdm
 
 from r1mini.common import (JsonlLogger, autocast, check_replicas_in_sync, load_checkpoint, map_striped,
                            parse_config, pick_device, print0, save_checkpoint, seed_everything, setup_distributed,
-                           step_guard)
+                           step_guard, teardown_distributed)
 from r1mini.data import chat_ids, reasoning_reply, write_jsonl
 from r1mini.evaluate import heldout_problems, prompt_ids, sample_completions, score
 from r1mini.filters import rejection_filter, repeats
@@ -325,8 +325,7 @@ def main(argv=None):
             save(stage, model, str(out / "rejection_sft"), {**rm_metrics, **evaluate(model),
                                                             "seconds": round(time.time() - t_stage, 1)})
 
-    if world > 1:
-        dist.destroy_process_group()
+    teardown_distributed()
 
 
 if __name__ == "__main__":

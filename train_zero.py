@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from r1mini.common import (JsonlLogger, autocast, check_replicas_in_sync, load_checkpoint, load_train_state, pick_device, print0,
                            parse_config, rng_states, save_checkpoint, seed_everything, set_rng_states,
-                           setup_distributed, step_guard, throughput)
+                           setup_distributed, step_guard, teardown_distributed, throughput)
 from r1mini.data import write_jsonl, zero_prompt
 from r1mini.evaluate import heldout_problems, sample_completions, score
 from r1mini.grpo import group_advantages, grpo_update, rollout
@@ -233,8 +233,7 @@ def main(argv=None):
     bar.close()
     print0(f"replicas in sync: parameter checksum {check_replicas_in_sync(model)!r} on {world} rank(s)")
     print0(f"done: wrote {out}")
-    if world > 1:
-        torch.distributed.destroy_process_group()
+    teardown_distributed()
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import resource
 import sys
 import tempfile
 import time
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +104,28 @@ def setup_distributed(device: torch.device) -> tuple[int, int]:
         if device.type == "cuda":
             torch.cuda.set_device(device)
     return torch.distributed.get_rank(), torch.distributed.get_world_size()
+
+
+def teardown_distributed(timeout: float = 30.0) -> None:
+    """Leave the process group at the end of a torchrun script, so that the process exits cleanly.
+
+    A gloo worker thread drops its references to a finished collective's tensors a moment after the caller
+    has woken up, and dropping a tensor that Python also knew needs the GIL. If the interpreter is already
+    shutting down by then, the thread is killed mid-cleanup and the process aborts ("terminate called without
+    an active exception", SIGABRT) although its work is saved. So: one last collective on a tensor only this
+    function holds, then wait, with the GIL released, until the worker has dropped it (its weak reference
+    dies), and only then destroy the group. (Earlier collectives are followed by enough Python work that their
+    workers have long finished.)"""
+    if not torch.distributed.is_initialized():
+        return
+    if torch.distributed.get_world_size() > 1:
+        last = torch.zeros(1, device=torch.device("cuda") if torch.distributed.get_backend() == "nccl" else None)
+        torch.distributed.all_reduce(last)
+        released, deadline = weakref.ref(last), time.time() + timeout
+        del last
+        while released() is not None and time.time() < deadline:
+            time.sleep(0.001)
+    torch.distributed.destroy_process_group()
 
 
 def is_main() -> bool:
