@@ -20,7 +20,9 @@ previous checkpoint and writing its own under out/r1/:
 Each stage ends with an evaluation on held-out problems, English and Chinese prompts separately (pass@1
 over k samples at T=0.6, top-p 0.95, and language consistency), stored in its meta.json; R1-Zero is
 evaluated on the same problems first, for comparison. `--stage all` runs the stages not yet done, so an
-interrupted pipeline resumes at the stage it was in; `--stage NAME` (re)runs one.
+interrupted pipeline resumes at the stage it was in: a GRPO stage from its last checkpoint (every
+--rl_ckpt_every steps, with its optimizer, reward model and random states), an SFT stage from its start.
+`--stage NAME` (re)runs one.
 
     python train_r1.py                        # from out/zero (and the base model it was trained from)
     python train_r1.py --preset toy           # seconds
@@ -46,9 +48,9 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from r1mini.common import (JsonlLogger, autocast, check_replicas_in_sync, load_checkpoint, map_striped,
-                           parse_config, pick_device, print0, save_checkpoint, seed_everything, setup_distributed,
-                           step_guard, teardown_distributed)
+from r1mini.common import (JsonlLogger, autocast, check_replicas_in_sync, load_checkpoint, load_train_state,
+                           map_striped, parse_config, pick_device, print0, rng_states, save_checkpoint,
+                           seed_everything, set_rng_states, setup_distributed, step_guard, teardown_distributed)
 from r1mini.data import chat_ids, reasoning_reply, write_jsonl
 from r1mini.evaluate import heldout_problems, prompt_ids, sample_completions, score
 from r1mini.filters import rejection_filter, repeats
@@ -86,6 +88,7 @@ class R1Config:
     max_new_tokens: int = 160  # the longest English multiplication reply with its summary is ~130 tokens
     rl_lr: float = 5e-5  # lower than R1-Zero's: these policies start sharp, and a large step undoes the SFT
     lang_weight: float = 1.0  # weight of the language-consistency reward
+    rl_ckpt_every: int = 10  # a GRPO stage saves a checkpoint to resume from every this many steps
     general_share: float = 0.25  # share of general prompts in the final RL stage
     # stage 3: rejection sampling
     rs_prompts: int = 2000  # many prompts, few samples each: the samples of one prompt are often identical
@@ -103,11 +106,11 @@ class R1Config:
 
 PRESETS = {
     "toy": dict(cold_prompts=4, cold_samples=2, cold_examples=24, sft_epochs=1, sft_batch_size=8, rl_steps=2,
-                final_steps=2, prompts_per_step=2, group_size=2, max_new_tokens=24, rs_prompts=4, rs_samples=2,
-                rm_pairs=40, rm_steps=3, rm_batch_size=8, eval_problems=2, eval_k=2),
+                final_steps=2, rl_ckpt_every=1, prompts_per_step=2, group_size=2, max_new_tokens=24, rs_prompts=4,
+                rs_samples=2, rm_pairs=40, rm_steps=3, rm_batch_size=8, eval_problems=2, eval_k=2),
     "cpu": dict(),
     "gpu": dict(cold_prompts=2000, cold_samples=4, cold_examples=8000, sft_batch_size=64, rl_steps=300,
-                final_steps=100, prompts_per_step=32, group_size=16, max_new_tokens=384, rl_lr=1e-4,
+                final_steps=100, prompts_per_step=32, group_size=16, max_new_tokens=384, rl_lr=1e-4, rl_ckpt_every=50,
                 rs_prompts=2000, rm_pairs=10000, rm_steps=600, rm_batch_size=64, eval_problems=100, eval_k=16),
 }
 
@@ -151,11 +154,25 @@ def main(argv=None):
                            f"format/{lang}": round(r["format"], 4)})
         return result
 
-    def save(stage: str, model, parent: str, metrics: dict):
-        meta = {"stage": f"r1/{stage}", "parent": parent, "step": 0, "done": True, "preset": args.preset,
+    def meta(stage: str, parent: str, metrics: dict, step: int = 0, done: bool = True) -> dict:
+        return {"stage": f"r1/{stage}", "parent": parent, "step": step, "done": done, "preset": args.preset,
                 "seed": args.seed, "config": {**dataclasses.asdict(cfg), "suite": suite_name}, "metrics": metrics}
+
+    def stage_done(stage: str) -> bool:
+        f = out / stage / "meta.json"
+        return f.exists() and json.loads(f.read_text()).get("done", False)
+
+    def load_stage(stage: str):
+        """The finished checkpoint of an earlier stage (one stopped mid-way would pass for it otherwise)."""
+        if (out / stage / "meta.json").exists() and not stage_done(stage):
+            raise SystemExit(f"{out / stage} holds an unfinished {stage} run: rerun train_r1.py to finish it")
+        return load_checkpoint(out / stage, device, expect_stage=f"r1/{stage}")[0]
+
+    def save(stage: str, model, parent: str, metrics: dict):
         print0(f"[{stage}] replicas in sync: parameter checksum {check_replicas_in_sync(model)!r} on {world} rank(s)")
-        save_checkpoint(out / stage, model, tokenizer, meta)
+        save_checkpoint(out / stage, model, tokenizer, meta(stage, parent, metrics))
+        if rank == 0:
+            (out / stage / "train_state.pt").unlink(missing_ok=True)  # what resumed a GRPO stage, now finished
         if world > 1:
             dist.barrier()  # the next stage loads this checkpoint on every rank
         logger.log({"stage": stage, **metrics})
@@ -183,23 +200,47 @@ def main(argv=None):
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.rl_lr, weight_decay=0.0, betas=(0.9, 0.99))
         rm = None
         metrics = {}
+        parent = str(out / STAGES[STAGES.index(stage) - 1])
+        state = None if stage_done(stage) else load_train_state(out / stage)  # this stage, killed mid-way
         if general:
             rm = RewardModel.from_policy(model).to(device)
-            pairs_train = preference_pairs(cfg.rm_pairs, seed=args.seed, split="train")
-            pairs_test = preference_pairs(max(50, cfg.rm_pairs // 5), seed=args.seed + 1, split="test")
-            rm_losses = train_reward_model(rm, tokenizer, pairs_train, steps=cfg.rm_steps, batch_size=cfg.rm_batch_size,
-                                           lr=cfg.rm_lr, device=device, seed=args.seed)
-            metrics["rm_loss"] = round(sum(rm_losses[-10:]) / len(rm_losses[-10:]), 4)
-            metrics["rm_accuracy"] = round(pairwise_accuracy(rm, tokenizer, pairs_test, device), 4)
-            for kind in sorted({p["kind"] for p in pairs_test}):
-                subset = [p for p in pairs_test if p["kind"] == kind]
-                metrics[f"rm_accuracy/{kind}"] = round(pairwise_accuracy(rm, tokenizer, subset, device), 4)
+            if state is not None:
+                rm.load_state_dict(state["reward_model"])
+                metrics = state["metrics"]
+            else:
+                pairs_train = preference_pairs(cfg.rm_pairs, seed=args.seed, split="train")
+                pairs_test = preference_pairs(max(50, cfg.rm_pairs // 5), seed=args.seed + 1, split="test")
+                rm_losses = train_reward_model(rm, tokenizer, pairs_train, steps=cfg.rm_steps,
+                                               batch_size=cfg.rm_batch_size, lr=cfg.rm_lr, device=device, seed=args.seed)
+                metrics["rm_loss"] = round(sum(rm_losses[-10:]) / len(rm_losses[-10:]), 4)
+                metrics["rm_accuracy"] = round(pairwise_accuracy(rm, tokenizer, pairs_test, device), 4)
+                for kind in sorted({p["kind"] for p in pairs_test}):
+                    subset = [p for p in pairs_test if p["kind"] == kind]
+                    metrics[f"rm_accuracy/{kind}"] = round(pairwise_accuracy(rm, tokenizer, subset, device), 4)
             rm.eval().requires_grad_(False)
             general_pool = general_prompts(max(200, steps * cfg.prompts_per_step), seed=args.seed, split="train")
+        step = 0
+        if state is not None:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            rng.setstate(state["problem_rng"])
+            gen.set_state(state["sampler"])
+            set_rng_states(state["rng"])
+            step = state["step"]
+            print0(f"resuming {out / stage} from step {step}")
+        logger.drop_after(step, stage=stage)  # rows of steps that run again (all of them on a fresh start)
+
+        def checkpoint():
+            save_checkpoint(out / stage, model, tokenizer, meta(stage, parent, metrics, step, done=False),
+                            {"optimizer": optimizer.state_dict(), "step": step, "problem_rng": rng.getstate(),
+                             "sampler": gen.get_state(), "rng": rng_states(), "metrics": metrics,
+                             **({"reward_model": rm.state_dict()} if rm is not None else {})})
+
         ddp_model = None
         if world > 1:
             ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-        for step in tqdm(range(steps), desc=stage, dynamic_ncols=True, leave=False, disable=rank != 0):
+        bar = tqdm(total=steps, initial=step, desc=stage, dynamic_ncols=True, leave=False, disable=rank != 0)
+        while step < steps:
             t0 = time.time()
             n_general = round(cfg.prompts_per_step * cfg.general_share) if general else 0
             problems = draw_problems(cfg.prompts_per_step - n_general)
@@ -248,17 +289,18 @@ def main(argv=None):
                 sums = sums.to(device)
                 dist.all_reduce(sums)  # sums and counts over all ranks, then the means
             r_sum, n, a_sum, n_acc, l_sum, len_sum, kl, clip_frac, entropy = sums.tolist()
-            row = {"stage": stage, "step": step + 1, "reward": round(r_sum / n, 4),
+            step += 1
+            bar.update(1)
+            row = {"stage": stage, "step": step, "reward": round(r_sum / n, 4),
                    "accuracy": round(a_sum / max(1, n_acc), 4), "lang_consistency": round(l_sum / max(1, n_acc), 4),
                    "length": round(len_sum / n, 2), "t_gen": round(t_gen, 2),
                    "t_train": round(time.time() - t0 - t_gen, 2), "kl": round(kl, 4), "clip_frac": round(clip_frac, 4),
                    "entropy": round(entropy, 4)}
             logger.log(row)
+            if step % cfg.rl_ckpt_every == 0 and step < steps:
+                checkpoint()
+        bar.close()
         return metrics
-
-    def stage_done(stage: str) -> bool:
-        meta = out / stage / "meta.json"
-        return meta.exists() and json.loads(meta.read_text()).get("done", False)
 
     todo = [s for s in STAGES if not stage_done(s)] if cfg.stage == "all" else [cfg.stage]
     if cfg.stage == "all" and not (out / "zero_eval.json").exists():
@@ -299,12 +341,12 @@ def main(argv=None):
                                           "sft_loss": round(losses[-1], 4), **evaluate(model),
                                           "seconds": round(time.time() - t_stage, 1)})
         elif stage == "reasoning_rl":
-            model, _, _ = load_checkpoint(out / "cold_start", device, expect_stage="r1/cold_start")
+            model = load_stage("cold_start")
             grpo(model, cfg.rl_steps, stage, general=False)
             save(stage, model, str(out / "cold_start"), {**evaluate(model), "seconds": round(time.time() - t_stage, 1)})
         elif stage == "rejection_sft":
             # -- sample, filter, add non-reasoning data, SFT the base model --------------------------------------
-            model, _, _ = load_checkpoint(out / "reasoning_rl", device, expect_stage="r1/reasoning_rl")
+            model = load_stage("reasoning_rl")
             problems = draw_problems(cfg.rs_prompts)
             samples = [{"prompt": p.question, "completion": c, "correct": accuracy_reward(c, p) > 0 and reply_format_reward(c) > 0}
                        for p, comps in zip(problems, sample_texts(model, problems, cfg.rs_samples, chat=True)) for c in comps]
@@ -320,7 +362,7 @@ def main(argv=None):
                                                            "sft_loss": round(losses[-1], 4), **evaluate(model),
                                                            "seconds": round(time.time() - t_stage, 1)})
         else:
-            model, _, _ = load_checkpoint(out / "rejection_sft", device, expect_stage="r1/rejection_sft")
+            model = load_stage("rejection_sft")
             rm_metrics = grpo(model, cfg.final_steps, stage, general=True)
             save(stage, model, str(out / "rejection_sft"), {**rm_metrics, **evaluate(model),
                                                             "seconds": round(time.time() - t_stage, 1)})

@@ -255,16 +255,18 @@ class JsonlLogger:
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(json.dumps({**row, "time": round(time.time() - self.start, 2)}, ensure_ascii=False) + "\n")
 
-    def drop_after(self, step: int) -> None:
-        """On resume: forget the rows logged after the checkpoint's step, since those steps run again."""
+    def drop_after(self, step: int, **match) -> None:
+        """On resume: forget the rows logged after the checkpoint's step, since those steps run again (only the
+        rows whose fields equal `match`, e.g. stage="final_rl", when several loops share the log)."""
         if not is_main() or not self.path.exists():
             return
 
         def keep(line: str) -> bool:
             try:
-                return json.loads(line).get("step", -1) <= step
+                row = json.loads(line)
             except ValueError:  # a line cut short when the run was killed
                 return False
+            return row.get("step", -1) <= step or any(row.get(k) != v for k, v in match.items())
         lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
         self.path.write_text("".join(line for line in lines if line.strip() and keep(line)), encoding="utf-8")
 

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,25 +28,30 @@ def rows(out: Path, name="log.jsonl") -> list[dict]:
     return [json.loads(line) for line in (out / name).read_text().splitlines() if line.strip()]
 
 
-def last_logged_step(out: Path) -> int:
+def last_logged_step(out: Path, stage: str | None = None) -> int:
     try:
-        return max((json.loads(l)["step"] for l in (out / "log.jsonl").read_text().splitlines() if l.strip()), default=-1)
+        logged = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines() if l.strip()]
     except (OSError, ValueError):  # not there yet, or a line half written
         return -1
+    return max((r["step"] for r in logged if "step" in r and r.get("stage") == stage), default=-1)
 
 
-def run_and_kill(args: list, out: Path, kill_after_step: int, timeout=120) -> None:
-    """Start the command, SIGKILL it as soon as its log shows a step past kill_after_step."""
-    proc = subprocess.Popen([sys.executable, *map(str, args)], cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
+def run_and_kill(args: list, out: Path, kill_after_step: int, timeout=120, stage: str | None = None) -> str:
+    """Start the command, SIGKILL it as soon as its log shows a step past kill_after_step (of that stage).
+    Returns what it printed."""
+    stdout = tempfile.TemporaryFile("w+")
+    proc = subprocess.Popen([sys.executable, *map(str, args)], cwd=ROOT, env=ENV, stdout=stdout,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + timeout
-    while proc.poll() is None and last_logged_step(out) <= kill_after_step and time.time() < deadline:
+    while proc.poll() is None and last_logged_step(out, stage) <= kill_after_step and time.time() < deadline:
         time.sleep(0.002)
     assert proc.poll() is None, "the run ended before it could be killed:\n" + proc.stderr.read()[-2000:]
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
+    stdout.seek(0)
+    return stdout.read()
 
 
 def kill_and_resume(args: list, cut: Path, kill_after_step: int, ckpt_every: int, last_step: int) -> int:
@@ -68,7 +74,7 @@ def same_weights(a: Path, b: Path) -> bool:
 
 
 MEASURED = ("time", "tokens_per_s", "t_gen", "t_train", "tflops", "mfu", "peak_mem_mb", "gen_tokens_per_s",
-            "train_tokens_per_s")  # timings and memory: they differ between any two runs
+            "train_tokens_per_s", "seconds")  # timings and memory: they differ between any two runs
 
 
 def without_time(rs: list[dict]) -> list[dict]:
@@ -118,6 +124,43 @@ def test_train_zero_killed_mid_run_resumes_exactly(tmp_path):
     assert r.returncode == 0 and "resuming" not in r.stdout, r.stderr[-2000:]
     assert [row["step"] for row in rows(early)] == list(range(0, 51))
     assert same_weights(early, whole)
+
+
+def test_train_r1_killed_in_each_grpo_stage_resumes_exactly(tmp_path):
+    """Killed in stage 2 (GRPO), then again in stage 4 (reward model + GRPO): each rerun resumes the stage
+    from its last checkpoint, and the pipeline ends where an uninterrupted one ends."""
+    base, zero = tmp_path / "base", tmp_path / "zero"
+    assert run(["pretrain.py", "--preset", "toy", "--device", "cpu", "--out", base]).returncode == 0
+    assert run(["train_zero.py", "--preset", "toy", "--device", "cpu", "--init", base, "--out", zero]).returncode == 0
+    args = lambda out: ["train_r1.py", "--preset", "toy", "--device", "cpu", "--init", zero, "--out", out,
+                        "--rl_steps", 12, "--final_steps", 9, "--rl_ckpt_every", 4, "--prompts_per_step", 4,
+                        "--group_size", 4, "--general_share", 0.5]  # the reward model scores 2 of 4 prompts
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    r = run(args(whole))
+    assert r.returncode == 0, r.stderr[-2000:]
+    # killed in stage 2; a later stage refuses to start from the unfinished one
+    run_and_kill(args(cut), cut, 6, stage="reasoning_rl")
+    meta = json.loads((cut / "reasoning_rl" / "meta.json").read_text())
+    assert (meta["step"], meta["done"]) == (4, False)
+    r = run([*args(cut), "--stage", "rejection_sft"])
+    assert r.returncode != 0 and "unfinished reasoning_rl run" in r.stderr, r.stderr[-2000:]
+    # rerun: stage 2 resumes; killed again in stage 4
+    printed = run_and_kill(args(cut), cut, 5, stage="final_rl")
+    assert f"resuming {cut / 'reasoning_rl'} from step 4" in printed
+    assert not (cut / "reasoning_rl" / "train_state.pt").exists()  # a finished stage keeps only its weights
+    assert json.loads((cut / "final_rl" / "meta.json").read_text())["step"] == 4
+    # rerun: stage 4 resumes, with the reward model it had trained, and the pipeline ends
+    r = run(args(cut))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"resuming {cut / 'final_rl'} from step 4" in r.stdout
+    steps = [(row["stage"], row["step"]) for row in rows(cut) if "step" in row]
+    assert steps == [("reasoning_rl", i) for i in range(1, 13)] + [("final_rl", i) for i in range(1, 10)]
+    assert without_time(rows(cut)) == without_time(rows(whole))  # every stage row and curve, exactly
+    for stage in ("reasoning_rl", "final_rl"):
+        assert same_weights(cut / stage, whole / stage)
+    # both GRPO stages did move the policy, so matching means something
+    assert not same_weights(whole / "reasoning_rl", whole / "cold_start")
+    assert not same_weights(whole / "final_rl", whole / "rejection_sft")
 
 
 def test_train_state_carries_its_own_weights(tmp_path, monkeypatch):
