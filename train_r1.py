@@ -21,7 +21,8 @@ Each stage ends with an evaluation on held-out problems, English and Chinese pro
 over k samples at T=0.6, top-p 0.95, and language consistency), stored in its meta.json; R1-Zero is
 evaluated on the same problems first, for comparison. `--stage all` runs the stages not yet done, so an
 interrupted pipeline resumes at the stage it was in: a GRPO stage from its last checkpoint (every
---rl_ckpt_every steps, with its optimizer, reward model and random states), an SFT stage from its start.
+--rl_ckpt_every steps, with its optimizer, reward model and random states), an SFT stage from its start with
+the random states it began with, so a killed run ends bit for bit where an uninterrupted one ends.
 `--stage NAME` (re)runs one.
 
     python train_r1.py                        # from out/zero (and the base model it was trained from)
@@ -48,9 +49,10 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from r1mini.common import (JsonlLogger, autocast, check_replicas_in_sync, load_checkpoint, load_train_state,
-                           map_striped, parse_config, pick_device, print0, rng_states, save_checkpoint,
-                           seed_everything, set_rng_states, setup_distributed, step_guard, teardown_distributed)
+from r1mini.common import (JsonlLogger, atomic_save, autocast, check_replicas_in_sync, load_checkpoint,
+                           load_train_state, map_striped, parse_config, pick_device, print0, rng_states,
+                           save_checkpoint, seed_everything, set_rng_states, setup_distributed, step_guard,
+                           teardown_distributed)
 from r1mini.data import chat_ids, reasoning_reply, write_jsonl
 from r1mini.evaluate import heldout_problems, prompt_ids, sample_completions, score
 from r1mini.filters import rejection_filter, repeats
@@ -173,6 +175,7 @@ def main(argv=None):
         save_checkpoint(out / stage, model, tokenizer, meta(stage, parent, metrics))
         if rank == 0:
             (out / stage / "train_state.pt").unlink(missing_ok=True)  # what resumed a GRPO stage, now finished
+            atomic_save({"after": stage, **random_states()}, out / "train_state.pt")  # where the next stage starts
         if world > 1:
             dist.barrier()  # the next stage loads this checkpoint on every rank
         logger.log({"stage": stage, **metrics})
@@ -193,6 +196,14 @@ def main(argv=None):
             losses = train_sft(model, to_examples(pairs), epochs=epochs, batch_size=cfg.sft_batch_size, lr=cfg.sft_lr,
                                pad_id=end_id, seed=args.seed, micro_batch_size=cfg.sft_micro_batch_size, desc=desc)
         return model, losses
+
+    def random_states() -> dict:
+        return {"problem_rng": rng.getstate(), "sampler": gen.get_state(), "rng": rng_states()}
+
+    def set_random_states(state: dict) -> None:
+        rng.setstate(state["problem_rng"])
+        gen.set_state(state["sampler"])
+        set_rng_states(state["rng"])
 
     def grpo(model, steps: int, stage: str, general: bool):
         """GRPO with R1's rewards: accuracy + format + language consistency on reasoning prompts; with
@@ -223,17 +234,14 @@ def main(argv=None):
         if state is not None:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
-            rng.setstate(state["problem_rng"])
-            gen.set_state(state["sampler"])
-            set_rng_states(state["rng"])
+            set_random_states(state)
             step = state["step"]
             print0(f"resuming {out / stage} from step {step}")
         logger.drop_after(step, stage=stage)  # rows of steps that run again (all of them on a fresh start)
 
         def checkpoint():
             save_checkpoint(out / stage, model, tokenizer, meta(stage, parent, metrics, step, done=False),
-                            {"optimizer": optimizer.state_dict(), "step": step, "problem_rng": rng.getstate(),
-                             "sampler": gen.get_state(), "rng": rng_states(), "metrics": metrics,
+                            {"optimizer": optimizer.state_dict(), "step": step, "metrics": metrics, **random_states(),
                              **({"reward_model": rm.state_dict()} if rm is not None else {})})
 
         ddp_model = None
@@ -310,6 +318,11 @@ def main(argv=None):
             (out / "zero_eval.json").write_text(json.dumps(zero_eval, indent=2))
         print0("[r1-zero] " + " ".join(f"{k}={v}" for k, v in zero_eval.items()))
     print0(f"R1 from {args.init} (base {base_dir}), suite {suite_name}: stages {', '.join(todo) or 'none left'}")
+    # the random states after the last finished stage: a pipeline stopped between stages or in an SFT stage goes
+    # on exactly as it would have without the stop (one stopped in a GRPO stage: see grpo)
+    saved, previous = load_train_state(out), dict(zip(STAGES[1:], STAGES))
+    if cfg.stage == "all" and todo and saved and saved["after"] == previous.get(todo[0]):
+        set_random_states(saved)
 
     for stage in todo:
         t_stage = time.time()

@@ -36,14 +36,16 @@ def last_logged_step(out: Path, stage: str | None = None) -> int:
     return max((r["step"] for r in logged if "step" in r and r.get("stage") == stage), default=-1)
 
 
-def run_and_kill(args: list, out: Path, kill_after_step: int, timeout=120, stage: str | None = None) -> str:
-    """Start the command, SIGKILL it as soon as its log shows a step past kill_after_step (of that stage).
-    Returns what it printed."""
+def run_and_kill(args: list, out: Path, kill_after_step: int = 0, timeout=120, stage: str | None = None,
+                 when=None) -> str:
+    """Start the command, SIGKILL it as soon as its log shows a step past kill_after_step (of that stage), or
+    as soon as when() is true. Returns what it printed."""
+    when = when or (lambda: last_logged_step(out, stage) > kill_after_step)
     stdout = tempfile.TemporaryFile("w+")
     proc = subprocess.Popen([sys.executable, *map(str, args)], cwd=ROOT, env=ENV, stdout=stdout,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + timeout
-    while proc.poll() is None and last_logged_step(out, stage) <= kill_after_step and time.time() < deadline:
+    while proc.poll() is None and not when() and time.time() < deadline:
         time.sleep(0.002)
     assert proc.poll() is None, "the run ended before it could be killed:\n" + proc.stderr.read()[-2000:]
     os.kill(proc.pid, signal.SIGKILL)
@@ -127,8 +129,9 @@ def test_train_zero_killed_mid_run_resumes_exactly(tmp_path):
 
 
 def test_train_r1_killed_in_each_grpo_stage_resumes_exactly(tmp_path):
-    """Killed in stage 2 (GRPO), then again in stage 4 (reward model + GRPO): each rerun resumes the stage
-    from its last checkpoint, and the pipeline ends where an uninterrupted one ends."""
+    """Killed in stage 2 (GRPO), in stage 3 (SFT) and in stage 4 (reward model + GRPO): each rerun resumes a
+    GRPO stage from its last checkpoint, an SFT stage from its start with the random states it started with,
+    and the pipeline ends where an uninterrupted one ends."""
     base, zero = tmp_path / "base", tmp_path / "zero"
     assert run(["pretrain.py", "--preset", "toy", "--device", "cpu", "--out", base]).returncode == 0
     assert run(["train_zero.py", "--preset", "toy", "--device", "cpu", "--init", base, "--out", zero]).returncode == 0
@@ -144,10 +147,13 @@ def test_train_r1_killed_in_each_grpo_stage_resumes_exactly(tmp_path):
     assert (meta["step"], meta["done"]) == (4, False)
     r = run([*args(cut), "--stage", "rejection_sft"])
     assert r.returncode != 0 and "unfinished reasoning_rl run" in r.stderr, r.stderr[-2000:]
-    # rerun: stage 2 resumes; killed again in stage 4
-    printed = run_and_kill(args(cut), cut, 5, stage="final_rl")
+    # rerun: stage 2 resumes; killed again in stage 3, once its data are sampled
+    printed = run_and_kill(args(cut), cut, when=lambda: (cut / "rejection_sft_data.jsonl").exists())
     assert f"resuming {cut / 'reasoning_rl'} from step 4" in printed
     assert not (cut / "reasoning_rl" / "train_state.pt").exists()  # a finished stage keeps only its weights
+    assert not (cut / "rejection_sft").exists()
+    # rerun: stage 3 starts over; killed again in stage 4
+    run_and_kill(args(cut), cut, 5, stage="final_rl")
     assert json.loads((cut / "final_rl" / "meta.json").read_text())["step"] == 4
     # rerun: stage 4 resumes, with the reward model it had trained, and the pipeline ends
     r = run(args(cut))
@@ -156,7 +162,7 @@ def test_train_r1_killed_in_each_grpo_stage_resumes_exactly(tmp_path):
     steps = [(row["stage"], row["step"]) for row in rows(cut) if "step" in row]
     assert steps == [("reasoning_rl", i) for i in range(1, 13)] + [("final_rl", i) for i in range(1, 10)]
     assert without_time(rows(cut)) == without_time(rows(whole))  # every stage row and curve, exactly
-    for stage in ("reasoning_rl", "final_rl"):
+    for stage in ("reasoning_rl", "rejection_sft", "final_rl"):
         assert same_weights(cut / stage, whole / stage)
     # both GRPO stages did move the policy, so matching means something
     assert not same_weights(whole / "reasoning_rl", whole / "cold_start")
