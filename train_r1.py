@@ -50,8 +50,8 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from r1mini.common import (JsonlLogger, atomic_save, autocast, check_replicas_in_sync, load_checkpoint,
-                           load_train_state, map_striped, parse_config, pick_device, print0, rng_states,
-                           save_checkpoint, seed_everything, set_rng_states, setup_distributed, step_guard,
+                           load_train_state, map_striped, parse_config, pick_device, print0, random_states,
+                           save_checkpoint, seed_everything, set_random_states, setup_distributed, step_guard,
                            teardown_distributed)
 from r1mini.data import chat_ids, reasoning_reply, write_jsonl
 from r1mini.evaluate import heldout_problems, prompt_ids, sample_completions, score
@@ -65,6 +65,7 @@ from r1mini.sft import train_sft
 from r1mini.tasks import suite
 
 STAGES = ("cold_start", "reasoning_rl", "rejection_sft", "final_rl")
+PREVIOUS = dict(zip(STAGES[1:], STAGES))  # the stage each later one follows
 
 
 @dataclass
@@ -175,7 +176,8 @@ def main(argv=None):
         save_checkpoint(out / stage, model, tokenizer, meta(stage, parent, metrics))
         if rank == 0:
             (out / stage / "train_state.pt").unlink(missing_ok=True)  # what resumed a GRPO stage, now finished
-            atomic_save({"after": stage, **random_states()}, out / "train_state.pt")  # where the next stage starts
+            # the random states the next stage starts from
+            atomic_save({"after": stage, **random_states(rng, gen)}, out / "train_state.pt")
         if world > 1:
             dist.barrier()  # the next stage loads this checkpoint on every rank
         logger.log({"stage": stage, **metrics})
@@ -197,21 +199,13 @@ def main(argv=None):
                                pad_id=end_id, seed=args.seed, micro_batch_size=cfg.sft_micro_batch_size, desc=desc)
         return model, losses
 
-    def random_states() -> dict:
-        return {"problem_rng": rng.getstate(), "sampler": gen.get_state(), "rng": rng_states()}
-
-    def set_random_states(state: dict) -> None:
-        rng.setstate(state["problem_rng"])
-        gen.set_state(state["sampler"])
-        set_rng_states(state["rng"])
-
     def grpo(model, steps: int, stage: str, general: bool):
         """GRPO with R1's rewards: accuracy + format + language consistency on reasoning prompts; with
         `general`, a share of general prompts scored by the reward model."""
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.rl_lr, weight_decay=0.0, betas=(0.9, 0.99))
         rm = None
         metrics = {}
-        parent = str(out / STAGES[STAGES.index(stage) - 1])
+        parent = str(out / PREVIOUS[stage])
         state = None if stage_done(stage) else load_train_state(out / stage)  # this stage, killed mid-way
         if general:
             rm = RewardModel.from_policy(model).to(device)
@@ -234,14 +228,15 @@ def main(argv=None):
         if state is not None:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
-            set_random_states(state)
+            set_random_states(state, rng, gen)
             step = state["step"]
             print0(f"resuming {out / stage} from step {step}")
         logger.drop_after(step, stage=stage)  # rows of steps that run again (all of them on a fresh start)
 
         def checkpoint():
             save_checkpoint(out / stage, model, tokenizer, meta(stage, parent, metrics, step, done=False),
-                            {"optimizer": optimizer.state_dict(), "step": step, "metrics": metrics, **random_states(),
+                            {"optimizer": optimizer.state_dict(), "step": step, "metrics": metrics,
+                             **random_states(rng, gen),
                              **({"reward_model": rm.state_dict()} if rm is not None else {})})
 
         ddp_model = None
@@ -320,9 +315,9 @@ def main(argv=None):
     print0(f"R1 from {args.init} (base {base_dir}), suite {suite_name}: stages {', '.join(todo) or 'none left'}")
     # the random states after the last finished stage: a pipeline stopped between stages or in an SFT stage goes
     # on exactly as it would have without the stop (one stopped in a GRPO stage: see grpo)
-    saved, previous = load_train_state(out), dict(zip(STAGES[1:], STAGES))
-    if cfg.stage == "all" and todo and saved and saved["after"] == previous.get(todo[0]):
-        set_random_states(saved)
+    saved = load_train_state(out)
+    if cfg.stage == "all" and todo and saved and saved["after"] == PREVIOUS.get(todo[0]):
+        set_random_states(saved, rng, gen)
 
     for stage in todo:
         t_stage = time.time()

@@ -40,9 +40,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from r1mini.common import (JsonlLogger, autocast, check_replicas_in_sync, load_checkpoint, load_train_state, pick_device, print0,
-                           parse_config, rng_states, save_checkpoint, seed_everything, set_rng_states,
-                           setup_distributed, step_guard, teardown_distributed, throughput)
+from r1mini.common import (JsonlLogger, autocast, check_replicas_in_sync, load_checkpoint, load_train_state,
+                           parse_config, pick_device, print0, random_states, save_checkpoint, seed_everything,
+                           set_random_states, setup_distributed, step_guard, teardown_distributed, throughput)
 from r1mini.data import write_jsonl, zero_prompt
 from r1mini.evaluate import heldout_problems, sample_completions, score
 from r1mini.grpo import group_advantages, grpo_update, rollout
@@ -120,9 +120,7 @@ def main(argv=None):
         optimizer.load_state_dict(state["optimizer"])
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr  # the command line's, e.g. lowered after a NaN stopped the run
-        problem_rng.setstate(state["problem_rng"])
-        gen.set_state(state["sampler"])
-        set_rng_states(state["rng"])
+        set_random_states(state, problem_rng, gen)
         step = state["step"]
         print0(f"resuming {out} from step {step}")
     ref_model = copy.deepcopy(model).eval().requires_grad_(False) if cfg.kl_coef > 0 else None
@@ -159,8 +157,7 @@ def main(argv=None):
                     "preset": args.preset, "seed": args.seed, "config": {**dataclasses.asdict(cfg), "suite": suite_name},
                     "base_config": base_meta.get("config", {}), "metrics": metrics}
         save_checkpoint(out, model, tokenizer, new_meta, {"optimizer": optimizer.state_dict(), "step": step,
-                                                          "problem_rng": problem_rng.getstate(),
-                                                          "sampler": gen.get_state(), "rng": rng_states(),
+                                                          **random_states(problem_rng, gen),
                                                           **({"ref_model": ref_model.state_dict()} if ref_model is not None else {})})
 
     if step == 0:

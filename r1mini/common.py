@@ -194,6 +194,18 @@ def set_rng_states(states: dict) -> None:
     torch.set_rng_state(states["torch"])
 
 
+def random_states(problem_rng: random.Random, sampler: torch.Generator) -> dict:
+    """Everything a run that draws problems and samples completions needs to go on exactly: its problem RNG,
+    its sampler's generator, and the global RNGs (plain types and tensors, for weights_only loading)."""
+    return {"problem_rng": problem_rng.getstate(), "sampler": sampler.get_state(), "rng": rng_states()}
+
+
+def set_random_states(state: dict, problem_rng: random.Random, sampler: torch.Generator) -> None:
+    problem_rng.setstate(state["problem_rng"])
+    sampler.set_state(state["sampler"])
+    set_rng_states(state["rng"])
+
+
 # -- configuration --------------------------------------------------------------------------------------
 
 def parse_config(config_cls, presets: dict[str, dict], doc: str, argv: list[str] | None = None,
@@ -421,7 +433,7 @@ def check_config(config) -> None:
 @contextlib.contextmanager
 def step_guard(where: str, out: str | Path | None, lr_flag: str = "--lr", memory_flags: str = "--batch_size"):
     """Turn the failures a user can fix into a SystemExit that says what to do: a NaN/inf loss or gradient
-    (FloatingPointError from optimizer_step, raised before the update) and CUDA running out of memory.
+    (FloatingPointError from apply_update, raised before the update) and CUDA running out of memory.
     Either way nothing was saved after the last checkpoint in `out`, so a rerun resumes from it."""
     resume = f" The last checkpoint in {out} is intact; rerun the same command to resume from it." if out else ""
     try:
