@@ -32,9 +32,7 @@ from r1mini.common import (JsonlLogger, check_replicas_in_sync, is_main, load_ch
                            teardown_distributed)
 from r1mini.data import chat_ids, read_jsonl, write_jsonl
 from r1mini.evaluate import heldout_problems, sample_completions, score
-from r1mini.filters import rejection_filter
-from r1mini.general import non_reasoning_examples
-from r1mini.rewards import accuracy_reward, reply_format_reward
+from r1mini.filters import rejection_sampling_data
 from r1mini.sft import train_sft
 from r1mini.tasks import suite
 
@@ -100,13 +98,8 @@ def main(argv=None):
                 teacher, teacher_tok, ps, cfg.samples, temperature=cfg.temperature, top_p=cfg.top_p,
                 max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_gen, seed=args.seed + rank, chat=True,
                 progress="teacher samples" if is_main() else None), problems)
-        samples = [{"prompt": s.problem.question, "completion": c,
-                    "correct": accuracy_reward(c, s.problem) > 0 and reply_format_reward(c) > 0}
-                   for s in sampled for c in s.completions]
-        kept, counts = rejection_filter(samples)
-        general = non_reasoning_examples(max(1, round(len(kept) / cfg.reasoning_ratio)), seed=args.seed, split="train")
-        rows = [{"user": s["prompt"], "assistant": " " + s["completion"].strip(), "kind": "reasoning"} for s in kept]
-        rows += [{"user": g["user"], "assistant": " " + g["assistant"], "kind": "general"} for g in general]
+        rows, counts = rejection_sampling_data([(s.problem, s.completions) for s in sampled], cfg.reasoning_ratio,
+                                               seed=args.seed)
         if is_main():
             out.mkdir(parents=True, exist_ok=True)
             tmp = data_file.with_name(data_file.name + ".tmp")
@@ -114,7 +107,7 @@ def main(argv=None):
             tmp.replace(data_file)
         print0(f"teacher samples: {counts['total']}, kept {counts['kept']} "
                f"({', '.join(f'{k} -{v}' for k, v in counts.items() if k not in ('total', 'kept'))}); "
-               f"+ {len(general)} non-reasoning examples")
+               f"+ {len(rows) - counts['kept']} non-reasoning examples")
     teacher = None  # free it before the student trains
     t_data = time.time() - t0
 

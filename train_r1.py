@@ -55,8 +55,8 @@ from r1mini.common import (JsonlLogger, atomic_save, autocast, check_replicas_in
                            teardown_distributed)
 from r1mini.data import chat_ids, reasoning_reply, write_jsonl
 from r1mini.evaluate import heldout_problems, prompt_ids, sample_completions, score
-from r1mini.filters import rejection_filter, repeats
-from r1mini.general import general_prompts, non_reasoning_examples, preference_pairs
+from r1mini.filters import rejection_sampling_data, repeats
+from r1mini.general import general_prompts, preference_pairs
 from r1mini.grpo import group_advantages, grpo_update, rollout
 from r1mini.reward_model import RewardModel, pairwise_accuracy, score_texts, train_reward_model
 from r1mini.rewards import (accuracy_reward, language_consistency, parse_completion, reasoning_text,
@@ -356,17 +356,13 @@ def main(argv=None):
             # -- sample, filter, add non-reasoning data, SFT the base model --------------------------------------
             model = load_stage("reasoning_rl")
             problems = draw_problems(cfg.rs_prompts)
-            samples = [{"prompt": p.question, "completion": c, "correct": accuracy_reward(c, p) > 0 and reply_format_reward(c) > 0}
-                       for p, comps in zip(problems, sample_texts(model, problems, cfg.rs_samples, chat=True)) for c in comps]
-            kept, counts = rejection_filter(samples)
-            reasoning = [(s["prompt"], " " + s["completion"].strip()) for s in kept]
-            general = non_reasoning_examples(max(1, round(len(reasoning) / cfg.reasoning_ratio)), seed=args.seed, split="train")
-            pairs = reasoning + [(g["user"], " " + g["assistant"]) for g in general]
+            sampled = zip(problems, sample_texts(model, problems, cfg.rs_samples, chat=True))
+            rows, counts = rejection_sampling_data(sampled, cfg.reasoning_ratio, seed=args.seed)
             if rank == 0:
-                write_jsonl(out / "rejection_sft_data.jsonl", [{"user": u, "assistant": a} for u, a in pairs])
-            model, losses = sft_from_base(pairs, 2, "rejection SFT")
+                write_jsonl(out / "rejection_sft_data.jsonl", rows)
+            model, losses = sft_from_base([(r["user"], r["assistant"]) for r in rows], 2, "rejection SFT")
             keep_rates = {f"filter/{k}": v for k, v in counts.items()}
-            save(stage, model, str(out / "reasoning_rl"), {**keep_rates, "non_reasoning": len(general),
+            save(stage, model, str(out / "reasoning_rl"), {**keep_rates, "non_reasoning": len(rows) - counts["kept"],
                                                            "sft_loss": round(losses[-1], 4), **evaluate(model),
                                                            "seconds": round(time.time() - t_stage, 1)})
         else:

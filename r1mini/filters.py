@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from r1mini.rewards import language_counts
+from r1mini.general import non_reasoning_examples
+from r1mini.rewards import accuracy_reward, language_counts, reply_format_reward
 
 _TAG = re.compile(r"</?(?:think|answer)>")
 _ONE_LETTER = re.compile(r"(?<![A-Za-z])[A-Za-z](?![A-Za-z])")
@@ -85,3 +86,17 @@ def rejection_filter(samples: list[dict]) -> tuple[list[dict], dict]:
         kept.append(s)
     counts["kept"] = len(kept)
     return kept, counts
+
+
+def rejection_sampling_data(sampled, reasoning_ratio: float, seed: int) -> tuple[list[dict], dict]:
+    """SFT data from sampled chat replies (R1 stage 3, and distillation): `sampled` is (problem, completions)
+    pairs; a reply is correct when its answer is right and its format kept. The replies that pass
+    rejection_filter, then non-reasoning chat examples at reasoning_ratio : 1. Returns (rows with user,
+    assistant and kind, the filter counts)."""
+    samples = [{"prompt": p.question, "completion": c,
+                "correct": accuracy_reward(c, p) > 0 and reply_format_reward(c) > 0}
+               for p, completions in sampled for c in completions]
+    kept, counts = rejection_filter(samples)
+    general = non_reasoning_examples(max(1, round(len(kept) / reasoning_ratio)), seed=seed, split="train")
+    rows = [{"user": s["prompt"], "assistant": " " + s["completion"].strip(), "kind": "reasoning"} for s in kept]
+    return rows + [{"user": g["user"], "assistant": " " + g["assistant"], "kind": "general"} for g in general], counts
