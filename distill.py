@@ -24,17 +24,22 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
-from r1mini.common import (JsonlLogger, check_replicas_in_sync, is_main, load_checkpoint, map_striped, parse_config,
-                           pick_device, print0, save_checkpoint, seed_everything, setup_distributed, step_guard,
-                           teardown_distributed)
-from r1mini.data import chat_ids, read_jsonl, write_jsonl
-from r1mini.evaluate import heldout_problems, sample_completions, score
-from r1mini.filters import rejection_sampling_data
+from r1mini.checkpoint import load_checkpoint, save_checkpoint, seed_everything
+from r1mini.config import NON_NEGATIVE, POSITIVE, SHARE, TOP_P, name_in, parse_config, validate
+from r1mini.device import pick_device
+from r1mini.distributed import (is_main, map_striped, print0, rank_and_world, report_replicas_in_sync,
+                                setup_distributed, teardown_distributed)
+from r1mini.evaluate import heldout_eval, heldout_problems, sample_completions
+from r1mini.formats import chat_ids, stop_ids
+from r1mini.jsonl import JsonlLogger, read_jsonl, write_jsonl
+from r1mini.optim import step_guard
 from r1mini.sft import train_sft
-from r1mini.tasks import suite
+from r1mini.sft_data import rejection_sampling_data
+from r1mini.tasks import SUITES, draw_problems, suite
 
 
 @dataclass
@@ -56,6 +61,12 @@ class DistillConfig:
     eval_problems: int = 25  # held-out problems per task and language, for meta.json
     eval_k: int = 4
 
+    RULES: ClassVar[dict] = {"suite": name_in(SUITES, allow_empty=True), "top_p": TOP_P, "zh_share": SHARE,
+                             "reasoning_ratio": POSITIVE, "lr": POSITIVE, "micro_batch_size": NON_NEGATIVE}
+
+    def __post_init__(self):
+        validate(self)
+
 
 PRESETS = {
     "toy": dict(prompts=6, samples=2, max_new_tokens=24, epochs=1, batch_size=8, eval_problems=2, eval_k=2),
@@ -68,17 +79,52 @@ def main(argv=None):
     cfg, args = parse_config(DistillConfig, PRESETS, __doc__, argv, default_init="out/r1/final_rl",
                              default_out="out/student")
     device = pick_device(args.device)
-    rank, world = setup_distributed(device)
+    setup_distributed(device)
     seed_everything(args.seed)
     out = Path(args.out)
-    data_file = out / "distill_data.jsonl"
     t0 = time.time()
 
     # -- 1-2: the teacher's correct, readable samples plus non-reasoning data (reused when already there) ----
-    teacher, teacher_tok, teacher_meta = load_checkpoint(args.init, device, expect_stage="r1")
+    teacher, teacher_tok, teacher_meta = load_checkpoint(args.init, device, expect_stage="r1", made_by="train_r1.py")
     suite_name = cfg.suite or teacher_meta.get("config", {}).get("suite") or args.preset
     tasks = suite(suite_name)
-    counts = {}
+    rows, counts = teacher_data(teacher, teacher_tok, tasks, cfg, args.seed, out / "distill_data.jsonl")
+    teacher = None  # free it before the student trains
+    t_data = time.time() - t0
+
+    # -- 3: SFT of the student's base on the teacher's text -------------------------------------------------
+    model, tokenizer, student_meta = load_checkpoint(cfg.student, device, expect_stage="base",
+                                                     made_by="pretrain.py --preset cpu-student")
+    examples = [chat_ids(tokenizer, r["user"], r["assistant"]) for r in rows]
+    logger = JsonlLogger(out / "log.jsonl")
+    with step_guard("the distillation SFT", None, "--lr", "--batch_size (or set --micro_batch_size)"):
+        losses = train_sft(model, examples, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                           pad_id=stop_ids(tokenizer, chat=True)[0], seed=args.seed,
+                           micro_batch_size=cfg.micro_batch_size, desc="distill SFT", log=logger.log)
+    report_replicas_in_sync(model)
+
+    # -- a quick held-out check for meta.json (eval.py gives the full picture) ------------------------------
+    metrics = {"examples": len(rows), "reasoning": sum(r.get("kind") == "reasoning" for r in rows),
+               **{f"filter/{k}": v for k, v in counts.items()}, "sft_loss": round(losses[-1], 4),
+               "sft_steps": len(losses), "seconds_data": round(t_data, 1)}
+    eval_sets = {lang: heldout_problems(tasks, cfg.eval_problems, seed=args.seed, lang=lang) for lang in ("en", "zh")}
+    with torch.no_grad():
+        for lang, (r, _) in heldout_eval(model, tokenizer, eval_sets, k=cfg.eval_k, max_new_tokens=cfg.max_new_tokens,
+                                         chat=True).items():
+            metrics.update({f"pass@1/{lang}": round(r["pass@1"], 4), f"lang/{lang}": round(r["lang_consistency"], 4)})
+    metrics["seconds"] = round(time.time() - t0, 1)
+    meta = {"stage": "student/distill", "parent": cfg.student, "teacher": args.init, "step": len(losses), "done": True,
+            "preset": args.preset, "seed": args.seed, "config": {**dataclasses.asdict(cfg), "suite": suite_name},
+            "base_config": student_meta.get("config", {}), "metrics": metrics}
+    save_checkpoint(out, model, tokenizer, meta)
+    print0("distilled: " + " ".join(f"{k}={v}" for k, v in metrics.items()) + f"\nwrote {out}")
+    teardown_distributed()
+
+
+def teacher_data(teacher, tokenizer, tasks: dict, cfg: DistillConfig, seed: int, data_file: Path):
+    """The SFT rows (and the rejection filters' counts): read back from data_file when an earlier run saved
+    them, else sampled from the teacher (each rank its stripe of the prompts), filtered, and saved before
+    the SFT starts."""
     if data_file.exists():
         try:
             rows = read_jsonl(data_file)
@@ -88,56 +134,25 @@ def main(argv=None):
             raise SystemExit(f"{data_file}: every line needs \"user\" and \"assistant\" strings; fix it or delete "
                              f"the file to sample the teacher again")
         print0(f"reusing {len(rows)} examples from {data_file}")
-    else:
-        rng = random.Random(args.seed)
-        task_list = list(tasks.values())
-        problems = [rng.choice(task_list).sample(rng, "train", "zh" if rng.random() < cfg.zh_share else "en")
-                    for _ in range(cfg.prompts)]
-        with torch.no_grad():  # under torchrun each rank samples its stripe of the prompts
-            sampled = map_striped(lambda ps: sample_completions(
-                teacher, teacher_tok, ps, cfg.samples, temperature=cfg.temperature, top_p=cfg.top_p,
-                max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_gen, seed=args.seed + rank, chat=True,
-                progress="teacher samples" if is_main() else None), problems)
-        rows, counts = rejection_sampling_data([(s.problem, s.completions) for s in sampled], cfg.reasoning_ratio,
-                                               seed=args.seed)
-        if is_main():
-            out.mkdir(parents=True, exist_ok=True)
-            tmp = data_file.with_name(data_file.name + ".tmp")
-            write_jsonl(tmp, rows)
-            tmp.replace(data_file)
-        print0(f"teacher samples: {counts['total']}, kept {counts['kept']} "
-               f"({', '.join(f'{k} -{v}' for k, v in counts.items() if k not in ('total', 'kept'))}); "
-               f"+ {len(rows) - counts['kept']} non-reasoning examples")
-    teacher = None  # free it before the student trains
-    t_data = time.time() - t0
-
-    # -- 3: SFT of the student's base on the teacher's text -------------------------------------------------
-    model, tokenizer, student_meta = load_checkpoint(cfg.student, device, expect_stage="base")
-    end_id = tokenizer.special("<|end|>")
-    examples = [chat_ids(tokenizer, r["user"], r["assistant"]) for r in rows]
-    logger = JsonlLogger(out / "log.jsonl")
-    with step_guard("the distillation SFT", None, "--lr", "--batch_size (or set --micro_batch_size)"):
-        losses = train_sft(model, examples, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, pad_id=end_id,
-                           seed=args.seed, micro_batch_size=cfg.micro_batch_size, desc="distill SFT", log=logger.log)
-    print0(f"replicas in sync: parameter checksum {check_replicas_in_sync(model)!r} on {world} rank(s)")
-
-    # -- a quick held-out check for meta.json (eval.py gives the full picture) ------------------------------
-    metrics = {"examples": len(rows), "reasoning": sum(r.get("kind") == "reasoning" for r in rows),
-               **{f"filter/{k}": v for k, v in counts.items()}, "sft_loss": round(losses[-1], 4),
-               "sft_steps": len(losses), "seconds_data": round(t_data, 1)}
-    for lang in ("en", "zh"):
-        problems = heldout_problems(tasks, cfg.eval_problems, seed=args.seed, lang=lang)
-        with torch.no_grad():
-            r = score(map_striped(lambda ps: sample_completions(model, tokenizer, ps, cfg.eval_k, temperature=0.6, top_p=0.95,
-                                  max_new_tokens=cfg.max_new_tokens, seed=1234, chat=True), problems), cfg.eval_k, chat=True)
-        metrics.update({f"pass@1/{lang}": round(r["pass@1"], 4), f"lang/{lang}": round(r["lang_consistency"], 4)})
-    metrics["seconds"] = round(time.time() - t0, 1)
-    meta = {"stage": "student/distill", "parent": cfg.student, "teacher": args.init, "step": len(losses), "done": True,
-            "preset": args.preset, "seed": args.seed, "config": {**dataclasses.asdict(cfg), "suite": suite_name},
-            "base_config": student_meta.get("config", {}), "metrics": metrics}
-    save_checkpoint(out, model, tokenizer, meta)
-    print0("distilled: " + " ".join(f"{k}={v}" for k, v in metrics.items()) + f"\nwrote {out}")
-    teardown_distributed()
+        return rows, {}
+    problems = draw_problems(random.Random(seed), tasks, cfg.prompts, cfg.zh_share)
+    rank = rank_and_world()[0]
+    with torch.no_grad():
+        sampled = map_striped(lambda ps: sample_completions(
+            teacher, tokenizer, ps, cfg.samples, temperature=cfg.temperature, top_p=cfg.top_p,
+            max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_gen, seed=seed + rank, chat=True,
+            progress="teacher samples" if is_main() else None), problems)
+    rows, counts = rejection_sampling_data([(s.problem, s.completions) for s in sampled], cfg.reasoning_ratio,
+                                           seed=seed)
+    if is_main():
+        data_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = data_file.with_name(data_file.name + ".tmp")
+        write_jsonl(tmp, rows)
+        tmp.replace(data_file)
+    print0(f"teacher samples: {counts['total']}, kept {counts['kept']} "
+           f"({', '.join(f'{k} -{v}' for k, v in counts.items() if k not in ('total', 'kept'))}); "
+           f"+ {len(rows) - counts['kept']} non-reasoning examples")
+    return rows, counts
 
 
 if __name__ == "__main__":

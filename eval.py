@@ -20,13 +20,17 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
-from r1mini.common import (atomic_write_json, load_checkpoint, parse_config, pick_device, print0, seed_everything,
-                           step_guard)
+from r1mini.checkpoint import atomic_write_json, load_checkpoint, seed_everything
+from r1mini.config import NON_NEGATIVE, TOP_P, name_in, one_of, parse_config, validate
+from r1mini.device import pick_device
+from r1mini.distributed import print0
 from r1mini.evaluate import evaluate_model, heldout_problems, markdown_table, sample_completions
-from r1mini.tasks import suite
+from r1mini.optim import step_guard
+from r1mini.tasks import SUITES, suite
 
 
 @dataclass
@@ -40,7 +44,15 @@ class EvalConfig:
     langs: str = "en,zh"  # languages of the prompts
     batch_size: int = 128
     show: int = 1  # sample completions to print per benchmark
-    chat: str = "auto"  # prompt format: "auto" (chat for R1 stages and students, else the R1-Zero template), "yes", "no"
+    chat: str = "auto"  # "auto" (chat for R1 stages and students, else the R1-Zero template), "yes", "no"
+
+    RULES: ClassVar[dict] = {
+        "suite": name_in(SUITES, allow_empty=True), "top_p": TOP_P, "show": NON_NEGATIVE,
+        "chat": one_of("auto", "yes", "no"),
+        "langs": (lambda v: set(v.split(",")) <= {"en", "zh"}, "a comma-separated list of en, zh")}
+
+    def __post_init__(self):
+        validate(self)
 
 
 PRESETS = {"toy": dict(n_problems=3, k=2, max_new_tokens=24, show=0), "cpu": dict(),
@@ -72,15 +84,15 @@ def main(argv=None):
                f"benchmark and language, k={cfg.k}, T={cfg.temperature}, top-p {cfg.top_p}, "
                f"{'chat format' if chat else 'R1-Zero template'}")
         with torch.no_grad(), step_guard(init, None, memory_flags="--batch_size or --max_new_tokens"):
-            results = evaluate_model(model, tokenizer, tasks, chat=chat, n_problems=cfg.n_problems, k=cfg.k, langs=langs,
-                                     temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
-                                     batch_size=cfg.batch_size, seed=args.seed)
+            results = evaluate_model(model, tokenizer, tasks, chat=chat, n_problems=cfg.n_problems, k=cfg.k,
+                                     langs=langs, temperature=cfg.temperature, top_p=cfg.top_p,
+                                     max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, seed=args.seed)
         k = cfg.k
         header = ["benchmark", "pass@1", f"cons@{k}", f"pass@{k}", "greedy", "format", "length", "steps share",
                   "reflection"] + [f"lang {lang}" for lang in langs]
         rows = [[name, r["pass@1"], r[f"cons@{k}"], r[f"pass@{k}"], r["greedy"], r["format"], round(r["length"], 1),
-                 r["steps_share"], round(r["reflection"], 2)] + [r["by_lang"][lang]["lang_consistency"] for lang in langs]
-                for name, r in results.items()]
+                 r["steps_share"], round(r["reflection"], 2)]
+                + [r["by_lang"][lang]["lang_consistency"] for lang in langs] for name, r in results.items()]
         print0(markdown_table(header, rows))
         for task in tasks.values():  # a look at what the model writes
             for p in heldout_problems({task.name: task}, cfg.show, seed=args.seed, lang=langs[-1]):

@@ -20,23 +20,27 @@ Writes out/base: model.pt, model.json, tokenizer.tiktoken/json, meta.json, log.j
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from r1mini.common import (JsonlLogger, apply_update, autocast, check_replicas_in_sync, load_train_state, pick_device,
-                           print0, parse_config, rng_states, save_checkpoint, seed_everything, set_rng_states,
-                           setup_distributed, step_guard, teardown_distributed, throughput)
-from r1mini.data import corpus_documents, pack, random_windows
-from r1mini.model import Transformer, model_config
-from r1mini.tasks import suite
+from r1mini.checkpoint import load_train_state, restore_rngs, resume, save_checkpoint, save_rngs, seed_everything
+from r1mini.config import NON_NEGATIVE, POSITIVE, SHARE, name_in, parse_config, validate
+from r1mini.corpus import corpus_documents, pack, random_windows
+from r1mini.device import autocast, pick_device, throughput
+from r1mini.distributed import (accumulate, print0, report_replicas_in_sync, setup_distributed, teardown_distributed,
+                                training_forward)
+from r1mini.jsonl import JsonlLogger
+from r1mini.model import PRESETS as MODEL_PRESETS, Transformer, model_config
+from r1mini.optim import apply_update, step_guard
+from r1mini.tasks import SUITES, suite
 from r1mini.tokenizer import Tokenizer
 
 
@@ -65,6 +69,13 @@ class PretrainConfig:
     eval_batches: int = 8
     ckpt_every: int = 100
     log_every: int = 10
+
+    RULES: ClassVar[dict] = {"model": name_in(MODEL_PRESETS), "suite": name_in(SUITES), "lr": POSITIVE,
+                             "grad_clip": POSITIVE, "min_lr_ratio": SHARE, "n_routed_experts": NON_NEGATIVE,
+                             "warmup_steps": NON_NEGATIVE}
+
+    def __post_init__(self):
+        validate(self)
 
 
 PRESETS = {
@@ -96,129 +107,126 @@ def main(argv=None):
     out = Path(args.out)
     if cfg.batch_size % (world * cfg.grad_accum):
         raise SystemExit(f"--batch_size {cfg.batch_size} must divide by {world} ranks x --grad_accum {cfg.grad_accum}")
-
-    # -- data: corpus, tokenizer, packed streams ----------------------------------------------------------
-    t0 = time.time()
-    tasks = suite(cfg.suite)
-    train_text = corpus_documents(tasks, cfg.train_docs, seed=args.seed, split="train")
-    val_text = corpus_documents(tasks, cfg.val_docs, seed=args.seed + 1, split="test")
-    state = load_train_state(out)
-    if state is not None:  # resuming: the tokenizer of the interrupted run, not a new one
-        tokenizer = Tokenizer.load(out)
-    else:
-        tokenizer = Tokenizer.train(train_text[:cfg.tokenizer_docs], cfg.vocab_size)
-    train_stream = pack(tokenizer.encode_batch(train_text), tokenizer.eot_id)
-    val_stream = pack(tokenizer.encode_batch(val_text), tokenizer.eot_id)
-    print0(f"corpus: {len(train_stream):,} train / {len(val_stream):,} val tokens, vocab {tokenizer.vocab_size}, "
-           f"{time.time() - t0:.1f}s")
+    state = load_train_state(out)  # an interrupted run to resume
+    tokenizer, train_stream, val_stream = prepare_data(cfg, args.seed, out if state is not None else None)
 
     # -- model and optimizer ------------------------------------------------------------------------------
     mcfg = model_config(cfg.model, vocab_size=tokenizer.vocab_size, n_routed_experts=cfg.n_routed_experts)
     model = Transformer(mcfg).to(device)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and not n.endswith("centroids")]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 or n.endswith("centroids")]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95),
-                                  fused=device.type == "cuda")
+    optimizer = make_optimizer(model, cfg, device)
     # every rank draws the same global batch and trains on its own slice: the run is the same whatever
     # the number of ranks (DDP averages the slices' gradients into the global batch's)
     data_gen = torch.Generator().manual_seed(args.seed)
     step = 0
     if state is not None:
-        try:
-            model.load_state_dict(state["model"])
-        except RuntimeError:  # the flags now ask for another model than the run in out/ trained
-            raise SystemExit(f"{out} holds a run of another model (its config: {out / 'model.json'}); to resume it, "
-                             f"rerun with that run's flags (meta.json), or pass another --out") from None
-        optimizer.load_state_dict(state["optimizer"])
+        step = resume(state, model, optimizer, out)  # the learning rate is set every step from the schedule
         data_gen.set_state(state["data_generator"])
-        set_rng_states(state["rng"])
-        step = state["step"]
-        print0(f"resuming {out} from step {step}")
-    ddp_model = torch.compile(model) if cfg.compile else model  # training forward only; eval and saving use model
-    if world > 1:
-        ddp_model = torch.nn.parallel.DistributedDataParallel(ddp_model, device_ids=[device.index] if device.type == "cuda" else None)
+        restore_rngs(state)
+    forward = training_forward(model, device, compile=cfg.compile)  # eval and saving use model
     print0(f"model: {model.num_params():,} parameters ({cfg.model}), device {device}, world {world}")
-
-    seq_len = mcfg.block_size
-    local_batch = cfg.batch_size // world
-    micro = local_batch // cfg.grad_accum
-    logger = JsonlLogger(out / "log.jsonl") if rank == 0 else None
-    if logger is not None:  # rows of steps after the checkpoint (all rows: no checkpoint) would appear twice
-        logger.drop_after(step if state is not None else -1)
+    logger = JsonlLogger(out / "log.jsonl")
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-
-    @torch.no_grad()
-    def eval_loss() -> float:
-        model.eval()
-        g = torch.Generator().manual_seed(0)  # the same windows every time: comparable numbers
-        losses = []
-        for _ in range(cfg.eval_batches):
-            x, y = random_windows(val_stream, cfg.batch_size, seq_len, g)  # the same on every rank
-            with autocast(device):
-                losses.append(model(x.to(device), y.to(device))[1].item())
-        model.train()
-        return float(np.mean(losses))
-
-    def checkpoint(metrics: dict, done: bool):
-        meta = {"stage": "base", "parent": None, "step": step, "done": done, "preset": args.preset,
-                "seed": args.seed, "config": dataclasses.asdict(cfg), "model": mcfg.to_dict(), "metrics": metrics}
-        save_checkpoint(out, model, tokenizer, meta, {"optimizer": optimizer.state_dict(), "step": step,
-                                                      "data_generator": data_gen.get_state(), "rng": rng_states()})
+        logger.drop_after(step if state is not None else -1)  # rows after the checkpoint would appear twice
 
     # -- training loop ------------------------------------------------------------------------------------
     model.train()
     metrics: dict = {}
-    tokens_per_step = cfg.batch_size * seq_len
+    local_batch = cfg.batch_size // world
     bar = tqdm(total=cfg.max_steps, initial=step, disable=rank != 0, desc="pretrain", dynamic_ncols=True)
     t_last, tokens_since = time.time(), 0
     while step < cfg.max_steps:
         lr = lr_at(step, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        x, y = random_windows(train_stream, cfg.batch_size, seq_len, data_gen)
+        x, y = random_windows(train_stream, cfg.batch_size, mcfg.block_size, data_gen)
         x, y = x[rank * local_batch:(rank + 1) * local_batch], y[rank * local_batch:(rank + 1) * local_batch]
-        # gradient accumulation: each micro-batch's mean loss / grad_accum sums to the slice's mean; DDP
-        # all-reduces the gradients only after the last micro-batch (no_sync before)
-        optimizer.zero_grad(set_to_none=True)
-        loss = torch.zeros((), device=device)
         with step_guard(f"step {step + 1}", out, f"--lr (now {cfg.lr})", "--batch_size (or raise --grad_accum)"):
-            for i in range(cfg.grad_accum):
-                xm, ym = x[i * micro:(i + 1) * micro].to(device), y[i * micro:(i + 1) * micro].to(device)
-                sync = ddp_model.no_sync() if world > 1 and i < cfg.grad_accum - 1 else contextlib.nullcontext()
-                with sync:
-                    with autocast(device):
-                        _, micro_loss = ddp_model(xm, ym)
-                    (micro_loss / cfg.grad_accum).backward()
-                loss += micro_loss.detach() / cfg.grad_accum
-            grad_norm, loads = apply_update(model, optimizer, loss, cfg.grad_clip)
-        expert_load = [load.tolist() for load in loads]
+            loss, grad_norm, loads = train_step(model, forward, optimizer, x, y, cfg, device)
         step += 1
-        tokens_since += tokens_per_step
+        tokens_since += cfg.batch_size * mcfg.block_size
         bar.update(1)
 
         if step % cfg.log_every == 0 or step == cfg.max_steps:
             if world > 1:
-                torch.distributed.all_reduce(loss.detach(), op=torch.distributed.ReduceOp.AVG)
+                torch.distributed.all_reduce(loss, op=torch.distributed.ReduceOp.AVG)
             dt = time.time() - t_last
             metrics = {"step": step, "loss": round(loss.item(), 4), "lr": lr, "grad_norm": round(grad_norm.item(), 3),
                        "tokens_per_s": round(tokens_since / dt),
                        **throughput(tokens_since / dt, model.flops_per_token(), device, world)}
-            if expert_load:
-                metrics["expert_load_max"] = round(max(max(l) for l in expert_load), 3)
+            if loads:
+                metrics["expert_load_max"] = round(max(load.max().item() for load in loads), 3)
             t_last, tokens_since = time.time(), 0
             if step % cfg.eval_every == 0 or step == cfg.max_steps:
-                metrics["val_loss"] = round(eval_loss(), 4)
-            if rank == 0:
-                logger.log(metrics)
-                bar.set_postfix(loss=metrics["loss"], tok_s=metrics["tokens_per_s"])
+                metrics["val_loss"] = round(eval_loss(model, val_stream, cfg, device), 4)
+            logger.log(metrics)
+            bar.set_postfix(loss=metrics["loss"], tok_s=metrics["tokens_per_s"])
         if step % cfg.ckpt_every == 0 or step == cfg.max_steps:
-            checkpoint(metrics, done=step == cfg.max_steps)
+            meta = {"stage": "base", "parent": None, "step": step, "done": step == cfg.max_steps, "preset": args.preset,
+                    "seed": args.seed, "config": dataclasses.asdict(cfg), "model": mcfg.to_dict(), "metrics": metrics}
+            save_checkpoint(out, model, tokenizer, meta, {"optimizer": optimizer.state_dict(), "step": step,
+                                                          "data_generator": data_gen.get_state(), **save_rngs()})
     bar.close()
-    print0(f"replicas in sync: parameter checksum {check_replicas_in_sync(model)!r} on {world} rank(s)")
+    report_replicas_in_sync(model)
     print0(f"done: step {step}, {metrics}, wrote {out}")
     teardown_distributed()
+
+
+def prepare_data(cfg: PretrainConfig, seed: int, resume_from: Path | None):
+    """The corpus (training problems only in the training stream, held-out ones in the validation stream),
+    the tokenizer (trained on it, or the interrupted run's when resuming), and both streams packed."""
+    t0 = time.time()
+    tasks = suite(cfg.suite)
+    train_text = corpus_documents(tasks, cfg.train_docs, seed=seed, split="train")
+    val_text = corpus_documents(tasks, cfg.val_docs, seed=seed + 1, split="test")
+    if resume_from is not None:
+        tokenizer = Tokenizer.load(resume_from)
+    else:
+        tokenizer = Tokenizer.train(train_text[:cfg.tokenizer_docs], cfg.vocab_size)
+    train_stream = pack(tokenizer.encode_batch(train_text), tokenizer.eot_id)
+    val_stream = pack(tokenizer.encode_batch(val_text), tokenizer.eot_id)
+    print0(f"corpus: {len(train_stream):,} train / {len(val_stream):,} val tokens, vocab {tokenizer.vocab_size}, "
+           f"{time.time() - t0:.1f}s")
+    return tokenizer, train_stream, val_stream
+
+
+def make_optimizer(model: Transformer, cfg: PretrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with weight decay on the matrices only (not on norms, biases or MoE routing centroids)."""
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and not n.endswith("centroids")]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 or n.endswith("centroids")]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95),
+                             fused=device.type == "cuda")
+
+
+def train_step(model, forward, optimizer, x: torch.Tensor, y: torch.Tensor, cfg: PretrainConfig,
+               device: torch.device):
+    """One update on this rank's slice of the batch, in cfg.grad_accum micro-batches: each micro-batch's
+    mean loss / grad_accum sums to the slice's mean. Returns (loss, gradient norm, MoE expert loads)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss = torch.zeros((), device=device)
+    micro = len(x) // cfg.grad_accum
+    for _, (xm, ym) in accumulate(forward, list(zip(x.split(micro), y.split(micro)))):
+        with autocast(device):
+            _, micro_loss = forward(xm.to(device), ym.to(device))
+        (micro_loss / cfg.grad_accum).backward()
+        loss += micro_loss.detach() / cfg.grad_accum
+    grad_norm, loads = apply_update(model, optimizer, loss, cfg.grad_clip)
+    return loss, grad_norm, loads
+
+
+@torch.no_grad()
+def eval_loss(model, val_stream, cfg: PretrainConfig, device: torch.device) -> float:
+    """Mean loss on the same validation windows every time (comparable numbers, the same on every rank)."""
+    model.eval()
+    g = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(cfg.eval_batches):
+        x, y = random_windows(val_stream, cfg.batch_size, model.cfg.block_size, g)
+        with autocast(device):
+            losses.append(model(x.to(device), y.to(device))[1].item())
+    model.train()
+    return float(np.mean(losses))
 
 
 if __name__ == "__main__":

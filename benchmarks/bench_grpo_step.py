@@ -13,11 +13,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from r1mini.common import load_checkpoint  # noqa: E402
-from r1mini.data import corpus_documents, zero_prompt  # noqa: E402
-from r1mini.grpo import group_advantages, grpo_update, rollout  # noqa: E402
+from r1mini.checkpoint import load_checkpoint  # noqa: E402
+from r1mini.corpus import corpus_documents  # noqa: E402
+from r1mini.formats import zero_prompt  # noqa: E402
+from r1mini.grpo import group_advantages  # noqa: E402
 from r1mini.model import Transformer, model_config  # noqa: E402
-from r1mini.rewards import zero_reward  # noqa: E402
+from r1mini.rewards import zero_rewards  # noqa: E402
+from r1mini.rl import GRPOConfig, Policy, grpo_update, rollout  # noqa: E402
 from r1mini.tasks import suite  # noqa: E402
 from r1mini.tokenizer import Tokenizer  # noqa: E402
 
@@ -37,7 +39,8 @@ else:
     tok = Tokenizer.train(corpus_documents(tasks, 2000, seed=0, split="train"), 768)
     torch.manual_seed(0)
     model = Transformer(model_config("cpu", vocab_size=tok.vocab_size))
-optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4)
+cfg = GRPOConfig(group_size=args.group_size, max_new_tokens=args.max_new_tokens, lr=3e-4)
+policy = Policy(model, torch.optim.AdamW(model.parameters(), lr=cfg.lr), forward=model)
 rng, gen = random.Random(0), torch.Generator().manual_seed(0)
 print(f"{model.num_params():,} params, {args.prompts} prompts x {args.group_size} samples, "
       f"<= {args.max_new_tokens} new tokens, {args.threads} threads")
@@ -50,10 +53,9 @@ for step in range(args.steps):
                  max_new_tokens=args.max_new_tokens, stop_ids=[tok.eot_id], generator=gen)
     model.train()
     t1 = time.perf_counter()
-    rewards = torch.tensor([sum(zero_reward(c, problems[i // args.group_size]))
-                            for i, c in enumerate(ro.completions)])
+    rewards = torch.tensor(zero_rewards(ro.completions, [q for q in problems for _ in range(args.group_size)])[0])
     adv = group_advantages(rewards, args.group_size)
     t2 = time.perf_counter()
-    grpo_update(model, optimizer, ro, adv, torch.ones_like(rewards, dtype=torch.bool), max_len=args.max_new_tokens)
+    grpo_update(policy, ro, adv, torch.ones_like(rewards, dtype=torch.bool), cfg)
     t3 = time.perf_counter()
     print(f"{step:4d} {t1 - t0:9.2f} {t2 - t1:7.3f} {t3 - t2:7.2f} {sum(ro.lengths):10d}")

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from r1mini.common import pick_device, throughput  # noqa: E402
+from r1mini.device import pick_device, throughput  # noqa: E402
 from r1mini.model import Transformer, model_config  # noqa: E402
 
 p = argparse.ArgumentParser()

@@ -10,7 +10,8 @@ from math import comb
 import torch
 from tqdm import tqdm
 
-from r1mini.data import chat_ids, zero_prompt
+from r1mini.distributed import map_striped, rank_and_world
+from r1mini.formats import prompt_ids
 from r1mini.rewards import (accuracy_reward, count_reflection_words, extract_answer, format_reward,
                             is_step_by_step, language_consistency, reasoning_text, reply_format_reward)
 from r1mini.sampling import generate
@@ -41,13 +42,6 @@ class Sampled:
     problem: Problem
     completions: list[str]
     lengths: list[int] | None = None  # tokens of each completion, stop token excluded
-
-
-def prompt_ids(tokenizer, question: str, chat: bool) -> tuple[list[int], list[int]]:
-    """(prompt tokens, stop tokens): the chat format (R1 and later) or the R1-Zero template."""
-    if chat:
-        return chat_ids(tokenizer, question)[0], [tokenizer.special("<|end|>"), tokenizer.eot_id]
-    return tokenizer.encode(zero_prompt(question)), [tokenizer.eot_id]
 
 
 def sample_completions(model, tokenizer, problems: list[Problem], k: int, *, temperature: float, top_p: float,
@@ -104,6 +98,21 @@ def heldout_problems(tasks: dict[str, Task], n: int, seed: int, lang: str = "en"
     """n held-out problems per task, the same ones for every model evaluated with this seed."""
     rng = random.Random(seed)
     return [task.sample(rng, "test", lang) for task in tasks.values() for _ in range(n)]
+
+
+def heldout_eval(model, tokenizer, eval_sets: dict[str, list[Problem]], *, k: int, max_new_tokens: int,
+                 chat: bool, seed: int = 1234) -> dict[str, tuple[dict, list[Sampled]]]:
+    """The check a training stage runs on held-out problems as it goes: k samples per problem at the
+    paper's temperature 0.6 and top-p 0.95, each language's problems striped across ranks. Returns, per
+    language, score()'s metrics and the samples."""
+    rank = rank_and_world()[0]
+    results = {}
+    for lang, problems in eval_sets.items():
+        samples = map_striped(lambda ps: sample_completions(model, tokenizer, ps, k, temperature=0.6, top_p=0.95,
+                                                            max_new_tokens=max_new_tokens, seed=seed + rank,
+                                                            chat=chat), problems)
+        results[lang] = (score(samples, k, chat=chat), samples)
+    return results
 
 
 def evaluate_model(model, tokenizer, tasks: dict[str, Task], *, chat: bool, n_problems: int, k: int,

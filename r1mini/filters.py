@@ -10,8 +10,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from r1mini.general import non_reasoning_examples
-from r1mini.rewards import accuracy_reward, language_counts, reply_format_reward
+from r1mini.rewards import language_counts
 
 _TAG = re.compile(r"</?(?:think|answer)>")
 _ONE_LETTER = re.compile(r"(?<![A-Za-z])[A-Za-z](?![A-Za-z])")
@@ -59,22 +58,22 @@ FILTERS = (("mixed_language", mixed_language), ("overlong", overlong_paragraph),
            ("repetition", repeats))
 
 
-def rejection_filter(samples: list[dict]) -> tuple[list[dict], dict]:
+def rejection_filter(samples: list[dict], filters=FILTERS) -> tuple[list[dict], dict]:
     """Keep the samples (dicts with prompt, completion, correct) that pass every filter, in order:
-    correct -> mixed_language -> overlong -> code -> repetition -> duplicate (same prompt and the same
-    completion up to whitespace; the first one stays).
+    correct -> each of `filters` (by default mixed_language -> overlong -> code -> repetition) -> duplicate
+    (same prompt and the same completion up to whitespace; the first one stays).
 
     Returns (kept, counts). counts["total"] is the number of samples, counts["kept"] the number kept, and
     every other entry the number that filter *removed* (counts["correct"]: removed as incorrect), counted
     on what the earlier filters let through, so total == kept + the sum of the removals.
     """
-    counts = {"total": len(samples), "correct": 0, **{name: 0 for name, _ in FILTERS}, "duplicate": 0, "kept": 0}
+    counts = {"total": len(samples), "correct": 0, **{name: 0 for name, _ in filters}, "duplicate": 0, "kept": 0}
     kept, seen = [], set()
     for s in samples:
         if not s["correct"]:
             counts["correct"] += 1
             continue
-        failed = next((name for name, check in FILTERS if check(s["completion"])), None)
+        failed = next((name for name, check in filters if check(s["completion"])), None)
         if failed is not None:
             counts[failed] += 1
             continue
@@ -86,17 +85,3 @@ def rejection_filter(samples: list[dict]) -> tuple[list[dict], dict]:
         kept.append(s)
     counts["kept"] = len(kept)
     return kept, counts
-
-
-def rejection_sampling_data(sampled, reasoning_ratio: float, seed: int) -> tuple[list[dict], dict]:
-    """SFT data from sampled chat replies (R1 stage 3, and distillation): `sampled` is (problem, completions)
-    pairs; a reply is correct when its answer is right and its format kept. The replies that pass
-    rejection_filter, then non-reasoning chat examples at reasoning_ratio : 1. Returns (rows with user,
-    assistant and kind, the filter counts)."""
-    samples = [{"prompt": p.question, "completion": c,
-                "correct": accuracy_reward(c, p) > 0 and reply_format_reward(c) > 0}
-               for p, completions in sampled for c in completions]
-    kept, counts = rejection_filter(samples)
-    general = non_reasoning_examples(max(1, round(len(kept) / reasoning_ratio)), seed=seed, split="train")
-    rows = [{"user": s["prompt"], "assistant": " " + s["completion"].strip(), "kind": "reasoning"} for s in kept]
-    return rows + [{"user": g["user"], "assistant": " " + g["assistant"], "kind": "general"} for g in general], counts

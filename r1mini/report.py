@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from r1mini.common import atomic_write_json
+from r1mini.checkpoint import atomic_write_json
 from r1mini.evaluate import markdown_table
 
 # (row name, checkpoint directory under OUT)
@@ -102,7 +102,8 @@ def plot(zero_log: list[dict], path: Path) -> bool:
             evals = [r for r in zero_log if "eval_pass@1" in r]
             ax.plot([r["step"] for r in evals], [r["eval_pass@1"] for r in evals], "o-", label="held-out pass@1")
             ax.legend(fontsize=7)
-        ax.set_title({"length": "response length (tokens)", "reflection": "reflection words per response"}.get(key, key))
+        titles = {"length": "response length (tokens)", "reflection": "reflection words per response"}
+        ax.set_title(titles.get(key, key))
         ax.set_xlabel("R1-Zero step")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

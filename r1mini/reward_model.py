@@ -2,7 +2,7 @@
 
 DeepSeek-R1's final RL stage scores general prompts with reward models trained on human preferences
 (helpfulness judged on the final summary only, harmlessness on the whole answer). Here the pairs are made by
-code (r1mini.general.preference_pairs) and the model follows InstructGPT/DeepSeek: initialised from the
+code (r1mini.chat_data.preference_pairs) and the model follows InstructGPT/DeepSeek: initialised from the
 policy, the vocabulary head replaced by a linear map of the final hidden state at the last token to one
 score r(x, y), trained with the Bradley-Terry loss -log sigmoid(r(x, y_chosen) - r(x, y_rejected)).
 
@@ -22,8 +22,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from r1mini.common import autocast, optimizer_step, unwrap
-from r1mini.data import chat_ids
+from r1mini.device import autocast
+from r1mini.distributed import unwrap
+from r1mini.formats import chat_ids
+from r1mini.optim import apply_update
 from r1mini.model import Transformer
 
 
@@ -126,7 +128,9 @@ def train_reward_model(rm: RewardModel, tokenizer, pairs: list[dict], *, steps: 
         with autocast(device):
             scores = rm(ids.to(device), lengths.to(device))
         loss = bradley_terry_loss(scores[:batch_size], scores[batch_size:])
-        optimizer_step(rm, optimizer, loss, grad_clip, moe_model=rm.backbone)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        apply_update(rm, optimizer, loss.detach(), grad_clip, moe_model=rm.backbone)
         losses.append(loss.item())
         if log is not None:
             log({"rm_step": step + 1, "rm_loss": round(losses[-1], 4)})

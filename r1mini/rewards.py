@@ -123,6 +123,61 @@ def language_consistency(text: str, lang: str) -> float:
     return (en if lang == "en" else zh) / (en + zh)
 
 
-def zero_reward(completion: str, problem: Problem) -> tuple[float, float]:
-    """R1-Zero's rule rewards: (accuracy, format), each 0 or 1; the training reward is their sum."""
-    return accuracy_reward(completion, problem), format_reward(completion)
+# -- the reward of each RL stage ---------------------------------------------------------------------------
+# Each takes the completions and, for each, what it answers (a Problem, or a general chat prompt), and
+# returns (rewards, parts): the scalar reward of every completion and the named parts it was made of, which
+# the RL engine logs (a part may cover only some completions, e.g. accuracy only the reasoning prompts).
+
+def zero_rewards(completions: list[str], problems: list[Problem]) -> tuple[list[float], dict[str, list[float]]]:
+    """R1-Zero's rule rewards (§2.2.2): accuracy + format, each 0 or 1, with equal weight."""
+    accuracy = [accuracy_reward(c, p) for c, p in zip(completions, problems)]
+    fmt = [format_reward(c) for c in completions]
+    return [a + f for a, f in zip(accuracy, fmt)], {"accuracy": accuracy, "format": fmt}
+
+
+def reasoning_rewards(replies: list[str], problems: list[Problem],
+                      lang_weight: float = 1.0) -> tuple[list[float], dict[str, list[float]]]:
+    """R1's reasoning RL (§2.3.2): accuracy + the chat reply's format + lang_weight * the language consistency
+    of the reasoning with the prompt's language."""
+    accuracy = [accuracy_reward(r, p) for r, p in zip(replies, problems)]
+    fmt = [reply_format_reward(r) for r in replies]
+    lang = [language_consistency(reasoning_text(r), p.lang) for r, p in zip(replies, problems)]
+    rewards = [a + f + lang_weight * lc for a, f, lc in zip(accuracy, fmt, lang)]
+    return rewards, {"accuracy": accuracy, "reply_format": fmt, "lang_consistency": lang}
+
+
+def plain_reply_reward(reply: str) -> float:
+    """A general prompt's format: 1.0 for a non-empty reply with no reasoning block (no CoT for simple
+    queries, §2.3.3), else 0.0."""
+    return float("<think>" not in reply and "<answer>" not in reply and len(reply.strip()) > 0)
+
+
+def judged_text(reply: str, kind: str) -> str:
+    """What the reward model reads (§2.3.4): helpfulness judges the summary only (after any think block),
+    harmlessness the whole reply; stripped, as the replies the reward model was trained on."""
+    return (reply.split("</think>")[-1] if kind == "helpful" else reply).strip()
+
+
+def general_rewards(replies: list[str], prompts: list[dict], score) -> tuple[list[float], dict[str, list[float]]]:
+    """R1's final RL on general prompts (§2.3.4): the reward model's score of the judged text, plus the plain
+    reply format. score(users, texts) -> one float per reply: the reward model, called once on the batch."""
+    if not replies:
+        return [], {"rm_score": [], "plain_format": []}
+    scores = score([g["user"] for g in prompts], [judged_text(r, g["kind"]) for r, g in zip(replies, prompts)])
+    fmt = [plain_reply_reward(r) for r in replies]
+    return [s + f for s, f in zip(scores, fmt)], {"rm_score": scores, "plain_format": fmt}
+
+
+def all_scenario_rewards(replies: list[str], items: list, lang_weight: float,
+                         score) -> tuple[list[float], dict[str, list[float]]]:
+    """R1's final RL (§2.3.4) over a mix of reasoning problems (reasoning_rewards) and general prompts
+    (general_rewards); each reply's reward in its place, the parts of both."""
+    is_problem = [isinstance(item, Problem) for item in items]
+    reasoning = [i for i, p in enumerate(is_problem) if p]
+    general = [i for i, p in enumerate(is_problem) if not p]
+    r_rewards, r_parts = reasoning_rewards([replies[i] for i in reasoning], [items[i] for i in reasoning], lang_weight)
+    g_rewards, g_parts = general_rewards([replies[i] for i in general], [items[i] for i in general], score)
+    rewards = [0.0] * len(replies)
+    for i, r in zip(reasoning + general, r_rewards + g_rewards):
+        rewards[i] = r
+    return rewards, {**r_parts, **g_parts}

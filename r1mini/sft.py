@@ -1,11 +1,10 @@
 """Supervised fine-tuning on chat exchanges, the loss on the assistant's tokens only.
 
 Used by R1's cold start and rejection-sampling stages and by distillation. An example is the (ids, mask)
-pair of r1mini.data.chat_ids; the prompt's tokens are context, not targets.
+pair of r1mini.formats.chat_ids; the prompt's tokens are context, not targets.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import random
 
@@ -13,7 +12,9 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from r1mini.common import apply_update, autocast, is_main
+from r1mini.device import autocast
+from r1mini.distributed import accumulate, is_main, rank_and_world, training_forward
+from r1mini.optim import apply_update
 
 
 def sft_targets(ids: list[int], mask: list[bool], pad_id: int, length: int) -> tuple[list[int], list[int]]:
@@ -51,10 +52,8 @@ def train_sft(model, examples: list[tuple[list[int], list[bool]]], *, epochs: in
     if not examples:
         raise ValueError("no SFT examples: the stage that builds them kept nothing")
     device = next(model.parameters()).device
-    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-    fwd = model
-    if world > 1:
-        fwd = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    rank, world = rank_and_world()
+    forward = training_forward(model, device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.95))
     rng = random.Random(seed)  # the same on every rank: the same global batches
     total = epochs * math.ceil(len(examples) / batch_size)
@@ -76,17 +75,15 @@ def train_sft(model, examples: list[tuple[list[int], list[bool]]], *, epochs: in
             chunks = list(zip(x.split(micro), y.split(micro)))
             optimizer.zero_grad(set_to_none=True)
             total_loss = torch.zeros((), device=device)
-            for i, (xm, ym) in enumerate(chunks):
+            for _, (xm, ym) in accumulate(forward, chunks):
                 weight = (ym >= 0).sum() * world / n_tokens  # 1 for one process and one micro-batch
-                sync = fwd.no_sync() if world > 1 and i < len(chunks) - 1 else contextlib.nullcontext()
-                with sync:
-                    with autocast(device):
-                        if weight == 0:  # no targets (their mean would be NaN): a zero loss that still runs DDP
-                            loss = fwd(xm.to(device)).float().sum() * 0.0
-                        else:
-                            _, loss = fwd(xm.to(device), ym.to(device))
-                    loss = loss if weight == 1 else loss * weight.to(device)
-                    loss.backward()
+                with autocast(device):
+                    if weight == 0:  # no targets (their mean would be NaN): a zero loss that still runs DDP
+                        loss = forward(xm.to(device)).float().sum() * 0.0
+                    else:
+                        _, loss = forward(xm.to(device), ym.to(device))
+                loss = loss if weight == 1 else loss * weight.to(device)
+                loss.backward()
                 total_loss += loss.detach() / world
             if world > 1:
                 dist.all_reduce(total_loss)

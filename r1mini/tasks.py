@@ -296,7 +296,8 @@ class LinearEquation(Task):
         rhs = c - b
         ax = f"{c} - {b}" if b > 0 else f"{c} + {-b}"
         move, verb = ("Subtract", "减") if b > 0 else ("Add", "加")
-        first = lambda v: (f"{move} {abs(b)} on both sides: {a}x = {ax} = {v}.", f"两边{verb} {abs(b)}：{a}x = {ax} = {v}。")
+        first = lambda v: (f"{move} {abs(b)} on both sides: {a}x = {ax} = {v}.",
+                           f"两边{verb} {abs(b)}：{a}x = {ax} = {v}。")
         if not slip:
             steps = [first(rhs)]
         else:
@@ -375,7 +376,8 @@ class Countdown(Task):
                 op = rng.choice(choices)
                 new = {"+": val + n, "-": val - n, "*": val * n, "/": val // n}[op]
                 ops.append((val, op, n, new))
-                expr = f"({expr}) {op} {n}" if op in "*/" and len(ops) > 1 and ops[-2][1] in "+-" else f"{expr} {op} {n}"
+                needs_brackets = op in "*/" and len(ops) > 1 and ops[-2][1] in "+-"
+                expr = f"({expr}) {op} {n}" if needs_brackets else f"{expr} {op} {n}"
                 val = new
             if 1 <= val <= self.max_target:
                 return {"numbers": nums, "target": val, "expr": expr, "chain": ops}
@@ -415,7 +417,8 @@ class Countdown(Task):
                 steps.append((f"Wait, let me check: {off} is not {d['target']}. Try another way.",
                               f"等等，检查一下：{off} 不是 {d['target']}。换一种方法。"))
             else:
-                steps.append((f"{a} × {b} = {a * b}. This makes {d['target']}.", f"{a} × {b} = {a * b}。这就得到 {d['target']}。"))
+                steps.append((f"{a} × {b} = {a * b}. This makes {d['target']}.",
+                              f"{a} × {b} = {a * b}。这就得到 {d['target']}。"))
                 return steps, f"{a} * {b}"
         for x, op, y, z in d["chain"]:
             steps.append((f"{x} {op} {y} = {z}.", f"{x} {op} {y} = {z}。"))
@@ -454,3 +457,14 @@ def suite(preset: str) -> dict[str, Task]:
     if preset not in SUITES:
         raise ValueError(f"unknown preset {preset!r}; choose from {sorted(SUITES)}")
     return {name: get_task(name, **knobs) for name, knobs in SUITES[preset].items()}
+
+
+def draw_problems(rng: random.Random, tasks: dict[str, Task], n: int, zh_share: float,
+                  split: str = "train") -> list[Problem]:
+    """n problems: each from a task chosen at random, asked in Chinese with probability zh_share."""
+    task_list = list(tasks.values())
+    problems = []
+    for _ in range(n):
+        task = rng.choice(task_list)
+        problems.append(task.sample(rng, split, "zh" if rng.random() < zh_share else "en"))
+    return problems

@@ -3,7 +3,7 @@
 Stage 3 of R1 mixes its reasoning SFT data with non-reasoning data: self-cognition, greetings, simple
 factual questions and translation, answered directly (no <think> block). Stage 4 trains reward models for
 helpfulness and harmlessness on general prompts. Here all of it is made by code from the same small world
-the base model read in pretraining (data.WORLD, data.SMALL_TALK, the number words), so a fine-tuned model
+the base model read in pretraining (corpus.WORLD, corpus.SMALL_TALK, the number words), so a fine-tuned model
 can answer from what it already knows, and a reply can be judged right or wrong by looking it up.
 
 Every prompt is enumerated once into a pool, split into train and test by a hash of a canonical key
@@ -24,7 +24,7 @@ import string
 from dataclasses import dataclass
 from functools import lru_cache
 
-from r1mini.data import SMALL_TALK, WORLD, en_number_word, zh_number_word
+from r1mini.corpus import SMALL_TALK, WORLD, en_number_word, zh_number_word
 from r1mini.tasks import split_of
 
 KINDS = ("self", "smalltalk", "fact", "translate")
@@ -224,7 +224,7 @@ def reference_reply(prompt: dict | str) -> str:
     user = prompt if isinstance(prompt, str) else prompt["user"]
     item = _index().get(user)
     if item is None:
-        raise KeyError(f"{user!r} is not a prompt made by r1mini.general, so it has no reference reply")
+        raise KeyError(f"{user!r} is not a prompt made by r1mini.chat_data, so it has no reference reply")
     return item.reply
 
 

@@ -1,4 +1,4 @@
-"""Data made by code: the pretraining corpus, the R1-Zero template, packing and batching, JSONL in and out.
+"""The pretraining corpus, made by code, and its packing into random training windows.
 
 The corpus stands in for the web text a base model is pretrained on. Its mix is what makes the R1
 effects show up at small scale (DESIGN.md, "the small-scale experiment"):
@@ -12,28 +12,14 @@ effects show up at small scale (DESIGN.md, "the small-scale experiment"):
 """
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from r1mini.formats import zero_completion, zero_prompt
 from r1mini.tasks import Problem, Task
-
-# The paper's template (DeepSeek-R1, Table 1), shortened: every prompt token costs a tiny model compute.
-ZERO_TEMPLATE = ("A conversation between User and Assistant. The Assistant first thinks about the reasoning "
-                 "process and then gives the answer, in <think> </think> and <answer> </answer> tags. "
-                 "User: {question} Assistant:")
-
-
-def zero_prompt(question: str) -> str:
-    return ZERO_TEMPLATE.format(question=question)
-
-
-def zero_completion(think: str, answer: str) -> str:
-    return f" <think> {think} </think> <answer> {answer} </answer>"
 
 
 @dataclass
@@ -166,7 +152,8 @@ def world_document(rng: random.Random) -> str:
         n = rng.randint(0, 99)
         return rng.choice([f"{en_number_word(n)} is {n}, in Chinese {zh_number_word(n)}.",
                            f"{zh_number_word(n)} 是 {n}，英文是 {en_number_word(n)}。",
-                           f"The number {n} is written {en_number_word(n)} in English and {zh_number_word(n)} in Chinese."])
+                           f"The number {n} is written {en_number_word(n)} in English and {zh_number_word(n)} "
+                           f"in Chinese."])
     en_q, en_a, zh_q, zh_a = rng.choice(SMALL_TALK)
     return f"User: {zh_q}\nAssistant: {zh_a}" if rng.random() < 0.2 else f"User: {en_q}\nAssistant: {en_a}"
 
@@ -213,56 +200,3 @@ def random_windows(stream: np.ndarray, batch_size: int, seq_len: int, generator:
     chunk = np.stack([stream[s:s + seq_len + 1] for s in starts]).astype(np.int64)
     t = torch.from_numpy(chunk)
     return t[:, :-1], t[:, 1:]
-
-
-# -- JSONL ---------------------------------------------------------------------------------------------
-
-def write_jsonl(path: str | Path, rows, append: bool = False) -> None:
-    with open(path, "a" if append else "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
-def read_jsonl(path: str | Path) -> list[dict]:
-    """Rows of a JSONL file; a malformed line raises ValueError naming the file and the line."""
-    rows = []
-    with open(path, "rb") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line.decode("utf-8"))
-            except UnicodeDecodeError:
-                raise ValueError(f"{path}, line {n}: not UTF-8 text; fix or delete that line") from None
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}, line {n}: not valid JSON ({e.msg}); fix or delete that line") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}, line {n}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
-    return rows
-
-
-# -- the chat format (R1 and everything after it) ------------------------------------------------------
-# <|user|> question <|assistant|> reply <|end|>. A reasoning reply is "<think> reasoning </think> summary
-# <answer> answer </answer>": the reasoning block, then a short readable summary ending in the marked answer
-# (the paper's "|special_token|<reasoning_process>|special_token|<summary>", with <answer> in the role of
-# \boxed{}). A non-reasoning reply is plain text. SFT, RL, rejection sampling and evaluation all build their
-# token sequences here.
-
-def chat_ids(tokenizer, user: str, assistant: str | None = None) -> tuple[list[int], list[bool]]:
-    """Token ids of one exchange and the loss mask (True on the assistant's tokens and its <|end|>).
-
-    Without `assistant`, the prompt to generate from: it ends with <|assistant|>.
-    """
-    ids = [tokenizer.special("<|user|>")] + tokenizer.encode(" " + user.strip()) + [tokenizer.special("<|assistant|>")]
-    mask = [False] * len(ids)
-    if assistant is not None:
-        reply = tokenizer.encode(assistant) + [tokenizer.special("<|end|>")]
-        ids += reply
-        mask += [True] * len(reply)
-    return ids, mask
-
-
-def reasoning_reply(think: str, answer: str, lang: str) -> str:
-    summary = f"答案是 <answer> {answer} </answer>" if lang == "zh" else f"The answer is <answer> {answer} </answer>"
-    return f" <think> {think} </think> {summary}"

@@ -1,0 +1,156 @@
+"""The checkpoint directory every stage reads and writes, and what a resume needs.
+
+A checkpoint holds the weights (model.pt), the model config (model.json), the tokenizer, meta.json (stage,
+parent, step, done, resolved config, metrics) and, while a run is unfinished, train_state.pt: the optimizer,
+the step, the random states and its own copy of the weights, so rerunning the same command goes on exactly
+where the last checkpoint left off. Files are written to a temporary name and renamed, meta.json last: a kill
+mid-save never leaves a broken or half-new checkpoint."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from r1mini.distributed import is_main, print0, unwrap
+from r1mini.model import ModelConfig, Transformer
+from r1mini.tokenizer import Tokenizer
+
+
+def save_checkpoint(out: str | Path, model: torch.nn.Module, tokenizer: Tokenizer, meta: dict,
+                    train_state: dict | None = None) -> None:
+    """Write a checkpoint directory (rank 0 only). train_state (optimizer, step, random states) is what a
+    resume needs; it gets its own copy of the weights, so a kill between the two files cannot pair new
+    weights with an old optimizer."""
+    if not is_main():
+        return
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = unwrap(model)
+    if not all(t.isfinite().all() for t in model.state_dict().values() if t.is_floating_point()):
+        raise SystemExit(f"not saving step {meta.get('step')} to {out}: the weights hold NaN or inf (the learning "
+                         f"rate is likely too high); the checkpoint already there is the last good one")
+    tokenizer.save(out)
+    atomic_write_json(model.cfg.to_dict(), out / "model.json")
+    atomic_save(model.state_dict(), out / "model.pt")
+    if train_state is not None:
+        atomic_save({**train_state, "model": model.state_dict()}, out / "train_state.pt")
+    atomic_write_json(meta, out / "meta.json")  # last: a meta.json means the rest is complete
+
+
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", expect_stage: str | None = None,
+                    made_by: str | None = None) -> tuple[Transformer, Tokenizer, dict]:
+    """(model, tokenizer, meta) of a checkpoint directory. expect_stage: the stage meta.json must name (a
+    prefix: "r1" takes every R1 stage); made_by: what to run when there is none ("pretrain.py")."""
+    path = Path(path)
+    if not (path / "meta.json").exists() or not (path / "model.pt").exists():
+        hint = f"run {made_by} first" if made_by else \
+            "pass --init with a checkpoint directory written by an earlier stage"
+        raise SystemExit(f"no checkpoint at {path}: {hint}")
+    meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+    if expect_stage and not str(meta.get("stage", "")).startswith(expect_stage):
+        raise SystemExit(f"{path} holds a {meta.get('stage')!r} checkpoint, expected {expect_stage!r}")
+    cfg = ModelConfig.from_dict(json.loads((path / "model.json").read_text(encoding="utf-8")))
+    tokenizer = Tokenizer.load(path)
+    if tokenizer.vocab_size != cfg.vocab_size:
+        raise SystemExit(f"{path}: tokenizer has {tokenizer.vocab_size} tokens but the model expects "
+                         f"{cfg.vocab_size}; the files come from different runs")
+    model = Transformer(cfg)
+    model.load_state_dict(_load(path / "model.pt"))
+    return model.to(device), tokenizer, meta
+
+
+def is_done(path: str | Path) -> bool:
+    """A finished checkpoint: its meta.json says done (a run stopped mid-way has one that does not)."""
+    f = Path(path) / "meta.json"
+    return f.exists() and json.loads(f.read_text(encoding="utf-8")).get("done", False)
+
+
+def load_train_state(path: str | Path) -> dict | None:
+    """The train_state.pt of an unfinished run in `path`, or None."""
+    f = Path(path) / "train_state.pt"
+    return _load(f) if f.exists() else None
+
+
+def resume(state: dict, model: torch.nn.Module, optimizer: torch.optim.Optimizer, out: str | Path,
+           lr: float | None = None) -> int:
+    """Load a train_state's weights and optimizer into model and optimizer; returns the step to go on from.
+    `lr` replaces the saved learning rate (the command line's, e.g. lowered after a NaN stopped the run)."""
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError:  # the flags now ask for another model than the run in out/ trained
+        raise SystemExit(f"{out} holds a run of another model (its config: {Path(out) / 'model.json'}); to resume "
+                         f"it, rerun with that run's flags (meta.json), or pass another --out") from None
+    optimizer.load_state_dict(state["optimizer"])
+    if lr is not None:
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+    print0(f"resuming {out} from step {state['step']}")
+    return state["step"]
+
+
+def _load(f: Path):
+    try:
+        return torch.load(f, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, not a torch file, or objects weights_only refuses
+        raise SystemExit(f"cannot read {f} ({type(e).__name__}); it is damaged or from another program: "
+                         f"delete it and rerun the stage that writes it") from None
+
+
+def atomic_save(obj, path: str | Path) -> None:
+    """torch.save to a temporary file, then rename: a kill mid-save never leaves a broken file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def atomic_write_json(obj, path: str | Path) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# -- random states: seeding a run, and saving and restoring it so that a resume goes on exactly -------------
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def save_rngs(problem_rng: random.Random | None = None, sampler: torch.Generator | None = None) -> dict:
+    """The global RNGs (Python, numpy, torch) and, when given, a run's problem RNG and its sampler's
+    generator, in plain types and tensors so that torch.load(weights_only=True) reads them back."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"rng": {"python": random.getstate(), "numpy": (kind, keys.tolist(), pos, has_gauss, cached),
+                     "torch": torch.get_rng_state()}}
+    if problem_rng is not None:
+        state["problem_rng"] = problem_rng.getstate()
+    if sampler is not None:
+        state["sampler"] = sampler.get_state()
+    return state
+
+
+def restore_rngs(state: dict, problem_rng: random.Random | None = None,
+                 sampler: torch.Generator | None = None) -> None:
+    """Undo save_rngs: the global RNGs, and the problem RNG and sampler when given."""
+    rng = state["rng"]
+    random.setstate(rng["python"])
+    kind, keys, pos, has_gauss, cached = rng["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(rng["torch"])
+    if problem_rng is not None:
+        problem_rng.setstate(state["problem_rng"])
+    if sampler is not None:
+        sampler.set_state(state["sampler"])

@@ -1,0 +1,78 @@
+"""Which device a run uses, how it computes there (bf16 autocast on CUDA), and what it achieved (TFLOP/s,
+MFU against the device's peak, peak memory)."""
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import sys
+
+import torch
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """cuda > mps > cpu, unless --device says otherwise."""
+    if requested:
+        if requested.startswith("cuda") and not torch.cuda.is_available():
+            raise SystemExit("--device cuda requested but CUDA is not available; use --device cpu")
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        if _mps_works():
+            return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _mps_works() -> bool:
+    """Apple silicon: a tiny forward and backward through the ops the model uses; some torch builds lack
+    one of them on mps, and a clear fallback beats a crash mid-run."""
+    try:
+        x = torch.randn(2, 2, 8, 4, device="mps", requires_grad=True)
+        y = torch.nn.functional.scaled_dot_product_attention(x, x, x, is_causal=True)
+        sampled = torch.multinomial(torch.softmax(y[0, 0], -1), 1).sum() * 0
+        (torch.nn.functional.silu(y).pow(2).mean() + sampled).backward()
+        return True
+    except Exception as e:  # noqa: BLE001 (any failure means: do not use mps)
+        print(f"mps is available but failed a smoke test ({type(e).__name__}: {e}); falling back to cpu "
+              f"(pass --device mps to force it)", flush=True)
+        return False
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA; full precision elsewhere (CPU bf16 matmuls are slower, not faster)."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+# dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets, for MFU
+PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12,
+                   "4090": 165e12}
+
+
+def peak_flops(device: torch.device) -> float | None:
+    """The device's bf16 peak, when we know it (CUDA only); None elsewhere."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), None)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory so far: allocated tensors on CUDA, the process's resident set size elsewhere."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2 ** 20 if sys.platform == "darwin" else rss / 2 ** 10  # bytes on macOS, KiB on Linux
+
+
+def throughput(tokens_per_s: float, flops_per_token: float, device: torch.device, world: int = 1) -> dict:
+    """Achieved TFLOP/s (all ranks), MFU against the devices' peak when known, and this rank's peak memory."""
+    flops = tokens_per_s * flops_per_token
+    row = {"tflops": round(flops / 1e12, 4)}
+    peak = peak_flops(device)
+    if peak:
+        row["mfu"] = round(flops / (peak * world), 4)
+    row["peak_mem_mb"] = round(peak_memory_mb(device), 1)
+    return row

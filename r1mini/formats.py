@@ -1,0 +1,56 @@
+"""The prompt and reply formats, one module that training and evaluation share.
+
+R1-Zero (DeepSeek-R1 Table 1): a plain-text template; after "Assistant:" the model writes
+`<think> ... </think> <answer> ... </answer>`.
+
+R1 and everything after it: the chat format, `<|user|> question <|assistant|> reply <|end|>`. A reasoning
+reply is "<think> reasoning </think> summary <answer> answer </answer>": the reasoning block, then a short
+readable summary ending in the marked answer (the paper's "|special_token|<reasoning_process>|special_token|
+<summary>", with <answer> in the role of \\boxed{}). A non-reasoning reply is plain text. SFT, RL, rejection
+sampling and evaluation all build their token sequences here.
+"""
+from __future__ import annotations
+
+# The paper's template (DeepSeek-R1, Table 1), shortened: every prompt token costs a tiny model compute.
+ZERO_TEMPLATE = ("A conversation between User and Assistant. The Assistant first thinks about the reasoning "
+                 "process and then gives the answer, in <think> </think> and <answer> </answer> tags. "
+                 "User: {question} Assistant:")
+
+
+def zero_prompt(question: str) -> str:
+    return ZERO_TEMPLATE.format(question=question)
+
+
+def zero_completion(think: str, answer: str) -> str:
+    return f" <think> {think} </think> <answer> {answer} </answer>"
+
+
+def chat_ids(tokenizer, user: str, assistant: str | None = None) -> tuple[list[int], list[bool]]:
+    """Token ids of one exchange and the loss mask (True on the assistant's tokens and its <|end|>).
+
+    Without `assistant`, the prompt to generate from: it ends with <|assistant|>.
+    """
+    ids = [tokenizer.special("<|user|>")] + tokenizer.encode(" " + user.strip()) + [tokenizer.special("<|assistant|>")]
+    mask = [False] * len(ids)
+    if assistant is not None:
+        reply = tokenizer.encode(assistant) + [tokenizer.special("<|end|>")]
+        ids += reply
+        mask += [True] * len(reply)
+    return ids, mask
+
+
+def reasoning_reply(think: str, answer: str, lang: str) -> str:
+    summary = f"答案是 <answer> {answer} </answer>" if lang == "zh" else f"The answer is <answer> {answer} </answer>"
+    return f" <think> {think} </think> {summary}"
+
+
+def prompt_ids(tokenizer, question: str, chat: bool) -> tuple[list[int], list[int]]:
+    """(prompt tokens, stop tokens): the chat format (R1 and later) or the R1-Zero template."""
+    if chat:
+        return chat_ids(tokenizer, question)[0], stop_ids(tokenizer, chat)
+    return tokenizer.encode(zero_prompt(question)), stop_ids(tokenizer, chat)
+
+
+def stop_ids(tokenizer, chat: bool) -> list[int]:
+    """The tokens that end a reply: <|end|> in the chat format (then end of text), end of text otherwise."""
+    return [tokenizer.special("<|end|>"), tokenizer.eot_id] if chat else [tokenizer.eot_id]

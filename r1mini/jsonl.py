@@ -1,0 +1,64 @@
+"""JSONL files: one JSON object per line. Data sets in and out (with errors that name the bad line), and
+the append-only training logs (log.jsonl, samples.jsonl) that a notebook or a plot reads."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from r1mini.distributed import is_main
+
+
+def write_jsonl(path: str | Path, rows, append: bool = False) -> None:
+    with open(path, "a" if append else "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """Rows of a JSONL file; a malformed line raises ValueError naming the file and the line."""
+    rows = []
+    with open(path, "rb") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise ValueError(f"{path}, line {n}: not UTF-8 text; fix or delete that line") from None
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}, line {n}: not valid JSON ({e.msg}); fix or delete that line") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}, line {n}: expected a JSON object, got {type(row).__name__}")
+            rows.append(row)
+    return rows
+
+
+class JsonlLogger:
+    """Appends one JSON object per line to a log file, with the seconds since the logger was made (rank 0
+    only)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.start = time.time()
+
+    def log(self, row: dict) -> None:
+        if is_main():
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps({**row, "time": round(time.time() - self.start, 2)}, ensure_ascii=False) + "\n")
+
+    def drop_after(self, step: int, **match) -> None:
+        """On resume: forget the rows logged after the checkpoint's step, since those steps run again (only the
+        rows whose fields equal `match`, e.g. stage="final_rl", when several loops share the log); step -1
+        (a fresh start) forgets them all."""
+        if not is_main() or not self.path.exists():
+            return
+
+        def keep(line: str) -> bool:
+            try:
+                row = json.loads(line)
+            except ValueError:  # a line cut short when the run was killed
+                return False
+            return row.get("step", -1) <= step or any(row.get(k) != v for k, v in match.items())
+        lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
+        self.path.write_text("".join(line for line in lines if line.strip() and keep(line)), encoding="utf-8")

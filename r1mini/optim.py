@@ -1,0 +1,41 @@
+"""One optimizer update, the same in every stage, and the guard that turns the failures a user can fix
+(a NaN loss, CUDA out of memory) into a message that says what to do."""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import torch
+
+from r1mini.distributed import unwrap
+
+
+def apply_update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, grad_clip: float,
+                 moe_model: torch.nn.Module | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """With the gradients in place (one backward or several accumulated): clip their norm, refuse a NaN or
+    inf loss or gradient (FloatingPointError, raised before the update), step, then nudge every DeepSeekMoE
+    routing bias (aux-loss-free balancing runs once per optimizer step; `moe_model` is the Transformer that
+    holds the MoE layers when `model` is a wrapper around it). Returns the gradient norm and the expert loads."""
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    # checked after backward, where DDP has all-reduced the gradients, so every rank stops together
+    if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
+        raise FloatingPointError(f"loss is {loss.item():.4g}, gradient norm {grad_norm.item():.4g}")
+    optimizer.step()
+    moe_layers = (unwrap(model) if moe_model is None else moe_model).moe_layers()
+    return grad_norm, [moe.update_bias() for moe in moe_layers]
+
+
+@contextlib.contextmanager
+def step_guard(where: str, out: str | Path | None, lr_flag: str = "--lr", memory_flags: str = "--batch_size"):
+    """Turn the failures a user can fix into a SystemExit that says what to do: a NaN/inf loss or gradient
+    (FloatingPointError from apply_update, raised before the update) and CUDA running out of memory.
+    Either way nothing was saved after the last checkpoint in `out`, so a rerun resumes from it."""
+    resume = f" The last checkpoint in {out} is intact; rerun the same command to resume from it." if out else ""
+    try:
+        yield
+    except FloatingPointError as e:
+        raise SystemExit(f"{e} at {where}; stopped before applying the update. Lower {lr_flag} or --grad_clip."
+                         + resume) from None
+    except torch.cuda.OutOfMemoryError:
+        raise SystemExit(f"CUDA out of memory at {where}: lower {memory_flags}, or use a smaller --preset."
+                         + resume) from None

@@ -1,0 +1,236 @@
+"""The RL engine: one GRPO step that R1-Zero (train_zero.py) and both RL stages of R1 (train_r1.py) share.
+
+    prompts -> rollout (G samples per prompt) -> rewards -> group advantages -> update -> metrics
+
+A stage brings its prompts, what each prompt asks (a Problem, or a general chat prompt) and its reward
+function (r1mini/rewards.py); everything else, every option of GRPOConfig included, is the same in every
+stage. The math (advantages, the loss, log-probs) is r1mini/grpo.py.
+
+Under torchrun each rank works on its own prompts, whole groups on one rank (a group's advantages need all of
+its rewards), DDP averages the gradients, and the metrics are summed over ranks before they are averaged.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from r1mini.checkpoint import resume
+from r1mini.config import NON_NEGATIVE, POSITIVE, TOP_P, one_of, validate
+from r1mini.device import autocast, throughput
+from r1mini.distributed import accumulate, rank_and_world, sum_over_ranks, training_forward
+from r1mini.filters import mixed_language
+from r1mini.grpo import (AGGREGATIONS, aggregation_count, entropy_from_logits, group_advantages, grpo_loss,
+                         logprobs_from_logits)
+from r1mini.optim import apply_update, step_guard
+from r1mini.rewards import count_reflection_words, is_step_by_step
+from r1mini.sampling import generate
+
+
+@dataclass
+class GRPOConfig:
+    """The options of every GRPO stage (the papers' defaults unless said otherwise; see r1mini/grpo.py)."""
+    prompts_per_step: int = 8  # all ranks together
+    group_size: int = 8  # G completions per prompt
+    max_new_tokens: int = 128
+    temperature: float = 1.0  # of the rollouts
+    top_p: float = 1.0
+    lr: float = 1e-4  # 3e-4 collapsed one cpu R1-Zero run to accuracy 0 within 25 steps; 1e-4 climbed steadily
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    mu: int = 1  # updates per rollout batch
+    minibatches: int = 1  # slices of the rollout batch per update
+    micro_batch_size: int = 0  # > 0: each update accumulates gradients over chunks of this many rows (memory)
+    clip_eps: float = 0.2
+    clip_eps_high: float = 0.2  # > clip_eps: clip-higher (DAPO uses 0.28)
+    kl_coef: float = 0.0  # beta; > 0 keeps a frozen reference model
+    ref_reset_every: int = 50  # steps between reference resets (the paper: every 400)
+    agg: str = "seq-mean"  # seq-mean (GRPO), token-mean (DAPO), constant (Dr. GRPO)
+    scale: str = "std"  # std (GRPO) or none (Dr. GRPO)
+    drop_uniform_groups: bool = False  # dynamic sampling (DAPO): no update on groups whose rewards are all equal
+    compile: bool = False  # torch.compile the training forward (dynamic shapes: rollout lengths vary)
+
+    RULES: ClassVar[dict] = {"top_p": TOP_P, "lr": POSITIVE, "grad_clip": POSITIVE, "micro_batch_size": NON_NEGATIVE,
+                             "agg": one_of(*AGGREGATIONS), "scale": one_of("std", "none")}
+
+    def __post_init__(self):
+        validate(self)
+
+    def prompts_per_rank(self, world: int) -> int:
+        """Each rank's share of prompts_per_step under torchrun (whole groups stay on one rank)."""
+        if self.prompts_per_step % world:
+            raise SystemExit(f"--prompts_per_step {self.prompts_per_step} must divide by the {world} ranks")
+        return self.prompts_per_step // world
+
+
+@dataclass
+class Rollout:
+    ids: torch.Tensor  # (B, T) prompt + completion, right-padded, B = n_prompts * group_size
+    mask: torch.Tensor  # (B, T-1) True where the *target* token ids[:, j+1] belongs to a completion
+    completions: list[str]  # decoded completions, stop tokens removed
+    lengths: list[int]  # completion lengths in tokens
+
+
+@dataclass
+class Policy:
+    """The model GRPO trains and what its updates need."""
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    forward: torch.nn.Module  # what the training forward runs through: model, compiled and/or DDP-wrapped
+    ref_model: torch.nn.Module | None = None  # pi_ref of the KL term, when kl_coef > 0
+
+    def train_state(self) -> dict:
+        """What a resume needs besides the weights: the optimizer and the reference policy."""
+        state = {"optimizer": self.optimizer.state_dict()}
+        if self.ref_model is not None:
+            state["ref_model"] = self.ref_model.state_dict()
+        return state
+
+
+def make_policy(model: torch.nn.Module, cfg: GRPOConfig, device: torch.device) -> Policy:
+    """AdamW, a frozen copy of the model as the reference when kl_coef > 0, the training forward."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+    ref_model = copy.deepcopy(model).eval().requires_grad_(False) if cfg.kl_coef > 0 else None
+    forward = training_forward(model, device, compile=cfg.compile, dynamic=True)  # generation stays eager
+    return Policy(model, optimizer, forward, ref_model)
+
+
+def resume_policy(policy: Policy, state: dict, out, lr: float) -> int:
+    """Load a GRPO run's train_state (weights, optimizer, reference policy) into policy; returns its step."""
+    step = resume(state, policy.model, policy.optimizer, out, lr=lr)
+    if policy.ref_model is not None:  # the policy of the last reset, not the current one
+        policy.ref_model.load_state_dict(state.get("ref_model", state["model"]))
+    return step
+
+
+@torch.no_grad()
+def rollout(model, tokenizer, prompt_ids: list[list[int]], group_size: int, *, max_new_tokens: int,
+            stop_ids: list[int], temperature: float = 1.0, top_p: float = 1.0,
+            generator: torch.Generator | None = None) -> Rollout:
+    """Sample group_size completions for every prompt with the KV cache (groups contiguous)."""
+    device = next(model.parameters()).device
+    prompts = [p for p in prompt_ids for _ in range(group_size)]
+    pad = stop_ids[0]
+    new = generate(model, prompts, max_new_tokens, temperature=temperature, top_p=top_p, stop_ids=stop_ids,
+                   pad_id=pad, generator=generator)
+    T = max(len(p) + len(c) for p, c in zip(prompts, new))
+    ids = torch.full((len(new), T), pad, dtype=torch.long)
+    mask = torch.zeros(len(new), T - 1, dtype=torch.bool)
+    for i, (p, c) in enumerate(zip(prompts, new)):
+        ids[i, :len(p) + len(c)] = torch.tensor(p + c)
+        mask[i, len(p) - 1:len(p) + len(c) - 1] = True  # targets at positions len(p) .. len(p)+len(c)-1
+    completions = [tokenizer.decode([t for t in c if t not in stop_ids]) for c in new]
+    return Rollout(ids.to(device), mask.to(device), completions, [len(c) for c in new])
+
+
+def grpo_step(policy: Policy, tokenizer, prompts: list[list[int]], items: list, reward_fn, cfg: GRPOConfig, *,
+              step: int, stop_ids: list[int], generator: torch.Generator, out=None, stage: str = "") -> dict:
+    """One GRPO step on this rank's prompts (token ids; `items[i]` is what prompts[i] asks, handed to
+    reward_fn(completions, items) -> (rewards, parts) once per completion). Returns the step's metrics,
+    averaged over all ranks. `step` counts the steps done before this one; `out` and `stage` only name
+    where a failure happened."""
+    model, device = policy.model, next(policy.model.parameters()).device
+    where = f"{stage} step {step + 1}".strip()
+    memory_flags = "--group_size, --prompts_per_step or --max_new_tokens"
+    if policy.ref_model is not None and step % cfg.ref_reset_every == 0:
+        policy.ref_model.load_state_dict(model.state_dict())  # reset the reference to the current policy
+
+    # -- rollout: G samples per prompt, rewards, group advantages ----------------------------------------------
+    t0 = time.time()
+    model.eval()
+    with autocast(device), step_guard(f"{where} (rollout)", out, "--lr", memory_flags):
+        ro = rollout(model, tokenizer, prompts, cfg.group_size, max_new_tokens=cfg.max_new_tokens,
+                     stop_ids=stop_ids, temperature=cfg.temperature, top_p=cfg.top_p, generator=generator)
+    model.train()
+    rewards, parts = reward_fn(ro.completions, [item for item in items for _ in range(cfg.group_size)])
+    rewards = torch.tensor(rewards, device=device, dtype=torch.float32)
+    advantages = group_advantages(rewards, cfg.group_size, cfg.scale)  # A_i = (r_i - mean) / std, eq. 3
+    grouped = rewards.view(-1, cfg.group_size)
+    mixed = grouped.max(1).values != grouped.min(1).values  # groups whose samples differ: the signal
+    keep = mixed.repeat_interleave(cfg.group_size) if cfg.drop_uniform_groups \
+        else torch.ones_like(rewards, dtype=torch.bool)
+    t_gen = time.time() - t0
+
+    # -- update: mu passes over the batch, in minibatches -------------------------------------------------------
+    t0 = time.time()
+    with step_guard(f"{where} (update)", out, f"--lr (now {cfg.lr})", memory_flags + " (or set --micro_batch_size)"):
+        update = grpo_update(policy, ro, advantages, keep, cfg)
+    t_train = time.time() - t0
+    return step_metrics(ro, rewards, parts, mixed, update, t_gen, t_train, cfg, model, device)
+
+
+def grpo_update(policy: Policy, ro: Rollout, advantages: torch.Tensor, keep: torch.Tensor, cfg: GRPOConfig) -> dict:
+    """cfg.mu passes of GRPO updates over the kept rows of a rollout, in cfg.minibatches slices; returns the
+    mean kl, clip_frac and entropy.
+
+    Old log-probs are taken once, before the first update (with mu = minibatches = 1 the single update is
+    on-policy: old = current, ratio = 1, and the extra forward pass is skipped).
+    """
+    idx = keep.nonzero().squeeze(1)
+    if len(idx) == 0:
+        return {"kl": 0.0, "clip_frac": 0.0, "entropy": 0.0}
+    ids, mask, adv = ro.ids[idx], ro.mask[idx], advantages[idx]
+    model, ref_model = policy.model, policy.ref_model
+    with torch.no_grad(), autocast(ids.device):
+        old_logp = logprobs_from_logits(model(ids)[:, :-1], ids[:, 1:]) if cfg.mu * cfg.minibatches > 1 else None
+        ref_logp = logprobs_from_logits(ref_model(ids)[:, :-1], ids[:, 1:]) if ref_model is not None else None
+    stats, entropies = [], []
+    for _ in range(cfg.mu):
+        for rows in torch.arange(len(idx), device=ids.device).chunk(cfg.minibatches):
+            stats.append(_minibatch_update(policy, ids, mask, adv, old_logp, ref_logp, rows, cfg, entropies))
+    mean = lambda key: sum(s[key] for s in stats) / len(stats)  # noqa: E731
+    return {"kl": mean("kl"), "clip_frac": mean("clip_frac"), "entropy": sum(entropies) / max(1, len(entropies))}
+
+
+def _minibatch_update(policy: Policy, ids, mask, adv, old_logp, ref_logp, rows, cfg: GRPOConfig,
+                      entropies: list[float]) -> dict:
+    """One optimizer update on `rows` of the batch. cfg.micro_batch_size > 0 splits them into chunks whose
+    gradients accumulate: each chunk's loss is weighted by its share of what the aggregation divides by
+    (sequences, tokens or rows), so the update is the minibatch's, in less memory. Returns the loss's
+    stats, weighted by tokens; appends each chunk's mean entropy to `entropies`."""
+    chunks = rows.split(cfg.micro_batch_size or len(rows))
+    total = max(1, float(aggregation_count(mask[rows], cfg.agg)))
+    n_tokens = max(1, mask[rows].sum().item())
+    policy.optimizer.zero_grad(set_to_none=True)
+    loss_sum, stats_sum = 0.0, {}
+    for _, c in accumulate(policy.forward, chunks):
+        weight = float(aggregation_count(mask[c], cfg.agg)) / total
+        with autocast(ids.device):
+            logits = policy.forward(ids[c])[:, :-1]
+        logp = logprobs_from_logits(logits, ids[c, 1:])
+        loss, stats = grpo_loss(logp, logp.detach() if old_logp is None else old_logp[c],
+                                None if ref_logp is None else ref_logp[c], adv[c], mask[c],
+                                clip_eps=cfg.clip_eps, clip_eps_high=cfg.clip_eps_high, kl_coef=cfg.kl_coef,
+                                agg=cfg.agg, max_len=cfg.max_new_tokens)
+        (loss * weight).backward()
+        loss_sum += loss.detach() * weight
+        share = mask[c].sum().item() / n_tokens  # token-weighted diagnostics
+        stats_sum = {k: stats_sum.get(k, 0.0) + v * share for k, v in stats.items()}
+        if mask[c].any():
+            with torch.no_grad():
+                entropies.append(entropy_from_logits(logits.detach())[mask[c]].mean().item())
+    apply_update(policy.model, policy.optimizer, loss_sum, cfg.grad_clip)
+    return stats_sum
+
+
+def step_metrics(ro: Rollout, rewards: torch.Tensor, parts: dict[str, list[float]], mixed: torch.Tensor,
+                 update: dict, t_gen: float, t_train: float, cfg: GRPOConfig, model, device) -> dict:
+    """The step's metrics, each a mean over every rank's completions (or groups, or ranks for the update's
+    kl, clip_frac and entropy): sums and counts are added over ranks, then divided. Every rank must report
+    the same parts."""
+    world = rank_and_world()[1]
+    per_completion = {"reward": rewards.tolist(), **parts, "length": ro.lengths,
+                      "steps_share": [is_step_by_step(c) for c in ro.completions],
+                      "reflection": [count_reflection_words(c) for c in ro.completions],
+                      "mixed_lang": [mixed_language(c) for c in ro.completions],
+                      "mixed_groups": mixed.tolist(), **{k: [v] for k, v in update.items()}}
+    sums = sum_over_ranks([x for v in per_completion.values() for x in (sum(v), len(v))], device)
+    metrics = {k: round(s / max(1, n), 4) for k, s, n in zip(per_completion, sums[::2], sums[1::2])}
+    train_tokens = world * ro.ids.numel() * cfg.mu  # forward + backward passes over the (padded) batch
+    return {**metrics, "t_gen": round(t_gen, 2), "t_train": round(t_train, 2),
+            "gen_tokens_per_s": round(world * sum(ro.lengths) / max(t_gen, 1e-6)),
+            "train_tokens_per_s": round(train_tokens / max(t_train, 1e-6)),
+            **throughput(train_tokens / max(t_train, 1e-6), model.flops_per_token(), device, world)}
