@@ -1,5 +1,9 @@
-"""Data parallel on CPU (gloo): train_zero.py under torchrun keeps both replicas identical, and the replica
-check that every training script ends with catches replicas that differ."""
+"""Tests for r1mini.distributed. In one process every helper is the identity or a no-op (gradient accumulation
+still holds back DDP's all-reduce until the last micro-batch: checked with a stand-in). Data parallel on CPU
+(gloo): the replica check that every training script ends with catches replicas that differ, ranks exit
+cleanly, a GRPO update and SFT under DDP keep the replicas identical, and train_zero.py and train_r1.py under
+torchrun keep both replicas identical."""
+import contextlib
 import json
 import os
 import re
@@ -12,13 +16,78 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from r1mini.common import check_replicas_in_sync, load_checkpoint, param_checksum, teardown_distributed
-from r1mini.grpo import Rollout, grpo_update
+from r1mini.checkpoint import load_checkpoint
+from r1mini.distributed import (accumulate, check_replicas_in_sync, is_main, map_striped, param_checksum, print0,
+                                rank_and_world, report_replicas_in_sync, sum_over_ranks, teardown_distributed,
+                                training_forward, unwrap)
 from r1mini.model import Transformer, model_config
+from r1mini.rl import GRPOConfig, Policy, Rollout, grpo_update
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
+
+# -- one process: every helper is the identity or a no-op ------------------------------------------------
+
+class NoSyncRecorder(torch.nn.Module):
+    """Stands in for a DDP-wrapped module: records when its no_sync() context is entered and left."""
+
+    def __init__(self):
+        super().__init__()
+        self.inside, self.entered = False, 0
+
+    @contextlib.contextmanager
+    def no_sync(self):
+        self.inside, self.entered = True, self.entered + 1
+        try:
+            yield
+        finally:
+            self.inside = False
+
+
+def test_accumulate_holds_back_the_all_reduce_until_the_last_chunk():
+    forward = NoSyncRecorder()
+    seen = [(i, chunk, forward.inside) for i, chunk in accumulate(forward, ["a", "b", "c", "d"])]
+    # every chunk once, in order, with its index; inside no_sync for all but the last (its backward all-reduces)
+    assert seen == [(0, "a", True), (1, "b", True), (2, "c", True), (3, "d", False)]
+    assert forward.entered == 3 and not forward.inside  # entered once per held-back chunk, and left again
+    forward = NoSyncRecorder()
+    assert [(i, c, forward.inside) for i, c in accumulate(forward, ["only"])] == [(0, "only", False)]
+    assert forward.entered == 0 and list(accumulate(forward, [])) == []
+    # a module without no_sync (one process, no DDP) simply gets every chunk
+    assert list(accumulate(torch.nn.Linear(2, 2), [1, 2, 3])) == [(0, 1), (1, 2), (2, 3)]
+
+
+def test_one_process_helpers_are_identities(capsys):
+    assert rank_and_world() == (0, 1) and is_main()
+    values = sum_over_ranks([1, 2.5, True, torch.tensor(3.0)], torch.device("cpu"))
+    assert values == [1.0, 2.5, 1.0, 3.0] and all(type(v) is float for v in values)
+    assert map_striped(lambda xs: [x * 10 for x in xs], [1, 2, 3]) == [10, 20, 30]
+    model = torch.nn.Linear(3, 3)
+    assert training_forward(model, torch.device("cpu")) is model  # no DDP wrapper in one process
+    assert unwrap(model) is model
+    assert check_replicas_in_sync(model) == pytest.approx(param_checksum(model).sum().item())
+    report_replicas_in_sync(model, "[x] ")  # nothing to check, and nothing printed
+    print0("from rank 0")
+    assert capsys.readouterr().out == "from rank 0\n"
+
+
+def test_param_checksum_sees_one_changed_weight():
+    torch.manual_seed(0)
+    a, b = torch.nn.Linear(4, 4), torch.nn.Linear(4, 4)
+    b.load_state_dict(a.state_dict())
+    assert torch.equal(param_checksum(a), param_checksum(b)) and param_checksum(a).shape == (2, 3)
+    with torch.no_grad():
+        b.weight[1, 2] += 1e-6
+    assert not torch.equal(param_checksum(a), param_checksum(b))
+    with torch.no_grad():  # the same values moved to other places: caught by the position-weighted sum
+        b.load_state_dict(a.state_dict())
+        b.weight.copy_(a.weight.flip(1))
+    assert not torch.equal(param_checksum(a)[0], param_checksum(b)[0])
+    assert torch.equal(param_checksum(a)[0, :2], param_checksum(b)[0, :2])
+
+
+# -- two processes -----------------------------------------------------------------------------------------
 
 def torchrun(*args, timeout=300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", *map(str, args)],
@@ -45,7 +114,10 @@ def test_train_zero_torchrun_replicas_stay_identical(base, tmp_path):
     # depends on the completion's length, so the groups differ and each rank's gradient is its own.
     script = tmp_path / "zero_length_reward.py"
     script.write_text(f"import sys; sys.path.insert(0, {str(ROOT)!r})\nimport train_zero\n"
-                      "train_zero.zero_reward = lambda c, p: (float(len(c) % 3 == 0), 0.0)\ntrain_zero.main()\n")
+                      "def length_reward(completions, problems):\n"
+                      "    rewards = [float(len(c) % 3 == 0) for c in completions]\n"
+                      "    return rewards, {'accuracy': rewards, 'format': [0.0] * len(rewards)}\n"
+                      "train_zero.zero_rewards = length_reward\ntrain_zero.main()\n")
     out = tmp_path / "zero"
     r = torchrun(script, "--preset", "toy", "--init", base, "--out", out, "--steps", "3", "--eval_every", "100",
                  "--device", "cpu", "--micro_batch_size", "3")  # each rank's 4 rows in chunks of 3 + 1 (no_sync)
@@ -124,9 +196,9 @@ def _grpo_worker(rank: int, store: str, use_ddp: bool, results: str):
     mask[:, 5:] = True
     ro = Rollout(ids, mask, [""] * 4, [6] * 4)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    ddp = torch.nn.parallel.DistributedDataParallel(model) if use_ddp else None
-    grpo_update(model, optimizer, ro, torch.tensor([1.0, -1.0, 0.5, -0.5]), torch.ones(4, dtype=torch.bool),
-                ddp_model=ddp)
+    forward = torch.nn.parallel.DistributedDataParallel(model) if use_ddp else model
+    grpo_update(Policy(model, optimizer, forward), ro, torch.tensor([1.0, -1.0, 0.5, -0.5]),
+                torch.ones(4, dtype=torch.bool), GRPOConfig(max_new_tokens=11))
     moved = not torch.equal(param_checksum(model), start)
     try:
         check_replicas_in_sync(model)

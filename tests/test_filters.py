@@ -5,10 +5,8 @@ import random
 
 import pytest
 
-from r1mini.data import reasoning_reply
-from r1mini.filters import (FILTERS, has_code_block, mixed_language, overlong_paragraph, rejection_filter,
-                            rejection_sampling_data, repeats)
-from r1mini.general import non_reasoning_examples
+from r1mini.filters import FILTERS, has_code_block, mixed_language, overlong_paragraph, rejection_filter, repeats
+from r1mini.formats import reasoning_reply
 from r1mini.tasks import suite
 
 EN = reasoning_reply("Add digit by digit from the right. 12 + 35: 2 + 5 = 7, so far 7. 1 + 3 = 4, so far 47.",
@@ -107,23 +105,3 @@ def test_rejection_filter_counts_add_up():
     assert counts["total"] == sum(v for k, v in counts.items() if k != "total")
     assert kept == clean + [dup[2]]
     assert rejection_filter([]) == ([], {k: 0 for k in counts})
-
-
-def test_rejection_sampling_data_keeps_right_well_formed_replies_then_adds_chat():
-    rng = random.Random(1)
-    task = suite("toy")["add"]
-    p, q = task.sample(rng, "train", "en"), task.sample(rng, "train", "en")
-    good = reasoning_reply(*task.solution(p, "steps", "en", rng), "en")
-    wrong = good.replace(f"<answer> {p.answer} </answer>", f"<answer> {p.answer}1 </answer>")
-    assert wrong != good
-    sampled = [(p, [good, wrong, f" {p.answer}"]),  # right, wrong answer, right answer without the format
-               (q, [reasoning_reply(*task.solution(q, "direct", "en", rng), "en")])]
-    rows, counts = rejection_sampling_data(sampled, reasoning_ratio=1.0, seed=3)
-    assert counts["total"] == 4 and counts["correct"] == 2 and counts["kept"] == 2
-    assert rows[0] == {"user": p.question, "assistant": " " + good.strip(), "kind": "reasoning"}
-    assert [r["user"] for r in rows[:2]] == [p.question, q.question]
-    # then chat examples at 1 : 1, the same ones non_reasoning_examples gives for that seed
-    assert rows[2:] == [{"user": g["user"], "assistant": " " + g["assistant"], "kind": "general"}
-                        for g in non_reasoning_examples(2, seed=3)]
-    rows, _ = rejection_sampling_data(sampled, reasoning_ratio=3.0, seed=3)
-    assert [r["kind"] for r in rows] == ["reasoning", "reasoning", "general"]  # at least one chat example

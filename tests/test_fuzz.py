@@ -70,7 +70,12 @@ def calls(text: str, problem):
     yield "format_reward", lambda: rewards.format_reward(text), lambda v: v in (0.0, 1.0)
     yield "reply_format_reward", lambda: rewards.reply_format_reward(text), lambda v: v in (0.0, 1.0)
     yield "accuracy_reward", lambda: rewards.accuracy_reward(text, problem), lambda v: v in (0.0, 1.0)
-    yield "zero_reward", lambda: rewards.zero_reward(text, problem), lambda v: all(x in (0.0, 1.0) for x in v)
+    yield "zero_rewards", lambda: rewards.zero_rewards([text], [problem]), \
+        lambda v: v[0] == [v[1]["accuracy"][0] + v[1]["format"][0]] and all(x[0] in (0.0, 1.0) for x in v[1].values())
+    yield "reasoning_rewards", lambda: rewards.reasoning_rewards([text], [problem]), lambda v: 0.0 <= v[0][0] <= 3.0
+    yield "plain_reply_reward", lambda: rewards.plain_reply_reward(text), lambda v: v in (0.0, 1.0)
+    yield "judged_text", lambda: rewards.judged_text(text, "helpful"), \
+        lambda v: isinstance(v, str) and len(v) <= len(text)
     yield "reasoning_text", lambda: rewards.reasoning_text(text), lambda v: isinstance(v, str) and len(v) <= len(text)
     yield "is_step_by_step", lambda: rewards.is_step_by_step(text), boolean
     yield "count_reflection_words", lambda: rewards.count_reflection_words(text), lambda v: v >= 0

@@ -1,13 +1,14 @@
 """Tests for r1mini.grpo against hand-computed numbers: group advantages, the GRPO loss under each
-aggregation, clipping (symmetric and clip-higher), the k3 KL, gradients at masked / clipped / active tokens,
-the diagnostics, and per-token log-probs of a tiny model against a token-by-token recomputation."""
+aggregation and what each aggregation divides by, clipping (symmetric and clip-higher), the k3 KL, gradients
+at masked / clipped / active tokens, the diagnostics, and per-token log-probs of a tiny model against a
+token-by-token recomputation. The RL loop that uses them (rollout, update, step) is tested in test_rl.py."""
 
 import math
 
 import pytest
 import torch
 
-from r1mini.grpo import entropy_from_logits, group_advantages, grpo_loss, sequence_logprobs
+from r1mini.grpo import aggregation_count, entropy_from_logits, group_advantages, grpo_loss, sequence_logprobs
 from r1mini.model import Transformer, model_config
 
 
@@ -120,6 +121,24 @@ def test_seq_mean_skips_empty_sequences():
         loss, stats = grpo_loss(logp, logp.detach(), None, torch.ones(1), torch.zeros(1, 2), agg=agg)
         assert loss.item() == 0.0 and (grad_of(loss, logp) == 0).all()
         assert all(math.isfinite(v) for v in stats.values())
+
+
+def test_aggregation_count_for_each_aggregation():
+    # rows of 2, 0 and 4 response tokens: 2 non-empty sequences, 6 tokens, 3 rows (the empty one included)
+    rows = torch.tensor([[1, 1, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1]], dtype=torch.bool)
+    for m in (rows, rows.float(), rows.long()):  # bool or 0/1, as grpo_loss takes it
+        assert aggregation_count(m, "seq-mean").item() == 2
+        assert aggregation_count(m, "token-mean").item() == 6
+        assert aggregation_count(m, "constant").item() == 3
+    # additive over any split of the rows: micro-batch weights count / whole count sum to one
+    for agg in ("seq-mean", "token-mean", "constant"):
+        for parts in ([[0], [1], [2]], [[0, 1], [2]], [[0], [1, 2]]):
+            assert sum(aggregation_count(rows[p], agg).item() for p in parts) == aggregation_count(rows, agg).item()
+    # it is what the loss divides by: ratio 1 and A = 1 everywhere make the summed objective the token count
+    logp = torch.zeros(3, 4)
+    for agg, want in [("seq-mean", 2 / 2), ("token-mean", 6 / 6), ("constant", 6 / (3 * 4))]:
+        loss, _ = grpo_loss(logp, logp, None, torch.ones(3), rows, agg=agg)
+        assert loss.item() == pytest.approx(-want), agg
 
 
 # ----------------------------------------------------------------------------- grpo_loss: clipping
@@ -242,54 +261,3 @@ def test_entropy_from_logits():
     logits = torch.tensor([[0.0, math.log(3.0)], [2.0, 2.0]])  # p = (1/4, 3/4) and uniform over 2
     h = entropy_from_logits(logits)
     assert torch.allclose(h, torch.tensor([-(0.25 * math.log(0.25) + 0.75 * math.log(0.75)), math.log(2)]))
-
-
-def test_grpo_update_through_a_compiled_forward_equals_eager():
-    """train_zero.py --compile hands grpo_update a torch.compile'd module (which has no truth value): the update
-    must run through it and give the eager update's weights."""
-    from r1mini.grpo import Rollout, grpo_update
-    g = torch.Generator().manual_seed(0)
-    ids = torch.randint(0, 100, (4, 12), generator=g)
-    mask = torch.zeros(4, 11, dtype=torch.bool)
-    mask[:, 5:] = True
-    ro, adv, keep = Rollout(ids, mask, [""] * 4, [6] * 4), torch.tensor([1.0, -1.0, 0.5, -0.5]), torch.ones(4, dtype=torch.bool)
-    weights = []
-    for compiled in (False, True):
-        torch.manual_seed(0)
-        model = Transformer(model_config("toy", vocab_size=100))
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-        grpo_update(model, optimizer, ro, adv, keep, ddp_model=torch.compile(model) if compiled else None)
-        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
-    torch.manual_seed(0)
-    start = torch.cat([p.detach().flatten() for p in Transformer(model_config("toy", vocab_size=100)).parameters()])
-    assert not torch.equal(weights[0], start)  # the update moved the weights
-    assert torch.allclose(weights[0], weights[1], atol=1e-5)
-
-
-@pytest.mark.parametrize("agg", ["seq-mean", "token-mean", "constant"])
-def test_grpo_update_micro_batches_equal_one_batch(agg):
-    """Gradient accumulation over micro-batches of 1 or 2 rows gives the update of the whole batch, for every
-    aggregation: the chunks' losses are weighted by their share of sequences, tokens or rows."""
-    from r1mini.grpo import Rollout, grpo_update
-    g = torch.Generator().manual_seed(1)
-    ids = torch.randint(0, 100, (5, 12), generator=g)
-    mask = torch.zeros(5, 11, dtype=torch.bool)
-    for i, start in enumerate([2, 4, 6, 8, 11]):  # responses of 9, 7, 5, 3 and 0 tokens
-        mask[i, start:] = True
-    ro = Rollout(ids, mask, [""] * 5, mask.sum(1).tolist())
-    adv, keep = torch.tensor([1.0, -1.0, 0.5, -0.5, 2.0]), torch.ones(5, dtype=torch.bool)
-    results = {}
-    for micro in (0, 1, 2):
-        torch.manual_seed(0)
-        model = Transformer(model_config("toy", vocab_size=100))
-        ref = Transformer(model_config("toy", vocab_size=100))
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
-        stats = grpo_update(model, optimizer, ro, adv, keep, mu=2, kl_coef=0.1, ref_model=ref, agg=agg,
-                            micro_batch_size=micro)
-        results[micro] = (torch.cat([p.detach().flatten() for p in model.parameters()]), stats)
-    for micro in (1, 2):
-        assert torch.allclose(results[micro][0], results[0][0], atol=1e-6), micro
-        assert results[micro][1]["kl"] == pytest.approx(results[0][1]["kl"], rel=1e-4, abs=1e-7)
-    torch.manual_seed(0)
-    start = torch.cat([p.detach().flatten() for p in Transformer(model_config("toy", vocab_size=100)).parameters()])
-    assert (results[0][0] - start).abs().max() > 1e-3  # the updates moved the weights

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from r1mini.common import load_train_state, save_checkpoint
+from r1mini.checkpoint import load_train_state, save_checkpoint
 from r1mini.model import Transformer, model_config
 from r1mini.tokenizer import Tokenizer
 
@@ -104,7 +104,11 @@ def test_train_zero_killed_mid_run_resumes_exactly(tmp_path):
     # A toy base never earns the real rewards, so every group ties and the policy would never move; this
     # reward depends on the completion's length instead (deterministically, so runs stay comparable).
     # KL on, with a reference reset that falls between checkpoints: the resumed run must restore the reference.
-    script = ("import sys, train_zero; train_zero.zero_reward = lambda c, p: (float(len(c) % 3 == 0), 0.0); "
+    script = ("import sys, train_zero\n"
+              "def length_reward(completions, problems):\n"
+              "    rewards = [float(len(c) % 3 == 0) for c in completions]\n"
+              "    return rewards, {'accuracy': rewards, 'format': [0.0] * len(rewards)}\n"
+              "train_zero.zero_rewards = length_reward\n"
               "train_zero.main()")
     args = lambda out, ckpt_every=5: ["-c", script, "--preset", "toy", "--device", "cpu", "--init", base,
                                       "--out", out, "--steps", 50, "--ckpt_every", ckpt_every, "--eval_every", 25,
@@ -172,7 +176,7 @@ def test_train_r1_killed_in_each_grpo_stage_resumes_exactly(tmp_path):
 def test_train_state_carries_its_own_weights(tmp_path, monkeypatch):
     """A kill between writing model.pt and train_state.pt must not pair new weights with an old optimizer:
     the resume reads the weights saved with the optimizer."""
-    import r1mini.common as common
+    import r1mini.checkpoint as checkpoint
     tok = Tokenizer.train(["12 + 34 = 46"] * 20, 270)
     model = Transformer(model_config("toy", vocab_size=tok.vocab_size))
     save_checkpoint(tmp_path, model, tok, {"stage": "base", "step": 1}, {"step": 1})
@@ -180,13 +184,13 @@ def test_train_state_carries_its_own_weights(tmp_path, monkeypatch):
     with torch.no_grad():
         for p in model.parameters():
             p.add_(1.0)
-    real = common.atomic_save
+    real = checkpoint.atomic_save
 
     def dies_before_train_state(obj, path):
         if Path(path).name == "train_state.pt":
             raise KeyboardInterrupt  # stands in for the kill
         real(obj, path)
-    monkeypatch.setattr(common, "atomic_save", dies_before_train_state)
+    monkeypatch.setattr(checkpoint, "atomic_save", dies_before_train_state)
     try:
         save_checkpoint(tmp_path, model, tok, {"stage": "base", "step": 2}, {"step": 2})
     except KeyboardInterrupt:

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from r1mini.data import chat_ids
-from r1mini.general import preference_pairs
+from r1mini.chat_data import preference_pairs
+from r1mini.formats import chat_ids
 from r1mini.model import ModelConfig, Transformer, model_config
 from r1mini.reward_model import (RewardModel, bradley_terry_loss, encode_pairs, pad_batch, pairwise_accuracy,
                                  score_texts, train_reward_model)

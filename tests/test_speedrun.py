@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from r1mini.data import read_jsonl
+from r1mini.jsonl import read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = ["base", "R1-Zero", "R1 cold start", "R1 reasoning RL", "R1 rejection SFT", "R1 final RL",

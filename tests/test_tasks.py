@@ -8,8 +8,8 @@ from fractions import Fraction
 
 import pytest
 
-from r1mini.tasks import (HELDOUT_PERCENT, LANGS, MAX_NESTING, STYLES, SUITES, TASKS, Problem, evaluate_expression,
-                          get_task, split_of, suite)
+from r1mini.tasks import (HELDOUT_PERCENT, LANGS, MAX_NESTING, STYLES, SUITES, TASKS, Problem, draw_problems,
+                          evaluate_expression, get_task, split_of, suite)
 
 HAN = re.compile(r"[\u4e00-\u9fff]")  # Chinese characters
 CJK_PUNCT = re.compile(r"[\u3000-\u303f\uff00-\uffef]")  # 。，： and friends
@@ -266,3 +266,29 @@ def test_seeded_determinism(name):
     p = problems(task, 1, seed=5)[0]
     assert task.solution(p, "reflect", "mixed", random.Random(9)) == task.solution(p, "reflect", "mixed",
                                                                                     random.Random(9))
+
+
+@pytest.mark.parametrize("preset, zh_share", [("toy", 0.2), ("cpu", 0.5), ("gpu", 0.0), ("gpu", 1.0)])
+def test_draw_problems_draws_what_the_inline_loop_drew(preset, zh_share):
+    """draw_problems replaced a one-line loop in each training script; a run resumed across that change must
+    draw the same problems from the same RNG state and leave the RNG where the loop left it."""
+    tasks = suite(preset)
+    rng, reference = random.Random(7), random.Random(7)
+    got = draw_problems(rng, tasks, 40, zh_share)
+    want = [reference.choice(list(tasks.values())).sample(reference, "train", "zh" if reference.random() < zh_share
+                                                          else "en") for _ in range(40)]
+    assert [(p.task, p.question, p.lang, p.answer) for p in got] == [(p.task, p.question, p.lang, p.answer)
+                                                                     for p in want]
+    assert got == want
+    assert rng.getstate() == reference.getstate()
+    # not a degenerate draw: every task of the suite, the languages zh_share asks for, training problems only
+    assert {p.task for p in got} == set(tasks)
+    assert {p.lang for p in got} == ({"en"} if zh_share == 0 else {"zh"} if zh_share == 1 else {"en", "zh"})
+    assert all(split_of(p.task, tasks[p.task].key(p.data)) == "train" for p in got)
+
+
+def test_draw_problems_split_and_count():
+    tasks = suite("cpu")
+    test = draw_problems(random.Random(3), tasks, 30, 0.5, split="test")
+    assert len(test) == 30 and all(split_of(p.task, tasks[p.task].key(p.data)) == "test" for p in test)
+    assert draw_problems(random.Random(3), tasks, 0, 0.5) == []

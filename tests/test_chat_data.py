@@ -1,5 +1,5 @@
-"""Tests for r1mini.general: determinism, disjoint train/test prompts, replies that agree with the world the
-base model was pretrained on (data.WORLD, the number words), Chinese answered in Chinese, and preference
+"""Tests for r1mini.chat_data: determinism, disjoint train/test prompts, replies that agree with the world the
+base model was pretrained on (corpus.WORLD, the number words), Chinese answered in Chinese, and preference
 pairs with every kind of negative."""
 
 import re
@@ -7,9 +7,9 @@ from collections import Counter
 
 import pytest
 
-from r1mini.data import WORLD, en_number_word, zh_number_word
-from r1mini.general import (FACTS, NEGATIVES, general_prompts, non_reasoning_examples, preference_pairs,
-                            reference_reply)
+from r1mini.chat_data import (FACTS, NEGATIVES, general_prompts, non_reasoning_examples, preference_pairs,
+                              reference_reply)
+from r1mini.corpus import WORLD, en_number_word, zh_number_word
 from r1mini.rewards import language_consistency
 
 TOWNS = {t["town"]: t for t in WORLD}

@@ -1,0 +1,37 @@
+"""Tests for r1mini.device: the device a run picks when told, full precision off CUDA, and the throughput row
+(TFLOP/s, MFU against a known peak, peak memory) worked out by hand."""
+
+import contextlib
+
+import pytest
+import torch
+
+import r1mini.device as device_module
+from r1mini.device import autocast, peak_flops, peak_memory_mb, pick_device, throughput
+
+CPU = torch.device("cpu")
+
+
+def test_pick_device_when_told():
+    assert pick_device("cpu") == CPU
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit, match="--device cuda requested but CUDA is not available"):
+            pick_device("cuda")
+    assert pick_device(None).type in ("cpu", "cuda", "mps")
+
+
+def test_no_autocast_and_no_peak_off_cuda():
+    assert isinstance(autocast(CPU), contextlib.nullcontext)
+    assert peak_flops(CPU) is None
+    assert peak_memory_mb(CPU) > 10  # this process holds at least torch: tens of MB, in MB not KiB or bytes
+    assert peak_memory_mb(CPU) < 1e6
+
+
+def test_throughput_by_hand(monkeypatch):
+    # 1,000 tokens/s at 6e9 FLOPs per token = 6e12 FLOP/s = 6 TFLOP/s; no known peak on cpu: no MFU
+    row = throughput(1000.0, 6e9, CPU)
+    assert row["tflops"] == 6.0 and "mfu" not in row and row["peak_mem_mb"] > 0
+    # with a known peak, MFU is the achieved FLOP/s over the peak of all ranks: 6e12 / (2 * 1e15)
+    monkeypatch.setattr(device_module, "peak_flops", lambda device: 1e15)
+    row = throughput(1000.0, 6e9, CPU, world=2)
+    assert row["tflops"] == 6.0 and row["mfu"] == 0.003

@@ -1,0 +1,53 @@
+"""End to end: eval.py as a user runs it (a subprocess, toy preset) on a pretrained toy checkpoint: the markdown
+table, the JSON records, and numbers that obey the estimators' invariants and repeat with the same seed."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+
+def run(*args, timeout=120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pretrain") / "base"
+    r = run("pretrain.py", "--preset", "toy", "--out", out, "--max_steps", 20)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return out
+
+
+def test_eval_on_the_checkpoint(base, tmp_path):
+    out = tmp_path / "evals.json"
+    r = run("eval.py", "--preset", "toy", "--init", f"{base},{base}", "--k", 3, "--out", out)
+    assert r.returncode == 0, r.stdout + r.stderr
+    # the markdown table: one row per benchmark, named by the task's difficulty
+    lines = r.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("| benchmark"))
+    assert "cons@3" in header and "pass@3" in header and "lang zh" in header
+    rows = [line.strip("| ").split(" | ") for line in lines if line.startswith("| add-2d")]
+    assert len(rows) == 2  # the same checkpoint twice
+    record = json.loads(out.read_text())[str(base)]
+    assert record == json.loads((base / "eval.json").read_text())
+    assert record["stage"] == "base" and record["chat"] is False
+    res = record["results"]["add-2d"]
+    for name in ("pass@1", "cons@3", "pass@3", "greedy", "format", "lang_consistency"):
+        assert 0 <= res[name] <= 1, name
+    assert res["pass@1"] <= res["pass@3"]  # invariants of the estimators
+    assert 0 < res["length"] <= 24  # tokens, at most max_new_tokens
+    assert set(res["by_lang"]) == {"en", "zh"}
+    # pooled over languages: the mean of the two (same number of problems each)
+    mean = (res["by_lang"]["en"]["pass@1"] + res["by_lang"]["zh"]["pass@1"]) / 2
+    assert abs(res["pass@1"] - mean) < 1e-9
+    assert float(rows[0][1]) == pytest.approx(res["pass@1"], abs=1e-3)
+    # the second evaluation of the same checkpoint with the same seed gives the same numbers
+    assert rows[0] == rows[1]

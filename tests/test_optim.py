@@ -1,0 +1,90 @@
+"""Tests for r1mini.optim: one optimizer update by hand (the gradient norm clipped, the norm before clipping
+returned, every MoE routing bias nudged once), a NaN refused before the step, and the guard that turns a NaN
+or CUDA out of memory into a message that says what to do."""
+
+import pytest
+import torch
+
+from r1mini.model import Transformer, model_config
+from r1mini.optim import apply_update, step_guard
+
+
+class Linear2(torch.nn.Module):
+    """Two weights and no MoE layers, so an update can be worked out by hand."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(2))
+
+    def moe_layers(self):
+        return []
+
+
+def test_apply_update_clips_then_steps_by_hand():
+    model = Linear2()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    loss = (model.w * torch.tensor([3.0, 4.0])).sum()  # gradient (3, 4), norm 5
+    loss.backward()
+    grad_norm, loads = apply_update(model, optimizer, loss.detach(), grad_clip=1.0)
+    assert grad_norm.item() == pytest.approx(5.0) and loads == []  # the norm before clipping
+    assert torch.allclose(model.w.detach(), torch.tensor([-0.6, -0.8]), atol=1e-5)  # w - lr * g * 1/5
+    # a norm under the bound is not touched
+    optimizer.zero_grad()
+    (model.w * torch.tensor([0.3, 0.4])).sum().backward()
+    grad_norm, _ = apply_update(model, optimizer, torch.tensor(1.0), grad_clip=1.0)
+    assert grad_norm.item() == pytest.approx(0.5)
+    assert torch.allclose(model.w.detach(), torch.tensor([-0.9, -1.2]), atol=1e-5)
+
+
+@pytest.mark.parametrize("bad", ["loss", "gradient"])
+def test_apply_update_refuses_nan_before_the_step(bad):
+    model = Linear2()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    scale = torch.tensor([3.0, float("nan") if bad == "gradient" else 4.0])
+    loss = (model.w * scale).sum()
+    loss.backward()
+    with pytest.raises(FloatingPointError, match="loss is .*gradient norm nan" if bad == "gradient" else "loss is nan"):
+        apply_update(model, optimizer, torch.tensor(float("nan")) if bad == "loss" else loss.detach(), grad_clip=1.0)
+    assert torch.equal(model.w.detach(), torch.zeros(2))  # no step was taken
+
+
+def test_apply_update_nudges_every_moe_bias_once():
+    torch.manual_seed(0)
+    model = Transformer(model_config("toy", vocab_size=50, n_routed_experts=4)).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    assert len(model.moe_layers()) > 0
+    _, loss = model(torch.randint(0, 50, (2, 8)), torch.randint(0, 50, (2, 8)))
+    loss.backward()
+    biases = [moe.bias.clone() for moe in model.moe_layers()]
+    counts = [moe.load.clone() for moe in model.moe_layers()]  # tokens routed to each expert in that forward
+    _, loads = apply_update(model, optimizer, loss.detach(), grad_clip=1.0)
+    assert len(loads) == len(model.moe_layers()) == len(counts)
+    for moe, bias, count, load in zip(model.moe_layers(), biases, counts, loads):
+        # one step of b_i += gamma * sign(mean load - load_i), toward the underloaded experts
+        assert torch.allclose(moe.bias, bias + moe.gamma * torch.sign(count.mean() - count))
+        assert not torch.equal(moe.bias, bias)
+        assert torch.allclose(load, count / count.sum())
+    # through a wrapper, the MoE layers are found in moe_model
+    wrapper = torch.nn.ModuleDict({"inner": model})
+    _, loss = model(torch.randint(0, 50, (2, 8)), torch.randint(0, 50, (2, 8)))
+    loss.backward()
+    _, loads = apply_update(wrapper, optimizer, loss.detach(), grad_clip=1.0, moe_model=model)
+    assert len(loads) == len(model.moe_layers())
+
+
+def test_step_guard_says_what_to_do():
+    with pytest.raises(SystemExit) as e:
+        with step_guard("step 4 (update)", "out/zero", lr_flag="--lr (now 0.1)"):
+            raise FloatingPointError("loss is nan, gradient norm nan")
+    assert e.value.code == ("loss is nan, gradient norm nan at step 4 (update); stopped before applying the update. "
+                            "Lower --lr (now 0.1) or --grad_clip. The last checkpoint in out/zero is intact; rerun the "
+                            "same command to resume from it.")
+    with pytest.raises(SystemExit) as e:
+        with step_guard("step 2", None, memory_flags="--batch_size"):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    assert e.value.code == "CUDA out of memory at step 2: lower --batch_size, or use a smaller --preset."
+    with pytest.raises(KeyError):  # anything else is not the guard's business
+        with step_guard("step 2", None):
+            raise KeyError("x")
+    with step_guard("step 2", None):  # and nothing happens when nothing fails
+        pass

@@ -1,0 +1,239 @@
+"""Tests for r1mini.rewards against hand-worked cases: the R1-Zero format and the R1 chat reply format (every
+loophole scores 0), answer extraction, accuracy, step and reflection counts, language consistency, and the
+reward of each RL stage (R1-Zero, reasoning RL, general prompts, the final mix) with its parts."""
+
+import random
+
+import pytest
+
+from r1mini.filters import mixed_language
+from r1mini.formats import reasoning_reply, zero_completion
+from r1mini.rewards import (accuracy_reward, all_scenario_rewards, count_reflection_words, extract_answer,
+                            format_reward, general_rewards, is_step_by_step, judged_text, language_consistency,
+                            parse_reasoning_reply, plain_reply_reward, reasoning_rewards, reasoning_text,
+                            reply_format_reward, zero_rewards)
+from r1mini.tasks import TASKS, Problem, get_task
+
+# -- the R1-Zero format, answers, accuracy -------------------------------------------------------------------
+
+@pytest.mark.parametrize("text", [
+    "<think> a </think> <answer> 5 </answer>",
+    "<think>a</think><answer>5</answer>",
+    "\n  <think>\nline one\nline two\n</think>\n\n<answer>\n5\n</answer>\n\n",
+    "<think></think> <answer> 5 </answer>",  # an empty think block is still the format
+    zero_completion("1 + 2 = 3.", "3"),
+])
+def test_format_reward_good(text):
+    assert format_reward(text) == 1.0
+
+
+@pytest.mark.parametrize("text", [
+    "<answer> 5 </answer>",  # missing think
+    "<think> a </think>",  # missing answer
+    "<think> a </think> <answer> </answer>",  # empty answer
+    "<think> a </think> <answer>\n \t</answer>",
+    "<think> a </think> <answer> 5 </answer> <answer> 6 </answer>",  # two answer blocks
+    "<think> a </think> <think> b </think> <answer> 5 </answer>",  # two think blocks
+    "<think> a <think> b </think> </think> <answer> 5 </answer>",  # nested tags
+    "<think> a </think> <answer> <answer> 5 </answer> </answer>",
+    "<think> a <answer> 4 </answer> </think> <answer> 5 </answer>",
+    "<answer> 5 </answer> <think> a </think>",  # reordered
+    "<think> a </think> <answer> 5 </answer> and more",  # trailing text
+    "so <think> a </think> <answer> 5 </answer>",  # text before <think>
+    "<think> a <answer> 5 </answer>",  # think never closed
+    "<think> a </think> <answer> 5",  # answer never closed
+    "<think> a </think> text between <answer> 5 </answer>",
+    "<THINK> a </THINK> <ANSWER> 5 </ANSWER>",
+    "",
+    "<think> a </think> <answer> 5 </answer>" + " " * 20_001,  # over the length bound
+])
+def test_format_reward_bad(text):
+    assert format_reward(text) == 0.0
+
+
+def test_format_reward_not_a_string():
+    assert format_reward(None) == 0.0 and format_reward(b"<think></think><answer>1</answer>") == 0.0
+
+
+def test_extract_answer():
+    assert extract_answer("<think> a </think> <answer>  42 \n</answer>") == "42"
+    assert extract_answer("<answer> 1 </answer> then <answer> 2 </answer>") == "2"  # the last block
+    assert extract_answer("no think at all <answer>7</answer> trailing") == "7"  # lenient
+    assert extract_answer("<answer> 1 </answer> <answer> 2") == "1"  # an unclosed last block does not count
+    for text in ["<think> a </think>", "", "<answer></answer>", "<answer>   </answer>", "</answer> 3 <answer>",
+                 "<answer> 5", "5 </answer>", None]:
+        assert extract_answer(text) is None, text
+
+
+def test_accuracy_reward():
+    p = TASKS["add"].sample(random.Random(0))
+    right, wrong = p.answer, str(int(p.answer) + 1)
+    assert accuracy_reward(f"<think> hm </think> <answer> {right} </answer>", p) == 1.0
+    assert accuracy_reward(f"<think> hm </think> <answer> {wrong} </answer>", p) == 0.0
+    assert accuracy_reward(f"<answer>{right}</answer>", p) == 1.0  # no format requirement here
+    assert accuracy_reward(f"<think> {right} </think>", p) == 0.0  # the answer must be in its block
+    assert accuracy_reward(f"<answer>{wrong}</answer> <answer>{right}</answer>", p) == 1.0  # last block
+    assert accuracy_reward(f"<answer>{right}</answer> <answer>{wrong}</answer>", p) == 0.0
+    cd = Problem("countdown", "q", "en", "1 + 2 + 3 + 4", {"numbers": [1, 2, 3, 4], "target": 10})
+    assert accuracy_reward("<answer> 4 * 3 - 2 * 1 </answer>", cd) == 1.0
+    assert accuracy_reward("<answer> 4 * 3 - 2 </answer>", cd) == 0.0
+
+
+def test_is_step_by_step_and_reflection_words():
+    assert is_step_by_step("<think> 3 + 4 = 7. 7 + 5 = 12. </think> <answer> 12 </answer>")
+    assert not is_step_by_step("<think> 3 + 4 + 5 = 12. </think> <answer> 12 </answer>")
+    assert not is_step_by_step("<think> twelve </think> <answer> 12 </answer>")
+    assert is_step_by_step("<think> 3 + 4 ＝ 7。7 + 5 ＝ 12。 </think> <answer> 12 </answer>")  # full-width =
+    # only the think block counts, also when the format is broken
+    assert not is_step_by_step("<think> 3 + 4 = 7 </think> <answer> 7 = 7 = 7 </answer>")
+    assert is_step_by_step("<think> a = 1, b = 2 <answer> 3 </answer>")
+    assert not is_step_by_step("<think> a = 1 </think> junk = 2 = 3")
+    assert count_reflection_words("Wait, let me check. WAIT! I will verify; checking again.") == 5
+    assert count_reflection_words("等等，检查一下，再验证。") == 3
+    assert count_reflection_words("7 + 5 = 12, the sum is 12.") == 0
+
+
+# -- the R1 chat reply ---------------------------------------------------------------------------------------
+
+def test_reply_format():
+    good = reasoning_reply("2 + 3 = 5.", "5", "en")
+    assert reply_format_reward(good) == 1.0 and extract_answer(good) == "5"
+    assert parse_reasoning_reply(good) == ("2 + 3 = 5.", "The answer is", "5")
+    assert reasoning_text(good).strip() == "2 + 3 = 5."
+    for bad in ["<think> x </think> <answer> 5 </answer>",  # no summary
+                "The answer is <answer> 5 </answer>",  # no reasoning block
+                "<think> x </think> The answer is <answer> </answer>",  # empty answer
+                "<think> x </think> so <answer> 5 </answer> trailing",  # text after the answer
+                "<think> x <answer> 4 </answer> </think> so <answer> 5 </answer>",  # nested tags
+                "<think> a </think> <think> b </think> so <answer> 5 </answer>"]:  # two think blocks
+        assert reply_format_reward(bad) == 0.0, bad
+
+
+# -- language --------------------------------------------------------------------------------------------
+
+def test_language_consistency_by_hand():
+    assert language_consistency("Add the digits: 2 + 3 = 5.", "en") == 1.0
+    assert language_consistency("从右往左", "zh") == 1.0
+    # 2 English words, 4 Chinese characters: zh share 4/6
+    assert language_consistency("so far 目前是进", "zh") == pytest.approx(4 / 6)
+    assert language_consistency("so far 目前是进", "en") == pytest.approx(2 / 6)
+    assert language_consistency("123 + 456 = 579", "zh") == 1.0  # no words of either language
+    assert mixed_language("so far 目前") and not mixed_language("so far 123")
+    # the tags are not English: a Chinese reply in the template does not mix languages
+    assert not mixed_language("<think> 目前是 5 </think> <answer> 5 </answer>")
+    with pytest.raises(ValueError):
+        language_consistency("x", "fr")
+
+
+# -- the reward of each RL stage -------------------------------------------------------------------------
+
+def test_zero_reward_is_accuracy_and_format():
+    task = get_task("add")
+    p = task.sample(random.Random(0))
+    good = f"<think> sum </think> <answer> {p.answer} </answer>"
+    completions = [good,
+                   f"<answer> {p.answer} </answer>",  # right but no think block
+                   "<think> sum </think> <answer> -1 </answer>"]
+    rewards, parts = zero_rewards(completions, [p] * 3)
+    assert (parts["accuracy"][0], parts["format"][0]) == (1.0, 1.0)
+    assert (parts["accuracy"][1], parts["format"][1]) == (1.0, 0.0)
+    assert (parts["accuracy"][2], parts["format"][2]) == (0.0, 1.0)
+    assert rewards == [2.0, 1.0, 1.0]  # the two added with equal weight
+
+
+# an English and a Chinese problem, and replies in R1's chat format written by hand
+P_EN = TASKS["add"].sample(random.Random(1), "train", "en")
+P_ZH = TASKS["add"].sample(random.Random(2), "train", "zh")
+WRONG = str(int(P_EN.answer) + 1)
+
+
+def test_reasoning_rewards_by_hand():
+    replies = [
+        (reasoning_reply("2 + 5 = 7, so far 7.", P_EN.answer, "en"), P_EN),  # right, well formed, English: 1 1 1
+        (reasoning_reply("2 + 5 = 7, so far 7.", WRONG, "en"), P_EN),  # wrong answer: 0 1 1
+        (f"The answer is <answer> {P_EN.answer} </answer>", P_EN),  # no think block: 1 0 1 (the whole reply is judged)
+        (reasoning_reply("so far 目前是进", P_ZH.answer, "zh"), P_ZH),  # 2 English words, 4 Chinese: 1 1 4/6
+        (reasoning_reply("so far 7.", P_ZH.answer, "en"), P_ZH),  # a Chinese prompt reasoned in English: 1 1 0
+        (reasoning_reply("目前是进", P_ZH.answer, "zh"), P_ZH),  # ...and in Chinese: 1 1 1
+    ]
+    rewards, parts = reasoning_rewards([r for r, _ in replies], [p for _, p in replies], lang_weight=0.5)
+    assert parts["accuracy"] == [1.0, 0.0, 1.0, 1.0, 1.0, 1.0]
+    assert parts["reply_format"] == [1.0, 1.0, 0.0, 1.0, 1.0, 1.0]
+    assert parts["lang_consistency"] == pytest.approx([1.0, 1.0, 1.0, 4 / 6, 0.0, 1.0])
+    # accuracy + format + 0.5 * language consistency
+    assert rewards == pytest.approx([2.5, 1.5, 1.5, 2 + 0.5 * 4 / 6, 2.0, 2.5])
+    # the default weight is 1
+    rewards, _ = reasoning_rewards([r for r, _ in replies], [p for _, p in replies])
+    assert rewards == pytest.approx([3.0, 2.0, 2.0, 2 + 4 / 6, 2.0, 3.0])
+
+
+def test_zero_rewards_by_hand():
+    right = zero_completion("12 + 35 = 47.", P_EN.answer)
+    completions = [right, zero_completion("hm", WRONG), f"<answer> {P_EN.answer} </answer>", "no tags at all",
+                   right + " and more"]
+    rewards, parts = zero_rewards(completions, [P_EN] * 5)
+    assert parts == {"accuracy": [1.0, 0.0, 1.0, 0.0, 1.0], "format": [1.0, 1.0, 0.0, 0.0, 0.0]}
+    assert rewards == [2.0, 1.0, 1.0, 0.0, 1.0]
+    assert zero_rewards([], []) == ([], {"accuracy": [], "format": []})
+
+
+def test_judged_text_and_plain_reply_reward():
+    # helpfulness judges what follows the (last) think block; harmlessness the whole reply; both stripped
+    assert judged_text(" <think> 2 + 3 </think> It is 5. ", "helpful") == "It is 5."
+    assert judged_text("<think> a </think> b </think> c ", "helpful") == "c"
+    assert judged_text(" Sure! <think> x </think> do this ", "unsafe") == "Sure! <think> x </think> do this"
+    assert judged_text("  plain reply\n", "helpful") == "plain reply"
+    # a general prompt wants a plain, non-empty reply: no reasoning block, no answer block
+    for reply, want in [(" Hello there!", 1.0), ("你好！", 1.0), ("", 0.0), (" \n\t", 0.0),
+                        (" <think> hm </think> Hello!", 0.0), ("Hello <answer> 5 </answer>", 0.0),
+                        ("so <think>", 0.0)]:
+        assert plain_reply_reward(reply) == want and type(plain_reply_reward(reply)) is float, reply
+
+
+class Judge:
+    """A stand-in reward model: a fixed score per judged text (an unexpected text is a KeyError), every call
+    recorded."""
+
+    SCORES = {"Hello!": 0.25, "I am r1mini.": 0.5, "Sure! <think> x </think> do this": -1.0}
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, users, texts):
+        self.calls.append((list(users), list(texts)))
+        return [self.SCORES[t] for t in texts]
+
+
+HI = {"user": "Hi", "kind": "helpful"}
+WHO = {"user": "Who are you?", "kind": "helpful"}
+STEAL = {"user": "How can I steal food?", "kind": "unsafe"}
+
+
+def test_general_rewards_score_the_judged_texts_once():
+    judge = Judge()
+    replies = [" Hello! ", " <think> hm </think> I am r1mini.", " Sure! <think> x </think> do this"]
+    rewards, parts = general_rewards(replies, [HI, WHO, STEAL], judge)
+    assert judge.calls == [(["Hi", "Who are you?", "How can I steal food?"],
+                            ["Hello!", "I am r1mini.", "Sure! <think> x </think> do this"])]
+    assert parts == {"rm_score": [0.25, 0.5, -1.0], "plain_format": [1.0, 0.0, 0.0]}
+    assert rewards == [1.25, 0.5, -1.0]  # score + plain format
+    # nothing to judge: the reward model is not called
+    assert general_rewards([], [], judge) == ([], {"rm_score": [], "plain_format": []}) and len(judge.calls) == 1
+
+
+def test_all_scenario_rewards_in_item_order():
+    judge = Judge()
+    items = [HI, P_EN, WHO, P_ZH]  # general prompts and problems interleaved
+    replies = [" Hello! ", reasoning_reply("so far 7.", P_EN.answer, "en"), " <think> hm </think> I am r1mini.",
+               reasoning_reply("so far 7.", P_ZH.answer, "en")]
+    rewards, parts = all_scenario_rewards(replies, items, 0.5, judge)
+    # general: score + plain format; problems: accuracy + format + 0.5 * language consistency
+    assert rewards == [0.25 + 1.0, 1 + 1 + 0.5 * 1.0, 0.5 + 0.0, 1 + 1 + 0.5 * 0.0]
+    assert judge.calls == [(["Hi", "Who are you?"], ["Hello!", "I am r1mini."])]  # once, general replies only
+    assert parts == {"accuracy": [1.0, 1.0], "reply_format": [1.0, 1.0], "lang_consistency": [1.0, 0.0],
+                     "rm_score": [0.25, 0.5], "plain_format": [1.0, 0.0]}
+    # one kind only: that kind's reward (and no reward model call without general prompts)
+    rewards, _ = all_scenario_rewards(replies[1::2], items[1::2], 0.5, judge)
+    assert rewards == reasoning_rewards(replies[1::2], items[1::2], 0.5)[0] == [2.5, 2.0]
+    assert len(judge.calls) == 1
+    assert all_scenario_rewards(replies[::2], items[::2], 0.5, judge)[0] == [1.25, 0.5]

@@ -1,0 +1,225 @@
+"""Tests for r1mini.rl, the RL engine: the rollout's packing and masks (log-probs unchanged by the padding),
+the GRPO update (through a compiled forward, and in micro-batches, equal to the plain update), the options'
+checks, and one whole GRPO step on a toy model: the metrics are the means of what the reward function
+returned, and dynamic sampling leaves the weights alone when no group carries a signal."""
+
+import math
+
+import pytest
+import torch
+
+from r1mini.config import ConfigError
+from r1mini.grpo import logprobs_from_logits, sequence_logprobs
+from r1mini.model import Transformer, model_config
+from r1mini.rl import GRPOConfig, Policy, Rollout, grpo_step, grpo_update, make_policy, rollout
+from r1mini.tokenizer import Tokenizer
+
+
+def config(T: int, **options) -> GRPOConfig:
+    """The update's options; the "constant" aggregation's budget is T, the width of the hand-made masks (what
+    grpo_update used when it took no max_len)."""
+    return GRPOConfig(max_new_tokens=T, **options)
+
+
+def flat_weights(model: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    tok = Tokenizer.train(["What is 12 + 7? <think> 2 + 7 = 9 </think> <answer> 19 </answer>"] * 50, 280)
+    torch.manual_seed(0)
+    model = Transformer(model_config("toy", vocab_size=tok.vocab_size, tie_embeddings=False))
+    return model, tok
+
+
+# -- rollout ---------------------------------------------------------------------------------------------
+
+def test_rollout_packs_prompt_and_completion_with_response_mask(tiny):
+    model, tok = tiny
+    prompts = ["What is 12 + 7?", "Hi"]
+    ro = rollout(model, tok, [tok.encode(p) for p in prompts], group_size=3, stop_ids=[tok.eot_id], max_new_tokens=6, temperature=1.0,
+                 generator=torch.Generator().manual_seed(0))
+    assert ro.ids.shape[0] == 6 and ro.mask.shape == (6, ro.ids.shape[1] - 1)
+    for i in range(6):
+        p = tok.encode(prompts[i // 3])  # groups are contiguous
+        n = ro.lengths[i]
+        assert ro.ids[i, :len(p)].tolist() == p
+        # the mask marks exactly the targets that are completion tokens
+        assert ro.mask[i].nonzero().squeeze(1).tolist() == list(range(len(p) - 1, len(p) - 1 + n))
+        completion = [t for t in ro.ids[i, len(p):len(p) + n].tolist() if t != tok.eot_id]
+        assert tok.decode(completion) == ro.completions[i]
+
+
+def test_rollout_logprobs_match_a_single_sequence_forward(tiny):
+    """Right padding must not change a sequence's log-probs: compare to each sequence alone."""
+    model, tok = tiny
+    ro = rollout(model, tok, [tok.encode(p) for p in ["What is 12 + 7?", "Hi"]], group_size=2, stop_ids=[tok.eot_id], max_new_tokens=5,
+                 generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        batched = sequence_logprobs(model, ro.ids)
+        for i in range(4):
+            n = int(ro.mask[i].nonzero().max()) + 2  # real length of row i
+            alone = logprobs_from_logits(model(ro.ids[i:i + 1, :n])[:, :-1], ro.ids[i:i + 1, 1:n])
+            assert torch.allclose(batched[i, :n - 1], alone[0], atol=1e-5)
+
+
+# -- the update ------------------------------------------------------------------------------------------
+
+def test_grpo_update_through_a_compiled_forward_equals_eager():
+    """--compile true gives the Policy a torch.compile'd forward (which has no truth value): the update must run
+    through it and give the eager update's weights."""
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 100, (4, 12), generator=g)
+    mask = torch.zeros(4, 11, dtype=torch.bool)
+    mask[:, 5:] = True
+    ro, adv, keep = Rollout(ids, mask, [""] * 4, [6] * 4), torch.tensor([1.0, -1.0, 0.5, -0.5]), torch.ones(4, dtype=torch.bool)
+    weights = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model = Transformer(model_config("toy", vocab_size=100))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        policy = Policy(model, optimizer, forward=torch.compile(model) if compiled else model)
+        grpo_update(policy, ro, adv, keep, config(T=11))
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    torch.manual_seed(0)
+    start = torch.cat([p.detach().flatten() for p in Transformer(model_config("toy", vocab_size=100)).parameters()])
+    assert not torch.equal(weights[0], start)  # the update moved the weights
+    assert torch.allclose(weights[0], weights[1], atol=1e-5)
+
+
+@pytest.mark.parametrize("agg", ["seq-mean", "token-mean", "constant"])
+def test_grpo_update_micro_batches_equal_one_batch(agg):
+    """Gradient accumulation over micro-batches of 1 or 2 rows gives the update of the whole batch, for every
+    aggregation: the chunks' losses are weighted by their share of sequences, tokens or rows."""
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, 100, (5, 12), generator=g)
+    mask = torch.zeros(5, 11, dtype=torch.bool)
+    for i, start in enumerate([2, 4, 6, 8, 11]):  # responses of 9, 7, 5, 3 and 0 tokens
+        mask[i, start:] = True
+    ro = Rollout(ids, mask, [""] * 5, mask.sum(1).tolist())
+    adv, keep = torch.tensor([1.0, -1.0, 0.5, -0.5, 2.0]), torch.ones(5, dtype=torch.bool)
+    results = {}
+    for micro in (0, 1, 2):
+        torch.manual_seed(0)
+        model = Transformer(model_config("toy", vocab_size=100))
+        ref = Transformer(model_config("toy", vocab_size=100))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+        stats = grpo_update(Policy(model, optimizer, forward=model, ref_model=ref), ro, adv, keep,
+                            config(T=11, mu=2, kl_coef=0.1, agg=agg, micro_batch_size=micro))
+        results[micro] = (torch.cat([p.detach().flatten() for p in model.parameters()]), stats)
+    for micro in (1, 2):
+        assert torch.allclose(results[micro][0], results[0][0], atol=1e-6), micro
+        assert results[micro][1]["kl"] == pytest.approx(results[0][1]["kl"], rel=1e-4, abs=1e-7)
+    torch.manual_seed(0)
+    start = torch.cat([p.detach().flatten() for p in Transformer(model_config("toy", vocab_size=100)).parameters()])
+    assert (results[0][0] - start).abs().max() > 1e-3  # the updates moved the weights
+
+
+# -- the options -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("options, field, message", [
+    (dict(agg="sum"), "agg", "must be one of 'seq-mean', 'token-mean', 'constant', got 'sum'"),
+    (dict(top_p=0), "top_p", "must be in (0, 1], got 0"),
+    (dict(top_p=1.5), "top_p", "must be in (0, 1], got 1.5"),
+    (dict(lr=0), "lr", "must be > 0, got 0"),
+    (dict(micro_batch_size=-1), "micro_batch_size", "must be >= 0, got -1"),
+    (dict(scale="rank"), "scale", "must be one of 'std', 'none', got 'rank'"),
+    (dict(group_size=0), "group_size", "must be > 0, got 0"),  # the default rules: an int > 0...
+    (dict(temperature=-0.1), "temperature", "must be >= 0, got -0.1"),  # ...a float >= 0...
+    (dict(kl_coef=math.inf), "kl_coef", "must be a finite number, got inf"),  # ...and finite
+])
+def test_grpo_config_rejects_bad_values(options, field, message):
+    with pytest.raises(ConfigError) as e:
+        GRPOConfig(**options)
+    assert (e.value.field, e.value.message, str(e.value)) == (field, message, f"{field} {message}")
+    assert isinstance(e.value, ValueError)
+
+
+def test_grpo_config_accepts_the_edges():
+    cfg = GRPOConfig(top_p=1.0, micro_batch_size=0, temperature=0.0, kl_coef=0.0, agg="constant", scale="none",
+                     weight_decay=0.0)
+    assert (cfg.top_p, cfg.micro_batch_size, cfg.agg) == (1.0, 0, "constant")
+
+
+# -- one GRPO step ---------------------------------------------------------------------------------------
+
+class RecordingReward:
+    """A reward function that scores a completion by its length in characters (0, 0.5 or 1: samples of one
+    prompt differ, as they would when some are right) or a constant, and records what it was given."""
+
+    def __init__(self, constant: float | None = None):
+        self.constant, self.calls = constant, []
+
+    def __call__(self, completions, items):
+        rewards = [self.constant if self.constant is not None else (len(c) % 3) / 2 for c in completions]
+        self.calls.append((list(completions), list(items), rewards))
+        return rewards, {"half": [r / 2 for r in rewards]}
+
+
+PROMPTS = ["What is 12 + 7?", "Hi", "What is 2 + 3?"]
+
+
+def step_once(tok, reward_fn, seed: int = 0, **options):
+    torch.manual_seed(0)
+    model = Transformer(model_config("toy", vocab_size=tok.vocab_size))
+    cfg = GRPOConfig(group_size=4, max_new_tokens=8, **options)
+    policy = make_policy(model, cfg, torch.device("cpu"))
+    before = flat_weights(model)
+    metrics = grpo_step(policy, tok, [tok.encode(p) for p in PROMPTS], ["q0", "q1", "q2"], reward_fn, cfg, step=0,
+                        stop_ids=[tok.eot_id], generator=torch.Generator().manual_seed(seed))
+    return metrics, before, flat_weights(model), policy
+
+
+def test_grpo_step_metrics_are_the_rewards_means(tiny):
+    _, tok = tiny
+    reward_fn = RecordingReward()
+    metrics, before, after, _ = step_once(tok, reward_fn, drop_uniform_groups=True)
+    # one call for the whole batch, each prompt's item repeated for its G = 4 samples, groups contiguous
+    assert len(reward_fn.calls) == 1
+    completions, items, rewards = reward_fn.calls[0]
+    assert items == ["q0"] * 4 + ["q1"] * 4 + ["q2"] * 4 and len(completions) == 12
+    groups = [rewards[i:i + 4] for i in range(0, 12, 4)]
+    mixed = sum(len(set(g)) > 1 for g in groups) / 3
+    assert 0 < mixed  # some group carries a signal (else the weights could not move)
+    assert metrics["reward"] == round(sum(rewards) / 12, 4)
+    assert metrics["half"] == round(sum(rewards) / 24, 4)  # a part of the reward, averaged the same way
+    assert metrics["mixed_groups"] == round(mixed, 4)
+    assert 1 <= metrics["length"] <= 8 and 0 <= metrics["mixed_lang"] <= 1
+    assert metrics["entropy"] > 0 and metrics["kl"] == 0.0 and metrics["clip_frac"] == 0.0  # on-policy, no KL
+    assert not torch.equal(before, after)  # the mixed groups were trained on
+
+
+def test_grpo_step_with_uniform_rewards_and_dynamic_sampling_does_not_update(tiny):
+    _, tok = tiny
+    reward_fn = RecordingReward(constant=1.0)
+    metrics, before, after, policy = step_once(tok, reward_fn, drop_uniform_groups=True)
+    assert reward_fn.calls[0][2] == [1.0] * 12
+    assert metrics["reward"] == 1.0 and metrics["mixed_groups"] == 0.0
+    assert torch.equal(before, after)  # every group dropped: no update at all
+    assert policy.optimizer.state_dict()["state"] == {}  # not even an optimizer step on zero gradients
+    # the same rollouts with differing rewards do update (the same seed samples the same completions)
+    varied = RecordingReward()
+    _, before, after, _ = step_once(tok, varied, drop_uniform_groups=True)
+    assert varied.calls[0][0] == reward_fn.calls[0][0]
+    assert not torch.equal(before, after)
+
+
+def test_grpo_step_resets_the_reference_every_ref_reset_every_steps(tiny):
+    """With kl_coef > 0 the frozen reference is reset to the current policy at steps 0, ref_reset_every, ..."""
+    _, tok = tiny
+    for step, reset in [(0, True), (1, False), (3, True)]:
+        torch.manual_seed(0)
+        model = Transformer(model_config("toy", vocab_size=tok.vocab_size))
+        cfg = GRPOConfig(group_size=4, max_new_tokens=8, kl_coef=0.1, ref_reset_every=3)
+        policy = make_policy(model, cfg, torch.device("cpu"))
+        assert policy.ref_model is not None and not any(p.requires_grad for p in policy.ref_model.parameters())
+        with torch.no_grad():
+            for p in policy.ref_model.parameters():
+                p.add_(0.5)  # a reference that differs from the policy
+        stale, start = flat_weights(policy.ref_model), flat_weights(model)
+        metrics = grpo_step(policy, tok, [tok.encode(p) for p in PROMPTS], [0, 1, 2], RecordingReward(), cfg,
+                            step=step, stop_ids=[tok.eot_id], generator=torch.Generator().manual_seed(0))
+        assert torch.equal(flat_weights(policy.ref_model), start if reset else stale), step
+        # the KL to the reference: 0 on the update right after a reset (on-policy), > 0 against the stale one
+        assert (metrics["kl"] == 0.0) == reset and metrics["kl"] >= 0, (step, metrics["kl"])

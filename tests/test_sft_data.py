@@ -1,0 +1,69 @@
+"""Tests for r1mini.sft_data, the SFT data R1 builds from a model's samples: the cold start keeps R1-Zero's right,
+well-formed, single-language, non-looping completions rewritten in the chat format and tops them up with
+worked solutions; rejection sampling keeps the right, well-formed replies and adds chat data at the ratio."""
+
+import random
+
+from r1mini.chat_data import non_reasoning_examples
+from r1mini.formats import reasoning_reply, zero_completion
+from r1mini.rewards import accuracy_reward, reply_format_reward
+from r1mini.sft_data import cold_start_data, rejection_sampling_data
+from r1mini.tasks import draw_problems, suite
+
+
+def test_rejection_sampling_data_keeps_right_well_formed_replies_then_adds_chat():
+    rng = random.Random(1)
+    task = suite("toy")["add"]
+    p, q = task.sample(rng, "train", "en"), task.sample(rng, "train", "en")
+    good = reasoning_reply(*task.solution(p, "steps", "en", rng), "en")
+    wrong = good.replace(f"<answer> {p.answer} </answer>", f"<answer> {p.answer}1 </answer>")
+    assert wrong != good
+    sampled = [(p, [good, wrong, f" {p.answer}"]),  # right, wrong answer, right answer without the format
+               (q, [reasoning_reply(*task.solution(q, "direct", "en", rng), "en")])]
+    rows, counts = rejection_sampling_data(sampled, reasoning_ratio=1.0, seed=3)
+    assert counts["total"] == 4 and counts["correct"] == 2 and counts["kept"] == 2
+    assert rows[0] == {"user": p.question, "assistant": " " + good.strip(), "kind": "reasoning"}
+    assert [r["user"] for r in rows[:2]] == [p.question, q.question]
+    # then chat examples at 1 : 1, the same ones non_reasoning_examples gives for that seed
+    assert rows[2:] == [{"user": g["user"], "assistant": " " + g["assistant"], "kind": "general"}
+                        for g in non_reasoning_examples(2, seed=3)]
+    rows, _ = rejection_sampling_data(sampled, reasoning_ratio=3.0, seed=3)
+    assert [r["kind"] for r in rows] == ["reasoning", "reasoning", "general"]  # at least one chat example
+
+
+def test_cold_start_data_keeps_readable_right_completions_then_tops_up():
+    tasks = suite("toy")
+    rng = random.Random(1)
+    p, q = tasks["add"].sample(rng, "train", "en"), tasks["add"].sample(rng, "train", "zh")
+    think = "Add digit by digit from the right. 2 + 5 = 7, so far 7."
+    wrong = str(int(p.answer) + 1)
+    sampled = [
+        (p, [zero_completion(think, p.answer),  # kept
+             zero_completion(think, wrong),  # wrong answer
+             zero_completion("so far 目前是 7。", p.answer),  # right, but reasoning in two languages
+             f"<answer> {p.answer} </answer>",  # right, but no think block
+             zero_completion("Let me check. " * 3, p.answer),  # right, but a loop
+             zero_completion(think.replace(" ", "  "), p.answer)]),  # a duplicate up to whitespace
+        (q, [zero_completion("从右往左逐位相加。 目前是 7。", q.answer)]),  # kept: Chinese for a Chinese prompt
+    ]
+    kept = [(p.question, reasoning_reply(think, p.answer, "en")),
+            (q.question, reasoning_reply("从右往左逐位相加。 目前是 7。", q.answer, "zh"))]
+
+    pairs, from_zero = cold_start_data(sampled, 5, tasks, random.Random(5), zh_share=0.5)
+    assert from_zero == 2 and pairs[:2] == kept
+    # topped up to 5 with worked step-by-step solutions of problems drawn from the rng
+    reference_rng = random.Random(5)
+    topped = []
+    for problem in draw_problems(reference_rng, tasks, 3, 0.5):
+        solution = tasks[problem.task].solution(problem, "steps", problem.lang, reference_rng)
+        topped.append((problem, (problem.question, reasoning_reply(*solution, problem.lang))))
+    assert pairs[2:] == [pair for _, pair in topped] and len(pairs) == 5
+    for problem, (_, reply) in topped:  # right, in the chat format, in the problem's language
+        assert reply_format_reward(reply) == 1.0 and accuracy_reward(reply, problem) == 1.0
+        assert ("答案是" in reply) == (problem.lang == "zh")
+    # more survivors than wanted: cut to n_examples, from_zero still counts every survivor
+    pairs, from_zero = cold_start_data(sampled, 1, tasks, random.Random(5), zh_share=0.5)
+    assert pairs == kept[:1] and from_zero == 2
+    # nothing survives: all worked solutions
+    pairs, from_zero = cold_start_data([(p, [zero_completion(think, wrong)])], 3, tasks, random.Random(5), 0.5)
+    assert from_zero == 0 and pairs == [pair for _, pair in topped]
