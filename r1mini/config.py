@@ -45,7 +45,8 @@ def validate(config) -> None:
         value = getattr(config, f.name)
         if type(value) is float and not math.isfinite(value):
             raise ConfigError(f.name, f"must be a finite number, got {value}")
-        rule = rules.get(f.name) or {int: POSITIVE, float: NON_NEGATIVE}.get(type(value))
+        declared = f.type if isinstance(f.type, str) else f.type.__name__  # the field's type, not the value's
+        rule = rules.get(f.name) or {"int": POSITIVE, "float": NON_NEGATIVE}.get(declared)
         if rule is not None and not rule[0](value):
             raise ConfigError(f.name, f"must be {rule[1]}, got {value!r}")
 

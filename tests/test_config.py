@@ -93,6 +93,9 @@ def test_validate_default_rules():
     assert (e.field, e.message) == ("steps", "must be > 0, got -3")
     e = config_error(Base, lr=-0.5)
     assert (e.field, e.message) == ("lr", "must be >= 0, got -0.5")
+    # the rule follows the field's declared type, not the value's: 0.0 given for an int field is not a float >= 0
+    e = config_error(Base, steps=0.0)
+    assert (e.field, e.message) == ("steps", "must be > 0, got 0.0")
     for bad in (math.inf, -math.inf, math.nan):  # a float must be finite, whatever its rule
         e = config_error(Base, lr=bad)
         assert (e.field, e.message) == ("lr", f"must be a finite number, got {bad}")
