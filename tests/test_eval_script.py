@@ -2,33 +2,21 @@
 table, the JSON records, and numbers that obey the estimators' invariants and repeat with the same seed."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+from conftest import run_script
 
 
-def run(*args, timeout=120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, env=ENV, capture_output=True, text=True,
-                          timeout=timeout)
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("pretrain") / "base"
-    r = run("pretrain.py", "--preset", "toy", "--out", out, "--max_steps", 20)
-    assert r.returncode == 0, r.stdout + r.stderr
-    return out
+@pytest.fixture
+def base(toy_base) -> Path:
+    return toy_base
 
 
 def test_eval_on_the_checkpoint(base, tmp_path):
     out = tmp_path / "evals.json"
-    r = run("eval.py", "--preset", "toy", "--init", f"{base},{base}", "--k", 3, "--out", out)
+    r = run_script("eval.py", "--preset", "toy", "--init", f"{base},{base}", "--k", 3, "--out", out)
     assert r.returncode == 0, r.stdout + r.stderr
     # the markdown table: one row per benchmark, named by the task's difficulty
     lines = r.stdout.splitlines()

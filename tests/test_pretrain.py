@@ -2,7 +2,6 @@
 accumulation. (eval.py on its checkpoint: test_eval_script.py.)"""
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -11,29 +10,20 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import ENV, ROOT, run_script
 from r1mini.checkpoint import load_checkpoint
 from r1mini.sampling import generate
 
-ROOT = Path(__file__).resolve().parents[1]
 SPEED = ("time", "tokens_per_s", "tflops", "mfu", "peak_mem_mb")  # measured, not computed: differ run to run
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-
-
-def run(*args, timeout=120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, env=ENV, capture_output=True, text=True,
-                          timeout=timeout)
 
 
 def log_rows(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if line.strip()]
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("pretrain") / "base"
-    r = run("pretrain.py", "--preset", "toy", "--out", out, "--max_steps", 20)
-    assert r.returncode == 0, r.stdout + r.stderr
-    return out
+@pytest.fixture
+def base(toy_base) -> Path:
+    return toy_base
 
 
 def test_pretrain_writes_a_checkpoint(base):
@@ -62,7 +52,7 @@ def test_checkpoint_loads_and_generates(base):
 def test_resume_continues(base, tmp_path):
     out = tmp_path / "base"
     shutil.copytree(base, out)
-    r = run("pretrain.py", "--preset", "toy", "--out", out, "--max_steps", 30)
+    r = run_script("pretrain.py", "--preset", "toy", "--out", out, "--max_steps", 30)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "resuming" in r.stdout and "from step 20" in r.stdout
     meta = json.loads((out / "meta.json").read_text())
@@ -74,10 +64,10 @@ def test_resume_continues(base, tmp_path):
 
 
 def test_bad_arguments(tmp_path):
-    r = run("pretrain.py", "--preset", "nope", "--out", tmp_path / "x")
+    r = run_script("pretrain.py", "--preset", "nope", "--out", tmp_path / "x")
     assert r.returncode != 0
     assert "nope" in r.stderr and all(p in r.stderr for p in ("toy", "cpu", "gpu"))
-    r = run("pretrain.py", "--preset", "toy", "--out", tmp_path / "x", "--max_steps", -1)
+    r = run_script("pretrain.py", "--preset", "toy", "--out", tmp_path / "x", "--max_steps", -1)
     assert r.returncode != 0 and "max_steps" in r.stderr
     assert not (tmp_path / "x").exists()
 
@@ -122,7 +112,7 @@ def test_interrupted_run_resumes_exactly(tmp_path, monkeypatch):
 def test_torchrun_two_ranks_match_one_process(tmp_path):
     """Data parallel on CPU (gloo): 2 ranks on half the global batch each end where one process ends."""
     one, two = tmp_path / "one", tmp_path / "two"
-    r = run("pretrain.py", "--preset", "toy", "--out", str(one), "--max_steps", "6")
+    r = run_script("pretrain.py", "--preset", "toy", "--out", str(one), "--max_steps", "6")
     assert r.returncode == 0, r.stderr[-2000:]
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "pretrain.py", "--preset",
                         "toy", "--out", str(two), "--max_steps", "6"], cwd=ROOT, env=ENV, capture_output=True, text=True,
