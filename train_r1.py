@@ -44,6 +44,7 @@ import json
 import random
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
@@ -207,7 +208,7 @@ def cold_start(run: R1Run):
 def reasoning_rl(run: R1Run):
     """GRPO from the cold-start model; reward: accuracy + format + language consistency."""
     model = load_stage(run, "cold_start")
-    reward_fn = lambda replies, problems: reasoning_rewards(replies, problems, run.cfg.lang_weight)  # noqa: E731
+    reward_fn = partial(reasoning_rewards, lang_weight=run.cfg.lang_weight)
     grpo_stage(run, model, "reasoning_rl", run.cfg.rl_steps, reward_fn, general_pool=[])
     return model, {}
 
@@ -244,7 +245,7 @@ def final_rl(run: R1Run):
         with torch.no_grad(), autocast(device):
             return score_texts(rm, tokenizer, users, texts, device).float().tolist()
 
-    reward_fn = lambda replies, items: all_scenario_rewards(replies, items, cfg.lang_weight, score)  # noqa: E731
+    reward_fn = partial(all_scenario_rewards, lang_weight=cfg.lang_weight, score=score)
     general_pool = general_prompts(max(200, cfg.final_steps * cfg.prompts_per_step), seed=run.args.seed, split="train")
     grpo_stage(run, model, "final_rl", cfg.final_steps, reward_fn, general_pool, state,
                extra_state={"reward_model": rm.state_dict(), "metrics": rm_metrics}, metrics=rm_metrics)
