@@ -209,7 +209,7 @@ def reasoning_rl(run: R1Run):
     """GRPO from the cold-start model; reward: accuracy + format + language consistency."""
     model = load_stage(run, "cold_start")
     reward_fn = partial(reasoning_rewards, lang_weight=run.cfg.lang_weight)
-    grpo_stage(run, model, "reasoning_rl", run.cfg.rl_steps, reward_fn, general_pool=[])
+    grpo_stage(run, model, "reasoning_rl", run.cfg.rl_steps, reward_fn, [], unfinished_state(run, "reasoning_rl"))
     return model, {}
 
 
@@ -248,7 +248,7 @@ def final_rl(run: R1Run):
     reward_fn = partial(all_scenario_rewards, lang_weight=cfg.lang_weight, score=score)
     general_pool = general_prompts(max(200, cfg.final_steps * cfg.prompts_per_step), seed=run.args.seed, split="train")
     grpo_stage(run, model, "final_rl", cfg.final_steps, reward_fn, general_pool, state,
-               extra_state={"reward_model": rm.state_dict(), "metrics": rm_metrics}, metrics=rm_metrics)
+               extra_state={"reward_model": rm.state_dict(), "metrics": rm_metrics})
     return model, rm_metrics
 
 
@@ -257,13 +257,13 @@ STAGES = dict(zip(STAGE_NAMES, (cold_start, reasoning_rl, rejection_sft, final_r
 
 # -- what the stages share ----------------------------------------------------------------------------------------
 
-def grpo_stage(run: R1Run, model, stage: str, steps: int, reward_fn, general_pool: list[dict],
-               state: dict | None = None, extra_state: dict | None = None, metrics: dict | None = None) -> None:
+def grpo_stage(run: R1Run, model, stage: str, steps: int, reward_fn, general_pool: list[dict], state: dict | None,
+               extra_state: dict | None = None) -> None:
     """GRPO for `steps` steps on reasoning prompts and, with a general_pool, a general_share of general prompts;
-    every rl_ckpt_every steps a checkpoint to resume from (with extra_state, e.g. the reward model)."""
+    `state`: the train_state of this stage killed mid-way, to resume from (unfinished_state), or None. Every
+    rl_ckpt_every steps a checkpoint to resume from, with extra_state (the reward model and its metrics)."""
     cfg, tokenizer = run.cfg, run.tokenizer
     policy = make_policy(model, cfg, run.device)
-    state = unfinished_state(run, stage) if state is None else state
     step = 0
     if state is not None:
         step = resume_policy(policy, state, run.out / stage, cfg.lr)
@@ -284,7 +284,8 @@ def grpo_stage(run: R1Run, model, stage: str, steps: int, reward_fn, general_poo
         bar.update(1)
         run.logger.log({"stage": stage, "step": step, **row})
         if step % cfg.rl_ckpt_every == 0 and step < steps:
-            meta = stage_meta(run, stage, str(run.out / PREVIOUS[stage]), metrics or {}, step, done=False)
+            metrics = (extra_state or {}).get("metrics", {})  # the stage's metrics so far (the reward model's)
+            meta = stage_meta(run, stage, str(run.out / PREVIOUS[stage]), metrics, step, done=False)
             save_checkpoint(run.out / stage, model, tokenizer, meta, {**policy.train_state(), "step": step,
                                                                       **save_rngs(run.rng, run.sampler),
                                                                       **(extra_state or {})})

@@ -159,7 +159,7 @@ def grpo_step(policy: Policy, tokenizer, prompts: list[list[int]], items: list, 
     with step_guard(f"{where} (update)", out, f"--lr (now {cfg.lr})", memory_flags + " (or set --micro_batch_size)"):
         update = grpo_update(policy, ro, advantages, keep, cfg)
     t_train = time.time() - t0
-    return step_metrics(ro, rewards, parts, mixed, update, t_gen, t_train, cfg, model, device)
+    return step_metrics(ro, rewards, parts, mixed, update, t_gen, t_train, cfg, model)
 
 
 def grpo_update(policy: Policy, ro: Rollout, advantages: torch.Tensor, keep: torch.Tensor, cfg: GRPOConfig) -> dict:
@@ -217,11 +217,11 @@ def _minibatch_update(policy: Policy, ids, mask, adv, old_logp, ref_logp, rows, 
 
 
 def step_metrics(ro: Rollout, rewards: torch.Tensor, parts: dict[str, list[float]], mixed: torch.Tensor,
-                 update: dict, t_gen: float, t_train: float, cfg: GRPOConfig, model, device) -> dict:
+                 update: dict, t_gen: float, t_train: float, cfg: GRPOConfig, model) -> dict:
     """The step's metrics, each a mean over every rank's completions (or groups, or ranks for the update's
     kl, clip_frac and entropy): sums and counts are added over ranks, then divided. Every rank must report
     the same parts."""
-    world = rank_and_world()[1]
+    world, device = rank_and_world()[1], ro.ids.device
     per_completion = {"reward": rewards.tolist(), **parts, "length": ro.lengths,
                       "steps_share": [is_step_by_step(c) for c in ro.completions],
                       "reflection": [count_reflection_words(c) for c in ro.completions],
@@ -229,8 +229,7 @@ def step_metrics(ro: Rollout, rewards: torch.Tensor, parts: dict[str, list[float
                       "mixed_groups": mixed.tolist(), **{k: [v] for k, v in update.items()}}
     sums = sum_over_ranks([x for v in per_completion.values() for x in (sum(v), len(v))], device)
     metrics = {k: round(s / max(1, n), 4) for k, s, n in zip(per_completion, sums[::2], sums[1::2])}
-    train_tokens = world * ro.ids.numel() * cfg.mu  # forward + backward passes over the (padded) batch
+    train_rate = world * ro.ids.numel() * cfg.mu / max(t_train, 1e-6)  # forward + backward over the padded batch
     return {**metrics, "t_gen": round(t_gen, 2), "t_train": round(t_train, 2),
             "gen_tokens_per_s": round(world * sum(ro.lengths) / max(t_gen, 1e-6)),
-            "train_tokens_per_s": round(train_tokens / max(t_train, 1e-6)),
-            **throughput(train_tokens / max(t_train, 1e-6), model.flops_per_token(), device, world)}
+            "train_tokens_per_s": round(train_rate), **throughput(train_rate, model.flops_per_token(), device, world)}
