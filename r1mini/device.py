@@ -1,5 +1,10 @@
 """Which device a run uses, how it computes there (bf16 autocast on CUDA), and what it achieved (TFLOP/s,
-MFU against the device's peak, peak memory)."""
+MFU against the device's peak, peak memory).
+
+`cuda_paths(device)` is the one place that decides whether a run takes the CUDA branches (bf16 autocast, a
+bf16 KV cache). Setting R1MINI_EMULATE_CUDA=1 makes it say yes on the CPU too, so that the tests, and CI,
+run every CUDA branch without a GPU: a bug a GPU would hit fails on the CPU first (slowly: CPU bf16 is
+emulated). It is read at every call, so a test can set it for one block of code."""
 from __future__ import annotations
 
 import contextlib
@@ -39,11 +44,27 @@ def _mps_works() -> bool:
         return False
 
 
+EMULATE_CUDA = "R1MINI_EMULATE_CUDA"
+
+
+def cuda_paths(device: torch.device) -> bool:
+    """Whether computation on `device` takes the CUDA branches: on CUDA, and on the CPU when the environment
+    variable R1MINI_EMULATE_CUDA is 1 (tests)."""
+    device = torch.device(device)
+    return device.type == "cuda" or (device.type == "cpu" and os.environ.get(EMULATE_CUDA) == "1")
+
+
 def autocast(device: torch.device):
     """bf16 autocast on CUDA; full precision elsewhere (CPU bf16 matmuls are slower, not faster)."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if cuda_paths(device):
+        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def cache_dtype(device: torch.device, param_dtype: torch.dtype = torch.float32) -> torch.dtype:
+    """The KV cache's dtype: bf16 on the CUDA paths (half the memory, and what the autocast forward writes),
+    the weights' own dtype elsewhere."""
+    return torch.bfloat16 if cuda_paths(device) else param_dtype
 
 
 # dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets, for MFU

@@ -207,12 +207,14 @@ class MoE(nn.Module):
         chosen, gates = self.route(x)
         if self.training:
             self.load += torch.bincount(chosen.flatten(), minlength=len(self.experts)).float()
-        out = self.shared(x) if self.shared is not None else torch.zeros_like(x)
+        # the sum is kept in float32: under bf16 autocast the experts return bf16 and the gates are float32
+        out = self.shared(x).float() if self.shared is not None else torch.zeros_like(x, dtype=torch.float32)
         for i, expert in enumerate(self.experts):
             token, slot = torch.where(chosen == i)
-            if token.numel():
-                out = out.index_add(0, token, expert(x[token]) * gates[token, slot, None].to(x.dtype))
-        return out.view(shape)
+            # an expert that got no token still runs (on zero rows): its weights then take part in the
+            # graph with a zero gradient, which DDP needs (it waits for a gradient of every parameter)
+            out = out.index_add(0, token, (expert(x[token]) * gates[token, slot, None]).float())
+        return out.type_as(x).view(shape)
 
     @torch.no_grad()
     def update_bias(self) -> torch.Tensor:
@@ -281,7 +283,9 @@ class Transformer(nn.Module):
             if T > self.cfg.block_size:
                 raise ValueError(f"sequence of {T} tokens exceeds block_size {self.cfg.block_size}")
             positions = torch.arange(T, device=idx.device).expand(B, T)
-        if positions.max() >= self.cfg.block_size:
+        # positions beyond the RoPE table: checked on the host only off CUDA, where it costs no sync (on
+        # CUDA, .max() would stall every decode step; generate keeps positions < block_size itself)
+        elif positions.device.type != "cuda" and positions.max() >= self.cfg.block_size:
             raise ValueError(f"position {int(positions.max())} exceeds block_size {self.cfg.block_size}")
         cos, sin = self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1)
         mask = None
@@ -310,11 +314,18 @@ class Transformer(nn.Module):
         Decoding: pass a KVCache and the absolute `positions` (B, T) of the new tokens; the new tokens
         attend to every valid cached slot and causally among themselves.
         """
-        logits = self.lm_head(self.hidden(idx, positions, cache=cache))
+        logits = self.head(self.hidden(idx, positions, cache=cache))
         if targets is None:
             return logits
-        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
         return logits, loss
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        """The vocabulary head, in float32 even under bf16 autocast: bf16 logits round log-probs by up to
+        ~1e-2, and GRPO's ratio exp(logp - old_logp) must be exactly 1 on-policy, whichever forward
+        (eager, compiled, DDP) computed each side."""
+        with torch.autocast(h.device.type, enabled=False):
+            return F.linear(h.float(), self.lm_head.weight.float())
 
     def flops_per_token(self) -> float:
         """Training FLOPs per token: 6 per (active) weight plus attention (PaLM appendix B)."""

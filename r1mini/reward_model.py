@@ -51,7 +51,9 @@ class RewardModel(nn.Module):
         """ids (B, T) right-padded, lengths (B,) real lengths -> scores (B,), read at each row's last real token."""
         h = self.backbone.hidden(ids)  # (B, T, C)
         last = h[torch.arange(ids.size(0), device=ids.device), lengths.to(ids.device) - 1]  # (B, C)
-        return self.head(last).squeeze(-1).float()
+        # the head in float32 even under bf16 autocast: bf16 scores (8 bits of mantissa) would tie close pairs
+        with torch.autocast(last.device.type, enabled=False):
+            return F.linear(last.float(), self.head.weight.float(), self.head.bias.float()).squeeze(-1)
 
 
 def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:

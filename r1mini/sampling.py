@@ -9,10 +9,9 @@ drag the whole batch along. `generate_no_cache` is the slow reference: it recomp
 """
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
+from r1mini.device import autocast, cache_dtype
 from r1mini.model import KVCache, Transformer
 
 
@@ -58,11 +57,10 @@ def generate(model: Transformer, prompts: list[list[int]], max_new_tokens: int, 
     idx = torch.full((B, P), pad_id, dtype=torch.long, device=device)
     for i, p in enumerate(prompts):
         idx[i, P - len(p):] = torch.tensor(p, device=device)
-    dtype = torch.bfloat16 if device.type == "cuda" else next(model.parameters()).dtype
     # the cache is bf16 on CUDA, so the forward passes must run under bf16 autocast there: a float32
     # query against bf16 keys is an error in scaled_dot_product_attention
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
-    cache = KVCache(cfg, B, P + max_new_tokens, device, dtype)
+    amp = autocast(device)
+    cache = KVCache(cfg, B, P + max_new_tokens, device, cache_dtype(device, next(model.parameters()).dtype))
     cache.valid[:, :P] = torch.arange(P, device=device)[None] >= (P - lengths)[:, None]
     positions = (torch.arange(P, device=device)[None] - (P - lengths)[:, None]).clamp(min=0)
 
