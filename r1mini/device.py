@@ -16,13 +16,24 @@ import torch
 
 
 def pick_device(requested: str | None = None) -> torch.device:
-    """cuda > mps > cpu, unless --device says otherwise."""
+    """cuda > mps > cpu, unless --device says otherwise. Under torchrun each rank takes the GPU of its
+    LOCAL_RANK: "cuda" means cuda:LOCAL_RANK there, and a fixed index ("cuda:0") would put every rank on
+    one GPU, so it is refused unless it is that rank's own."""
+    local_rank, world = int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     if requested:
-        if requested.startswith("cuda") and not torch.cuda.is_available():
+        device = torch.device(requested)
+        if device.type != "cuda":
+            return device
+        if not torch.cuda.is_available():
             raise SystemExit("--device cuda requested but CUDA is not available; use --device cpu")
-        return torch.device(requested)
+        if device.index is None:
+            return torch.device("cuda", local_rank)
+        if world > 1 and device.index != local_rank:
+            raise SystemExit(f"--device {requested} under torchrun would put all {world} ranks on one GPU; "
+                             f"pass --device cuda and each rank takes the GPU of its LOCAL_RANK")
+        return device
     if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cuda", local_rank)
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         if _mps_works():
             return torch.device("mps")

@@ -66,12 +66,17 @@ def training_forward(model: torch.nn.Module, device: torch.device, compile: bool
                      dynamic: bool | None = None) -> torch.nn.Module:
     """The module a training step runs its forward and backward through: `model` itself, compiled with
     torch.compile (`dynamic`: shapes that vary, like rollouts), and/or wrapped in DDP under torchrun. The
-    optimizer, generation, evaluation and saving keep using the plain `model`, which shares the weights."""
-    forward = torch.compile(model, dynamic=dynamic) if compile else model
+    optimizer, generation, evaluation and saving keep using the plain `model`, which shares the weights.
+    (`accumulate` reaches DDP's no_sync through the compiled wrapper, which forwards attribute lookups.)"""
+    forward = model
     if rank_and_world()[1] > 1:
+        if device.type == "cuda" and device.index is None:
+            raise ValueError("DDP on CUDA needs the rank's own GPU, cuda:LOCAL_RANK (pick_device gives it)")
         forward = torch.nn.parallel.DistributedDataParallel(
-            forward, device_ids=[device.index] if device.type == "cuda" else None)
-    return forward
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    # compile outside DDP, as PyTorch advises: the compiler then sees DDP's buckets and splits the graph at
+    # them, so that the all-reduce of one bucket overlaps the backward of the next
+    return torch.compile(forward, dynamic=dynamic) if compile else forward
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:

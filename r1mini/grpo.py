@@ -70,7 +70,8 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor
     stats (floats): "kl" (mean k3 KL over response tokens, 0.0 without ref_logp), "clip_frac" (share of
     response tokens where the clipped term is the active min, i.e. A > 0 and rho > 1+eps_high or A < 0 and
     rho < 1-eps: exactly the tokens whose surrogate gradient is zero), split into "clip_frac_low" and
-    "clip_frac_high", "ratio_mean" (mean rho over response tokens) and "adv_mean".
+    "clip_frac_high", "ratio_mean" (mean rho over response tokens), "ratio_dev" (mean |rho - 1|: 0 when
+    the update is on-policy, whatever the advantages; numerical noise shows here first) and "adv_mean".
     """
     _check_loss_inputs(logp, old_logp, ref_logp, advantages, mask, clip_eps, clip_eps_high, kl_coef, agg, max_len)
     B, T = logp.shape
@@ -107,8 +108,9 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor
         clip_low = ((A < 0) & (ratio < 1 - eps_low) & active).float().sum() / n
         clip_high = ((A > 0) & (ratio > 1 + eps_high) & active).float().sum() / n
         values = torch.stack([(kl * m).sum() / n, clip_low + clip_high, clip_low, clip_high,
-                              (ratio * m).sum() / n, A.mean()]).tolist()  # one device sync, not six
-    names = ("kl", "clip_frac", "clip_frac_low", "clip_frac_high", "ratio_mean", "adv_mean")
+                              (ratio * m).sum() / n, ((ratio - 1).abs() * m).sum() / n,
+                              A.mean()]).tolist()  # one device sync, not seven
+    names = ("kl", "clip_frac", "clip_frac_low", "clip_frac_high", "ratio_mean", "ratio_dev", "adv_mean")
     return loss, dict(zip(names, values))
 
 

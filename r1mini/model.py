@@ -205,7 +205,7 @@ class MoE(nn.Module):
         shape = x.shape
         x = x.reshape(-1, shape[-1])
         chosen, gates = self.route(x)
-        if self.training:
+        if self.training and torch.is_grad_enabled():  # the tokens of training forwards, not of old log-probs
             self.load += torch.bincount(chosen.flatten(), minlength=len(self.experts)).float()
         # the sum is kept in float32: under bf16 autocast the experts return bf16 and the gates are float32
         out = self.shared(x).float() if self.shared is not None else torch.zeros_like(x, dtype=torch.float32)

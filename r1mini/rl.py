@@ -21,13 +21,16 @@ import torch
 from r1mini.checkpoint import resume
 from r1mini.config import NON_NEGATIVE, POSITIVE, TOP_P, one_of, validate
 from r1mini.device import autocast, throughput
-from r1mini.distributed import accumulate, rank_and_world, sum_over_ranks, training_forward
+from r1mini.distributed import accumulate, print0, rank_and_world, sum_over_ranks, training_forward
 from r1mini.filters import mixed_language
 from r1mini.grpo import (AGGREGATIONS, aggregation_count, entropy_from_logits, group_advantages, grpo_loss,
                          logprobs_from_logits)
 from r1mini.optim import apply_update, step_guard
 from r1mini.rewards import count_reflection_words, is_step_by_step
 from r1mini.sampling import generate
+
+
+RATIO_DEV_WARN = 1e-3  # the first update is on-policy: a mean |rho - 1| above this is numerical noise
 
 
 @dataclass
@@ -159,45 +162,89 @@ def grpo_step(policy: Policy, tokenizer, prompts: list[list[int]], items: list, 
     with step_guard(f"{where} (update)", out, f"--lr (now {cfg.lr})", memory_flags + " (or set --micro_batch_size)"):
         update = grpo_update(policy, ro, advantages, keep, cfg)
     t_train = time.time() - t0
-    return step_metrics(ro, rewards, parts, mixed, update, t_gen, t_train, cfg, model)
+    metrics = step_metrics(ro, rewards, parts, mixed, update, t_gen, t_train, cfg, model)
+    if metrics["ratio_dev"] > RATIO_DEV_WARN:
+        print0(f"warning: at {where} the first update's |ratio - 1| is {metrics['ratio_dev']:.2g} although it is "
+               f"on-policy: the old log-probs and the update's disagree numerically (mixed precision?), which "
+               f"biases clipping and the KL")
+    return metrics
 
 
 def grpo_update(policy: Policy, ro: Rollout, advantages: torch.Tensor, keep: torch.Tensor, cfg: GRPOConfig) -> dict:
-    """cfg.mu passes of GRPO updates over the kept rows of a rollout, in cfg.minibatches slices; returns the
-    mean kl, clip_frac and entropy.
+    """cfg.mu passes of GRPO updates over the kept rows of a rollout, each pass in cfg.minibatches slices;
+    returns the mean kl, clip_frac and entropy, and ratio_dev, the mean |rho - 1| of the first update (None
+    for what this rank has no rows for).
 
-    Old log-probs are taken once, before the first update (with mu = minibatches = 1 the single update is
-    on-policy: old = current, ratio = 1, and the extra forward pass is skipped).
+    Old log-probs are taken once, before the first update, through the same forward as the updates (eager,
+    compiled or DDP: on-policy, rho must be exactly 1, and it is 1 only if both sides ran the same kernels).
+    With mu = minibatches = 1 the single update is on-policy by construction (old = current) and the extra
+    pass is skipped. The first update is always on-policy, so its ratio_dev measures numerical noise alone.
+
+    Under torchrun every rank runs the same updates and, in each, at least one forward and backward through
+    DDP (each rank's last backward waits for the others'), whatever rows it kept: dynamic sampling can leave
+    a rank none, and then it takes part with a pass of weight 0. A row's weight is its share of what the
+    aggregation divides by over *all* ranks, so the update is the global batch's, as in one process.
     """
+    world, device = rank_and_world()[1], ro.ids.device
     idx = keep.nonzero().squeeze(1)
-    if len(idx) == 0:
-        return {"kl": 0.0, "clip_frac": 0.0, "entropy": 0.0}
     ids, mask, adv = ro.ids[idx], ro.mask[idx], advantages[idx]
-    model, ref_model = policy.model, policy.ref_model
-    with torch.no_grad(), autocast(ids.device):
-        old_logp = logprobs_from_logits(model(ids)[:, :-1], ids[:, 1:]) if cfg.mu * cfg.minibatches > 1 else None
-        ref_logp = logprobs_from_logits(ref_model(ids)[:, :-1], ids[:, 1:]) if ref_model is not None else None
+    slices = torch.arange(len(idx), device=device).tensor_split(cfg.minibatches)
+    counts = sum_over_ranks([float(aggregation_count(mask[rows], cfg.agg)) for rows in slices]
+                            + [len(rows) for rows in slices], device)  # one collective for the whole update
+    totals, sizes = counts[:len(slices)], counts[len(slices):]
+    old_logp = _logprobs(policy.forward, ids, cfg.micro_batch_size) if cfg.mu * cfg.minibatches > 1 else None
+    ref_logp = _logprobs(policy.ref_model, ids, cfg.micro_batch_size) if policy.ref_model is not None else None
     stats, entropies = [], []
     for _ in range(cfg.mu):
-        for rows in torch.arange(len(idx), device=ids.device).chunk(cfg.minibatches):
-            stats.append(_minibatch_update(policy, ids, mask, adv, old_logp, ref_logp, rows, cfg, entropies))
+        for rows, total, size in zip(slices, totals, sizes):
+            if size == 0:  # no rank has a row here: no update anywhere
+                continue
+            if len(rows) == 0:
+                _idle_update(policy, ro.ids[:1], cfg)
+                continue
+            stats.append(_minibatch_update(policy, ids, mask, adv, old_logp, ref_logp, rows, max(1.0, total), world,
+                                           cfg, entropies))
+    if not stats:
+        return {"kl": None, "clip_frac": None, "entropy": None, "ratio_dev": None}
     mean = lambda key: sum(s[key] for s in stats) / len(stats)  # noqa: E731
-    return {"kl": mean("kl"), "clip_frac": mean("clip_frac"), "entropy": sum(entropies) / max(1, len(entropies))}
+    return {"kl": mean("kl"), "clip_frac": mean("clip_frac"), "entropy": sum(entropies) / max(1, len(entropies)),
+            "ratio_dev": stats[0]["ratio_dev"]}
 
 
-def _minibatch_update(policy: Policy, ids, mask, adv, old_logp, ref_logp, rows, cfg: GRPOConfig,
-                      entropies: list[float]) -> dict:
-    """One optimizer update on `rows` of the batch. cfg.micro_batch_size > 0 splits them into chunks whose
-    gradients accumulate: each chunk's loss is weighted by its share of what the aggregation divides by
-    (sequences, tokens or rows), so the update is the minibatch's, in less memory. Returns the loss's
-    stats, weighted by tokens; appends each chunk's mean entropy to `entropies`."""
+@torch.no_grad()
+def _logprobs(forward: torch.nn.Module, ids: torch.Tensor, micro_batch_size: int) -> torch.Tensor:
+    """log pi(ids[:, j+1] | ids[:, :j+1]) of every row, (B, T-1), in the update's micro-batches (memory)."""
+    if len(ids) == 0:  # this rank kept no row
+        return torch.zeros(0, ids.size(1) - 1, device=ids.device)
+    with autocast(ids.device):
+        parts = [logprobs_from_logits(forward(c)[:, :-1], c[:, 1:]) for c in ids.split(micro_batch_size or len(ids))]
+    return torch.cat(parts)
+
+
+def _idle_update(policy: Policy, row: torch.Tensor, cfg: GRPOConfig) -> None:
+    """A rank with no rows in an update still runs a forward and backward through DDP (of weight 0, so its
+    gradient is 0) and the optimizer step: the other ranks' backward waits for its gradients."""
+    policy.optimizer.zero_grad(set_to_none=True)
+    with autocast(row.device):
+        logits = policy.forward(row)
+    zero = logits.float().mean() * 0.0
+    zero.backward()
+    apply_update(policy.model, policy.optimizer, zero.detach(), cfg.grad_clip)
+
+
+def _minibatch_update(policy: Policy, ids, mask, adv, old_logp, ref_logp, rows, total: float, world: int,
+                      cfg: GRPOConfig, entropies: list[float]) -> dict:
+    """One optimizer update on `rows` of the batch. Each chunk of rows (cfg.micro_batch_size > 0 splits them,
+    for memory; their gradients accumulate) weighs its loss by its share of `total`, what the aggregation
+    divides by summed over all ranks, times `world`, since DDP averages the ranks' gradients: the update is
+    that of the whole minibatch of every rank. Returns the loss's stats, weighted by tokens; appends each chunk's mean
+    entropy over its response tokens to `entropies`."""
     chunks = rows.split(cfg.micro_batch_size or len(rows))
-    total = max(1, float(aggregation_count(mask[rows], cfg.agg)))
     n_tokens = max(1, mask[rows].sum().item())
     policy.optimizer.zero_grad(set_to_none=True)
     loss_sum, stats_sum = 0.0, {}
     for _, c in accumulate(policy.forward, chunks):
-        weight = float(aggregation_count(mask[c], cfg.agg)) / total
+        chunk_weight = float(aggregation_count(mask[c], cfg.agg)) * world / total
         with autocast(ids.device):
             logits = policy.forward(ids[c])[:, :-1]
         logp = logprobs_from_logits(logits, ids[c, 1:])
@@ -205,13 +252,12 @@ def _minibatch_update(policy: Policy, ids, mask, adv, old_logp, ref_logp, rows, 
                                 None if ref_logp is None else ref_logp[c], adv[c], mask[c],
                                 clip_eps=cfg.clip_eps, clip_eps_high=cfg.clip_eps_high, kl_coef=cfg.kl_coef,
                                 agg=cfg.agg, max_len=cfg.max_new_tokens)
-        (loss * weight).backward()
-        loss_sum += loss.detach() * weight
+        (loss * chunk_weight).backward()
+        loss_sum += loss.detach() * chunk_weight
         share = mask[c].sum().item() / n_tokens  # token-weighted diagnostics
         stats_sum = {k: stats_sum.get(k, 0.0) + v * share for k, v in stats.items()}
-        if mask[c].any():
-            with torch.no_grad():
-                entropies.append(entropy_from_logits(logits.detach())[mask[c]].mean().item())
+        if mask[c].any():  # the entropy of response tokens only: (tokens, V), not (rows, T, V)
+            entropies.append(entropy_from_logits(logits.detach()[mask[c]]).mean().item())
     apply_update(policy.model, policy.optimizer, loss_sum, cfg.grad_clip)
     return stats_sum
 
@@ -226,7 +272,7 @@ def step_metrics(ro: Rollout, rewards: torch.Tensor, parts: dict[str, list[float
                       "steps_share": [is_step_by_step(c) for c in ro.completions],
                       "reflection": [count_reflection_words(c) for c in ro.completions],
                       "mixed_lang": [mixed_language(c) for c in ro.completions],
-                      "mixed_groups": mixed.tolist(), **{k: [v] for k, v in update.items()}}
+                      "mixed_groups": mixed.tolist(), **{k: [] if v is None else [v] for k, v in update.items()}}
     sums = sum_over_ranks([x for v in per_completion.values() for x in (sum(v), len(v))], device)
     metrics = {k: round(s / max(1, n), 4) for k, s, n in zip(per_completion, sums[::2], sums[1::2])}
     train_rate = world * ro.ids.numel() * cfg.mu / max(t_train, 1e-6)  # forward + backward over the padded batch

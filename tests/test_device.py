@@ -20,7 +20,31 @@ def test_pick_device_when_told():
     assert pick_device(None).type in ("cpu", "cuda", "mps")
 
 
-def test_no_autocast_and_no_peak_off_cuda():
+@pytest.mark.parametrize("requested, local_rank, world, expected", [
+    ("cuda", 1, 2, torch.device("cuda", 1)),  # used to be torch.device("cuda"): no index for DDP's device_ids
+    (None, 1, 2, torch.device("cuda", 1)),
+    ("cuda", 0, 1, torch.device("cuda", 0)),
+    ("cuda:1", 1, 2, torch.device("cuda", 1)),  # the rank's own GPU, spelled out
+    ("cuda:3", 0, 1, torch.device("cuda", 3)),  # one process may use any GPU
+])
+def test_each_torchrun_rank_takes_its_own_gpu(monkeypatch, requested, local_rank, world, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("LOCAL_RANK", str(local_rank))
+    monkeypatch.setenv("WORLD_SIZE", str(world))
+    assert pick_device(requested) == expected
+
+
+def test_a_fixed_gpu_under_torchrun_is_refused(monkeypatch):
+    """--device cuda:0 on rank 1 would put both ranks on GPU 0."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(SystemExit, match="would put all 2 ranks on one GPU; pass --device cuda"):
+        pick_device("cuda:0")
+
+
+def test_no_autocast_and_no_peak_off_cuda(monkeypatch):
+    monkeypatch.delenv("R1MINI_EMULATE_CUDA", raising=False)
     assert isinstance(autocast(CPU), contextlib.nullcontext)
     assert peak_flops(CPU) is None
     assert peak_memory_mb(CPU) > 10  # this process holds at least torch: tens of MB, in MB not KiB or bytes

@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from r1mini.distributed import (accumulate, check_replicas_in_sync, is_main, map
                                 rank_and_world, report_replicas_in_sync, sum_over_ranks, teardown_distributed,
                                 training_forward, unwrap)
 from r1mini.model import Transformer, model_config
+from r1mini.optim import apply_update
 from r1mini.rl import GRPOConfig, Policy, Rollout, grpo_update
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -214,6 +216,83 @@ def test_grpo_update_under_ddp_keeps_replicas_identical(tmp_path, use_ddp):
     mp.spawn(_grpo_worker, args=(free_address(), use_ddp, str(tmp_path)), nprocs=2)
     outcomes = [(tmp_path / str(r)).read_text() for r in range(2)]
     assert outcomes == [("in sync" if use_ddp else "diverged") + " moved=True"] * 2
+
+
+def _moe_worker(rank: int, store: str, results: str):
+    dist.init_process_group("gloo", init_method=store, rank=rank, world_size=2, timeout=timedelta(seconds=60))
+    torch.manual_seed(0)
+    model = Transformer(model_config("toy", vocab_size=100, n_routed_experts=8, moe_top_k=1))
+    forward = training_forward(model, torch.device("cpu"))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    g = torch.Generator().manual_seed(rank)
+    for _ in range(3):
+        x = torch.randint(0, 100, (1, 2), generator=g)  # 2 tokens, top-1 routing: 6 of the 8 experts get none
+        _, loss = forward(x, x)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        apply_update(model, optimizer, loss.detach(), 1.0)
+    check_replicas_in_sync(model)
+    Path(results, str(rank)).write_text("in sync")
+    teardown_distributed()
+
+
+def test_ddp_trains_an_moe_whose_experts_get_no_tokens(tmp_path):
+    """DDP waits for a gradient of every parameter; an expert that no token chose used to have none, and the
+    next forward failed ("Expected to have finished reduction in the prior iteration")."""
+    mp.spawn(_moe_worker, args=(free_address(), str(tmp_path)), nprocs=2)
+    assert [(tmp_path / str(r)).read_text() for r in range(2)] == ["in sync"] * 2
+
+
+def _dynamic_rollout(rank: int, kept_on_rank_1: str):
+    """Each rank's rollout: 4 rows of different response lengths. Dynamic sampling keeps 3 rows on rank 0
+    and none or one on rank 1."""
+    g = torch.Generator().manual_seed(10 + rank)
+    ids = torch.randint(0, 100, (4, 12), generator=g)
+    mask = torch.zeros(4, 11, dtype=torch.bool)
+    for i in range(4):
+        mask[i, 2 + 2 * i + rank:] = True
+    adv = torch.tensor([1.0, -1.0, 0.5, -0.5]) * (rank + 1)
+    keep = torch.tensor([True, False, True, True]) if rank == 0 else \
+        torch.tensor([False, False, kept_on_rank_1 == "one", False])
+    return Rollout(ids, mask, [""] * 4, mask.sum(1).tolist()), adv, keep
+
+
+def _dynamic_update(model, forward, ro, adv, keep, minibatches: int):
+    policy = Policy(model, torch.optim.SGD(model.parameters(), lr=0.5), forward)
+    return grpo_update(policy, ro, adv, keep, GRPOConfig(max_new_tokens=11, mu=2, minibatches=minibatches,
+                                                         agg="token-mean", micro_batch_size=1))
+
+
+def _dynamic_worker(rank: int, store: str, kept_on_rank_1: str, minibatches: int, results: str):
+    dist.init_process_group("gloo", init_method=store, rank=rank, world_size=2, timeout=timedelta(seconds=60))
+    torch.manual_seed(0)
+    model = Transformer(model_config("toy", vocab_size=100))
+    _dynamic_update(model, training_forward(model, torch.device("cpu")), *_dynamic_rollout(rank, kept_on_rank_1),
+                    minibatches)
+    check_replicas_in_sync(model)
+    if rank == 0:
+        torch.save(model.state_dict(), Path(results, "ddp.pt"))
+    teardown_distributed()
+
+
+@pytest.mark.parametrize("kept_on_rank_1, minibatches", [("none", 1), ("one", 1), ("one", 3)])
+def test_dynamic_sampling_under_ddp_is_the_global_batch_update(tmp_path, kept_on_rank_1, minibatches):
+    """--drop_uniform_groups can leave a rank no rows, or fewer minibatches than the others: it used to return
+    before the backward the other ranks waited on (a deadlock; here a 60 s timeout). Every rank now takes part
+    in every update, and each row weighs its share of all ranks' tokens: with one minibatch the two ranks'
+    update equals one process's update of both rollouts together."""
+    mp.spawn(_dynamic_worker, args=(free_address(), kept_on_rank_1, minibatches, str(tmp_path)), nprocs=2)
+    ddp = torch.load(tmp_path / "ddp.pt", weights_only=True)
+    torch.manual_seed(0)
+    model = Transformer(model_config("toy", vocab_size=100))
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    parts = [_dynamic_rollout(r, kept_on_rank_1) for r in range(2)]
+    ro = Rollout(torch.cat([p[0].ids for p in parts]), torch.cat([p[0].mask for p in parts]), [""] * 8, [])
+    _dynamic_update(model, model, ro, torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts]), 1)
+    moved = max((ddp[k] - start[k]).abs().max().item() for k in start)
+    assert moved > 1e-3
+    if minibatches == 1:
+        assert all(torch.allclose(v, ddp[k], atol=1e-5) for k, v in model.state_dict().items())
 
 
 def _sft_setup():

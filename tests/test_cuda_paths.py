@@ -1,0 +1,168 @@
+"""The CUDA branches, run on the CPU: with R1MINI_EMULATE_CUDA=1 every step takes the path it takes on a GPU
+(bf16 autocast, a bf16 KV cache), so a bug a GPU would hit fails here first. A toy model, dense and MoE,
+through a forward and backward, generation, a GRPO update (mu 2, KL, micro-batches), an SFT run and the
+reward model; and the numerics that mixed precision puts at risk: float32 logits and reward scores, and a
+GRPO ratio of exactly 1 on-policy."""
+import contextlib
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from r1mini.device import autocast, cache_dtype, cuda_paths
+from r1mini.model import KVCache, Transformer, model_config
+from r1mini.reward_model import RewardModel
+from r1mini.rl import GRPOConfig, Policy, Rollout, grpo_update
+from r1mini.sampling import generate
+from r1mini.sft import train_sft
+
+CPU = torch.device("cpu")
+MODELS = {"dense": {}, "moe": dict(n_routed_experts=8, moe_top_k=2)}
+
+
+@pytest.fixture(autouse=True)
+def emulate_cuda(monkeypatch):
+    monkeypatch.setenv("R1MINI_EMULATE_CUDA", "1")
+
+
+def toy(kind: str, vocab_size: int = 100, seed: int = 0) -> Transformer:
+    torch.manual_seed(seed)
+    return Transformer(model_config("toy", vocab_size=vocab_size, **MODELS[kind]))
+
+
+def test_the_switch_turns_on_every_cuda_branch(monkeypatch):
+    assert cuda_paths(CPU) and cache_dtype(CPU) == torch.bfloat16
+    with autocast(CPU):
+        assert torch.get_autocast_dtype("cpu") == torch.bfloat16 and torch.is_autocast_enabled("cpu")
+    monkeypatch.delenv("R1MINI_EMULATE_CUDA")
+    assert not cuda_paths(CPU) and cache_dtype(CPU) == torch.float32
+    assert isinstance(autocast(CPU), contextlib.nullcontext)
+
+
+@pytest.mark.parametrize("kind", MODELS)
+def test_forward_and_backward_under_bf16_autocast(kind):
+    """The MoE forward used to crash here: the shared expert's bf16 output and the routed experts' float32
+    weighted sum met in index_add_."""
+    model = toy(kind)
+    x, y = torch.randint(0, 100, (3, 16)), torch.randint(0, 100, (3, 16))
+    with autocast(CPU):
+        logits, loss = model(x, y)
+    loss.backward()
+    assert logits.dtype == torch.float32  # the vocabulary head runs in float32 under autocast
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    # bf16 is an approximation of the float32 forward, not something else
+    with torch.no_grad():
+        ref = model(x)
+    assert (logits.detach() - ref).abs().max() < 0.05 * ref.abs().max()
+
+
+def test_the_vocabulary_head_is_float32_from_the_hidden_states():
+    model = toy("dense")
+    x = torch.randint(0, 100, (2, 10))
+    with torch.no_grad(), autocast(CPU):
+        h = model.hidden(x)
+        logits = model(x)
+    assert h.dtype == torch.float32  # RMSNorm hands back its input's dtype: the float32 residual stream
+    assert torch.equal(logits, h @ model.lm_head.weight.t())  # by hand, in float32, no bf16 rounding
+
+
+@pytest.mark.parametrize("kind", MODELS)
+def test_generate_with_a_bf16_cache_matches_recomputing(kind, monkeypatch):
+    """Greedy decoding with the bf16 KV cache gives the tokens of recomputing the whole sequence under the
+    same autocast (prompts of different lengths: the left padding must stay invisible)."""
+    model = toy(kind).eval()
+    made = []
+    monkeypatch.setattr(KVCache, "__init__", _spy(KVCache.__init__, made))
+    prompts = [[5, 17, 3, 9, 22], [41, 7], [8, 8, 60]]
+    out = generate(model, prompts, 8, temperature=0.0)
+    assert made == [torch.bfloat16]
+    for p, o in zip(prompts, out):
+        seq = list(p)
+        with torch.no_grad(), autocast(CPU):
+            for _ in range(8):
+                seq.append(int(model(torch.tensor([seq]))[0, -1].argmax()))
+        assert o == seq[len(p):]
+
+
+def _spy(init, made):
+    def wrapped(self, cfg, batch_size, max_len, device, dtype):
+        made.append(dtype)
+        init(self, cfg, batch_size, max_len, device, dtype)
+    return wrapped
+
+
+def _rollout(n: int = 6) -> tuple[Rollout, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, 100, (n, 14), generator=g)
+    mask = torch.zeros(n, 13, dtype=torch.bool)
+    for i in range(n):
+        mask[i, 4 + i % 4:] = True  # responses of different lengths
+    return Rollout(ids, mask, [""] * n, mask.sum(1).tolist()), torch.linspace(-1, 1, n)
+
+
+@pytest.mark.parametrize("kind", MODELS)
+def test_grpo_update_mu_2_with_kl_in_micro_batches(kind):
+    """mu 2, a KL term and micro-batches under bf16 autocast: every update finite, the first one on-policy
+    (ratio exactly 1: old log-probs from the same forward), and micro-batching the update changes it by no
+    more than bf16 noise."""
+    ro, adv = _rollout()
+    results = {}
+    for micro in (0, 2):
+        model = toy(kind)
+        ref = toy(kind)
+        policy = Policy(model, torch.optim.SGD(model.parameters(), lr=0.5), model, ref)
+        stats = grpo_update(policy, ro, adv, torch.ones(6, dtype=torch.bool),
+                            GRPOConfig(max_new_tokens=13, mu=2, kl_coef=0.1, micro_batch_size=micro))
+        results[micro] = torch.cat([p.detach().flatten() for p in model.parameters()]), stats
+    start = torch.cat([p.detach().flatten() for p in toy(kind).parameters()])
+    for weights, stats in results.values():
+        assert torch.isfinite(weights).all() and (weights - start).abs().max() > 1e-3
+        assert stats["ratio_dev"] == 0.0
+        assert stats["kl"] >= 0 and 0 < stats["entropy"] < 5  # ln(100) = 4.6 is the most a toy can have
+    moved = (results[0][0] - start).abs().max()
+    assert (results[0][0] - results[2][0]).abs().max() < 0.02 * moved
+
+
+def test_old_logprobs_come_from_the_same_compiled_forward():
+    """With a compiled training forward, old log-probs taken with the eager model differ from the update's
+    (different bf16 kernels) and rho is not 1 on-policy; taken through the same forward, it is exactly 1."""
+    ro, adv = _rollout()
+    model = toy("dense")
+    policy = Policy(model, torch.optim.SGD(model.parameters(), lr=0.1), torch.compile(model, dynamic=True))
+    stats = grpo_update(policy, ro, adv, torch.ones(6, dtype=torch.bool), GRPOConfig(max_new_tokens=13, mu=2))
+    assert stats["ratio_dev"] == 0.0
+
+
+@pytest.mark.parametrize("kind", MODELS)
+def test_sft_under_bf16_autocast(kind):
+    model = toy(kind)
+    rng = random.Random(0)
+    examples = []
+    for _ in range(12):
+        n = rng.randrange(6, 14)
+        examples.append(([rng.randrange(1, 100) for _ in range(n)], [j >= n // 2 for j in range(n)]))
+    losses = train_sft(model, examples * 4, epochs=3, batch_size=8, lr=3e-3, pad_id=0, warmup=2,
+                       micro_batch_size=3)
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert sum(losses[-3:]) < sum(losses[:3])  # it memorises the 12 examples
+
+
+@pytest.mark.parametrize("kind", MODELS)
+def test_reward_model_scores_are_float32(kind):
+    """Scores that differ by less than bf16's resolution (8 bits: steps of 1/128 near 1) must stay apart: a
+    bf16 head would tie them, and pairwise accuracy counts a tie as wrong."""
+    rm = RewardModel(toy(kind))
+    ids = torch.randint(0, 100, (4, 9))
+    lengths = torch.tensor([9, 7, 5, 3])
+    with torch.no_grad():
+        h = rm.backbone.hidden(ids)[torch.arange(4), lengths - 1]
+        rm.head.weight.copy_(1e-3 * torch.randn(1, h.size(-1)))
+        rm.head.bias.fill_(1.0)
+        with autocast(CPU):
+            scores = rm(ids, lengths)
+    assert scores.dtype == torch.float32
+    expected = F.linear(h, rm.head.weight, rm.head.bias).squeeze(-1)
+    assert torch.allclose(scores, expected, atol=1e-3)  # the hidden states are bf16-computed; the head is not
+    assert len(set(scores.tolist())) == 4 and (scores - 1).abs().max() < 1 / 128
