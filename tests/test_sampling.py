@@ -231,23 +231,26 @@ def test_static_generate_under_cuda_emulation(kind, monkeypatch):
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("emulate", ["0", "1"])
 def test_static_decode_step_compiles_to_one_graph(kind, emulate, monkeypatch):
-    """What a CUDA graph needs, checked on the CPU: torch.compile traces decode_step whole (fullgraph: a host
-    sync or a data-dependent shape would be an error), once for prompts of any length at one batch size,
-    and the traced step decodes the same tokens."""
+    """What a CUDA graph needs, checked on the CPU: torch.compile traces decode_step whole (fullgraph), with no
+    value the host must read back from the device (an .item() or a data-dependent shape such as nonzero's: a
+    host sync, which a CUDA graph cannot hold; fullgraph traces them as "unbacked" symbols rather than fail),
+    once for prompts of any length at one batch size, and the traced step decodes the same tokens."""
     monkeypatch.setenv("R1MINI_EMULATE_CUDA", emulate)
     model = make_model(**KINDS[kind])
     batches = [PROMPTS, [[4], [9, 2], [30, 1, 5], [8, 8]]]  # prompts of at most 7 and 3 tokens
     want = [generate(model, prompts, 10, temperature=0, static=True) for prompts in batches]
-    graphs = []
+    graphs, host_reads = [], []
 
-    def backend(graph, example_inputs):  # counts the graphs; runs each as traced
+    def backend(graph, example_inputs):  # records each graph and its data-dependent values; runs it as traced
         graphs.append(graph)
+        host_reads.extend(node.name for node in graph.graph.nodes if node.meta.get("unbacked_bindings"))
         return graph.forward
     torch._dynamo.reset()
     monkeypatch.setattr(sampling, "decode_step", torch.compile(sampling.decode_step, backend=backend,
                                                                fullgraph=True, dynamic=False))
     assert [generate(model, prompts, 10, temperature=0, static=True) for prompts in batches] == want
     assert len(graphs) == 1
+    assert host_reads == []
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
