@@ -117,6 +117,12 @@ class KVCache:
 
     Sequences in a batch are left-padded to a common length; `valid` marks the real (non-pad) slots so
     attention ignores the padding, and `length` is the number of slots filled so far.
+
+    Two ways to write. The dynamic one (`slots` None) appends after `length` and returns only the filled
+    slots, so each step's attention grows by one. The static one (`slots` a tensor of slot indices, for a
+    decode step captured as a CUDA graph) writes at those slots and returns the whole cache: every step then
+    has the same shapes and no Python int that changes, and the mask hides the slots not yet written.
+    `length` counts the dynamic writes only.
     """
 
     def __init__(self, cfg: ModelConfig, batch_size: int, max_len: int, device, dtype):
@@ -127,7 +133,12 @@ class KVCache:
         self.length = 0
         self.max_len = max_len
 
-    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor,
+               slots: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if slots is not None:  # static: index_copy_ takes the slot as a tensor (dim 2 of k[layer] is the slot)
+            self.k[layer].index_copy_(2, slots, k.to(self.k.dtype))
+            self.v[layer].index_copy_(2, slots, v.to(self.v.dtype))
+            return self.k[layer], self.v[layer]
         T = k.size(2)
         self.k[layer, :, :, self.length:self.length + T] = k
         self.v[layer, :, :, self.length:self.length + T] = v
@@ -144,14 +155,14 @@ class Attention(nn.Module):
         self.wkv = nn.Linear(cfg.n_embd, 2 * cfg.n_kv_head * hd, bias=False)
         self.wo = nn.Linear(cfg.n_head * hd, cfg.n_embd, bias=False)
 
-    def forward(self, x, cos, sin, cache: KVCache | None = None, layer: int = 0, mask=None):
+    def forward(self, x, cos, sin, cache: KVCache | None = None, layer: int = 0, mask=None, slots=None):
         B, T, _ = x.shape
         cfg = self.cfg
         q = self.wq(x).view(B, T, cfg.n_head, cfg.head_dim).transpose(1, 2)
         k, v = self.wkv(x).view(B, T, 2, cfg.n_kv_head, cfg.head_dim).permute(2, 0, 3, 1, 4)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:  # decoding: SDPA shares the K/V heads itself, no copy of the whole cache per step
-            k, v = cache.update(layer, k, v)
+            k, v = cache.update(layer, k, v, slots)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=cfg.n_kv_head != cfg.n_head)
             return self.wo(y.transpose(1, 2).reshape(B, T, -1))
         if cfg.n_kv_head != cfg.n_head:  # GQA: each K/V head serves n_head // n_kv_head query heads
@@ -201,7 +212,7 @@ class MoE(nn.Module):
         gates = scores.gather(-1, chosen)
         return chosen, gates / gates.sum(-1, keepdim=True)
 
-    def forward(self, x):
+    def forward(self, x, static: bool = False):
         shape = x.shape
         x = x.reshape(-1, shape[-1])
         chosen, gates = self.route(x)
@@ -209,6 +220,15 @@ class MoE(nn.Module):
             self.load += torch.bincount(chosen.flatten(), minlength=len(self.experts)).float()
         # the sum is kept in float32: under bf16 autocast the experts return bf16 and the gates are float32
         out = self.shared(x).float() if self.shared is not None else torch.zeros_like(x, dtype=torch.float32)
+        if static:
+            # a static decode step: every expert runs on every token, times its gate (0 where not chosen).
+            # torch.where below has a data-dependent shape (a host sync, which a CUDA graph cannot hold);
+            # this costs n_routed_experts / top_k times the expert FLOPs, little for one token per row.
+            # A 0 gate adds exactly 0, in the same expert order, so the sum matches the sparse one.
+            weights = gates.new_zeros(x.size(0), len(self.experts)).scatter(1, chosen, gates)  # g_i or 0
+            for i, expert in enumerate(self.experts):
+                out = out + (expert(x) * weights[:, i, None]).float()
+            return out.type_as(x).view(shape)
         for i, expert in enumerate(self.experts):
             token, slot = torch.where(chosen == i)
             # an expert that got no token still runs (on zero rows): its weights then take part in the
@@ -236,8 +256,10 @@ class Block(nn.Module):
         use_moe = cfg.n_routed_experts > 0 and layer >= cfg.first_dense_layers
         self.ffn = MoE(cfg) if use_moe else SwiGLU(cfg.n_embd, cfg.ffn_hidden)
 
-    def forward(self, x, cos, sin, cache=None, layer=0, mask=None):
-        x = x + self.attn(self.attn_norm(x), cos, sin, cache, layer, mask)
+    def forward(self, x, cos, sin, cache=None, layer=0, mask=None, slots=None):
+        x = x + self.attn(self.attn_norm(x), cos, sin, cache, layer, mask, slots)
+        if isinstance(self.ffn, MoE):  # a static decode step (slots given) routes without data-dependent shapes
+            return x + self.ffn(self.ffn_norm(x), static=slots is not None)
         return x + self.ffn(self.ffn_norm(x))
 
 
@@ -275,46 +297,53 @@ class Transformer(nn.Module):
         return [b.ffn for b in self.blocks if isinstance(b.ffn, MoE)]
 
     def hidden(self, idx: torch.Tensor, positions: torch.Tensor | None = None, *,
-               cache: KVCache | None = None) -> torch.Tensor:
-        """Final-normed hidden states (B, T, C): everything forward does before lm_head (cache and positions
-        as in forward). A reward model puts its scalar head here instead of the vocabulary head."""
+               cache: KVCache | None = None, slots: torch.Tensor | None = None) -> torch.Tensor:
+        """Final-normed hidden states (B, T, C): everything forward does before lm_head (cache, positions and
+        slots as in forward). A reward model puts its scalar head here instead of the vocabulary head."""
         B, T = idx.shape
         if positions is None:
             if T > self.cfg.block_size:
                 raise ValueError(f"sequence of {T} tokens exceeds block_size {self.cfg.block_size}")
             positions = torch.arange(T, device=idx.device).expand(B, T)
-        # positions beyond the RoPE table: checked on the host only off CUDA, where it costs no sync (on
-        # CUDA, .max() would stall every decode step; generate keeps positions < block_size itself)
-        elif positions.device.type != "cuda" and positions.max() >= self.cfg.block_size:
+        # positions beyond the RoPE table: checked on the host only off CUDA and outside a compiled graph,
+        # where it costs no sync (on CUDA, .max() would stall every decode step; generate keeps positions
+        # < block_size itself)
+        elif (positions.device.type != "cuda" and not torch.compiler.is_compiling()
+              and positions.max() >= self.cfg.block_size):
             raise ValueError(f"position {int(positions.max())} exceeds block_size {self.cfg.block_size}")
         cos, sin = self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1)
         mask = None
         if cache is not None:
-            start = cache.length
-            if start + T > cache.max_len:
-                raise ValueError(f"KV cache of {cache.max_len} slots is full")
-            # slot j is visible from new token t if it is a real token and j <= start + t. Every token also
-            # sees itself, so a padding row is never fully masked (that would give NaN, and NaN * 0 = NaN).
-            slots = torch.arange(start + T, device=idx.device)
-            query = start + torch.arange(T, device=idx.device)[:, None]
-            mask = (slots <= query) & cache.valid[:, None, :start + T] | (slots == query)
-            mask = mask[:, None]  # (B, 1, T, start + T)
+            if slots is None:  # dynamic: the new tokens fill the next T slots and see the slots filled so far
+                start = cache.length
+                if start + T > cache.max_len:
+                    raise ValueError(f"KV cache of {cache.max_len} slots is full")
+                query, n_keys = start + torch.arange(T, device=idx.device), start + T
+            else:  # static: the new tokens go to `slots` and see the whole cache, masked
+                query, n_keys = slots, cache.max_len
+            # slot j is visible from new token t if it is a real token and j <= query slot of t. Every token
+            # also sees itself, so a padding row is never fully masked (that would give NaN, and NaN * 0 = NaN).
+            key = torch.arange(n_keys, device=idx.device)
+            query = query[:, None]
+            mask = (key <= query) & cache.valid[:, None, :n_keys] | (key == query)
+            mask = mask[:, None]  # (B, 1, T, n_keys)
         x = self.tok_emb(idx)
         for i, block in enumerate(self.blocks):
-            x = block(x, cos, sin, cache, i, mask)
-        if cache is not None:
+            x = block(x, cos, sin, cache, i, mask, slots)
+        if cache is not None and slots is None:
             cache.length += T
         return self.norm(x)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, *, cache: KVCache | None = None,
-                positions: torch.Tensor | None = None):
+                positions: torch.Tensor | None = None, slots: torch.Tensor | None = None):
         """idx: (B, T) token ids.
 
         Training: logits (B, T, V) and, with targets, the mean cross-entropy (targets -1 are ignored).
         Decoding: pass a KVCache and the absolute `positions` (B, T) of the new tokens; the new tokens
-        attend to every valid cached slot and causally among themselves.
+        attend to every valid cached slot and causally among themselves. With `slots` (T,), a tensor of the
+        cache slots to write, the step has static shapes (see KVCache) and can be captured as a CUDA graph.
         """
-        logits = self.head(self.hidden(idx, positions, cache=cache))
+        logits = self.head(self.hidden(idx, positions, cache=cache, slots=slots))
         if targets is None:
             return logits
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)

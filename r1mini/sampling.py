@@ -6,8 +6,17 @@ batched forward pass fills the cache with every prompt (prefill); then each step
 sequence, with no per-token Python work that grows with the length or the batch. When more than half of the
 batch has stopped, the finished rows are dropped from the batch and the cache, so long stragglers do not
 drag the whole batch along. `generate_no_cache` is the slow reference: it recomputes the whole sequence for every token.
+
+On a GPU that loop is bound by kernel launches (~1,000 small kernels per step for the same few ms whatever the
+batch), so on CUDA generate takes a static decode loop instead (`decode_static`, gpt-fast's approach): every
+step has the same shapes (the cache spans block_size, the new token goes to a slot given as a tensor, finished
+rows decode pad instead of leaving), so torch.compile can capture the step as a CUDA graph and replay it with
+one launch. The first call compiles (a minute or so); `static=False` turns it off.
 """
 from __future__ import annotations
+
+import functools
+import weakref
 
 import torch
 
@@ -39,15 +48,20 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_p: float = 1
 @torch.no_grad()
 def generate(model: Transformer, prompts: list[list[int]], max_new_tokens: int, *, temperature: float = 1.0,
              top_p: float = 1.0, stop_ids: tuple[int, ...] | list[int] = (), pad_id: int = 0,
-             generator: torch.Generator | None = None) -> list[list[int]]:
+             generator: torch.Generator | None = None, static: bool | None = None) -> list[list[int]]:
     """Continue every prompt; returns the new tokens of each, ending with its stop token if one came.
 
     Generation stops for a sequence at its first stop token, or after max_new_tokens, or when its total
     length reaches the model's block_size.
+
+    `static` picks the decode loop. None (the default): the static one, compiled into CUDA graphs, on a CUDA
+    device, and the dynamic one elsewhere. True: the static one on any device (eager off CUDA: the same code,
+    no compiler). False: the dynamic one. Both give the same tokens, up to float rounding (see decode_static).
     """
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("generate needs at least one prompt, and no empty prompt")
     device = next(model.parameters()).device
+    static = device.type == "cuda" if static is None else static
     cfg = model.cfg
     B, P = len(prompts), max(len(p) for p in prompts)
     max_new_tokens = min(max_new_tokens, cfg.block_size - P)
@@ -59,22 +73,40 @@ def generate(model: Transformer, prompts: list[list[int]], max_new_tokens: int, 
         idx[i, P - len(p):] = torch.tensor(p, device=device)
     # the cache is bf16 on CUDA, so the forward passes must run under bf16 autocast there: a float32
     # query against bf16 keys is an error in scaled_dot_product_attention
-    amp = autocast(device)
-    cache = KVCache(cfg, B, P + max_new_tokens, device, cache_dtype(device, next(model.parameters()).dtype))
+    dtype = cache_dtype(device, next(model.parameters()).dtype)
+    cache = static_cache(model, B, dtype) if static else KVCache(cfg, B, P + max_new_tokens, device, dtype)
     cache.valid[:, :P] = torch.arange(P, device=device)[None] >= (P - lengths)[:, None]
     positions = (torch.arange(P, device=device)[None] - (P - lengths)[:, None]).clamp(min=0)
 
     was_training = model.training
     model.eval()
-    with amp:
-        logits = model(idx, cache=cache, positions=positions)[:, -1]  # prefill: all prompts in one pass
-    stop = torch.tensor(list(stop_ids) or [-1], device=device)
+    with autocast(device):  # prefill: all prompts in one pass (eager on both paths: its shape varies)
+        logits = model(idx, cache=cache, positions=positions)[:, -1]
+    decode = decode_static if static else decode_dynamic
+    out = decode(model, cache, logits, lengths, max_new_tokens, pad_id=pad_id,
+                 stop=torch.tensor(list(stop_ids) or [-1], device=device),
+                 sample=functools.partial(sample_next, temperature=temperature, top_p=top_p, generator=generator))
+    model.train(was_training)
+
+    results = []
+    for row in out.tolist():
+        hits = [j for j, x in enumerate(row) if x in stop_ids]
+        results.append(row[:hits[0] + 1] if hits else row)
+    return results
+
+
+def decode_dynamic(model: Transformer, cache: KVCache, logits: torch.Tensor, lengths: torch.Tensor,
+                   max_new_tokens: int, *, pad_id: int, stop: torch.Tensor, sample) -> torch.Tensor:
+    """The decode loop after the prefill, attending only to the slots filled so far; returns the new tokens
+    (B, n), pad after a row's stop token. When more than half of the batch has stopped, the finished rows
+    are dropped from the batch and the cache."""
+    device, B, P = logits.device, len(lengths), cache.length
     out = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
     rows = torch.arange(B, device=device)  # the original row of each sequence still in the batch
     done = torch.zeros(B, dtype=torch.bool, device=device)
     n = 0
     for t in range(max_new_tokens):
-        tok = sample_next(logits, temperature, top_p, generator)
+        tok = sample(logits)
         tok = tok.masked_fill(done, pad_id)
         out[rows, t] = tok
         n = t + 1
@@ -87,15 +119,81 @@ def generate(model: Transformer, prompts: list[list[int]], max_new_tokens: int, 
             rows, tok, done, lengths = rows[keep], tok[keep], done[keep], lengths[keep]
             cache.k, cache.v, cache.valid = cache.k[:, keep], cache.v[:, keep], cache.valid[keep]
         cache.valid[:, P + t] = True
-        with amp:
+        with autocast(device):
             logits = model(tok[:, None], cache=cache, positions=(lengths + t)[:, None])[:, -1]
-    model.train(was_training)
+    return out[:, :n]
 
-    results = []
-    for row in out[:, :n].tolist():
-        hits = [j for j, x in enumerate(row) if x in stop_ids]
-        results.append(row[:hits[0] + 1] if hits else row)
-    return results
+
+def decode_step(model: Transformer, cache: KVCache, tok: torch.Tensor, positions: torch.Tensor,
+                slot: torch.Tensor) -> torch.Tensor:
+    """One static-shape decode step: the tokens tok (B, 1) at `positions` (B, 1) go to cache slot `slot`
+    (a 1-element tensor) and attend over the whole cache; returns the logits (B, V). Every call has the same
+    shapes and no host sync, which is what a CUDA graph needs."""
+    cache.valid.index_fill_(1, slot, True)  # the new slot holds a token in every row (finished rows: pad)
+    return model(tok, cache=cache, positions=positions, slots=slot)[:, -1]
+
+
+@functools.cache
+def compiled_decode_step():
+    """decode_step compiled with CUDA graphs (gpt-fast's approach): a step replays as one graph instead of
+    ~1,000 kernel launches, which is what bounds decoding a small model on a GPU. fullgraph: a graph break
+    would split the step into pieces; dynamic=False: one graph per batch size, no symbolic shapes."""
+    return torch.compile(decode_step, mode="reduce-overhead", fullgraph=True, dynamic=False)
+
+
+# the static path's caches, one per model, batch size and dtype, kept between calls: a CUDA graph replays
+# on the addresses it was recorded with, and a new cache every call would re-record it every call
+_static_caches: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def static_cache(model: Transformer, batch_size: int, dtype: torch.dtype) -> KVCache:
+    """An empty KV cache of block_size slots for the static path (block_size whatever the prompt, so that
+    every call with this batch size has the same shapes), reused from the last call when there was one."""
+    device = next(model.parameters()).device
+    caches = _static_caches.setdefault(model, {})
+    key = (batch_size, device, dtype)
+    if key not in caches:
+        caches[key] = KVCache(model.cfg, batch_size, model.cfg.block_size, device, dtype)
+        for t in (caches[key].k, caches[key].v, caches[key].valid):
+            # tells CUDA graphs the step may write to it in place at a fixed address (without this, a graph
+            # whose inputs are mutated is not captured)
+            torch._dynamo.mark_static_address(t)
+    cache = caches[key]
+    cache.length = 0
+    cache.valid.zero_()  # the last call's keys and values stay, masked out until overwritten
+    return cache
+
+
+def decode_static(model: Transformer, cache: KVCache, logits: torch.Tensor, lengths: torch.Tensor,
+                  max_new_tokens: int, *, pad_id: int, stop: torch.Tensor, sample) -> torch.Tensor:
+    """The decode loop with static shapes: decode_step writes each token at a slot given as a tensor and
+    attends over the whole cache (block_size slots) under a mask, and no row is ever dropped: a finished row
+    keeps decoding pad tokens, which the result never shows. On CUDA the step runs as a CUDA graph; sampling
+    stays outside it. Returns the new tokens (B, n) like decode_dynamic.
+
+    The tokens match the dynamic loop's, and the random numbers too (one per row and step, as long as the
+    dynamic loop has dropped no row), but not always the logits' last bits: masked slots add exactly 0, yet
+    CPU attention and matmul kernels sum in an order that depends on the number of keys or rows.
+    """
+    device, B, P = logits.device, len(lengths), cache.length
+    compiled = device.type == "cuda"  # never under R1MINI_EMULATE_CUDA: the CPU runs decode_step eagerly
+    step = compiled_decode_step() if compiled else decode_step
+    out = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
+    done = torch.zeros(B, dtype=torch.bool, device=device)
+    slot = torch.tensor([P], device=device)
+    for t in range(max_new_tokens):
+        tok = sample(logits).masked_fill(done, pad_id)
+        out[:, t] = tok
+        done |= torch.isin(tok, stop)
+        # stop when every row has: checked every 8 steps, as the check waits for the GPU to catch up
+        if t == max_new_tokens - 1 or (t % 8 == 7 and bool(done.all())):
+            break
+        if compiled:
+            torch.compiler.cudagraph_mark_step_begin()  # the last replay's outputs may be overwritten now
+        with autocast(device):
+            # clone: the graph's output lives in its memory pool, overwritten by the next replay
+            logits = step(model, cache, tok[:, None], (lengths + t)[:, None], slot + t).clone()
+    return out[:, :t + 1]
 
 
 @torch.no_grad()

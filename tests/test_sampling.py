@@ -6,6 +6,7 @@ from collections import Counter
 import pytest
 import torch
 
+from r1mini import sampling
 from r1mini.model import ModelConfig, Transformer
 from r1mini.sampling import generate, generate_no_cache, sample_next
 
@@ -149,12 +150,10 @@ def test_generate_on_cuda_float32_model():
     assert all(0 <= t < V for o in outs for t in o)
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_finished_rows_dropped_from_the_batch_do_not_change_the_others(kind):
-    """Once most rows stop, generate compacts the batch and cache; the survivors (several, all different, so
-    a mix-up of rows would show) must decode exactly as each would alone."""
+def prompts_with_staggered_stops(model) -> tuple[list[list[int]], list[int]]:
+    """16 prompts of 1-8 tokens, and a stop set that ends most of their greedy continuations early (so generate
+    drops those rows from the batch) and leaves several different rows running to the end."""
     from itertools import combinations
-    model = make_model(**KINDS[kind])
     g = torch.Generator().manual_seed(0)
     prompts = [torch.randint(0, V, (int(n),), generator=g).tolist() for n in torch.randint(1, 9, (16,), generator=g)]
     free = generate(model, prompts, 12, temperature=0)
@@ -165,8 +164,101 @@ def test_finished_rows_dropped_from_the_batch_do_not_change_the_others(kind):
     good = [s for s in candidates if 2 * sum(stopped_early(s)) > len(prompts)
             and len({tuple(o) for o, e in zip(free, stopped_early(s)) if not e and not s & set(o)}) >= 3]
     assert good, "the test needs a stop set that ends most rows early and leaves several different rows running"
-    stop = sorted(good[0])
+    return prompts, sorted(good[0])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_finished_rows_dropped_from_the_batch_do_not_change_the_others(kind):
+    """Once most rows stop, generate compacts the batch and cache; the survivors (several, all different, so
+    a mix-up of rows would show) must decode exactly as each would alone."""
+    model = make_model(**KINDS[kind])
+    prompts, stop = prompts_with_staggered_stops(model)
     outs = generate(model, prompts, 12, temperature=0, stop_ids=stop)
     for p, o in zip(prompts, outs):
         assert o == generate_no_cache(model, p, 12, stop_ids=stop)
     assert sum(len(o) == 12 for o in outs) >= 3
+
+
+# -- the static decode path (CUDA graphs) ------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_static_generate_matches_dynamic_greedy(kind):
+    """Same tokens as the dynamic path while rows stop at different times (the dynamic path drops them, the
+    static one decodes pad for them), and again from a reused cache that holds the last call's keys."""
+    model = make_model(**KINDS[kind])
+    prompts, stop = prompts_with_staggered_stops(model)
+    want = generate(model, prompts, 12, temperature=0, stop_ids=stop)
+    assert model not in sampling._static_caches  # the default on the CPU is the dynamic path
+    assert generate(model, prompts, 12, temperature=0, stop_ids=stop, static=True) == want
+    assert len({len(o) for o in want}) >= 3 and max(map(len, want)) == 12
+    others = [p[::-1] + [1] for p in prompts[8:] + prompts[:8]]  # same batch size: the cache is reused
+    assert (generate(model, others, 12, temperature=0, static=True)
+            == generate(model, others, 12, temperature=0))
+    assert len(sampling._static_caches[model]) == 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_static_generate_matches_dynamic_sampled(kind):
+    """Seeded sampling draws one random number per row and step on both paths as long as the dynamic path
+    drops no row (here the stop token ends at most half of them), so the samples are the same."""
+    model = make_model(**KINDS[kind])
+
+    def run(**kw):
+        return generate(model, PROMPTS, 12, temperature=1.0, top_p=0.9, generator=torch.Generator().manual_seed(7),
+                        **kw)
+    free = run()
+    assert run(static=True) == free
+    assert free != generate(model, PROMPTS, 12, temperature=0)  # really sampled
+    stop = next(t for t in free[0][1:] if t not in free[0][:1] and sum(t in o for o in free) <= 2)
+    outs = run(stop_ids=[stop])
+    assert run(stop_ids=[stop], static=True) == outs
+    assert 1 <= sum(len(o) < 12 for o in outs) <= 2
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_static_generate_under_cuda_emulation(kind, monkeypatch):
+    """The CUDA branches on the CPU (bf16 autocast, a bf16 cache; no compiler): same greedy tokens."""
+    monkeypatch.setenv("R1MINI_EMULATE_CUDA", "1")
+    model = make_model(**KINDS[kind])
+    free = generate(model, PROMPTS, 12, temperature=0)
+    stop = [free[1][4]]  # ends one row part-way
+    want = generate(model, PROMPTS, 12, temperature=0, stop_ids=stop)
+    assert generate(model, PROMPTS, 12, temperature=0, stop_ids=stop, static=True) == want
+    assert [dtype for _, _, dtype in sampling._static_caches[model]] == [torch.bfloat16]
+    assert len({len(o) for o in want}) >= 2
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("emulate", ["0", "1"])
+def test_static_decode_step_compiles_to_one_graph(kind, emulate, monkeypatch):
+    """What a CUDA graph needs, checked on the CPU: torch.compile traces decode_step whole (fullgraph), with no
+    value the host must read back from the device (an .item() or a data-dependent shape such as nonzero's: a
+    host sync, which a CUDA graph cannot hold; fullgraph traces them as "unbacked" symbols rather than fail),
+    once for prompts of any length at one batch size, and the traced step decodes the same tokens."""
+    monkeypatch.setenv("R1MINI_EMULATE_CUDA", emulate)
+    model = make_model(**KINDS[kind])
+    batches = [PROMPTS, [[4], [9, 2], [30, 1, 5], [8, 8]]]  # prompts of at most 7 and 3 tokens
+    want = [generate(model, prompts, 10, temperature=0, static=True) for prompts in batches]
+    graphs, host_reads = [], []
+
+    def backend(graph, example_inputs):  # records each graph and its data-dependent values; runs it as traced
+        graphs.append(graph)
+        host_reads.extend(node.name for node in graph.graph.nodes if node.meta.get("unbacked_bindings"))
+        return graph.forward
+    torch._dynamo.reset()
+    monkeypatch.setattr(sampling, "decode_step", torch.compile(sampling.decode_step, backend=backend,
+                                                               fullgraph=True, dynamic=False))
+    assert [generate(model, prompts, 10, temperature=0, static=True) for prompts in batches] == want
+    assert len(graphs) == 1
+    assert host_reads == []
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_static_generate_on_cuda_compiled():
+    """On CUDA the default is the static path under CUDA graphs; its tokens match the dynamic path's, on the
+    call that records the graph and on calls that replay it (other prompt lengths, same batch size)."""
+    model = make_model(seed=4).cuda()
+    for prompts in (PROMPTS, [p[::-1] for p in PROMPTS], PROMPTS):
+        assert generate(model, prompts, 12, temperature=0) == generate(model, prompts, 12, temperature=0,
+                                                                       static=False)
+    assert model in sampling._static_caches
