@@ -192,8 +192,25 @@ def decode_static(model: Transformer, cache: KVCache, logits: torch.Tensor, leng
             torch.compiler.cudagraph_mark_step_begin()  # the last replay's outputs may be overwritten now
         with autocast(device):
             # clone: the graph's output lives in its memory pool, overwritten by the next replay
-            logits = step(model, cache, tok[:, None], (lengths + t)[:, None], slot + t).clone()
+            try:
+                logits = step(model, cache, tok[:, None], (lengths + t)[:, None], slot + t).clone()
+            except Exception as e:  # noqa: BLE001 (a compiler failure: same step, eagerly, from now on)
+                if step is decode_step:
+                    raise
+                _compile_failed(e)
+                step = decode_step
+                logits = step(model, cache, tok[:, None], (lengths + t)[:, None], slot + t).clone()
     return out[:, :t + 1]
+
+
+def _compile_failed(error: Exception) -> None:
+    """The compiled step failed (a torch or driver version the CUDA-graph path was not tried on): say so once
+    and decode eagerly from then on; same tokens, only slower. Rerunning the failed step is safe whatever
+    it had done: it writes the same keys and values to the same slot."""
+    global compiled_decode_step
+    print(f"warning: the CUDA-graph decode step failed to compile ({type(error).__name__}: {error}); "
+          f"decoding eagerly from now on", flush=True)
+    compiled_decode_step = lambda: decode_step  # noqa: E731
 
 
 @torch.no_grad()
