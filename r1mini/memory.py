@@ -1,0 +1,336 @@
+"""How much memory a stage needs: its peak estimated from the model config and the batch shape, term by term
+from what model.py's modules keep, and the largest micro-batch that fits a device.
+
+A training step peaks at the start of its backward pass. Then it holds the weights, their gradients and
+AdamW's two moments, every tensor the forward saved for the backward (the activations, `rows * seq_len`
+tokens times the bytes per token below), and the float32 logits with the loss's buffers of the same size.
+Generation holds the weights and the KV cache. A no-grad forward (scoring) holds one layer's tensors at a
+time, then the logits.
+
+    estimate_peak_bytes(cfg, "train", rows, seq_len, bf16=True)   # {"weights": ..., ..., "total": ...}
+    auto_micro_batch(cfg, "train", rows, seq_len, device_memory_bytes(device), bf16=True)
+
+Only the activations and the logits grow with the batch, so only a smaller micro-batch shrinks them.
+
+The estimate is for eager PyTorch on one device: torch.compile fuses ops and saves less; DDP keeps a
+bucketed copy of the gradients (4 more bytes per parameter); the CUDA caching allocator rounds sizes up and
+fragments, which is why auto_micro_batch keeps a fifth of the budget in reserve. tests/test_memory.py checks
+the activation term against the bytes a real forward saves (float32 and bf16 autocast, dense and MoE), and
+benchmarks/bench_memory.py prints the estimate beside the measured peak of every stage.
+"""
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from r1mini.model import ModelConfig
+
+FLOAT32, BF16, INT64 = 4, 2, 8  # bytes per element
+GiB = 2 ** 30
+KINDS = ("train", "score", "generate")
+# Per token, what a loss keeps besides the logits: the target ids (int64) and, for GRPO, the logsumexp and
+# the handful of float32 (rows, T) tensors of grpo_loss (ratio, clipped ratio, both products, the mask...):
+# 30-34 bytes measured, with and without the KL term.
+LOSS_BYTES_PER_TOKEN = 40
+
+
+def param_counts(cfg: ModelConfig) -> tuple[int, int]:
+    """(parameters, matmul weights): every parameter of Transformer(cfg), and those that bf16 autocast casts
+    and caches a bf16 copy of: the blocks' matrices and MoE centroids. Not the embedding, which the head
+    shares and uses in float32, and not the norms."""
+    C, hd = cfg.n_embd, cfg.head_dim
+    attention = C * cfg.n_head * hd + C * 2 * cfg.n_kv_head * hd + cfg.n_head * hd * C  # wq, wkv, wo
+    dense_ffn = 3 * C * cfg.ffn_hidden  # SwiGLU: w_gate_up (C x 2F) and w_down (F x C)
+    moe_ffn = 3 * C * cfg.moe_hidden * (cfg.n_shared_experts + cfg.n_routed_experts) + cfg.n_routed_experts * C
+    n_moe = moe_layer_count(cfg)
+    matrices = cfg.n_layer * attention + (cfg.n_layer - n_moe) * dense_ffn + n_moe * moe_ffn
+    norms = (2 * cfg.n_layer + 1) * C
+    embeddings = cfg.vocab_size * C * (1 if cfg.tie_embeddings else 2)
+    return matrices + norms + embeddings, matrices
+
+
+def moe_layer_count(cfg: ModelConfig) -> int:
+    return max(0, cfg.n_layer - cfg.first_dense_layers) if cfg.n_routed_experts else 0
+
+
+def largest_matrix(cfg: ModelConfig) -> int:
+    """Elements of the largest weight matrix inside the blocks (wq, wkv, wo, a SwiGLU's w_gate_up)."""
+    C = cfg.n_embd
+    hidden = max(cfg.ffn_hidden, cfg.moe_hidden * max(1, cfg.n_shared_experts))
+    return max(C * C, C * 2 * cfg.n_kv_head * cfg.head_dim, C * 2 * hidden)
+
+
+# -- activations: bytes saved for the backward pass, per token ---------------------------------------------------
+# `a` is the bytes of an activation: 4 in float32, 2 under bf16 autocast, where every matmul returns bf16.
+# The residual stream stays float32 under autocast (the embedding's output is float32, and float32 + bf16 is
+# float32), and so do the RMSNorms, RoPE's tables and the head. C = n_embd, F = ffn_hidden, H = n_head.
+
+def swiglu_bytes_per_token(dim: int, hidden: int, a: int) -> int:
+    """A SwiGLU saves its input (a*C: the float32 input itself, or under autocast the bf16 copy its matmul
+    makes), w_gate_up's output (2F: gate and up are views of it, saved by silu and by the product), silu(gate)
+    (F) and the product (F, w_down's input)."""
+    return a * dim + 4 * a * hidden
+
+
+def moe_bytes_per_token(cfg: ModelConfig, a: int) -> int:
+    """DeepSeekMoE's feed-forward. Exactly moe_top_k experts run on every token, so the routed part does not
+    depend on how balanced the routing is."""
+    C, E, k = cfg.n_embd, cfg.n_routed_experts, cfg.moe_top_k
+    # router: its matmul's input (the norm's float32 output, or a bf16 copy), the sigmoid scores (E), the
+    # chosen expert ids (int64), the gates gathered from the scores and their sum
+    router = a * C + a * E + INT64 * k + a * k + a
+    # shared expert: a SwiGLU of width moe_hidden * n_shared_experts; in float32 its input is the router's
+    # (the same tensor, counted once), under autocast it makes its own bf16 copy
+    shared = 0
+    if cfg.n_shared_experts:
+        shared = swiglu_bytes_per_token(C, cfg.moe_hidden * cfg.n_shared_experts, a) - (a * C if a == FLOAT32 else 0)
+    # each of the k routed copies of a token: torch.where's two int64 ids (token, slot), the gathered row
+    # (float32, or the expert's bf16 copy of it), the expert's SwiGLU less its input, the expert's output
+    # (saved by the multiplication with the gate), the gate itself, and the gated output in float32 (index_add
+    # saves its source)
+    routed = 2 * INT64 + a * C + (swiglu_bytes_per_token(C, cfg.moe_hidden, a) - a * C) + a * C + a + FLOAT32 * C
+    return router + shared + k * routed
+
+
+def layer_bytes_per_token(cfg: ModelConfig, moe: bool, bf16: bool) -> int:
+    """What one Block saves for the backward pass, per token."""
+    a = BF16 if bf16 else FLOAT32
+    C = cfg.n_embd
+    # two RMSNorms, float32 whatever the autocast: each saves its input (the residual stream), its normalised
+    # output before the weight (for the weight's gradient) and 1/rms
+    norms = 2 * (FLOAT32 * C + FLOAT32 * C + FLOAT32)
+    # the attention's input, the norm's float32 output: saved once by wq and wkv in float32, and under
+    # autocast each of the two matmuls saves its own bf16 copy: 4C bytes either way
+    attn_input = FLOAT32 * C
+    # SDPA saves q, k, v and its output, k and v after GQA's repeat_interleave (n_head heads each: C wide),
+    # and the float32 logsumexp of every query and head. RoPE saves only its cos/sin tables (counted once per
+    # model below), not q or k: the gradient of a rotation needs only the angles.
+    sdpa = 4 * a * C + FLOAT32 * cfg.n_head
+    if cfg.n_kv_head == cfg.n_head:  # no GQA: v is a view of wkv's output, so all of it (k and v) stays
+        sdpa += a * C
+    out_proj = a * C  # wo's input: the heads transposed back to (B, T, C), a copy
+    ffn = moe_bytes_per_token(cfg, a) if moe else swiglu_bytes_per_token(C, cfg.ffn_hidden, a)
+    return norms + attn_input + sdpa + out_proj + ffn
+
+
+def activation_bytes_per_token(cfg: ModelConfig, bf16: bool) -> int:
+    """Everything the model (not the loss) saves for the backward pass, per token of a (rows, seq_len) batch."""
+    n_moe = moe_layer_count(cfg)
+    layers = (n_moe * layer_bytes_per_token(cfg, True, bf16)
+              + (cfg.n_layer - n_moe) * layer_bytes_per_token(cfg, False, bf16))
+    # once per model: the token ids (the embedding's backward), RoPE's cos and sin at each position (head_dim/2
+    # float32 each, shared by every layer), the final norm (input, normalised, 1/rms) and the head's float32
+    # input (the final norm's output)
+    model = INT64 + FLOAT32 * cfg.head_dim + (2 * FLOAT32 * cfg.n_embd + FLOAT32) + FLOAT32 * cfg.n_embd
+    return layers + model
+
+
+def logits_bytes_per_token(cfg: ModelConfig, kind: str) -> int:
+    """The vocabulary-sized float32 buffers per token at the stage's peak (model.py's head is float32)."""
+    V = cfg.vocab_size
+    if kind == "train":
+        # at the start of the backward, four (rows, T, V) tensors: pretraining/SFT hold the logits (returned to
+        # the caller), their log-softmax (saved by the loss), its gradient and the logits' gradient; GRPO the
+        # logits (saved by logsumexp) and the gradients of logsumexp, of gather and of the [:, :-1] slice
+        return 4 * FLOAT32 * V + LOSS_BYTES_PER_TOKEN
+    if kind == "score":
+        # the logits and one temporary of their size: logsumexp's exp(logits - max), or cross-entropy's log-softmax
+        return 2 * FLOAT32 * V
+    return 0  # generate: the prefill's logits cover the prompt only, see estimate_peak_bytes
+
+
+def forward_working_bytes_per_token(cfg: ModelConfig, bf16: bool) -> int:
+    """The largest set of tensors alive at once inside one layer of a no-grad forward, per token: the
+    residual stream and the norm's output (float32), then either the attention's q, k, v (expanded for
+    GQA), the output and its transposed copy, or the feed-forward's gate/up, silu, product and output."""
+    a = BF16 if bf16 else FLOAT32
+    C = cfg.n_embd
+    kv = 2 * cfg.n_kv_head * cfg.head_dim
+    # q before and after RoPE, wkv's output (k and v) and the rotated k, the expanded k and v, SDPA's output,
+    # its transposed copy and wo's output; and RoPE's float32 halves of q
+    attention = a * (2 * C + kv + kv // 2 + 2 * C + 3 * C) + 2 * FLOAT32 * C
+    hidden = cfg.ffn_hidden if not cfg.n_routed_experts else max(
+        cfg.ffn_hidden, cfg.moe_hidden * (cfg.n_shared_experts + cfg.moe_top_k))
+    # the matmul's input copy, gate/up, silu, product, output; MoE adds the float32 sum of the experts'
+    # outputs, twice while index_add builds the next one
+    ffn = a * (C + 4 * hidden + C) + (2 * FLOAT32 * C if cfg.n_routed_experts else 0)
+    return 2 * FLOAT32 * C + FLOAT32 * C + max(attention, ffn)  # + the next residual, written beside the old
+
+
+# -- the estimate ------------------------------------------------------------------------------------------------
+
+def estimate_peak_bytes(cfg: ModelConfig, kind: str, rows: int, seq_len: int, *, bf16: bool,
+                        prompt_len: int | None = None, optimizer_state: bool | None = None,
+                        ref_model: bool = False) -> dict[str, int]:
+    """The peak memory of one stage on one device, in bytes, by part, and their "total".
+
+    kind: "train" (forward and backward of rows x seq_len tokens, then AdamW: pretraining, SFT, a GRPO update),
+    "score" (a no-grad forward of rows x seq_len: GRPO's old and reference log-probs, evaluation) or
+    "generate" (the KV cache of rows x seq_len slots, prompt and completion; the prompts, prompt_len tokens
+    each, default seq_len, go through one prefill forward).
+    bf16: under bf16 autocast (the CUDA paths, r1mini.device.cuda_paths), else float32.
+    optimizer_state: the gradients and AdamW's moments are resident (default: only for "train"; True for a
+    GRPO rollout, which runs between updates). ref_model: a frozen float32 copy of the weights (GRPO, kl_coef > 0).
+
+    Parts: weights (float32 parameters), weight_copies (bf16 autocast's cached copy of every matmul weight,
+    kept until the autocast block ends, with or without grad), grads (float32), optimizer (AdamW's exp_avg
+    and exp_avg_sq, float32), activations (saved for the backward), logits (float32, vocabulary-sized),
+    cache (KV cache), working (transients: a weight's gradient before it is added to .grad; the tensors of
+    one layer of a no-grad forward or of a decoding step). "total" is their sum, except that a no-grad
+    forward frees each layer's tensors before the head makes the logits: there it counts the larger of
+    logits and working.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if rows < 0 or seq_len <= 0:
+        raise ValueError(f"need rows >= 0 and seq_len > 0, got rows={rows}, seq_len={seq_len}")
+    n_params, n_matmul = param_counts(cfg)
+    tokens = rows * seq_len
+    a = BF16 if bf16 else FLOAT32
+    if optimizer_state is None:
+        optimizer_state = kind == "train"
+    parts = {
+        "weights": FLOAT32 * n_params * (2 if ref_model else 1),
+        "weight_copies": BF16 * n_matmul if bf16 else 0,
+        "grads": FLOAT32 * n_params if optimizer_state else 0,
+        "optimizer": 2 * FLOAT32 * n_params if optimizer_state else 0,  # AdamW's m and v; fused or not, the
+        # step's temporaries come after the backward has freed the activations, and are smaller
+        "activations": 0, "logits": 0, "cache": 0, "working": 0,
+    }
+    if kind == "train":
+        parts["activations"] = tokens * activation_bytes_per_token(cfg, bf16)
+        parts["logits"] = tokens * logits_bytes_per_token(cfg, "train")
+        # a weight's gradient is computed whole before it is added to .grad (bf16 under autocast, then
+        # its float32 cast); the head's, in float32, is vocab_size x n_embd
+        parts["working"] = max((FLOAT32 + (BF16 if bf16 else 0)) * largest_matrix(cfg),
+                               FLOAT32 * cfg.vocab_size * cfg.n_embd)
+    elif kind == "score":
+        parts["logits"] = tokens * logits_bytes_per_token(cfg, "score")
+        parts["working"] = tokens * forward_working_bytes_per_token(cfg, bf16)
+    else:
+        prompt = seq_len if prompt_len is None else min(prompt_len, seq_len)
+        kv = 2 * cfg.n_layer * rows * cfg.n_kv_head * seq_len * cfg.head_dim * a  # keys and values
+        # sampling.generate drops finished rows by copying the rest (under half) while the old cache is alive
+        parts["cache"] = kv + kv // 2 + rows * seq_len  # + the validity mask, one bool per slot
+        # the prefill's logits at every prompt position (the [:, -1] view keeps them alive into the first
+        # sampling step), and sampling's float32 copies of one step's logits (probabilities, top-p's sorted
+        # copy and its int64 order, the cumulative sums...), about 12 per row
+        parts["logits"] = rows * prompt * FLOAT32 * cfg.vocab_size + rows * 12 * FLOAT32 * cfg.vocab_size
+        # the prefill's layer working set, or a decoding step's: SDPA's math path expands the cached k and v
+        # of one layer to n_head heads (enable_gqa with a mask) and scores every slot in float32
+        decode = rows * seq_len * cfg.n_head * (2 * cfg.head_dim * a + FLOAT32)
+        parts["working"] = max(rows * prompt * forward_working_bytes_per_token(cfg, bf16), decode)
+    static = sum(parts[k] for k in ("weights", "weight_copies", "grads", "optimizer", "cache"))
+    if kind == "train":  # all at once at the start of the backward
+        parts["total"] = static + parts["activations"] + parts["logits"] + parts["working"]
+    else:  # without grad the layers' tensors are freed before the head makes the logits
+        parts["total"] = static + max(parts["logits"], parts["working"])
+    return parts
+
+
+def device_memory_bytes(device: torch.device | str, limit_gib: float | None = None) -> int | None:
+    """The memory a run on `device` may use in all (weights included): limit_gib when given; on CUDA the
+    device's free memory plus what this process's caching allocator already holds; None elsewhere
+    (unknown: no limit)."""
+    if limit_gib is not None:
+        return int(limit_gib * GiB)
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free + torch.cuda.memory_reserved(device)
+    return None
+
+
+def auto_micro_batch(cfg: ModelConfig, kind: str, rows: int, seq_len: int, budget_bytes: int | None, *,
+                     bf16: bool, margin: float = 0.8, advice: str | None = None, **options) -> int:
+    """The largest micro-batch (rows per chunk, at most `rows`) whose estimated peak fits in margin * budget.
+    No budget (None): all rows. If not even one row fits, warns, saying what to lower, and returns 1.
+    `options` go to estimate_peak_bytes (prompt_len, optimizer_state, ref_model); `advice` replaces the
+    warning's suggestion with the stage's own flags."""
+    if rows < 1:
+        raise ValueError(f"rows must be >= 1, got {rows}")
+    if budget_bytes is None:
+        return rows
+    usable = margin * budget_bytes
+
+    def peak(m: int) -> int:
+        return estimate_peak_bytes(cfg, kind, m, seq_len, bf16=bf16, **options)["total"]
+
+    if peak(1) > usable:
+        fixed = peak(0)
+        if fixed > usable:
+            what = (f"the weights and optimizer state alone need ~{fixed / GiB:.1f} GiB",
+                    "use a smaller --preset")
+        else:
+            what = (f"one row of {seq_len} tokens needs ~{peak(1) / GiB:.1f} GiB",
+                    "lower the sequence length (--max_new_tokens for GRPO and generation; pretraining and SFT "
+                    "train on block_size tokens: use a smaller --preset)")
+        warnings.warn(f"{kind}: {what[0]}, over {margin:.0%} of the {budget_bytes / GiB:.1f} GiB budget; "
+                      f"{advice or what[1]}. Trying micro-batches of 1 row.", stacklevel=2)
+        return 1
+    lo, hi = 1, rows  # peak(lo) fits; the peak grows with the rows, so bisect for the largest that fits
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if peak(mid) <= usable else (lo, mid - 1)
+    return lo
+
+
+# -- measuring (tests/test_memory.py, benchmarks/bench_memory.py) ---------------------------------------------------
+
+def measure_saved_bytes(fn, model: torch.nn.Module) -> dict[str, int]:
+    """Run fn() (a forward that returns what the backward would start from) and count, once per storage, the
+    bytes of every tensor autograd saves for the backward: {"activations", "weight_copies"} (autocast's
+    bf16 copies of parameters); the parameters themselves are not counted."""
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved: dict[int, tuple[str, torch.Tensor]] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in params and ptr not in saved:
+            saved[ptr] = ("weight_copies" if _is_weight_copy(t) else "activations", t)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    counts = {"activations": 0, "weight_copies": 0}
+    for kind, t in saved.values():
+        counts[kind] += t.untyped_storage().nbytes()
+    del out
+    return counts
+
+
+def _is_weight_copy(t: torch.Tensor) -> bool:
+    """Whether t is (a view of) autocast's cast of a parameter: ToCopyBackward0 straight onto a leaf's
+    AccumulateGrad, behind any transposes or views (a linear saves its weight transposed)."""
+    fn = t.grad_fn
+    views = ("TBackward0", "TransposeBackward0", "ViewBackward0")
+    while fn is not None and fn.name() in views:
+        fn = fn.next_functions[0][0]
+    if fn is None or fn.name() != "ToCopyBackward0":
+        return False
+    fn = fn.next_functions[0][0]  # MoE casts centroids.t(), a view: not cached, but still a copy of a weight
+    while fn is not None and fn.name() in views:
+        fn = fn.next_functions[0][0]
+    return hasattr(fn, "variable")  # AccumulateGrad: the parameter itself
+
+
+def measure_peak_bytes(fn, device: torch.device | str) -> int:
+    """The peak of the bytes allocated while fn() runs, above what was allocated when it started: CUDA's
+    allocator statistics, or on the CPU the profiler's record of every allocation and free."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        start = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - start
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    live = peak = 0
+    for e in sorted(events, key=lambda e: e.start_ns()):
+        live += e.nbytes()
+        peak = max(peak, live)
+    return peak

@@ -1,0 +1,232 @@
+"""Tests for r1mini.memory: parameter counts and the weights / gradients / AdamW terms by hand, the activation
+term against the bytes a real forward saves for the backward (float32 and bf16 autocast, dense, GQA or not,
+MoE, pretraining's cross-entropy and GRPO's log-probs), the whole peak against the CPU allocations of a real
+step, the KV cache by hand, and auto_micro_batch against budgets built by hand."""
+
+import pytest
+import torch
+
+from r1mini import memory
+from r1mini.grpo import grpo_loss, logprobs_from_logits
+from r1mini.memory import (activation_bytes_per_token, auto_micro_batch, device_memory_bytes, estimate_peak_bytes,
+                           measure_peak_bytes, measure_saved_bytes, param_counts)
+from r1mini.model import Transformer, model_config
+
+V = 300
+CONFIGS = {  # model presets and variants: dense with GQA, dense without, DeepSeekMoE
+    "toy": dict(preset="toy"),
+    "toy-moe": dict(preset="toy", n_routed_experts=4),
+    "cpu": dict(preset="cpu"),
+    "cpu-mha": dict(preset="cpu", n_kv_head=4),
+    "cpu-moe": dict(preset="cpu", n_routed_experts=8, n_shared_experts=2, moe_top_k=2),
+}
+
+
+def config(name: str, **kw):
+    spec = dict(CONFIGS[name])
+    return model_config(spec.pop("preset"), vocab_size=V, **spec, **kw)
+
+
+def autocast(bf16: bool):
+    """What the CUDA paths run under (r1mini.device.autocast), on the CPU."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+
+
+# -- weights, gradients, optimizer: by hand ----------------------------------------------------------------------
+
+def test_toy_weights_grads_and_adamw_by_hand():
+    # toy: C=32, 2 heads of 16, 1 kv head, ffn 96 (8/3 * 32 rounded up to 32), 2 layers, vocab 300, tied head.
+    # a block: wq 32*32 + wkv 32*(2*16) + wo 32*32 = 3072, w_gate_up 32*192 + w_down 96*32 = 9216, norms 64
+    # -> 12352; two blocks 24704, final norm 32, embedding 300*32 = 9600: 34336 parameters, 24576 in matmuls
+    cfg = config("toy")
+    assert param_counts(cfg) == (34336, 24576)
+    est = estimate_peak_bytes(cfg, "train", 1, 8, bf16=True)
+    assert est["weights"] == 4 * 34336 == est["grads"]
+    assert est["optimizer"] == 8 * 34336  # exp_avg and exp_avg_sq, float32
+    assert est["weight_copies"] == 2 * 24576  # autocast's bf16 copies of the matmul weights
+    assert estimate_peak_bytes(cfg, "train", 1, 8, bf16=False)["weight_copies"] == 0
+    assert estimate_peak_bytes(cfg, "train", 1, 8, bf16=False, ref_model=True)["weights"] == 8 * 34336
+    score = estimate_peak_bytes(cfg, "score", 1, 8, bf16=False)
+    assert score["grads"] == score["optimizer"] == score["activations"] == 0
+    assert estimate_peak_bytes(cfg, "score", 1, 8, bf16=False, optimizer_state=True)["optimizer"] == 8 * 34336
+
+
+@pytest.mark.parametrize("name, untied", [(n, False) for n in CONFIGS] + [("toy-moe", True)])
+def test_param_counts_match_the_model(name, untied):
+    cfg = config(name, tie_embeddings=not untied)
+    model = Transformer(cfg)
+    matmul = sum(p.numel() for n, p in model.blocks.named_parameters() if p.dim() == 2)
+    assert param_counts(cfg) == (model.num_params(), matmul)
+
+
+def test_gpu_activation_bytes_per_token_by_hand():
+    # gpu: C=512, H=8, kv heads 4, head 64, F=1376, 12 layers. Per layer under bf16 autocast:
+    # norms 2*(4C + 4C + 4) = 16C + 8, attention input 4C, q k v out 4*2C, logsumexp 4H, wo input 2C,
+    # SwiGLU input copy 2C + gate/up 4F + silu 2F + product 2F: 32C + 8F + 4H + 8 = 27432.
+    # Once: token ids 8, cos/sin 4*64, final norm 8C + 4, head input 4C = 6412.
+    cfg = model_config("gpu", vocab_size=2053)
+    assert activation_bytes_per_token(cfg, bf16=True) == 12 * 27432 + 6412
+    # float32: 44C + 16F + 4H + 8 per layer
+    assert activation_bytes_per_token(cfg, bf16=False) == 12 * (44 * 512 + 16 * 1376 + 32 + 8) + 6412
+
+
+# -- activations: against what autograd saves -------------------------------------------------------------------
+
+@pytest.mark.parametrize("rows, seq_len", [(2, 16), (3, 40)])
+@pytest.mark.parametrize("bf16", [False, True])
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_activation_estimate_matches_saved_tensors(name, bf16, rows, seq_len):
+    torch.manual_seed(0)
+    cfg = config(name)
+    model = Transformer(cfg)
+    idx, targets = torch.randint(V, (rows, seq_len)), torch.randint(V, (rows, seq_len))
+
+    def forward():
+        with autocast(bf16):
+            return model(idx, targets)
+
+    saved = measure_saved_bytes(forward, model)
+    # the model's activations, plus what cross-entropy saves: the log-softmax (4V) and the targets (8)
+    estimate = rows * seq_len * (activation_bytes_per_token(cfg, bf16) + 4 * V + 8)
+    assert abs(estimate - saved["activations"]) <= 0.10 * saved["activations"], (estimate, saved)
+    assert saved["weight_copies"] == estimate_peak_bytes(cfg, "train", rows, seq_len, bf16=bf16)["weight_copies"]
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+@pytest.mark.parametrize("name", ["toy", "cpu-moe"])
+def test_grpo_activations_match_saved_tensors(name, bf16):
+    torch.manual_seed(0)
+    cfg = config(name)
+    model = Transformer(cfg)
+    rows, T = 4, 30
+    ids = torch.randint(V, (rows, T))
+    mask, adv, ref = torch.rand(rows, T - 1) > 0.3, torch.randn(rows), torch.randn(rows, T - 1)
+
+    def forward():  # rl.py's update: log-probs of the float32 logits, the loss with the KL term
+        with autocast(bf16):
+            logits = model(ids)[:, :-1]
+        logp = logprobs_from_logits(logits, ids[:, 1:])
+        return grpo_loss(logp, logp.detach(), ref, adv, mask, kl_coef=0.04)[0]
+
+    saved = measure_saved_bytes(forward, model)["activations"]
+    # the model's activations, the logits (saved by logsumexp) and the loss's few per-token tensors
+    model_part = rows * T * (activation_bytes_per_token(cfg, bf16) + 4 * V)
+    assert model_part < saved <= model_part + rows * T * memory.LOSS_BYTES_PER_TOKEN
+    assert abs(saved - model_part) <= 0.10 * saved
+
+
+# -- the whole peak: against the CPU's allocations ---------------------------------------------------------------
+
+@pytest.mark.parametrize("bf16", [False, True])
+@pytest.mark.parametrize("name", ["cpu", "cpu-moe"])
+def test_train_peak_bounds_a_real_step(name, bf16):
+    """A pretraining micro-batch after the first (the gradients exist): what it allocates at its peak, above
+    the weights and gradients already there, is within 10% under the estimate's activations, logits,
+    weight copies and working part."""
+    torch.manual_seed(0)
+    cfg = config(name)
+    model = Transformer(cfg)
+    rows, seq_len = 4, 96
+    idx, targets = torch.randint(V, (rows, seq_len)), torch.randint(V, (rows, seq_len))
+
+    def step():
+        with autocast(bf16):
+            _, loss = model(idx, targets)
+        loss.backward()
+
+    step()
+    measured = measure_peak_bytes(step, "cpu")
+    est = estimate_peak_bytes(cfg, "train", rows, seq_len, bf16=bf16)
+    allocated = est["total"] - est["weights"] - est["grads"] - est["optimizer"]
+    assert 0.9 * allocated <= measured <= allocated, (measured, allocated)
+
+
+def test_score_peak_bounds_a_real_no_grad_forward():
+    torch.manual_seed(0)
+    cfg = config("cpu")
+    model = Transformer(cfg)
+    ids = torch.randint(V, (4, 96))
+
+    def score():
+        with torch.no_grad():
+            logprobs_from_logits(model(ids)[:, :-1], ids[:, 1:])
+
+    measured = measure_peak_bytes(score, "cpu")
+    est = estimate_peak_bytes(cfg, "score", 4, 96, bf16=False)
+    assert 0.75 * (est["total"] - est["weights"]) <= measured <= est["total"] - est["weights"]
+
+
+# -- generation ----------------------------------------------------------------------------------------------------
+
+def test_kv_cache_by_hand():
+    # toy: 2 layers, 1 kv head of 16. k and v: 2 * 2 layers * 4 rows * 1 head * 50 slots * 16 * 4 bytes = 51200,
+    # half again while finished rows are dropped (76800), + the validity mask (4 * 50 bools)
+    cfg = config("toy")
+    assert estimate_peak_bytes(cfg, "generate", 4, 50, bf16=False)["cache"] == 51200 + 25600 + 200
+    assert estimate_peak_bytes(cfg, "generate", 4, 50, bf16=True)["cache"] == (51200 + 25600) // 2 + 200
+
+
+def test_generate_peak_bounds_a_real_generation(monkeypatch):
+    from r1mini.sampling import generate
+    monkeypatch.delenv("R1MINI_EMULATE_CUDA", raising=False)  # a float32 cache
+    torch.manual_seed(0)
+    cfg = config("cpu")
+    model = Transformer(cfg)
+    prompts = torch.randint(V, (8, 20)).tolist()
+    measured = measure_peak_bytes(lambda: generate(model, prompts, 60, top_p=0.9), "cpu")
+    est = estimate_peak_bytes(cfg, "generate", 8, 80, bf16=False, prompt_len=20)
+    assert 0.5 * (est["total"] - est["weights"]) <= measured <= est["total"] - est["weights"]
+
+
+# -- auto_micro_batch ----------------------------------------------------------------------------------------------
+
+def budget_for(cfg, rows: int, seq_len: int, **kw) -> float:
+    """The budget whose 80% is exactly the estimated peak of `rows` rows."""
+    return estimate_peak_bytes(cfg, "train", rows, seq_len, **kw)["total"] / 0.8
+
+
+def test_auto_micro_batch_picks_the_largest_that_fits():
+    cfg = config("toy")
+    # the estimate is a fixed part plus the same bytes per row: 7 rows fit a budget made for 7, not one byte less
+    fixed = estimate_peak_bytes(cfg, "train", 0, 100, bf16=False)["total"]
+    per_row = estimate_peak_bytes(cfg, "train", 1, 100, bf16=False)["total"] - fixed
+    assert estimate_peak_bytes(cfg, "train", 7, 100, bf16=False)["total"] == fixed + 7 * per_row
+    assert auto_micro_batch(cfg, "train", 64, 100, budget_for(cfg, 7, 100, bf16=False), bf16=False) == 7
+    assert auto_micro_batch(cfg, "train", 64, 100, budget_for(cfg, 7, 100, bf16=False) - 1, bf16=False) == 6
+    assert auto_micro_batch(cfg, "train", 5, 100, budget_for(cfg, 7, 100, bf16=False), bf16=False) == 5  # <= rows
+    assert auto_micro_batch(cfg, "train", 64, 100, None, bf16=False) == 64  # no budget: no limit
+    big = budget_for(cfg, 7, 100, bf16=False)  # margin 1.0: the whole budget, 7 / 0.8 = 8.75 rows
+    assert auto_micro_batch(cfg, "train", 64, 100, big, bf16=False, margin=1.0) == 8
+
+
+def test_auto_micro_batch_says_what_to_lower():
+    cfg = config("cpu")
+    one_row = estimate_peak_bytes(cfg, "train", 1, 192, bf16=False)["total"]
+    with pytest.warns(UserWarning, match="--max_new_tokens"):
+        assert auto_micro_batch(cfg, "train", 32, 192, 0.9 * one_row / 0.8, bf16=False) == 1
+    with pytest.warns(UserWarning, match="smaller --preset"):  # not even the weights fit
+        assert auto_micro_batch(cfg, "train", 32, 192, 1000, bf16=False) == 1
+    with pytest.warns(UserWarning, match="--micro_batch_size 1"):
+        auto_micro_batch(cfg, "train", 32, 192, 1000, bf16=False, advice="--micro_batch_size 1")
+
+
+def test_gpu_grpo_update_needs_micro_batches_at_24_gib():
+    """The motivating case: 512 rows x 449 tokens is ~80 GiB, so a 24 GiB card takes it in micro-batches of
+    about a hundred rows, and the picked size fits where one more row would not."""
+    cfg = model_config("gpu", vocab_size=2053)
+    budget = 24 * memory.GiB
+    assert estimate_peak_bytes(cfg, "train", 512, 449, bf16=True)["total"] > 70 * memory.GiB
+    m = auto_micro_batch(cfg, "train", 512, 449, budget, bf16=True)
+    assert 80 <= m <= 140
+    assert estimate_peak_bytes(cfg, "train", m, 449, bf16=True)["total"] <= 0.8 * budget
+    assert estimate_peak_bytes(cfg, "train", m + 1, 449, bf16=True)["total"] > 0.8 * budget
+
+
+def test_errors_and_device_memory():
+    cfg = config("toy")
+    with pytest.raises(ValueError, match="kind"):
+        estimate_peak_bytes(cfg, "backward", 1, 8, bf16=False)
+    with pytest.raises(ValueError, match="rows"):
+        auto_micro_batch(cfg, "train", 0, 8, 10 ** 9, bf16=False)
+    assert device_memory_bytes("cpu") is None  # unknown: no limit
+    assert device_memory_bytes("cpu", limit_gib=1.5) == 3 * 2 ** 29
