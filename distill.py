@@ -71,7 +71,8 @@ class DistillConfig:
 PRESETS = {
     "toy": dict(prompts=6, samples=2, max_new_tokens=24, epochs=1, batch_size=8, eval_problems=2, eval_k=2),
     "cpu": dict(),
-    "gpu": dict(prompts=8000, samples=4, max_new_tokens=384, epochs=2, batch_size=64, eval_problems=100, eval_k=16),
+    "gpu": dict(prompts=8000, samples=4, max_new_tokens=384, epochs=2, batch_size=64, eval_problems=100, eval_k=16,
+                batch_gen=512),
 }
 
 

@@ -56,7 +56,7 @@ class EvalConfig:
 
 
 PRESETS = {"toy": dict(n_problems=3, k=2, max_new_tokens=24, show=0), "cpu": dict(),
-           "gpu": dict(n_problems=100, k=16, max_new_tokens=384)}
+           "gpu": dict(n_problems=100, k=16, max_new_tokens=384, batch_size=512)}
 
 
 def uses_chat(meta: dict, chat: str) -> bool:

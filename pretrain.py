@@ -38,6 +38,7 @@ from r1mini.device import autocast, pick_device, throughput
 from r1mini.distributed import (accumulate, print0, report_replicas_in_sync, setup_distributed, teardown_distributed,
                                 training_forward)
 from r1mini.jsonl import JsonlLogger
+from r1mini.memory import micro_batch
 from r1mini.model import PRESETS as MODEL_PRESETS, Transformer, model_config
 from r1mini.optim import apply_update, step_guard
 from r1mini.tasks import SUITES, suite
@@ -56,7 +57,8 @@ class PretrainConfig:
     val_docs: int = 2_000
     # optimisation
     batch_size: int = 32  # sequences per step (all ranks together)
-    grad_accum: int = 1  # micro-batches per rank and step: batch_size = ranks * grad_accum * micro-batch
+    grad_accum: int = 0  # micro-batches per rank and step: batch_size = ranks * grad_accum * micro-batch;
+    # 0: the fewest that fit the device's memory (r1mini/memory.py; 1 on the CPU)
     max_steps: int = 700
     lr: float = 3e-3
     min_lr_ratio: float = 0.1
@@ -72,7 +74,7 @@ class PretrainConfig:
 
     RULES: ClassVar[dict] = {"model": name_in(MODEL_PRESETS), "suite": name_in(SUITES), "lr": POSITIVE,
                              "grad_clip": POSITIVE, "min_lr_ratio": SHARE, "n_routed_experts": NON_NEGATIVE,
-                             "warmup_steps": NON_NEGATIVE}
+                             "warmup_steps": NON_NEGATIVE, "grad_accum": NON_NEGATIVE}
 
     def __post_init__(self):
         validate(self)
@@ -105,7 +107,7 @@ def main(argv=None):
     rank, world = setup_distributed(device)
     seed_everything(args.seed)
     out = Path(args.out)
-    if cfg.batch_size % (world * cfg.grad_accum):
+    if cfg.batch_size % (world * max(1, cfg.grad_accum)):
         raise SystemExit(f"--batch_size {cfg.batch_size} must divide by {world} ranks x --grad_accum {cfg.grad_accum}")
     state = load_train_state(out)  # an interrupted run to resume
     tokenizer, train_stream, val_stream = prepare_data(cfg, args.seed, out if state is not None else None)
@@ -113,6 +115,8 @@ def main(argv=None):
     # -- model and optimizer ------------------------------------------------------------------------------
     mcfg = model_config(cfg.model, vocab_size=tokenizer.vocab_size, n_routed_experts=cfg.n_routed_experts)
     model = Transformer(mcfg).to(device)
+    if cfg.grad_accum == 0:  # as few micro-batches as fit, each an equal share of this rank's slice
+        cfg = dataclasses.replace(cfg, grad_accum=fewest_micro_batches(model, cfg.batch_size // world))
     optimizer = make_optimizer(model, cfg, device)
     # every rank draws the same global batch and trains on its own slice: the run is the same whatever
     # the number of ranks (DDP averages the slices' gradients into the global batch's)
@@ -197,6 +201,13 @@ def make_optimizer(model: Transformer, cfg: PretrainConfig, device: torch.device
     return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                               {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95),
                              fused=device.type == "cuda")
+
+
+def fewest_micro_batches(model: Transformer, rows: int) -> int:
+    """The smallest divisor d of rows whose micro-batches of rows / d fit the device's memory (1 where the
+    memory is unknown: the CPU)."""
+    fits = micro_batch(model, "train", rows, model.cfg.block_size)
+    return next(d for d in range(1, rows + 1) if rows % d == 0 and rows // d <= fits)
 
 
 def train_step(model, forward, optimizer, x: torch.Tensor, y: torch.Tensor, cfg: PretrainConfig,

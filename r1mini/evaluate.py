@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from r1mini.distributed import map_striped, rank_and_world
 from r1mini.formats import prompt_ids
+from r1mini.memory import generation_batch
 from r1mini.rewards import (accuracy_reward, count_reflection_words, extract_answer, format_reward,
                             is_step_by_step, language_consistency, reasoning_text, reply_format_reward)
 from r1mini.sampling import generate
@@ -45,14 +46,17 @@ class Sampled:
 
 
 def sample_completions(model, tokenizer, problems: list[Problem], k: int, *, temperature: float, top_p: float,
-                       max_new_tokens: int, batch_size: int = 64, seed: int = 0, chat: bool = False,
+                       max_new_tokens: int, batch_size: int = 0, seed: int = 0, chat: bool = False,
                        progress: str | None = None) -> list[Sampled]:
-    """k completions for each problem, in the chat format or under the R1-Zero template. With
-    `progress`, a progress bar of that name counts the batches."""
+    """k completions for each problem, in the chat format or under the R1-Zero template, batch_size rows
+    at a time (0: memory.generation_batch, 64 on the CPU and up to 512 on a GPU). With `progress`, a
+    progress bar of that name counts the batches."""
     device = next(model.parameters()).device
     gen = torch.Generator(device=device).manual_seed(seed)
     stop = prompt_ids(tokenizer, "", chat)[1]
     prompts = [prompt_ids(tokenizer, p.question, chat)[0] for p in problems for _ in range(k)]
+    longest = max((len(p) for p in prompts), default=0) + max_new_tokens
+    batch_size = generation_batch(model, min(longest, model.cfg.block_size), batch_size)
     seqs: list[list[int]] = []
     for i in tqdm(range(0, len(prompts), batch_size), desc=progress, disable=progress is None, leave=False,
                   dynamic_ncols=True):

@@ -20,10 +20,12 @@ benchmarks/bench_memory.py prints the estimate beside the measured peak of every
 """
 from __future__ import annotations
 
+import os
 import warnings
 
 import torch
 
+from r1mini.device import cuda_paths
 from r1mini.model import ModelConfig
 
 FLOAT32, BF16, INT64 = 4, 2, 8  # bytes per element
@@ -229,10 +231,15 @@ def estimate_peak_bytes(cfg: ModelConfig, kind: str, rows: int, seq_len: int, *,
     return parts
 
 
+MEMORY_LIMIT = "R1MINI_MEMORY_GIB"  # a budget in GiB for every stage, on any device (e.g. a shared GPU)
+
+
 def device_memory_bytes(device: torch.device | str, limit_gib: float | None = None) -> int | None:
-    """The memory a run on `device` may use in all (weights included): limit_gib when given; on CUDA the
-    device's free memory plus what this process's caching allocator already holds; None elsewhere
-    (unknown: no limit)."""
+    """The memory a run on `device` may use in all (weights included): limit_gib when given, else the
+    environment's R1MINI_MEMORY_GIB when set; on CUDA the device's free memory plus what this process's
+    caching allocator already holds; None elsewhere (unknown: no limit)."""
+    if limit_gib is None and os.environ.get(MEMORY_LIMIT):
+        limit_gib = float(os.environ[MEMORY_LIMIT])
     if limit_gib is not None:
         return int(limit_gib * GiB)
     device = torch.device(device)
@@ -274,6 +281,34 @@ def auto_micro_batch(cfg: ModelConfig, kind: str, rows: int, seq_len: int, budge
         mid = (lo + hi + 1) // 2
         lo, hi = (mid, hi) if peak(mid) <= usable else (lo, mid - 1)
     return lo
+
+
+def micro_batch(model: torch.nn.Module, kind: str, rows: int, seq_len: int, requested: int = 0, **options) -> int:
+    """The rows per micro-batch a stage runs: `requested` when > 0 (a --micro_batch_size flag wins), else the
+    most that fit the device's memory (auto_micro_batch); all rows where the memory is unknown (the CPU,
+    unless R1MINI_MEMORY_GIB is set), which is what every CPU run has always done."""
+    if requested > 0 or rows < 1:
+        return requested
+    device = next(model.parameters()).device
+    return auto_micro_batch(model.cfg, kind, rows, seq_len, device_memory_bytes(device), bf16=cuda_paths(device),
+                            **options)
+
+
+GENERATION_ROWS = 512  # the most rows a generation batch takes on a device whose memory is known
+CPU_GENERATION_ROWS = 64  # elsewhere: what every CPU run has used (more buys little on 2 cores)
+
+
+def generation_batch(model: torch.nn.Module, seq_len: int, requested: int = 0) -> int:
+    """Rows per generation batch (evaluation, sampling for SFT data): `requested` when > 0; on a device
+    whose memory is known, up to GENERATION_ROWS as they fit (a GPU decodes 512 rows in about the time of
+    64); else CPU_GENERATION_ROWS."""
+    if requested > 0:
+        return requested
+    device = next(model.parameters()).device
+    budget = device_memory_bytes(device)
+    if budget is None:
+        return CPU_GENERATION_ROWS
+    return auto_micro_batch(model.cfg, "generate", GENERATION_ROWS, seq_len, budget, bf16=cuda_paths(device))
 
 
 # -- measuring (tests/test_memory.py, benchmarks/bench_memory.py) ---------------------------------------------------

@@ -25,6 +25,7 @@ from r1mini.distributed import accumulate, print0, rank_and_world, sum_over_rank
 from r1mini.filters import mixed_language
 from r1mini.grpo import (AGGREGATIONS, aggregation_count, entropy_from_logits, group_advantages, grpo_loss,
                          logprobs_from_logits)
+from r1mini.memory import micro_batch
 from r1mini.optim import apply_update, step_guard
 from r1mini.rewards import count_reflection_words, is_step_by_step
 from r1mini.sampling import generate
@@ -46,7 +47,8 @@ class GRPOConfig:
     grad_clip: float = 1.0
     mu: int = 1  # updates per rollout batch
     minibatches: int = 1  # slices of the rollout batch per update
-    micro_batch_size: int = 0  # > 0: each update accumulates gradients over chunks of this many rows (memory)
+    micro_batch_size: int = 0  # rows per chunk of an update (gradients accumulate); 0: as many as fit the
+    # device's memory (r1mini/memory.py; all rows on the CPU)
     clip_eps: float = 0.2
     clip_eps_high: float = 0.2  # > clip_eps: clip-higher (DAPO uses 0.28)
     kl_coef: float = 0.0  # beta; > 0 keeps a frozen reference model
@@ -192,8 +194,14 @@ def grpo_update(policy: Policy, ro: Rollout, advantages: torch.Tensor, keep: tor
     counts = sum_over_ranks([float(aggregation_count(mask[rows], cfg.agg)) for rows in slices]
                             + [len(rows) for rows in slices], device)  # one collective for the whole update
     totals, sizes = counts[:len(slices)], counts[len(slices):]
-    old_logp = _logprobs(policy.forward, ids, cfg.micro_batch_size) if cfg.mu * cfg.minibatches > 1 else None
-    ref_logp = _logprobs(policy.ref_model, ids, cfg.micro_batch_size) if policy.ref_model is not None else None
+    # micro-batches: --micro_batch_size, else what fits the device's memory (all rows on the CPU)
+    longest = max(len(rows) for rows in slices)
+    micro = micro_batch(policy.model, "train", longest, ids.size(1), cfg.micro_batch_size,
+                        ref_model=policy.ref_model is not None)
+    score_micro = micro_batch(policy.model, "score", len(idx), ids.size(1), cfg.micro_batch_size,
+                              optimizer_state=True, ref_model=policy.ref_model is not None)
+    old_logp = _logprobs(policy.forward, ids, score_micro) if cfg.mu * cfg.minibatches > 1 else None
+    ref_logp = _logprobs(policy.ref_model, ids, score_micro) if policy.ref_model is not None else None
     stats, entropies = [], []
     for _ in range(cfg.mu):
         for rows, total, size in zip(slices, totals, sizes):
@@ -203,7 +211,7 @@ def grpo_update(policy: Policy, ro: Rollout, advantages: torch.Tensor, keep: tor
                 _idle_update(policy, ro.ids[:1], cfg)
                 continue
             stats.append(_minibatch_update(policy, ids, mask, adv, old_logp, ref_logp, rows, max(1.0, total), world,
-                                           cfg, entropies))
+                                           micro, cfg, entropies))
     if not stats:
         return {"kl": None, "clip_frac": None, "entropy": None, "ratio_dev": None}
     mean = lambda key: sum(s[key] for s in stats) / len(stats)  # noqa: E731
@@ -233,13 +241,13 @@ def _idle_update(policy: Policy, row: torch.Tensor, cfg: GRPOConfig) -> None:
 
 
 def _minibatch_update(policy: Policy, ids, mask, adv, old_logp, ref_logp, rows, total: float, world: int,
-                      cfg: GRPOConfig, entropies: list[float]) -> dict:
-    """One optimizer update on `rows` of the batch. Each chunk of rows (cfg.micro_batch_size > 0 splits them,
-    for memory; their gradients accumulate) weighs its loss by its share of `total`, what the aggregation
+                      micro: int, cfg: GRPOConfig, entropies: list[float]) -> dict:
+    """One optimizer update on `rows` of the batch. Each chunk of `micro` rows (0: all; their gradients
+    accumulate) weighs its loss by its share of `total`, what the aggregation
     divides by summed over all ranks, times `world`, since DDP averages the ranks' gradients: the update is
     that of the whole minibatch of every rank. Returns the loss's stats, weighted by tokens; appends each chunk's mean
     entropy over its response tokens to `entropies`."""
-    chunks = rows.split(cfg.micro_batch_size or len(rows))
+    chunks = rows.split(micro or len(rows))
     n_tokens = max(1, mask[rows].sum().item())
     policy.optimizer.zero_grad(set_to_none=True)
     loss_sum, stats_sum = 0.0, {}

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from r1mini.device import autocast
 from r1mini.distributed import accumulate, is_main, rank_and_world, training_forward
+from r1mini.memory import micro_batch
 from r1mini.optim import apply_update
 
 
@@ -44,7 +45,8 @@ def train_sft(model, examples: list[tuple[list[int], list[bool]]], *, epochs: in
     """AdamW with warmup and cosine decay over `epochs` passes; returns the loss of every step.
 
     Under torchrun every rank draws the same global batches and trains on its contiguous slice (DDP); a
-    slice larger than micro_batch_size (0: no limit) is run in micro-batches with gradient accumulation. The
+    slice larger than micro_batch_size (0: as many rows as fit the device's memory, all of them on the
+    CPU) is run in micro-batches with gradient accumulation. The
     loss is the mean over the global batch's assistant tokens, whatever the number of ranks and micro-batches:
     each micro-batch's mean is weighted by its share of those tokens (times the world size, as DDP averages
     the ranks' gradients). One process without micro-batches computes exactly what it always did.
@@ -71,7 +73,7 @@ def train_sft(model, examples: list[tuple[list[int], list[bool]]], *, epochs: in
             x, y = x[rank * per_rank:(rank + 1) * per_rank], y[rank * per_rank:(rank + 1) * per_rank]
             if len(x) == 0:  # a short last batch left this rank nothing: a zero-weight row keeps DDP in step
                 x, y = x.new_full((1, 1), pad_id), y.new_full((1, 1), -1)
-            micro = micro_batch_size or len(x)
+            micro = micro_batch(model, "train", len(x), x.size(1), micro_batch_size) or len(x)
             chunks = list(zip(x.split(micro), y.split(micro)))
             optimizer.zero_grad(set_to_none=True)
             total_loss = torch.zeros((), device=device)

@@ -230,3 +230,63 @@ def test_errors_and_device_memory():
         auto_micro_batch(cfg, "train", 0, 8, 10 ** 9, bf16=False)
     assert device_memory_bytes("cpu") is None  # unknown: no limit
     assert device_memory_bytes("cpu", limit_gib=1.5) == 3 * 2 ** 29
+
+
+# -- the stages pick their micro-batches from the budget -------------------------------------------------------
+
+def test_without_a_budget_every_stage_keeps_its_whole_batch(monkeypatch):
+    """On the CPU the memory is unknown: GRPO and SFT run all rows at once, generation 64 rows, pretraining
+    one micro-batch, exactly what every CPU run did before the stages sized themselves; a flag always wins."""
+    from pretrain import fewest_micro_batches
+    monkeypatch.delenv("R1MINI_MEMORY_GIB", raising=False)
+    model = Transformer(config("toy"))
+    assert memory.micro_batch(model, "train", 512, 100) == 512
+    assert memory.micro_batch(model, "train", 512, 100, requested=7) == 7
+    assert memory.generation_batch(model, 100) == 64 and memory.generation_batch(model, 100, 9) == 9
+    assert fewest_micro_batches(model, 32) == 1
+
+
+def test_a_budget_sizes_every_stage(monkeypatch):
+    """R1MINI_MEMORY_GIB sets the budget on any device: the micro-batch is the largest that fits 80% of it
+    (checked against the estimate itself), pretraining takes the fewest equal micro-batches that fit."""
+    from pretrain import fewest_micro_batches
+    model = Transformer(config("cpu"))
+    cfg = model.cfg
+    one_row = estimate_peak_bytes(cfg, "train", 1, 192, bf16=False)["total"]
+    budget = (one_row + 10 * (estimate_peak_bytes(cfg, "train", 2, 192, bf16=False)["total"] - one_row)) / 0.8
+    monkeypatch.setenv("R1MINI_MEMORY_GIB", str(budget / 2 ** 30))
+    m = memory.micro_batch(model, "train", 64, 192)
+    assert m in (10, 11)  # ~10 rows fit (the per-row cost is not exactly linear: some terms are per batch)
+    assert estimate_peak_bytes(cfg, "train", m, 192, bf16=False)["total"] <= 0.8 * budget
+    assert estimate_peak_bytes(cfg, "train", m + 1, 192, bf16=False)["total"] > 0.8 * budget
+    assert fewest_micro_batches(model, 64) == 8  # 64 / 8 = 8 rows <= m; 64 / 7 is not whole, 64 / 4 = 16 > m
+    g = memory.generation_batch(model, 192)  # up to 512 rows, as many as fit
+    assert estimate_peak_bytes(cfg, "generate", g, 192, bf16=False)["total"] <= 0.8 * budget
+    assert estimate_peak_bytes(cfg, "generate", g + 1, 192, bf16=False)["total"] > 0.8 * budget
+
+
+def test_grpo_update_under_a_budget_is_the_whole_batch_update(monkeypatch):
+    """A budget that fits 2 rows of an update: it runs in micro-batches of 2 (counted) and equals the update
+    of the whole batch at once."""
+    from r1mini.rl import GRPOConfig, Policy, Rollout, grpo_update
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, V, (6, 40), generator=g)
+    mask = torch.zeros(6, 39, dtype=torch.bool)
+    mask[:, 10:] = True
+    ro, adv, keep = Rollout(ids, mask, [""] * 6, [29] * 6), torch.linspace(-1, 1, 6), torch.ones(6, dtype=torch.bool)
+    cfg = GRPOConfig(max_new_tokens=39, mu=2)
+    weights, forwards = {}, {}
+    for budgeted in (False, True):
+        torch.manual_seed(0)
+        model = Transformer(config("toy"))
+        if budgeted:
+            per_row = estimate_peak_bytes(model.cfg, "train", 2, 40, bf16=False)["total"]
+            monkeypatch.setenv("R1MINI_MEMORY_GIB", str(per_row / 0.8 / 2 ** 30 * 1.01))  # 2 rows, not 3
+        calls = []
+        model.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+        grpo_update(Policy(model, torch.optim.SGD(model.parameters(), lr=0.5), model), ro, adv, keep, cfg)
+        weights[budgeted], forwards[budgeted] = torch.cat([p.detach().flatten() for p in model.parameters()]), calls
+    assert forwards[False] == [6, 6, 6]  # old log-probs, then two updates, each the whole batch
+    # the no-grad forward of the old log-probs needs less: it still fits whole; each update runs 3 x 2 rows
+    assert forwards[True] == [6] + [2] * 6
+    assert torch.allclose(weights[True], weights[False], atol=1e-6)
