@@ -63,6 +63,9 @@ def generate(model: Transformer, prompts: list[list[int]], max_new_tokens: int, 
     device = next(model.parameters()).device
     static = device.type == "cuda" if static is None else static
     cfg = model.cfg
+    n_real = len(prompts)
+    if static:  # rows up to a power of two: each batch size records (and compiles) a CUDA graph of its own
+        prompts = prompts + [[pad_id]] * ((1 << (n_real - 1).bit_length()) - n_real)
     B, P = len(prompts), max(len(p) for p in prompts)
     max_new_tokens = min(max_new_tokens, cfg.block_size - P)
     if max_new_tokens <= 0:
@@ -82,14 +85,17 @@ def generate(model: Transformer, prompts: list[list[int]], max_new_tokens: int, 
     model.eval()
     with autocast(device):  # prefill: all prompts in one pass (eager on both paths: its shape varies)
         logits = model(idx, cache=cache, positions=positions)[:, -1]
-    decode = decode_static if static else decode_dynamic
-    out = decode(model, cache, logits, lengths, max_new_tokens, pad_id=pad_id,
-                 stop=torch.tensor(list(stop_ids) or [-1], device=device),
-                 sample=functools.partial(sample_next, temperature=temperature, top_p=top_p, generator=generator))
+    sample = functools.partial(sample_next, temperature=temperature, top_p=top_p, generator=generator)
+    stop = torch.tensor(list(stop_ids) or [-1], device=device)
+    if static:
+        out = decode_static(model, cache, logits, lengths, max_new_tokens, pad_id=pad_id, stop=stop, sample=sample,
+                            n_real=n_real)
+    else:
+        out = decode_dynamic(model, cache, logits, lengths, max_new_tokens, pad_id=pad_id, stop=stop, sample=sample)
     model.train(was_training)
 
     results = []
-    for row in out.tolist():
+    for row in out[:n_real].tolist():
         hits = [j for j, x in enumerate(row) if x in stop_ids]
         results.append(row[:hits[0] + 1] if hits else row)
     return results
@@ -137,7 +143,11 @@ def decode_step(model: Transformer, cache: KVCache, tok: torch.Tensor, positions
 def compiled_decode_step():
     """decode_step compiled with CUDA graphs (gpt-fast's approach): a step replays as one graph instead of
     ~1,000 kernel launches, which is what bounds decoding a small model on a GPU. fullgraph: a graph break
-    would split the step into pieces; dynamic=False: one graph per batch size, no symbolic shapes."""
+    would split the step into pieces; dynamic=False: one graph per batch size, no symbolic shapes. Batch
+    sizes are powers of two (generate pads the rows), and eval.py decodes several checkpoints in one
+    process: one graph per model and size, more than dynamo's default limit of 8 before it falls back to
+    eager."""
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
     return torch.compile(decode_step, mode="reduce-overhead", fullgraph=True, dynamic=False)
 
 
@@ -165,11 +175,13 @@ def static_cache(model: Transformer, batch_size: int, dtype: torch.dtype) -> KVC
 
 
 def decode_static(model: Transformer, cache: KVCache, logits: torch.Tensor, lengths: torch.Tensor,
-                  max_new_tokens: int, *, pad_id: int, stop: torch.Tensor, sample) -> torch.Tensor:
+                  max_new_tokens: int, *, pad_id: int, stop: torch.Tensor, sample, n_real: int | None = None
+                  ) -> torch.Tensor:
     """The decode loop with static shapes: decode_step writes each token at a slot given as a tensor and
     attends over the whole cache (block_size slots) under a mask, and no row is ever dropped: a finished row
     keeps decoding pad tokens, which the result never shows. On CUDA the step runs as a CUDA graph; sampling
-    stays outside it. Returns the new tokens (B, n) like decode_dynamic.
+    stays outside it. Returns the new tokens (B, n) like decode_dynamic. Rows from n_real on only fill the
+    batch up to a size already recorded: they are finished from the start and draw no random numbers.
 
     The tokens match the dynamic loop's, and the random numbers too (one per row and step, as long as the
     dynamic loop has dropped no row), but not always the logits' last bits: masked slots add exactly 0, yet
@@ -179,10 +191,12 @@ def decode_static(model: Transformer, cache: KVCache, logits: torch.Tensor, leng
     compiled = device.type == "cuda"  # never under R1MINI_EMULATE_CUDA: the CPU runs decode_step eagerly
     step = compiled_decode_step() if compiled else decode_step
     out = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
-    done = torch.zeros(B, dtype=torch.bool, device=device)
+    n_real = B if n_real is None else n_real
+    done = torch.arange(B, device=device) >= n_real
     slot = torch.tensor([P], device=device)
     for t in range(max_new_tokens):
-        tok = sample(logits).masked_fill(done, pad_id)
+        tok = torch.cat([sample(logits[:n_real]), logits.new_full((B - n_real,), pad_id, dtype=torch.long)])
+        tok = tok.masked_fill(done, pad_id)
         out[:, t] = tok
         done |= torch.isin(tok, stop)
         # stop when every row has: checked every 8 steps, as the check waits for the GPU to catch up
@@ -208,7 +222,7 @@ def _compile_failed(error: Exception) -> None:
     and decode eagerly from then on; same tokens, only slower. Rerunning the failed step is safe whatever
     it had done: it writes the same keys and values to the same slot."""
     global compiled_decode_step
-    print(f"warning: the CUDA-graph decode step failed to compile ({type(error).__name__}: {error}); "
+    print(f"warning: the CUDA-graph decode step could not be compiled: {type(error).__name__}: {error}; "
           f"decoding eagerly from now on", flush=True)
     compiled_decode_step = lambda: decode_step  # noqa: E731
 

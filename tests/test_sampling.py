@@ -215,6 +215,20 @@ def test_static_generate_matches_dynamic_sampled(kind):
     assert 1 <= sum(len(o) < 12 for o in outs) <= 2
 
 
+def test_static_generate_pads_the_rows_to_a_power_of_two():
+    """3 prompts decode in a batch of 4 (one graph for every batch of 3 or 4 rows): the extra row is finished
+    from the start and draws no random number, so the 3 rows' samples are the dynamic path's."""
+    model = make_model()
+    prompts = PROMPTS[:3]
+
+    def run(**kw):
+        return generate(model, prompts, 12, temperature=1.0, generator=torch.Generator().manual_seed(3), **kw)
+    assert len(run(static=True)) == 3 and run(static=True) == run()
+    assert [batch for batch, _, _ in sampling._static_caches[model]] == [4]
+    generate(model, PROMPTS + [[2, 6]], 4, temperature=0, static=True)
+    assert sorted(batch for batch, _, _ in sampling._static_caches[model]) == [4, 8]
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_static_generate_under_cuda_emulation(kind, monkeypatch):
     """The CUDA branches on the CPU (bf16 autocast, a bf16 cache; no compiler): same greedy tokens."""
