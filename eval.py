@@ -14,6 +14,7 @@ its JSON to <checkpoint>/eval.json (and all of them to --out when given).
     python eval.py --init out/base                        # the base model
     python eval.py --init out/zero,out/r1/final_rl --k 16 # several checkpoints
     python eval.py --init out/base --temperature 1.0      # how the base model behaves when sampled freely
+    torchrun --nproc_per_node=2 eval.py --init out/zero   # the problems striped over 2 processes (GPUs)
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ import torch
 from r1mini.checkpoint import atomic_write_json, load_checkpoint, seed_everything
 from r1mini.config import NON_NEGATIVE, TOP_P, name_in, one_of, parse_config, validate
 from r1mini.device import pick_device
-from r1mini.distributed import print0
+from r1mini.distributed import is_main, print0, setup_distributed, teardown_distributed
 from r1mini.evaluate import evaluate_model, heldout_problems, markdown_table, sample_completions
 from r1mini.optim import step_guard
 from r1mini.tasks import SUITES, suite
@@ -73,6 +74,7 @@ def main(argv=None):
     cfg, args = parse_config(EvalConfig, PRESETS, __doc__, argv, default_init="out/base", default_out="")
     langs = tuple(cfg.langs.split(","))  # values, like every flag's, checked by parse_config
     device = pick_device(args.device)
+    setup_distributed(device)
     everything = {}
     for init in args.init.split(","):
         seed_everything(args.seed)
@@ -94,19 +96,21 @@ def main(argv=None):
                  r["steps_share"], round(r["reflection"], 2)]
                 + [r["by_lang"][lang]["lang_consistency"] for lang in langs] for name, r in results.items()]
         print0(markdown_table(header, rows))
-        for task in tasks.values():  # a look at what the model writes
+        for task in tasks.values() if is_main() else ():  # a look at what the model writes
             for p in heldout_problems({task.name: task}, cfg.show, seed=args.seed, lang=langs[-1]):
                 s = sample_completions(model, tokenizer, [p], 1, temperature=cfg.temperature, top_p=cfg.top_p,
                                        max_new_tokens=cfg.max_new_tokens, seed=args.seed, chat=chat)[0]
                 print0(f"  {task.label}  Q: {p.question}  (answer {p.answer})\n    A: {s.completions[0]!r}")
         record = {"checkpoint": init, "stage": meta.get("stage"), "chat": chat, "config": asdict(cfg),
                   "seed": args.seed, "seconds": round(time.time() - t0, 1), "results": results}
-        atomic_write_json(record, Path(init) / "eval.json")
+        if is_main():
+            atomic_write_json(record, Path(init) / "eval.json")
         everything[init] = record
-    if args.out:
+    if args.out and is_main():
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(everything, args.out)
         print0(f"wrote {args.out}")
+    teardown_distributed()
     return everything
 
 

@@ -68,8 +68,8 @@ class Estimate:
             compile_s = COMPILE_S * len(self.graphs)
             self.rows.append((f"compiling the decode step ({len(self.graphs)} model and batch shapes)", 0, 0, 0, 0,
                               compile_s))
-        lines = ["| stage | train FLOPs | tokens generated (at most) | decode steps | train (s) | generate (s) | total (s) |",
-                 "|---|---|---|---|---|---|---|"]
+        lines = ["| stage | train FLOPs | tokens generated (at most) | decode steps | train (s) | generate (s) "
+                 "| total (s) |", "|---|---|---|---|---|---|---|"]
         for stage, flops, gen, steps, t_train, t_gen in self.rows:
             lines.append(f"| {stage} | {flops:.2e} | {gen / 1e6:.1f}M | {steps:,} | {t_train:.0f} | {t_gen:.0f} | "
                          f"{t_train + t_gen:.0f} |")

@@ -65,9 +65,22 @@ def cuda_paths(device: torch.device) -> bool:
     return device.type == "cuda" or (device.type == "cpu" and os.environ.get(EMULATE_CUDA) == "1")
 
 
+def uses_bf16(device: torch.device) -> bool:
+    """bf16 autocast and a bf16 cache: on the CUDA paths, except on GPUs older than Ampere (compute
+    capability 8.0), which have no bf16 tensor cores; they run in float32, with a word about it."""
+    device = torch.device(device)
+    if not cuda_paths(device):
+        return False
+    if device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 0):
+        _say_once(f"{torch.cuda.get_device_name(device)} has no bf16 (compute capability < 8.0): running in "
+                  f"float32, slower and with twice the memory")
+        return False
+    return True
+
+
 def autocast(device: torch.device):
     """bf16 autocast on CUDA; full precision elsewhere (CPU bf16 matmuls are slower, not faster)."""
-    if cuda_paths(device):
+    if uses_bf16(device):
         return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
@@ -75,12 +88,22 @@ def autocast(device: torch.device):
 def cache_dtype(device: torch.device, param_dtype: torch.dtype = torch.float32) -> torch.dtype:
     """The KV cache's dtype: bf16 on the CUDA paths (half the memory, and what the autocast forward writes),
     the weights' own dtype elsewhere."""
-    return torch.bfloat16 if cuda_paths(device) else param_dtype
+    return torch.bfloat16 if uses_bf16(device) else param_dtype
 
 
-# dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets, for MFU
-PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12,
-                   "4090": 165e12}
+_said: set[str] = set()
+
+
+def _say_once(message: str) -> None:
+    if message not in _said:
+        _said.add(message)
+        print(f"note: {message}", flush=True)
+
+
+# dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets, for MFU; the first name that the
+# device's name contains wins, so the PCIe and NVL H100s (fewer SMs, lower clocks) come before the SXM's
+PEAK_BF16_FLOPS = {"H100 PCIe": 756e12, "H100 NVL": 835e12, "H200": 989e12, "H100": 989e12, "A100": 312e12,
+                   "L40S": 362e12, "A10G": 125e12, "4090": 165e12}
 
 
 def peak_flops(device: torch.device) -> float | None:

@@ -124,16 +124,20 @@ def evaluate_model(model, tokenizer, tasks: dict[str, Task], *, chat: bool, n_pr
                    max_new_tokens: int = 160, batch_size: int = 128, seed: int = 0) -> dict[str, dict]:
     """Every task as a benchmark named by its label (add-3d, mul-3x1, ...): n_problems held-out problems
     per language, k samples each; the sampled metrics of score() pooled over languages, greedy accuracy
-    (one sample at temperature 0), and the same per language under "by_lang"."""
+    (one sample at temperature 0), and the same per language under "by_lang". Under torchrun the problems
+    are striped over the ranks (each its own sampling seed) and every rank gets the whole result."""
+    rank = rank_and_world()[0]
     results = {}
     for task in tasks.values():
         pooled, pooled_greedy, by_lang = [], [], {}
         for lang in langs:
             problems = heldout_problems({task.name: task}, n_problems, seed=seed, lang=lang)
-            common = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed, chat=chat)
-            samples = sample_completions(model, tokenizer, problems, k, temperature=temperature, top_p=top_p,
-                                         progress=f"{task.label} {lang}", **common)
-            greedy = sample_completions(model, tokenizer, problems, 1, temperature=0.0, top_p=1.0, **common)
+            common = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed + rank, chat=chat)
+            samples = map_striped(lambda ps: sample_completions(
+                model, tokenizer, ps, k, temperature=temperature, top_p=top_p, progress=f"{task.label} {lang}",
+                **common), problems)
+            greedy = map_striped(lambda ps: sample_completions(model, tokenizer, ps, 1, temperature=0.0, top_p=1.0,
+                                                               **common), problems)
             by_lang[lang] = {**score(samples, k, chat), "greedy": score(greedy, 1, chat)["pass@1"]}
             pooled += samples
             pooled_greedy += greedy

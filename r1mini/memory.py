@@ -25,7 +25,7 @@ import warnings
 
 import torch
 
-from r1mini.device import cuda_paths
+from r1mini.device import uses_bf16
 from r1mini.model import ModelConfig
 
 FLOAT32, BF16, INT64 = 4, 2, 8  # bytes per element
@@ -171,7 +171,7 @@ def estimate_peak_bytes(cfg: ModelConfig, kind: str, rows: int, seq_len: int, *,
     "score" (a no-grad forward of rows x seq_len: GRPO's old and reference log-probs, evaluation) or
     "generate" (the KV cache of rows x seq_len slots, prompt and completion; the prompts, prompt_len tokens
     each, default seq_len, go through one prefill forward).
-    bf16: under bf16 autocast (the CUDA paths, r1mini.device.cuda_paths), else float32.
+    bf16: under bf16 autocast (the CUDA paths on a GPU with bf16, r1mini.device.uses_bf16), else float32.
     optimizer_state: the gradients and AdamW's moments are resident (default: only for "train"; True for a
     GRPO rollout, which runs between updates). ref_model: a frozen float32 copy of the weights (GRPO, kl_coef > 0).
 
@@ -290,7 +290,7 @@ def micro_batch(model: torch.nn.Module, kind: str, rows: int, seq_len: int, requ
     if requested > 0 or rows < 1:
         return requested
     device = next(model.parameters()).device
-    return auto_micro_batch(model.cfg, kind, rows, seq_len, device_memory_bytes(device), bf16=cuda_paths(device),
+    return auto_micro_batch(model.cfg, kind, rows, seq_len, device_memory_bytes(device), bf16=uses_bf16(device),
                             **options)
 
 
@@ -308,7 +308,7 @@ def generation_batch(model: torch.nn.Module, seq_len: int, requested: int = 0) -
     budget = device_memory_bytes(device)
     if budget is None:
         return CPU_GENERATION_ROWS
-    return auto_micro_batch(model.cfg, "generate", GENERATION_ROWS, seq_len, budget, bf16=cuda_paths(device))
+    return auto_micro_batch(model.cfg, "generate", GENERATION_ROWS, seq_len, budget, bf16=uses_bf16(device))
 
 
 # -- measuring (tests/test_memory.py, benchmarks/bench_memory.py) ---------------------------------------------------

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import r1mini.device as device_module
-from r1mini.device import autocast, peak_flops, peak_memory_mb, pick_device, throughput
+from r1mini.device import autocast, cache_dtype, peak_flops, peak_memory_mb, pick_device, throughput, uses_bf16
 
 CPU = torch.device("cpu")
 
@@ -59,3 +59,21 @@ def test_throughput_by_hand(monkeypatch):
     monkeypatch.setattr(device_module, "peak_flops", lambda device: 1e15)
     row = throughput(1000.0, 6e9, CPU, world=2)
     assert row["tflops"] == 6.0 and row["mfu"] == 0.003
+
+
+@pytest.mark.parametrize("name, peak", [("NVIDIA H100 80GB HBM3", 989e12), ("NVIDIA H100 PCIe", 756e12),
+                                        ("NVIDIA H100 NVL", 835e12), ("NVIDIA A100-SXM4-80GB", 312e12),
+                                        ("Tesla T4", None)])
+def test_peak_flops_tells_the_h100s_apart(monkeypatch, name, peak):
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+    assert peak_flops(torch.device("cuda", 0)) == peak
+
+
+@pytest.mark.parametrize("capability, bf16", [((7, 5), False), ((8, 0), True), ((9, 0), True)])
+def test_gpus_before_ampere_run_in_float32(monkeypatch, capability, bf16):
+    """No bf16 tensor cores before compute capability 8.0 (a T4, a V100): no bf16 autocast, a float32 cache."""
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "a GPU")
+    gpu = torch.device("cuda", 0)
+    assert uses_bf16(gpu) == bf16
+    assert cache_dtype(gpu) == (torch.bfloat16 if bf16 else torch.float32)

@@ -105,6 +105,24 @@ def base(tmp_path_factory) -> Path:
     return out
 
 
+def test_eval_torchrun_stripes_the_problems(base, tmp_path):
+    """eval.py under torchrun: each rank samples its stripe of the problems and rank 0 writes the whole result.
+    Greedy decoding does not depend on the sampling seeds, so its accuracy is the one-process run's."""
+    one, two = tmp_path / "one.json", tmp_path / "two.json"
+    args = ["--preset", "toy", "--init", base, "--n_problems", 6, "--k", 2, "--show", 0]
+    r = subprocess.run([sys.executable, "eval.py", *map(str, args), "--out", str(one)], cwd=ROOT, env=ENV,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = torchrun("eval.py", *args, "--out", two, "--device", "cpu")
+    assert r.returncode == 0, r.stderr[-3000:]
+    alone, striped = (json.loads(f.read_text())[str(base)]["results"] for f in (one, two))
+    assert alone.keys() == striped.keys()
+    for bench in alone:
+        for lang in ("en", "zh"):
+            assert striped[bench]["by_lang"][lang]["greedy"] == alone[bench]["by_lang"][lang]["greedy"]
+            assert 0 <= striped[bench]["by_lang"][lang]["pass@1"] <= 1
+
+
 def logged_checksum(stdout: str) -> float:
     m = re.search(r"replicas in sync: parameter checksum (\S+) on 2 rank", stdout)
     assert m, stdout[-2000:]
