@@ -17,10 +17,10 @@ ROWS = ["base", "R1-Zero", "R1 cold start", "R1 reasoning RL", "R1 rejection SFT
 STAGES = ["pretrain", "pretrain_student", "r1_zero", "r1", "distill", "student_rl_only", "eval"]
 
 
-def speedrun(out: Path) -> subprocess.CompletedProcess:
+def speedrun(out: Path, **env_vars) -> subprocess.CompletedProcess:
     import sys
     env = {**os.environ, "OUT": str(out), "OMP_NUM_THREADS": "1", "PYTHON": sys.executable,
-           "PYTHONPATH": str(ROOT)}
+           "PYTHONPATH": str(ROOT), **env_vars}
     return subprocess.run(["bash", "speedrun.sh", "toy"], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=600)
 
@@ -87,3 +87,17 @@ def test_rerun_skips_what_is_complete(run):
 def test_bad_preset():
     r = subprocess.run(["bash", "speedrun.sh", "huge"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 2 and "usage" in r.stderr
+
+
+def test_every_stage_of_an_moe_model_on_the_cuda_branches(tmp_path):
+    """The whole recipe with a DeepSeekMoE base, every stage on the branches CUDA takes (bf16 autocast, a bf16
+    cache), emulated on the CPU: the MoE forward crashed there at the first step before its float32 sum."""
+    out = tmp_path / "out"
+    r = speedrun(out, R1MINI_EMULATE_CUDA="1", PRETRAIN_FLAGS="--n_routed_experts 4")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    times = [line.split("\t") for line in (out / "times.tsv").read_text().splitlines()]
+    assert [t[0] for t in times] == STAGES and all(t[2] == "ran" for t in times)
+    for sub in ("base", "zero", "r1/final_rl", "student"):
+        assert json.loads((out / sub / "model.json").read_text())["n_routed_experts"] == 4, sub
+    rows = [row for row in read_jsonl(out / "zero" / "log.jsonl") if "ratio_dev" in row]
+    assert rows and all(row["ratio_dev"] == 0.0 and row["entropy"] > 0 for row in rows)
