@@ -34,7 +34,7 @@ from tqdm import tqdm
 from r1mini.checkpoint import load_train_state, restore_rngs, resume, save_checkpoint, save_rngs, seed_everything
 from r1mini.config import NON_NEGATIVE, POSITIVE, SHARE, name_in, parse_config, validate
 from r1mini.corpus import corpus_documents, pack, random_windows
-from r1mini.device import autocast, pick_device, throughput
+from r1mini.device import autocast, cuda_paths, pick_device, throughput
 from r1mini.distributed import (accumulate, print0, report_replicas_in_sync, setup_distributed, teardown_distributed,
                                 training_forward)
 from r1mini.jsonl import JsonlLogger
@@ -200,7 +200,7 @@ def make_optimizer(model: Transformer, cfg: PretrainConfig, device: torch.device
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 or n.endswith("centroids")]
     return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                               {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95),
-                             fused=device.type == "cuda")
+                             fused=cuda_paths(device))  # one kernel for every parameter on a GPU
 
 
 def fewest_micro_batches(model: Transformer, rows: int) -> int:

@@ -20,7 +20,7 @@ import weakref
 
 import torch
 
-from r1mini.device import autocast, cache_dtype
+from r1mini.device import autocast, cache_dtype, cuda_paths
 from r1mini.model import KVCache, Transformer
 
 
@@ -54,14 +54,14 @@ def generate(model: Transformer, prompts: list[list[int]], max_new_tokens: int, 
     Generation stops for a sequence at its first stop token, or after max_new_tokens, or when its total
     length reaches the model's block_size.
 
-    `static` picks the decode loop. None (the default): the static one, compiled into CUDA graphs, on a CUDA
-    device, and the dynamic one elsewhere. True: the static one on any device (eager off CUDA: the same code,
+    `static` picks the decode loop. None (the default): the static one on the CUDA paths (compiled into CUDA
+    graphs on a GPU, eager under R1MINI_EMULATE_CUDA), the dynamic one elsewhere. True: the static one on any device (eager off CUDA: the same code,
     no compiler). False: the dynamic one. Both give the same tokens, up to float rounding (see decode_static).
     """
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("generate needs at least one prompt, and no empty prompt")
     device = next(model.parameters()).device
-    static = device.type == "cuda" if static is None else static
+    static = cuda_paths(device) if static is None else static
     cfg = model.cfg
     n_real = len(prompts)
     if static:  # rows up to a power of two: each batch size records (and compiles) a CUDA graph of its own

@@ -231,13 +231,15 @@ def test_static_generate_pads_the_rows_to_a_power_of_two():
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_static_generate_under_cuda_emulation(kind, monkeypatch):
-    """The CUDA branches on the CPU (bf16 autocast, a bf16 cache; no compiler): same greedy tokens."""
+    """The CUDA branches on the CPU (bf16 autocast, a bf16 cache; no compiler), where the static loop is the
+    default as on a GPU: the dynamic loop's greedy tokens."""
     monkeypatch.setenv("R1MINI_EMULATE_CUDA", "1")
     model = make_model(**KINDS[kind])
-    free = generate(model, PROMPTS, 12, temperature=0)
+    free = generate(model, PROMPTS, 12, temperature=0, static=False)
     stop = [free[1][4]]  # ends one row part-way
-    want = generate(model, PROMPTS, 12, temperature=0, stop_ids=stop)
-    assert generate(model, PROMPTS, 12, temperature=0, stop_ids=stop, static=True) == want
+    want = generate(model, PROMPTS, 12, temperature=0, stop_ids=stop, static=False)
+    assert model not in sampling._static_caches
+    assert generate(model, PROMPTS, 12, temperature=0, stop_ids=stop) == want
     assert [dtype for _, _, dtype in sampling._static_caches[model]] == [torch.bfloat16]
     assert len({len(o) for o in want}) >= 2
 
