@@ -243,10 +243,10 @@ def _idle_update(policy: Policy, row: torch.Tensor, cfg: GRPOConfig) -> None:
 def _minibatch_update(policy: Policy, ids, mask, adv, old_logp, ref_logp, rows, total: float, world: int,
                       micro: int, cfg: GRPOConfig, entropies: list[float]) -> dict:
     """One optimizer update on `rows` of the batch. Each chunk of `micro` rows (0: all; their gradients
-    accumulate) weighs its loss by its share of `total`, what the aggregation
-    divides by summed over all ranks, times `world`, since DDP averages the ranks' gradients: the update is
-    that of the whole minibatch of every rank. Returns the loss's stats, weighted by tokens; appends each chunk's mean
-    entropy over its response tokens to `entropies`."""
+    accumulate) weighs its loss by its share of `total`, what the aggregation divides by summed over all
+    ranks, times `world`, since DDP averages the ranks' gradients: the update is that of the whole minibatch
+    of every rank. Returns the loss's stats, weighted by tokens; appends each chunk's mean entropy over its
+    response tokens to `entropies`."""
     chunks = rows.split(micro or len(rows))
     n_tokens = max(1, mask[rows].sum().item())
     policy.optimizer.zero_grad(set_to_none=True)
