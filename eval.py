@@ -71,7 +71,10 @@ def checkpoint_suite(meta: dict, preset: str) -> str:
 
 
 def main(argv=None):
-    cfg, args = parse_config(EvalConfig, PRESETS, __doc__, argv, default_init="out/base", default_out="")
+    cfg, args = parse_config(EvalConfig, PRESETS, __doc__, argv, default_init="out/base", default_out="",
+                             init_help="checkpoint directories to evaluate, comma-separated",
+                             out_help="a JSON file for every checkpoint's results, besides each checkpoint's own "
+                                      "eval.json ('': none)")
     langs = tuple(cfg.langs.split(","))  # values, like every flag's, checked by parse_config
     device = pick_device(args.device)
     setup_distributed(device)

@@ -57,8 +57,7 @@ class PretrainConfig:
     val_docs: int = 2_000
     # optimisation
     batch_size: int = 32  # sequences per step (all ranks together)
-    grad_accum: int = 0  # micro-batches per rank and step: batch_size = ranks * grad_accum * micro-batch;
-    # 0: the fewest that fit the device's memory (r1mini/memory.py; 1 on the CPU)
+    grad_accum: int = 0  # micro-batches per rank and step; 0: the fewest that fit the device (1 on the CPU)
     max_steps: int = 700
     lr: float = 3e-3
     min_lr_ratio: float = 0.1

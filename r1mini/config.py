@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
+import io
 import math
 import sys
+import tokenize
 
 import torch
 
@@ -38,23 +41,56 @@ class ConfigError(ValueError):
 def validate(config) -> None:
     """ConfigError naming the field, for a value no run can use. Rules come from the RULES tables of the
     config's class and its bases."""
-    rules = {}
-    for cls in reversed(type(config).__mro__):
-        rules.update(vars(cls).get("RULES", {}))
+    rules = field_rules(type(config))
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         if type(value) is float and not math.isfinite(value):
             raise ConfigError(f.name, f"must be a finite number, got {value}")
-        declared = f.type if isinstance(f.type, str) else f.type.__name__  # the field's type, not the value's
-        rule = rules.get(f.name) or {"int": POSITIVE, "float": NON_NEGATIVE}.get(declared)
+        rule = rules.get(f.name)
         if rule is not None and not rule[0](value):
             raise ConfigError(f.name, f"must be {rule[1]}, got {value!r}")
 
 
+def field_rules(config_cls) -> dict[str, tuple]:
+    """Each field's rule: from the RULES tables of the class and its bases, else the default of its declared
+    type (an int > 0, a float >= 0); none for strings and booleans."""
+    rules = {}
+    for cls in reversed(config_cls.__mro__):
+        rules.update(vars(cls).get("RULES", {}))
+    defaults = {"int": POSITIVE, "float": NON_NEGATIVE}
+    for f in dataclasses.fields(config_cls):
+        declared = f.type if isinstance(f.type, str) else f.type.__name__  # the field's type, not the value's
+        if f.name not in rules and declared in defaults:
+            rules[f.name] = defaults[declared]
+    return rules
+
+
+def field_comments(config_cls) -> dict[str, str]:
+    """What each field means, as its class's source says it: the comment at the end of the field's line,
+    from the class and its bases (read with tokenize, never executed)."""
+    comments: dict[str, str] = {}
+    for cls in reversed(config_cls.__mro__):
+        if not dataclasses.is_dataclass(cls):
+            continue
+        try:
+            source = inspect.getsource(cls)
+        except (OSError, TypeError):  # no source at hand (a class made interactively): no help text
+            continue
+        names, field_on_line = {f.name for f in dataclasses.fields(cls)}, {}
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            if tok.type == tokenize.NAME and tok.start[1] == 4 and tok.string in names:  # a field's line
+                field_on_line.setdefault(tok.start[0], tok.string)
+            elif tok.type == tokenize.COMMENT and tok.start[0] in field_on_line:
+                comments[field_on_line[tok.start[0]]] = tok.string.lstrip("#").strip()
+    return comments
+
+
 def parse_config(config_cls, presets: dict[str, dict], doc: str, argv: list[str] | None = None,
-                 default_init: str | None = None, default_out: str = "out/run"):
+                 default_init: str | None = None, default_out: str = "out/run",
+                 init_help: str = "checkpoint directory to start from", out_help: str = "checkpoint directory to write"):
     """Command line -> (config, args). The preset (default: gpu when CUDA is available, else cpu) gives the
-    defaults of every field; `--key value` overrides one."""
+    defaults of every field; `--key value` overrides one. --help shows each field's comment from the config
+    class, its default and what it must be."""
     argv = sys.argv[1:] if argv is None else argv
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--preset", default=None)
@@ -69,18 +105,23 @@ def parse_config(config_cls, presets: dict[str, dict], doc: str, argv: list[str]
     group = parser.add_argument_group("run")
     group.add_argument("--preset", default=preset, choices=list(presets),
                        help="size of everything (default: gpu when CUDA is available, else cpu)")
-    group.add_argument("--out", default=default_out, help="checkpoint directory to write")
+    group.add_argument("--out", default=default_out, help=f"{out_help} (default {default_out!r})")
     if default_init is not None:
-        group.add_argument("--init", default=default_init, help="checkpoint directory to start from")
+        group.add_argument("--init", default=default_init, help=f"{init_help} (default {default_init!r})")
     group.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
     group.add_argument("--seed", type=int, default=1337)
     group = parser.add_argument_group(f"{config_cls.__name__} (defaults of preset {preset!r})")
+    comments, rules = field_comments(config_cls), field_rules(config_cls)
     for f in dataclasses.fields(config_cls):
         value = getattr(defaults, f.name)
+        allowed = f"; {rules[f.name][1]}" if f.name in rules else ""
+        text = f"{comments[f.name]} " if f.name in comments else ""
+        text = f"{text}(default {value!r}{allowed})".replace("%", "%%")  # argparse formats help with %
         if type(value) is bool:
-            group.add_argument(f"--{f.name}", type=_parse_bool, default=value, metavar="BOOL", help=f"default {value}")
+            group.add_argument(f"--{f.name}", type=_parse_bool, default=value, metavar="BOOL", help=text)
         else:
-            group.add_argument(f"--{f.name}", type=type(value), default=value, help=f"default {value}")
+            group.add_argument(f"--{f.name}", type=type(value), default=value, metavar=type(value).__name__.upper(),
+                               help=text)
     args = parser.parse_args(argv)
     config = _make(config_cls, {f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)})
     return config, args

@@ -47,8 +47,7 @@ class GRPOConfig:
     grad_clip: float = 1.0
     mu: int = 1  # updates per rollout batch
     minibatches: int = 1  # slices of the rollout batch per update
-    micro_batch_size: int = 0  # rows per chunk of an update (gradients accumulate); 0: as many as fit the
-    # device's memory (r1mini/memory.py; all rows on the CPU)
+    micro_batch_size: int = 0  # rows per update chunk (memory); 0: what fits the device (all rows on the CPU)
     clip_eps: float = 0.2
     clip_eps_high: float = 0.2  # > clip_eps: clip-higher (DAPO uses 0.28)
     kl_coef: float = 0.0  # beta; > 0 keeps a frozen reference model

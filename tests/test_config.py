@@ -8,8 +8,8 @@ from typing import ClassVar
 
 import pytest
 
-from r1mini.config import (NON_NEGATIVE, POSITIVE, SHARE, TOP_P, ConfigError, name_in, one_of, parse_config,
-                           validate)
+from r1mini.config import (NON_NEGATIVE, POSITIVE, SHARE, TOP_P, ConfigError, field_comments, name_in, one_of,
+                           parse_config, validate)
 
 # -- the command line ----------------------------------------------------------------------------------
 
@@ -52,6 +52,43 @@ def test_parse_config_errors():
         with pytest.raises(SystemExit) as e:
             parse_config(DemoConfig, DEMO_PRESETS, "doc", argv)
         assert e.value.code == 2  # argparse's usage error
+
+
+@dataclasses.dataclass
+class Commented:
+    # a section header: belongs to no field
+    steps: int = 10  # how many updates
+    lr: float = 0.1
+    agg: str = "mean"  # how the loss is averaged: 100% of the tokens
+    # another header, after a commented field
+
+    RULES: ClassVar[dict] = {"agg": one_of("mean", "sum")}
+
+
+@dataclasses.dataclass
+class MoreCommented(Commented):
+    steps: int = 20  # updates, counted again
+    zh_share: float = 0.2  # share of Chinese prompts
+
+
+def test_field_comments_are_the_comments_at_the_end_of_each_fields_line():
+    assert field_comments(Commented) == {"steps": "how many updates",
+                                         "agg": "how the loss is averaged: 100% of the tokens"}
+    # a subclass inherits its bases' comments and may replace them
+    assert field_comments(MoreCommented) == {"steps": "updates, counted again", "agg": "how the loss is averaged: "
+                                             "100% of the tokens", "zh_share": "share of Chinese prompts"}
+
+
+def test_help_shows_what_each_field_means_its_default_and_what_it_must_be(capsys):
+    with pytest.raises(SystemExit) as e:
+        parse_config(MoreCommented, {"cpu": {}}, "doc", ["--preset", "cpu", "--help"], default_init="out/base",
+                     init_help="where to start")
+    assert e.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "--steps INT updates, counted again (default 20; > 0)" in text
+    assert "--lr FLOAT (default 0.1; >= 0)" in text
+    assert "--agg STR how the loss is averaged: 100% of the tokens (default 'mean'; one of 'mean', 'sum')" in text
+    assert "--init INIT where to start (default 'out/base')" in text
 
 
 # -- validation ------------------------------------------------------------------------------------------
