@@ -154,7 +154,8 @@ def main(argv=None):
             if world > 1:
                 torch.distributed.all_reduce(loss, op=torch.distributed.ReduceOp.AVG)
             dt = time.time() - t_last
-            metrics = {"step": step, "loss": round(loss.item(), 4), "lr": lr, "grad_norm": round(grad_norm.item(), 3),
+            metrics = {"step": step, "loss": round(loss.item(), 4), "lr": float(f"{lr:.4g}"),
+                       "grad_norm": round(grad_norm.item(), 3),
                        "tokens_per_s": round(tokens_since / dt),
                        **throughput(tokens_since / dt, model.flops_per_token(), device, world)}
             if loads:
@@ -171,7 +172,7 @@ def main(argv=None):
                                                           "data_generator": data_gen.get_state(), **save_rngs()})
     bar.close()
     report_replicas_in_sync(model)
-    print0(f"done: step {step}, {metrics}, wrote {out}")
+    print0(f"done: step {step}: " + " ".join(f"{k}={v}" for k, v in metrics.items() if k != "step") + f"; wrote {out}")
     teardown_distributed()
 
 

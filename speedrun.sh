@@ -4,7 +4,7 @@
 #   -> the student trained by RL alone (the paper's Table 6) -> evaluation of every checkpoint -> report.
 #
 #   bash speedrun.sh          # gpu preset with CUDA, else cpu (2 CPU cores: see the README for the time)
-#   bash speedrun.sh toy      # a couple of minutes: does everything run?
+#   bash speedrun.sh toy      # under a minute on 2 cores: does everything run? (a smoke test, not the science)
 #   OUT=/tmp/run bash speedrun.sh cpu
 #
 # Writes OUT (default out/, or out/toy for toy): one checkpoint directory per stage, times.tsv (wall time

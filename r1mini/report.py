@@ -111,6 +111,17 @@ def plot(zero_log: list[dict], path: Path) -> bool:
     return True
 
 
+TOY_CAVEAT = ("**The toy preset is a smoke test.** It checks that every stage runs and hands its checkpoint to "
+              "the next, not the science: models of tens of thousands of parameters trained for seconds learn next to "
+              "nothing, so most findings below read NO. For results, run `bash speedrun.sh cpu` (the README gives "
+              "its time and what it measured).")
+
+
+def load_meta(checkpoint: Path) -> dict:
+    f = checkpoint / "meta.json"
+    return json.loads(f.read_text(encoding="utf-8")) if f.exists() else {}
+
+
 def report(out: str | Path) -> dict:
     out = Path(out)
     table, k, params, hardware = {}, None, {}, ""
@@ -139,6 +150,9 @@ def report(out: str | Path) -> dict:
     md = ["# r1mini speedrun report", ""]
     if hardware:
         md += [f"Hardware: {hardware}", ""]
+    preset = load_meta(out / "base").get("preset")
+    if preset == "toy":
+        md += [TOY_CAVEAT, ""]
     md += [f"Held-out problems, zero-shot; pass@1 is the mean over k = {k} samples at temperature 0.6, top-p 0.95; "
            f"cons@{k} the majority vote; format the share of well-formed replies; lang zh the language "
            f"consistency of the reasoning on Chinese prompts; length the mean response length in tokens.", "",
@@ -159,7 +173,7 @@ def report(out: str | Path) -> dict:
         md += ["", "## Wall time per stage", "",
                markdown_table(["stage", "seconds"], [[t[0], t[1]] for t in times] + [["total", f"{total:.0f}"]])]
     (out / "report.md").write_text("\n".join(md) + "\n", encoding="utf-8")
-    result = {"k": k, "hardware": hardware, "table": table, "findings": found,
+    result = {"k": k, "preset": preset, "hardware": hardware, "table": table, "findings": found,
               "times": {t[0]: float(t[1]) for t in times}}
     atomic_write_json(result, out / "report.json")
     return result

@@ -72,6 +72,7 @@ def test_report(run):
                                                        "distillation beats RL alone on the student"}
     md = (out / "report.md").read_text()
     assert all(f"| {name} |" in md for name in ROWS) and "Wall time per stage" in md
+    assert report["preset"] == "toy" and "**The toy preset is a smoke test.**" in md  # not the science
     assert (out / "zero_curves.png").exists() == (importlib.util.find_spec("matplotlib") is not None)
     assert "finished in" in r.stdout
 
@@ -101,3 +102,15 @@ def test_every_stage_of_an_moe_model_on_the_cuda_branches(tmp_path):
         assert json.loads((out / sub / "model.json").read_text())["n_routed_experts"] == 4, sub
     rows = [row for row in read_jsonl(out / "zero" / "log.jsonl") if "ratio_dev" in row]
     assert rows and all(row["ratio_dev"] == 0.0 and row["entropy"] > 0 for row in rows)
+
+
+def test_only_the_toy_report_says_it_is_a_smoke_test(run, tmp_path):
+    import shutil
+    from r1mini.report import report
+    out, _ = run
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    meta = json.loads((copy / "base" / "meta.json").read_text())
+    (copy / "base" / "meta.json").write_text(json.dumps({**meta, "preset": "cpu"}))
+    assert report(copy)["preset"] == "cpu"
+    assert "smoke test" not in (copy / "report.md").read_text()
