@@ -14,7 +14,7 @@ Writes out/student (stage "student/distill") with distill_data.jsonl, the data i
 sampled data is saved before the SFT starts: an interrupted run reuses it when rerun with the same command.
 
     python distill.py                                   # out/r1/final_rl -> out/student_base -> out/student
-    python distill.py --preset toy --init out/r1/final_rl --student out/student_base
+    python distill.py --preset toy          # out/toy/r1/final_rl into out/toy/student_base: out/toy/student
     torchrun --nproc_per_node=2 distill.py  # sampling striped over ranks, the SFT data parallel
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import ClassVar
 
 import torch
 
-from r1mini.checkpoint import load_checkpoint, save_checkpoint, seed_everything
+from r1mini.checkpoint import check_preset, load_checkpoint, save_checkpoint, seed_everything
 from r1mini.config import NON_NEGATIVE, POSITIVE, SHARE, TOP_P, name_in, parse_config, validate
 from r1mini.device import pick_device
 from r1mini.distributed import (is_main, map_striped, print0, rank_and_world, report_replicas_in_sync,
@@ -69,7 +69,8 @@ class DistillConfig:
 
 
 PRESETS = {
-    "toy": dict(prompts=6, samples=2, max_new_tokens=24, epochs=1, batch_size=8, eval_problems=2, eval_k=2),
+    "toy": dict(prompts=6, samples=2, max_new_tokens=24, epochs=1, batch_size=8, eval_problems=2, eval_k=2,
+                student="out/toy/student_base"),
     "cpu": dict(),
     "gpu": dict(prompts=8000, samples=4, max_new_tokens=384, epochs=2, batch_size=64, eval_problems=100, eval_k=16,
                 batch_gen=512),
@@ -86,7 +87,9 @@ def main(argv=None):
     t0 = time.time()
 
     # -- 1-2: the teacher's correct, readable samples plus non-reasoning data (reused when already there) ----
-    teacher, teacher_tok, teacher_meta = load_checkpoint(args.init, device, expect_stage="r1", made_by="train_r1.py")
+    check_preset(out, args.preset)  # a run of another preset in --out is not resumed
+    teacher, teacher_tok, teacher_meta = load_checkpoint(args.init, device, expect_stage="r1", made_by="train_r1.py",
+                                                         preset=args.preset)
     suite_name = cfg.suite or teacher_meta.get("config", {}).get("suite") or args.preset
     tasks = suite(suite_name)
     rows, counts = teacher_data(teacher, teacher_tok, tasks, cfg, args.seed, out / "distill_data.jsonl")
@@ -95,7 +98,7 @@ def main(argv=None):
 
     # -- 3: SFT of the student's base on the teacher's text -------------------------------------------------
     model, tokenizer, student_meta = load_checkpoint(cfg.student, device, expect_stage="base",
-                                                     made_by="pretrain.py --preset cpu-student")
+                                                     made_by="pretrain.py --preset cpu-student", preset=args.preset)
     examples = [chat_ids(tokenizer, r["user"], r["assistant"]) for r in rows]
     logger = JsonlLogger(out / "log.jsonl")
     with step_guard("the distillation SFT", None, "--lr", "--batch_size (or set --micro_batch_size)"):

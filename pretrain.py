@@ -12,7 +12,7 @@ Writes out/base: model.pt, model.json, tokenizer.tiktoken/json, meta.json, log.j
 (optimizer and RNG states: rerun the same command after an interruption and it resumes).
 
     python pretrain.py                      # cpu preset on CPU, gpu preset when CUDA is there
-    python pretrain.py --preset toy         # seconds: a smoke test
+    python pretrain.py --preset toy         # seconds: a smoke test, into out/toy/base
     python pretrain.py --preset cpu-student --out out/student_base  # a smaller base, for distill.py
     python pretrain.py --max_steps 2000 --lr 2e-3
     torchrun --nproc_per_node=2 pretrain.py # data parallel
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from r1mini.checkpoint import load_train_state, restore_rngs, resume, save_checkpoint, save_rngs, seed_everything
+from r1mini.checkpoint import check_preset, load_train_state, restore_rngs, resume, save_checkpoint, save_rngs, seed_everything
 from r1mini.config import NON_NEGATIVE, POSITIVE, SHARE, name_in, parse_config, validate
 from r1mini.corpus import corpus_documents, pack, random_windows
 from r1mini.device import autocast, cuda_paths, pick_device, throughput
@@ -108,6 +108,7 @@ def main(argv=None):
     out = Path(args.out)
     if cfg.batch_size % (world * max(1, cfg.grad_accum)):
         raise SystemExit(f"--batch_size {cfg.batch_size} must divide by {world} ranks x --grad_accum {cfg.grad_accum}")
+    check_preset(out, args.preset)  # a run of another preset in --out is not resumed
     state = load_train_state(out)  # an interrupted run to resume
     tokenizer, train_stream, val_stream = prepare_data(cfg, args.seed, out if state is not None else None)
 

@@ -8,9 +8,10 @@
 #   OUT=/tmp/run bash speedrun.sh cpu
 #
 # Writes OUT (default out/, or out/toy for toy): one checkpoint directory per stage, times.tsv (wall time
-# of each stage), report.md and report.json. Rerunning skips the stages whose checkpoint is complete and
-# resumes an interrupted one; delete OUT to start over. Extra flags for one stage: ZERO_FLAGS, R1_FLAGS,
-# DISTILL_FLAGS, STUDENT_RL_FLAGS, EVAL_FLAGS, PRETRAIN_FLAGS (e.g. ZERO_FLAGS="--steps 50").
+# of each stage), report.md and report.json. Rerunning skips the stages whose checkpoint is complete (made
+# at this preset) and resumes an interrupted one; delete OUT to start over (rm -rf out/toy for toy). Extra
+# flags for one stage: ZERO_FLAGS, R1_FLAGS, DISTILL_FLAGS, STUDENT_RL_FLAGS, EVAL_FLAGS, PRETRAIN_FLAGS (e.g.
+# ZERO_FLAGS="--steps 50").
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python}
@@ -18,6 +19,8 @@ PRESET=${1:-$($PY -c "import torch; print('gpu' if torch.cuda.is_available() els
 case "$PRESET" in toy|cpu|gpu) ;; *) echo "usage: bash speedrun.sh [toy|cpu|gpu]" >&2; exit 2;; esac
 if [ "$PRESET" = toy ]; then OUT=${OUT:-out/toy}; else OUT=${OUT:-out}; fi
 mkdir -p "$OUT"
+# times.tsv: each stage's wall time; a stage skipped on a rerun keeps the time it took when it ran
+if [ -f "$OUT/times.tsv" ]; then mv "$OUT/times.tsv" "$OUT/times.before.tsv"; else : > "$OUT/times.before.tsv"; fi
 : > "$OUT/times.tsv"
 $PY - > "$OUT/hardware.txt" <<'PYEOF'
 import os, platform, torch
@@ -25,15 +28,19 @@ gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
 print(f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), {gpu}, torch {torch.__version__}")
 PYEOF
 
-done_ckpt() {  # is there a finished checkpoint in $1?
-  [ -f "$1/meta.json" ] && $PY -c "import json,sys; sys.exit(0 if json.load(open('$1/meta.json')).get('done') else 1)"
+done_ckpt() {  # is there a finished checkpoint of this preset in $1? (one of another preset is not skipped:
+  # the stage's script then stops with a message that names both presets)
+  [ -f "$1/meta.json" ] && $PY -c "import json,sys; m = json.load(open('$1/meta.json')); \
+sys.exit(0 if m.get('done') and str(m.get('preset') or '$PRESET').split('-')[0] == '$PRESET' else 1)"
 }
 
 stage() {  # stage NAME CHECKPOINT_DIR command...: run unless the checkpoint is complete; log the wall time
   local name=$1 ckpt=$2; shift 2
   if [ -n "$ckpt" ] && done_ckpt "$ckpt"; then
-    echo "== $name: $ckpt is complete, skipping"
-    printf '%s\t0\tskipped\n' "$name" >> "$OUT/times.tsv"
+    echo "== $name: $ckpt is complete, skipping (rm -rf $OUT to start over)"
+    local before
+    before=$(awk -F'\t' -v n="$name" '$1 == n {s = $2} END {print s + 0}' "$OUT/times.before.tsv")
+    printf '%s\t%s\tskipped\n' "$name" "$before" >> "$OUT/times.tsv"
     return
   fi
   echo "== $name: $*"

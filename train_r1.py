@@ -27,7 +27,7 @@ the random states it began with, so a killed run ends bit for bit where an unint
 `--stage NAME` (re)runs one.
 
     python train_r1.py                        # from out/zero (and the base model it was trained from)
-    python train_r1.py --preset toy           # seconds
+    python train_r1.py --preset toy           # seconds: out/toy/zero -> out/toy/r1/...
     python train_r1.py --stage final_rl       # rerun one stage
     torchrun --nproc_per_node=2 train_r1.py   # data parallel
 
@@ -53,8 +53,8 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from r1mini.chat_data import general_prompts, preference_pairs
-from r1mini.checkpoint import (atomic_save, is_done, load_checkpoint, load_train_state, restore_rngs, save_checkpoint,
-                               save_rngs, seed_everything)
+from r1mini.checkpoint import (atomic_save, check_preset, is_done, load_checkpoint, load_train_state, restore_rngs,
+                               save_checkpoint, save_rngs, seed_everything)
 from r1mini.config import NON_NEGATIVE, POSITIVE, SHARE, name_in, parse_config
 from r1mini.device import autocast, pick_device
 from r1mini.distributed import map_striped, print0, report_replicas_in_sync, setup_distributed, teardown_distributed
@@ -178,7 +178,10 @@ def main(argv=None):
 def start(cfg: R1Config, args, device: torch.device, rank: int, world: int) -> R1Run:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    _, tokenizer, zero_meta = load_checkpoint(args.init, "cpu", expect_stage="zero", made_by="train_zero.py")
+    _, tokenizer, zero_meta = load_checkpoint(args.init, "cpu", expect_stage="zero", made_by="train_zero.py",
+                                              preset=args.preset)
+    for stage in STAGE_NAMES:  # a run of another preset in --out is not resumed
+        check_preset(Path(args.out) / stage, args.preset)
     suite_name = cfg.suite or zero_meta.get("config", {}).get("suite") or args.preset
     tasks = suite(suite_name)
     return R1Run(cfg, args, out, device, rank, world, tokenizer,

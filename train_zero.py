@@ -22,7 +22,7 @@ mixed_groups, kl, clip_frac, entropy, t_gen, t_train, gen_tokens_per_s, train_to
 T=0.6, top-p 0.95) and a few samples in samples.jsonl. Rerun the same command to resume.
 
     python train_zero.py                    # from out/base, writes out/zero
-    python train_zero.py --preset toy       # seconds
+    python train_zero.py --preset toy       # seconds: out/toy/base -> out/toy/zero
     python train_zero.py --kl_coef 0.001 --mu 2 --clip_eps_high 0.28
     torchrun --nproc_per_node=2 train_zero.py
     python train_zero.py --preset gpu --compile true
@@ -140,10 +140,11 @@ def start(cfg: ZeroConfig, args, device: torch.device, rank: int) -> ZeroRun:
     out = Path(args.out)
     state = load_train_state(out)
     if state is None:
-        model, tokenizer, meta = load_checkpoint(args.init, device, expect_stage="base", made_by="pretrain.py")
+        model, tokenizer, meta = load_checkpoint(args.init, device, expect_stage="base", made_by="pretrain.py",
+                                                 preset=args.preset)
         base_config = meta.get("config", {})
     else:
-        model, tokenizer, meta = load_checkpoint(out, device)
+        model, tokenizer, meta = load_checkpoint(out, device, preset=args.preset)
         base_config = meta.get("base_config", {})
     suite_name = cfg.suite or base_config.get("suite") or args.preset
     policy = make_policy(model, cfg, device)

@@ -43,9 +43,10 @@ def save_checkpoint(out: str | Path, model: torch.nn.Module, tokenizer: Tokenize
 
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", expect_stage: str | None = None,
-                    made_by: str | None = None) -> tuple[Transformer, Tokenizer, dict]:
+                    made_by: str | None = None, preset: str | None = None) -> tuple[Transformer, Tokenizer, dict]:
     """(model, tokenizer, meta) of a checkpoint directory. expect_stage: the stage meta.json must name (a
-    prefix: "r1" takes every R1 stage); made_by: what to run when there is none ("pretrain.py")."""
+    prefix: "r1" takes every R1 stage); made_by: what to run when there is none ("pretrain.py"); preset: the
+    run's --preset, which the checkpoint's must match (check_preset)."""
     path = Path(path)
     if not (path / "meta.json").exists() or not (path / "model.pt").exists():
         hint = f"run {made_by} first" if made_by else \
@@ -54,6 +55,8 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", expect
     meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
     if expect_stage and not str(meta.get("stage", "")).startswith(expect_stage):
         raise SystemExit(f"{path} holds a {meta.get('stage')!r} checkpoint, expected {expect_stage!r}")
+    if preset is not None:
+        check_preset(path, preset)
     cfg = ModelConfig.from_dict(json.loads((path / "model.json").read_text(encoding="utf-8")))
     tokenizer = Tokenizer.load(path)
     if tokenizer.vocab_size != cfg.vocab_size:
@@ -62,6 +65,17 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", expect
     model = Transformer(cfg)
     model.load_state_dict(_load(path / "model.pt"))
     return model.to(device), tokenizer, meta
+
+
+def check_preset(path: str | Path, preset: str) -> None:
+    """Refuse a checkpoint made at another preset than this run's (toy and toy-student count as one, likewise
+    cpu and gpu): a cpu R1-Zero would otherwise train on a toy base that happened to be in its --init."""
+    f = Path(path) / "meta.json"
+    theirs = json.loads(f.read_text(encoding="utf-8")).get("preset") if f.exists() else None
+    if theirs and theirs.split("-")[0] != preset.split("-")[0]:
+        raise SystemExit(f"{path} was made with --preset {theirs}, and this run is --preset {preset}: pass "
+                         f"--preset {theirs}, or a checkpoint made with --preset {preset} (toy runs live under "
+                         f"out/toy/), or delete {path} to start it over")
 
 
 def is_done(path: str | Path) -> bool:

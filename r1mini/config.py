@@ -87,10 +87,11 @@ def field_comments(config_cls) -> dict[str, str]:
 
 def parse_config(config_cls, presets: dict[str, dict], doc: str, argv: list[str] | None = None,
                  default_init: str | None = None, default_out: str = "out/run",
-                 init_help: str = "checkpoint directory to start from", out_help: str = "checkpoint directory to write"):
+                 init_help: str = "checkpoint directory to start from",
+                 out_help: str = "checkpoint directory to write"):
     """Command line -> (config, args). The preset (default: gpu when CUDA is available, else cpu) gives the
-    defaults of every field; `--key value` overrides one. --help shows each field's comment from the config
-    class, its default and what it must be."""
+    defaults of every field, and of --out and --init (preset_path); `--key value` overrides one. --help shows
+    each field's comment from the config class, its default and what it must be."""
     argv = sys.argv[1:] if argv is None else argv
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--preset", default=None)
@@ -100,6 +101,8 @@ def parse_config(config_cls, presets: dict[str, dict], doc: str, argv: list[str]
     if preset not in presets:
         raise SystemExit(f"unknown preset {preset!r}; choose one of {', '.join(presets)}")
     defaults = _make(config_cls, presets[preset])
+    default_out = preset_path(default_out, preset)
+    default_init = None if default_init is None else preset_path(default_init, preset)
 
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     group = parser.add_argument_group("run")
@@ -125,6 +128,14 @@ def parse_config(config_cls, presets: dict[str, dict], doc: str, argv: list[str]
     args = parser.parse_args(argv)
     config = _make(config_cls, {f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)})
     return config, args
+
+
+def preset_path(path: str, preset: str) -> str:
+    """Where a preset's runs go by default: out/... at the cpu and gpu presets, out/toy/... at toy (and
+    toy-student), as `speedrun.sh toy` does, so that a smoke test never lands where a real run would resume."""
+    if preset.split("-")[0] == "toy" and path.startswith("out/"):
+        return "out/toy/" + path[len("out/"):]
+    return path
 
 
 def _make(config_cls, values: dict):

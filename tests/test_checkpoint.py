@@ -132,3 +132,16 @@ def test_seed_everything():
     assert [random.random(), np.random.rand(), torch.rand(1).item()] == a
     seed_everything(12)
     assert [random.random(), np.random.rand(), torch.rand(1).item()] != a
+
+
+def test_check_preset_refuses_a_checkpoint_of_another_preset(tmp_path):
+    from r1mini.checkpoint import check_preset
+    (tmp_path / "meta.json").write_text(json.dumps({"stage": "base", "preset": "toy"}))
+    check_preset(tmp_path, "toy")
+    check_preset(tmp_path, "toy-student")  # the student of the same preset: the same family
+    with pytest.raises(SystemExit, match=r"was made with --preset toy, and this run is --preset cpu: pass "
+                                         r"--preset toy, or a checkpoint made with --preset cpu"):
+        check_preset(tmp_path, "cpu")
+    (tmp_path / "meta.json").write_text(json.dumps({"stage": "base"}))  # written before presets were recorded
+    check_preset(tmp_path, "cpu")
+    check_preset(tmp_path / "nothing here", "gpu")  # no checkpoint: nothing to refuse

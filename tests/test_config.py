@@ -190,3 +190,15 @@ def test_parse_config_overrides_and_names_the_bad_flag():
     with pytest.raises(SystemExit) as e:
         parse_config(Checked, CHECKED_PRESETS, "doc", ["--preset", "broken"])
     assert e.value.code == "--lr must be > 0, got 0.0"
+
+
+def test_toy_runs_default_to_their_own_folder():
+    from r1mini.config import preset_path
+    assert preset_path("out/base", "toy") == "out/toy/base" and preset_path("out/base", "toy-student") == "out/toy/base"
+    assert preset_path("out/base", "cpu") == "out/base" and preset_path("elsewhere/base", "toy") == "elsewhere/base"
+    _, args = parse_config(DemoConfig, {"toy": {}, "cpu": {}}, "doc", ["--preset", "toy"], default_init="out/base",
+                           default_out="out/zero")
+    assert (args.init, args.out) == ("out/toy/base", "out/toy/zero")
+    _, args = parse_config(DemoConfig, {"toy": {}, "cpu": {}}, "doc", ["--preset", "toy", "--out", "out/x"],
+                           default_out="out/zero")
+    assert args.out == "out/x"  # a path given on the command line is taken as it is

@@ -5,6 +5,7 @@ import importlib.util
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,12 +18,11 @@ ROWS = ["base", "R1-Zero", "R1 cold start", "R1 reasoning RL", "R1 rejection SFT
 STAGES = ["pretrain", "pretrain_student", "r1_zero", "r1", "distill", "student_rl_only", "eval"]
 
 
-def speedrun(out: Path, **env_vars) -> subprocess.CompletedProcess:
-    import sys
+def speedrun(out: Path, SPEEDRUN_PRESET: str = "toy", **env_vars) -> subprocess.CompletedProcess:
     env = {**os.environ, "OUT": str(out), "OMP_NUM_THREADS": "1", "PYTHON": sys.executable,
            "PYTHONPATH": str(ROOT), **env_vars}
-    return subprocess.run(["bash", "speedrun.sh", "toy"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(["bash", "speedrun.sh", SPEEDRUN_PRESET], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -79,10 +79,26 @@ def test_report(run):
 
 def test_rerun_skips_what_is_complete(run):
     out, _ = run
+    first = [line.split("\t") for line in (out / "times.tsv").read_text().splitlines()]
     r = speedrun(out)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     times = [line.split("\t") for line in (out / "times.tsv").read_text().splitlines()]
     assert [t[2] for t in times] == ["skipped"] * 6 + ["ran"]  # every training stage skipped; eval reran
+    assert [t[1] for t in times[:6]] == [t[1] for t in first[:6]]  # a skipped stage keeps its time
+
+
+def test_a_cpu_speedrun_stops_at_a_toy_base_in_its_folder(tmp_path):
+    """The trap of a first hour: a toy base where the cpu run looks for its own. speedrun.sh does not skip a
+    checkpoint of another preset, and pretrain.py refuses to resume it, naming both presets."""
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "pretrain.py", "--preset", "toy", "--out", str(out / "base"),
+                        "--max_steps", "2"], cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = speedrun(out, SPEEDRUN_PRESET="cpu")
+    assert r.returncode != 0
+    assert f"{out / 'base'} was made with --preset toy, and this run is --preset cpu" in r.stderr
+    assert "is complete, skipping" not in r.stdout
 
 
 def test_bad_preset():
