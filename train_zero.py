@@ -46,7 +46,7 @@ from r1mini.distributed import is_main, print0, report_replicas_in_sync, setup_d
 from r1mini.evaluate import heldout_eval, heldout_problems
 from r1mini.formats import stop_ids, zero_prompt
 from r1mini.jsonl import JsonlLogger, write_jsonl
-from r1mini.rewards import zero_rewards
+from r1mini.rewards import load_reward, zero_rewards
 from r1mini.rl import GRPOConfig, Policy, grpo_step, make_policy, resume_policy
 from r1mini.tasks import SUITES, draw_problems, suite
 
@@ -55,6 +55,7 @@ from r1mini.tasks import SUITES, draw_problems, suite
 class ZeroConfig(GRPOConfig):  # every GRPO option (r1mini/rl.py), then these
     # problems
     suite: str = ""  # task suite; "" means the one the base model was pretrained on
+    reward: str = ""  # "": accuracy + format (the paper's); module:function for your own (docs/extending.md)
     zh_share: float = 0.2  # share of prompts asked in Chinese
     steps: int = 150
     # evaluation and bookkeeping
@@ -65,7 +66,8 @@ class ZeroConfig(GRPOConfig):  # every GRPO option (r1mini/rl.py), then these
     ckpt_every: int = 25
 
     RULES: ClassVar[dict] = {"suite": name_in(SUITES, allow_empty=True), "zh_share": SHARE,
-                             "log_samples": NON_NEGATIVE}
+                             "log_samples": NON_NEGATIVE,
+                             "reward": (lambda v: v == "" or ":" in v, "'' or module:function")}
 
 
 PRESETS = {
@@ -94,6 +96,7 @@ class ZeroRun:
 
 def main(argv=None):
     cfg, args = parse_config(ZeroConfig, PRESETS, __doc__, argv, default_init="out/base", default_out="out/zero")
+    reward_fn = load_reward(cfg.reward) if cfg.reward else zero_rewards  # a wrong name fails before any work
     device = pick_device(args.device)
     rank, world = setup_distributed(device)
     n_prompts = cfg.prompts_per_rank(world)  # whole groups stay on one rank: each rank draws its own prompts
@@ -114,7 +117,7 @@ def main(argv=None):
         # -- GRPO: this rank's prompts -> G samples each -> accuracy + format rewards -> advantages -> update ----
         problems = draw_problems(run.problem_rng, run.tasks, n_prompts, cfg.zh_share)
         prompts = [tokenizer.encode(zero_prompt(p.question)) for p in problems]
-        metrics = grpo_step(policy, tokenizer, prompts, problems, zero_rewards, cfg, step=run.step,
+        metrics = grpo_step(policy, tokenizer, prompts, problems, reward_fn, cfg, step=run.step,
                             stop_ids=stop_ids(tokenizer, chat=False), generator=run.sampler, out=out)
         run.step += 1
         metrics = {"step": run.step, **metrics}
@@ -125,7 +128,7 @@ def main(argv=None):
             print0(f"\nstep {run.step}: " + " ".join(f"{k}={v}" for k, v in metrics.items() if k != "step"))
         logger.log(metrics)
         bar.update(1)
-        bar.set_postfix(acc=metrics["accuracy"], fmt=metrics["format"], len=round(metrics["length"]))
+        bar.set_postfix(reward=metrics["reward"], acc=metrics.get("accuracy"), len=round(metrics["length"]))
         if run.step % cfg.ckpt_every == 0 or run.step == cfg.steps:
             save(run, out, metrics)
     bar.close()

@@ -6,7 +6,10 @@ with no nested quantifiers, bounded input, no eval.
 """
 from __future__ import annotations
 
+import importlib
+import os
 import re
+import sys
 
 from r1mini.tasks import Problem, get_task
 
@@ -133,6 +136,28 @@ def zero_rewards(completions: list[str], problems: list[Problem]) -> tuple[list[
     accuracy = [accuracy_reward(c, p) for c, p in zip(completions, problems)]
     fmt = [format_reward(c) for c in completions]
     return [a + f for a, f in zip(accuracy, fmt)], {"accuracy": accuracy, "format": fmt}
+
+
+def load_reward(spec: str):
+    """Your own reward function, named `module:function` (a module on the Python path, as `import` finds
+    it; e.g. `my_rewards:length_bonus` for my_rewards.py in the working directory). It takes what
+    zero_rewards takes and returns what it returns. The module is your code, imported; model output is never
+    executed."""
+    module_name, _, name = spec.partition(":")
+    if not module_name or not name:
+        raise SystemExit(f"--reward must be module:function, e.g. my_rewards:length_bonus; got {spec!r}")
+    sys.path.insert(0, os.getcwd())  # a module beside the command, as `python -m` would find it
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        raise SystemExit(f"--reward {spec}: no module {e.name!r} on the Python path (run from the folder that "
+                         f"holds {module_name.replace('.', '/')}.py, or set PYTHONPATH)") from None
+    finally:
+        sys.path.remove(os.getcwd())
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        raise SystemExit(f"--reward {spec}: {module.__file__} has no function {name!r}")
+    return fn
 
 
 def reasoning_rewards(replies: list[str], problems: list[Problem],

@@ -11,8 +11,9 @@ ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
 
-def run_script(*args, timeout=120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, env=ENV, capture_output=True, text=True,
+def run_script(*args, timeout=120, cwd=ROOT) -> subprocess.CompletedProcess:
+    """python SCRIPT ARGS...; from another working directory (cwd), name the script by its full path."""
+    return subprocess.run([sys.executable, *map(str, args)], cwd=cwd, env=ENV, capture_output=True, text=True,
                           timeout=timeout)
 
 
