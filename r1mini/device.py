@@ -8,6 +8,7 @@ emulated). It is read at every call, so a test can set it for one block of code.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import resource
 import sys
@@ -69,13 +70,17 @@ def uses_bf16(device: torch.device) -> bool:
     """bf16 autocast and a bf16 cache: on the CUDA paths, except on GPUs older than Ampere (compute
     capability 8.0), which have no bf16 tensor cores; they run in float32, with a word about it."""
     device = torch.device(device)
-    if not cuda_paths(device):
-        return False
-    if device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 0):
-        _say_once(f"{torch.cuda.get_device_name(device)} has no bf16 (compute capability < 8.0): running in "
-                  f"float32, slower and with twice the memory")
-        return False
-    return True
+    return cuda_paths(device) and (device.type != "cuda" or _gpu_has_bf16(device.index or 0))
+
+
+@functools.cache
+def _gpu_has_bf16(index: int) -> bool:
+    """Asked once per GPU: autocast asks on every forward, and a decode step is a few milliseconds."""
+    if torch.cuda.get_device_capability(index) >= (8, 0):
+        return True
+    print(f"note: {torch.cuda.get_device_name(index)} has no bf16 (compute capability < 8.0): running in "
+          f"float32, slower and with twice the memory", flush=True)
+    return False
 
 
 def autocast(device: torch.device):
@@ -90,14 +95,6 @@ def cache_dtype(device: torch.device, param_dtype: torch.dtype = torch.float32) 
     the weights' own dtype elsewhere."""
     return torch.bfloat16 if uses_bf16(device) else param_dtype
 
-
-_said: set[str] = set()
-
-
-def _say_once(message: str) -> None:
-    if message not in _said:
-        _said.add(message)
-        print(f"note: {message}", flush=True)
 
 
 # dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets, for MFU; the first name that the

@@ -74,6 +74,10 @@ def test_gpus_before_ampere_run_in_float32(monkeypatch, capability, bf16):
     """No bf16 tensor cores before compute capability 8.0 (a T4, a V100): no bf16 autocast, a float32 cache."""
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "a GPU")
+    device_module._gpu_has_bf16.cache_clear()  # asked once per GPU: forget the last test's answer
     gpu = torch.device("cuda", 0)
-    assert uses_bf16(gpu) == bf16
-    assert cache_dtype(gpu) == (torch.bfloat16 if bf16 else torch.float32)
+    try:
+        assert uses_bf16(gpu) == bf16
+        assert cache_dtype(gpu) == (torch.bfloat16 if bf16 else torch.float32)
+    finally:
+        device_module._gpu_has_bf16.cache_clear()
