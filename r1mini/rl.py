@@ -197,10 +197,14 @@ def grpo_update(policy: Policy, ro: Rollout, advantages: torch.Tensor, keep: tor
     longest = max(len(rows) for rows in slices)
     micro = micro_batch(policy.model, "train", longest, ids.size(1), cfg.micro_batch_size,
                         ref_model=policy.ref_model is not None)
-    score_micro = micro_batch(policy.model, "score", len(idx), ids.size(1), cfg.micro_batch_size,
-                              optimizer_state=True, ref_model=policy.ref_model is not None)
-    old_logp = _logprobs(policy.forward, ids, score_micro) if cfg.mu * cfg.minibatches > 1 else None
-    ref_logp = _logprobs(policy.ref_model, ids, score_micro) if policy.ref_model is not None else None
+    old_logp = ref_logp = None
+    if cfg.mu * cfg.minibatches > 1 or policy.ref_model is not None:  # no-grad forwards, in their own chunks
+        score_micro = micro_batch(policy.model, "score", len(idx), ids.size(1), cfg.micro_batch_size,
+                                  optimizer_state=True, ref_model=policy.ref_model is not None)
+        if cfg.mu * cfg.minibatches > 1:
+            old_logp = _logprobs(policy.forward, ids, score_micro)
+        if policy.ref_model is not None:
+            ref_logp = _logprobs(policy.ref_model, ids, score_micro)
     stats, entropies = [], []
     for _ in range(cfg.mu):
         for rows, total, size in zip(slices, totals, sizes):
