@@ -98,6 +98,14 @@ def test_kv_cache_matches_full_forward(kind):
         model(idx[:, :1], cache=cache, positions=pos[:, :1])
 
 
+def two_prompts_and_extra_tokens() -> tuple[torch.Generator, list[list[int]], torch.Tensor]:
+    """A prompt of 9 tokens and one of 4, and 5 more tokens for each to feed one at a time after the
+    prefill; with the generator, for any further random draws."""
+    g = torch.Generator().manual_seed(4)
+    prompts = [torch.randint(1, V, (9,), generator=g).tolist(), torch.randint(1, V, (4,), generator=g).tolist()]
+    return g, prompts, torch.randint(1, V, (2, 5), generator=g)
+
+
 def left_padded(prompts, pad_id=0):
     """The batch layout sampling.generate uses: tokens, cache validity, per-sequence positions."""
     P = max(map(len, prompts))
@@ -113,9 +121,7 @@ def left_padded(prompts, pad_id=0):
 @pytest.mark.parametrize("kind", MODELS)
 def test_kv_cache_left_padding(kind):
     model = make_model(**MODELS[kind])
-    g = torch.Generator().manual_seed(4)
-    prompts = [torch.randint(1, V, (9,), generator=g).tolist(), torch.randint(1, V, (4,), generator=g).tolist()]
-    extra = torch.randint(1, V, (2, 5), generator=g)  # tokens fed one at a time after the prefill
+    g, prompts, extra = two_prompts_and_extra_tokens()
     idx, valid, positions, lengths = left_padded(prompts)
     P = idx.size(1)
     cache = KVCache(model.cfg, 2, P + extra.size(1), "cpu", torch.float32)
@@ -149,9 +155,7 @@ def test_static_decode_step_matches_dynamic(kind):
     """The static step (each token written at a slot given as a tensor, attention over the whole cache under
     a mask) gives the dynamic step's logits, even with garbage in the slots not written yet (a reused cache)."""
     model = make_model(**MODELS[kind])
-    g = torch.Generator().manual_seed(4)
-    prompts = [torch.randint(1, V, (9,), generator=g).tolist(), torch.randint(1, V, (4,), generator=g).tolist()]
-    extra = torch.randint(1, V, (2, 5), generator=g)  # tokens fed one at a time after the prefill
+    g, prompts, extra = two_prompts_and_extra_tokens()
     idx, valid, positions, lengths = left_padded(prompts)
     P = idx.size(1)
 
