@@ -31,7 +31,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from r1mini.checkpoint import check_preset, load_train_state, restore_rngs, resume, save_checkpoint, save_rngs, seed_everything
+from r1mini.checkpoint import (check_preset, load_train_state, restore_rngs, resume, save_checkpoint, save_rngs,
+                               seed_everything)
 from r1mini.config import NON_NEGATIVE, POSITIVE, SHARE, name_in, parse_config, validate
 from r1mini.corpus import corpus_documents, pack, random_windows
 from r1mini.device import autocast, cuda_paths, pick_device, throughput

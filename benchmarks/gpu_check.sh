@@ -19,7 +19,8 @@ PY=${PYTHON:-python}
 OUT=${OUT:-out/gpu_check}
 rm -rf "$OUT" && mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
-$PY -c "import torch; assert torch.cuda.is_available(), 'gpu_check.sh needs a CUDA GPU'; print(torch.cuda.get_device_name(0), torch.__version__)" || exit 1
+$PY -c "import torch; assert torch.cuda.is_available(), 'gpu_check.sh needs a CUDA GPU'
+print(torch.cuda.get_device_name(0), torch.__version__)" || exit 1
 : > "$OUT/parts.tsv"
 
 part() {  # part NAME command...: run it, log to $OUT/NAME.log, note the outcome and the seconds
@@ -31,13 +32,15 @@ part() {  # part NAME command...: run it, log to $OUT/NAME.log, note the outcome
   tail -n 3 "$OUT/$name.log"
 }
 
-part cuda_tests $PY -m pytest -q -x tests/test_cuda_paths.py tests/test_sampling.py tests/test_model.py tests/test_device.py
+part cuda_tests $PY -m pytest -q -x tests/test_cuda_paths.py tests/test_sampling.py tests/test_model.py \
+  tests/test_device.py
 part speedrun_toy env OUT="$OUT/speedrun_toy" bash speedrun.sh toy
 part pretrain_gpu $PY pretrain.py --preset gpu --out "$OUT/base" --max_steps 40 --warmup_steps 5 --eval_every 1000 \
   --ckpt_every 1000 --log_every 10 --tokenizer_docs 5000 --train_docs 20000 --val_docs 500 --eval_batches 2 --compile true
 part zero_gpu $PY train_zero.py --preset gpu --init "$OUT/base" --out "$OUT/zero" --steps 3 --eval_every 1000 \
   --eval_problems 4 --eval_k 2 --ckpt_every 1000 --mu 2 --kl_coef 0.01
-part bench_generate $PY benchmarks/bench_generate.py --device cuda --model gpu --vocab 2056 --prompts 32 --samples 16 --new 256
+part bench_generate $PY benchmarks/bench_generate.py --device cuda --model gpu --vocab 2056 --prompts 32 --samples 16 \
+  --new 256
 part bench_train $PY benchmarks/bench_train.py --device cuda --presets cpu,gpu --batch 64 --steps 10 --vocab 2056
 part bench_memory $PY benchmarks/bench_memory.py --device cuda
 

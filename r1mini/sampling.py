@@ -55,8 +55,9 @@ def generate(model: Transformer, prompts: list[list[int]], max_new_tokens: int, 
     length reaches the model's block_size.
 
     `static` picks the decode loop. None (the default): the static one on the CUDA paths (compiled into CUDA
-    graphs on a GPU, eager under R1MINI_EMULATE_CUDA), the dynamic one elsewhere. True: the static one on any device (eager off CUDA: the same code,
-    no compiler). False: the dynamic one. Both give the same tokens, up to float rounding (see decode_static).
+    graphs on a GPU, eager under R1MINI_EMULATE_CUDA), the dynamic one elsewhere. True: the static one on
+    any device (eager off CUDA: the same code, no compiler). False: the dynamic one. Both give the same
+    tokens, up to float rounding (see decode_static).
     """
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("generate needs at least one prompt, and no empty prompt")

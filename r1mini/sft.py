@@ -46,10 +46,9 @@ def train_sft(model, examples: list[tuple[list[int], list[bool]]], *, epochs: in
 
     Under torchrun every rank draws the same global batches and trains on its contiguous slice (DDP); a
     slice larger than micro_batch_size (0: as many rows as fit the device's memory, all of them on the
-    CPU) is run in micro-batches with gradient accumulation. The
-    loss is the mean over the global batch's assistant tokens, whatever the number of ranks and micro-batches:
-    each micro-batch's mean is weighted by its share of those tokens (times the world size, as DDP averages
-    the ranks' gradients). One process without micro-batches computes exactly what it always did.
+    CPU) is run in micro-batches with gradient accumulation. The loss is the mean over the global batch's
+    assistant tokens, whatever the number of ranks and micro-batches: each micro-batch's mean is weighted by
+    its share of those tokens (times the world size, as DDP averages the ranks' gradients). One process without micro-batches computes exactly what it always did.
     """
     if not examples:
         raise ValueError("no SFT examples: the stage that builds them kept nothing")
