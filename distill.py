@@ -61,7 +61,7 @@ class DistillConfig:
     eval_problems: int = 25  # held-out problems per task and language, for meta.json
     eval_k: int = 4
 
-    RULES: ClassVar[dict] = {"suite": name_in(SUITES, allow_empty=True), "top_p": TOP_P, "zh_share": SHARE,
+    RULES: ClassVar[dict] = {"suite": name_in(SUITES, allow_empty=True, allow_import=True), "top_p": TOP_P, "zh_share": SHARE,
                              "reasoning_ratio": POSITIVE, "lr": POSITIVE, "micro_batch_size": NON_NEGATIVE}
 
     def __post_init__(self):

@@ -48,7 +48,7 @@ class EvalConfig:
     chat: str = "auto"  # "auto" (chat for R1 stages and students, else the R1-Zero template), "yes", "no"
 
     RULES: ClassVar[dict] = {
-        "suite": name_in(SUITES, allow_empty=True), "top_p": TOP_P, "show": NON_NEGATIVE,
+        "suite": name_in(SUITES, allow_empty=True, allow_import=True), "top_p": TOP_P, "show": NON_NEGATIVE,
         "chat": one_of("auto", "yes", "no"),
         "langs": (lambda v: set(v.split(",")) <= {"en", "zh"}, "a comma-separated list of en, zh")}
 

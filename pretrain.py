@@ -72,7 +72,7 @@ class PretrainConfig:
     ckpt_every: int = 100
     log_every: int = 10
 
-    RULES: ClassVar[dict] = {"model": name_in(MODEL_PRESETS), "suite": name_in(SUITES), "lr": POSITIVE,
+    RULES: ClassVar[dict] = {"model": name_in(MODEL_PRESETS), "suite": name_in(SUITES, allow_import=True), "lr": POSITIVE,
                              "grad_clip": POSITIVE, "min_lr_ratio": SHARE, "n_routed_experts": NON_NEGATIVE,
                              "warmup_steps": NON_NEGATIVE, "grad_accum": NON_NEGATIVE}
 

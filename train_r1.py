@@ -18,6 +18,9 @@ previous checkpoint and writing its own under out/r1/:
    and general prompts (the reward model's score of the summary for helpful prompts, of the whole reply
    for unsafe ones, plus format: no reasoning block for chat).
 
+`--reward module:function` replaces the reasoning prompts' reward in stages 2 and 4 with your own
+(docs/extending.md); the general prompts keep theirs.
+
 Each stage ends with an evaluation on held-out problems, English and Chinese prompts separately (pass@1
 over k samples at T=0.6, top-p 0.95, and language consistency), stored in its meta.json; R1-Zero is
 evaluated on the same problems first, for comparison. `--stage all` runs the stages not yet done, so an
@@ -63,7 +66,7 @@ from r1mini.formats import chat_ids, stop_ids
 from r1mini.jsonl import JsonlLogger, write_jsonl
 from r1mini.optim import step_guard
 from r1mini.reward_model import RewardModel, pairwise_accuracy, score_texts, train_reward_model
-from r1mini.rewards import all_scenario_rewards, reasoning_rewards
+from r1mini.rewards import all_scenario_rewards, load_reward, reasoning_rewards
 from r1mini.rl import GRPOConfig, grpo_step, make_policy, resume_policy
 from r1mini.sft import train_sft
 from r1mini.sft_data import cold_start_data, rejection_sampling_data
@@ -110,7 +113,7 @@ class R1Config(GRPOConfig):  # every GRPO option (r1mini/rl.py) for both RL stag
 
     RULES: ClassVar[dict] = {
         "stage": (lambda v: v == "all" or v in STAGE_NAMES, "all or one of " + ", ".join(STAGE_NAMES)),
-        "suite": name_in(SUITES, allow_empty=True), "zh_share": SHARE, "general_share": SHARE,
+        "suite": name_in(SUITES, allow_empty=True, allow_import=True), "zh_share": SHARE, "general_share": SHARE,
         "sft_lr": POSITIVE, "rm_lr": POSITIVE, "reasoning_ratio": POSITIVE, "rl_steps": NON_NEGATIVE,
         "final_steps": NON_NEGATIVE, "sft_micro_batch_size": NON_NEGATIVE}
 
@@ -147,6 +150,7 @@ class R1Run:
 
 def main(argv=None):
     cfg, args = parse_config(R1Config, PRESETS, __doc__, argv, default_init="out/zero", default_out="out/r1")
+    reasoning_reward(cfg)  # a wrong --reward fails before any work
     device = pick_device(args.device)
     rank, world = setup_distributed(device)
     cfg.prompts_per_rank(world)  # checked before anything runs
@@ -211,8 +215,7 @@ def cold_start(run: R1Run):
 def reasoning_rl(run: R1Run):
     """GRPO from the cold-start model; reward: accuracy + format + language consistency."""
     model = load_stage(run, "cold_start")
-    reward_fn = partial(reasoning_rewards, lang_weight=run.cfg.lang_weight)
-    grpo_stage(run, model, "reasoning_rl", run.cfg.rl_steps, reward_fn, [], unfinished_state(run, "reasoning_rl"))
+    grpo_stage(run, model, "reasoning_rl", run.cfg.rl_steps, reasoning_reward(run.cfg), [], unfinished_state(run, "reasoning_rl"))
     return model, {}
 
 
@@ -248,7 +251,7 @@ def final_rl(run: R1Run):
         with torch.no_grad(), autocast(device):
             return score_texts(rm, tokenizer, users, texts, device).float().tolist()
 
-    reward_fn = partial(all_scenario_rewards, lang_weight=cfg.lang_weight, score=score)
+    reward_fn = partial(all_scenario_rewards, lang_weight=cfg.lang_weight, score=score, reasoning=reasoning_reward(cfg))
     general_pool = general_prompts(max(200, cfg.final_steps * cfg.prompts_per_step), seed=run.args.seed, split="train")
     grpo_stage(run, model, "final_rl", cfg.final_steps, reward_fn, general_pool, state,
                extra_state={"reward_model": rm.state_dict(), "metrics": rm_metrics})
@@ -256,6 +259,12 @@ def final_rl(run: R1Run):
 
 
 STAGES = dict(zip(STAGE_NAMES, (cold_start, reasoning_rl, rejection_sft, final_rl)))
+
+
+def reasoning_reward(cfg: R1Config):
+    """The reward of a reasoning prompt in both RL stages: accuracy + format + language consistency (R1's), or
+    the function --reward names (docs/extending.md)."""
+    return load_reward(cfg.reward) if cfg.reward else partial(reasoning_rewards, lang_weight=cfg.lang_weight)
 
 
 # -- what the stages share ----------------------------------------------------------------------------------------

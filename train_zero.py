@@ -55,7 +55,6 @@ from r1mini.tasks import SUITES, draw_problems, suite
 class ZeroConfig(GRPOConfig):  # every GRPO option (r1mini/rl.py), then these
     # problems
     suite: str = ""  # task suite; "" means the one the base model was pretrained on
-    reward: str = ""  # "": accuracy + format (the paper's); module:function for your own (docs/extending.md)
     zh_share: float = 0.2  # share of prompts asked in Chinese
     steps: int = 150
     # evaluation and bookkeeping
@@ -65,9 +64,8 @@ class ZeroConfig(GRPOConfig):  # every GRPO option (r1mini/rl.py), then these
     log_samples: int = 4
     ckpt_every: int = 25
 
-    RULES: ClassVar[dict] = {"suite": name_in(SUITES, allow_empty=True), "zh_share": SHARE,
-                             "log_samples": NON_NEGATIVE,
-                             "reward": (lambda v: v == "" or ":" in v, "'' or module:function")}
+    RULES: ClassVar[dict] = {"suite": name_in(SUITES, allow_empty=True, allow_import=True), "zh_share": SHARE,
+                             "log_samples": NON_NEGATIVE}
 
 
 PRESETS = {

@@ -6,11 +6,10 @@ with no nested quantifiers, bounded input, no eval.
 """
 from __future__ import annotations
 
-import importlib
-import os
 import re
-import sys
+from functools import partial
 
+from r1mini.config import import_named
 from r1mini.tasks import Problem, get_task
 
 MAX_COMPLETION_CHARS = 20_000
@@ -139,24 +138,12 @@ def zero_rewards(completions: list[str], problems: list[Problem]) -> tuple[list[
 
 
 def load_reward(spec: str):
-    """Your own reward function, named `module:function` (a module on the Python path, as `import` finds
-    it; e.g. `my_rewards:length_bonus` for my_rewards.py in the working directory). It takes what
-    zero_rewards takes and returns what it returns. The module is your code, imported; model output is never
-    executed."""
-    module_name, _, name = spec.partition(":")
-    if not module_name or not name:
-        raise SystemExit(f"--reward must be module:function, e.g. my_rewards:length_bonus; got {spec!r}")
-    sys.path.insert(0, os.getcwd())  # a module beside the command, as `python -m` would find it
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        raise SystemExit(f"--reward {spec}: no module {e.name!r} on the Python path (run from the folder that "
-                         f"holds {module_name.replace('.', '/')}.py, or set PYTHONPATH)") from None
-    finally:
-        sys.path.remove(os.getcwd())
-    fn = getattr(module, name, None)
+    """Your own reward function, named `module:function` (config.import_named; e.g. my_rewards:length_bonus
+    for my_rewards.py in the working directory). It takes what zero_rewards takes and returns what it returns.
+    The module is your code, imported; model output is never executed."""
+    fn = import_named(spec, "--reward")
     if not callable(fn):
-        raise SystemExit(f"--reward {spec}: {module.__file__} has no function {name!r}")
+        raise SystemExit(f"--reward {spec}: {spec.partition(':')[2]!r} is not a function")
     return fn
 
 
@@ -193,16 +180,17 @@ def general_rewards(replies: list[str], prompts: list[dict], score) -> tuple[lis
     return [s + f for s, f in zip(scores, fmt)], {"rm_score": scores, "plain_format": fmt}
 
 
-def all_scenario_rewards(replies: list[str], items: list, lang_weight: float,
-                         score) -> tuple[list[float], dict[str, list[float]]]:
-    """R1's final RL (§2.3.4) over a mix of reasoning problems (reasoning_rewards) and general prompts
-    (general_rewards); each reply's reward in its place, the parts of both."""
+def all_scenario_rewards(replies: list[str], items: list, lang_weight: float, score,
+                         reasoning=None) -> tuple[list[float], dict[str, list[float]]]:
+    """R1's final RL (§2.3.4) over a mix of reasoning problems (reasoning_rewards, or the `reasoning` reward
+    function given) and general prompts (general_rewards); each reply's reward in its place, the parts of both."""
+    reasoning = reasoning or partial(reasoning_rewards, lang_weight=lang_weight)
     is_problem = [isinstance(item, Problem) for item in items]
-    reasoning = [i for i, p in enumerate(is_problem) if p]
-    general = [i for i, p in enumerate(is_problem) if not p]
-    r_rewards, r_parts = reasoning_rewards([replies[i] for i in reasoning], [items[i] for i in reasoning], lang_weight)
-    g_rewards, g_parts = general_rewards([replies[i] for i in general], [items[i] for i in general], score)
+    r_rows = [i for i, p in enumerate(is_problem) if p]
+    g_rows = [i for i, p in enumerate(is_problem) if not p]
+    r_rewards, r_parts = reasoning([replies[i] for i in r_rows], [items[i] for i in r_rows])
+    g_rewards, g_parts = general_rewards([replies[i] for i in g_rows], [items[i] for i in g_rows], score)
     rewards = [0.0] * len(replies)
-    for i, r in zip(reasoning + general, r_rewards + g_rewards):
+    for i, r in zip(r_rows + g_rows, r_rewards + g_rewards):
         rewards[i] = r
     return rewards, {**r_parts, **g_parts}

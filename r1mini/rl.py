@@ -19,11 +19,11 @@ from typing import ClassVar
 import torch
 
 from r1mini.checkpoint import resume
-from r1mini.config import NON_NEGATIVE, POSITIVE, TOP_P, one_of, validate
+from r1mini.config import NON_NEGATIVE, POSITIVE, TOP_P, import_named, importable, one_of, validate
 from r1mini.device import autocast, throughput
 from r1mini.distributed import accumulate, print0, rank_and_world, sum_over_ranks, training_forward
 from r1mini.filters import mixed_language
-from r1mini.grpo import (AGGREGATIONS, aggregation_count, entropy_from_logits, group_advantages, grpo_loss,
+from r1mini.grpo import (AGGREGATIONS, Aggregation, aggregation_count, entropy_from_logits, group_advantages, grpo_loss,
                          logprobs_from_logits)
 from r1mini.memory import micro_batch
 from r1mini.optim import apply_update, step_guard
@@ -52,16 +52,26 @@ class GRPOConfig:
     clip_eps_high: float = 0.2  # > clip_eps: clip-higher (DAPO uses 0.28)
     kl_coef: float = 0.0  # beta; > 0 keeps a frozen reference model
     ref_reset_every: int = 50  # steps between reference resets (the paper: every 400)
-    agg: str = "seq-mean"  # seq-mean (GRPO), token-mean (DAPO), constant (Dr. GRPO)
+    agg: str = "seq-mean"  # seq-mean (GRPO), token-mean (DAPO), constant (Dr. GRPO), or module:name (your own)
     scale: str = "std"  # std (GRPO) or none (Dr. GRPO)
     drop_uniform_groups: bool = False  # dynamic sampling (DAPO): no update on groups whose rewards are all equal
     compile: bool = False  # torch.compile the training forward (dynamic shapes: rollout lengths vary)
+    reward: str = ""  # "": the stage's rule rewards, as the paper; module:function for your own (docs/extending.md)
 
     RULES: ClassVar[dict] = {"top_p": TOP_P, "lr": POSITIVE, "grad_clip": POSITIVE, "micro_batch_size": NON_NEGATIVE,
-                             "agg": one_of(*AGGREGATIONS), "scale": one_of("std", "none")}
+                             "agg": (lambda v: v in AGGREGATIONS or importable(v),
+                                     "one of " + ", ".join(map(repr, AGGREGATIONS)) + ", or module:name"),
+                             "scale": one_of("std", "none"),
+                             "reward": (lambda v: v == "" or importable(v), "'' or module:function")}
 
     def __post_init__(self):
         validate(self)
+        if self.agg not in AGGREGATIONS:  # your own, module:name: it joins the table (docs/extending.md)
+            aggregation = import_named(self.agg, "--agg")
+            if not isinstance(aggregation, Aggregation):
+                raise SystemExit(f"--agg {self.agg}: must name an r1mini.grpo.Aggregation, got "
+                                 f"{type(aggregation).__name__}")
+            AGGREGATIONS[self.agg] = aggregation
 
     def prompts_per_rank(self, world: int) -> int:
         """Each rank's share of prompts_per_step under torchrun (whole groups stay on one rank)."""

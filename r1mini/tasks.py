@@ -25,6 +25,8 @@ import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+from r1mini.config import import_named
+
 HELDOUT_PERCENT = 10
 STYLES = ("direct", "steps", "reflect", "wrong")
 LANGS = ("en", "zh", "mixed")
@@ -453,10 +455,18 @@ def get_task(name: str, **knobs) -> Task:
     return task
 
 
-def suite(preset: str) -> dict[str, Task]:
-    if preset not in SUITES:
-        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(SUITES)}")
-    return {name: get_task(name, **knobs) for name, knobs in SUITES[preset].items()}
+def suite(name: str) -> dict[str, Task]:
+    """The tasks of a suite: one of SUITES by name, or your own as module:name, a dict of tasks by name or
+    one Task (docs/extending.md, a task)."""
+    if ":" in name:
+        tasks = import_named(name, "--suite")
+        tasks = {tasks.name: tasks} if isinstance(tasks, Task) else tasks
+        if not isinstance(tasks, dict) or not tasks or not all(isinstance(t, Task) for t in tasks.values()):
+            raise SystemExit(f"--suite {name}: must name a Task or a dict of Tasks by name, got {type(tasks).__name__}")
+        return tasks
+    if name not in SUITES:
+        raise ValueError(f"unknown suite {name!r}; choose from {sorted(SUITES)}")
+    return {task: get_task(task, **knobs) for task, knobs in SUITES[name].items()}
 
 
 def draw_problems(rng: random.Random, tasks: dict[str, Task], n: int, zh_share: float,

@@ -66,7 +66,7 @@ def test_every_preset_passes_the_checks(script):
     ("train_zero", ["--top_p", 1.5], "--top_p must be in (0, 1]"),
     ("train_zero", ["--temperature", -0.1], "--temperature must be >= 0"),
     ("train_zero", ["--group_size", -2], "--group_size must be > 0"),
-    ("train_zero", ["--agg", "sum"], "--agg must be one of 'seq-mean', 'token-mean', 'constant'"),
+    ("train_zero", ["--agg", "sum"], "--agg must be one of 'seq-mean', 'token-mean', 'constant', or module:name"),
     ("train_zero", ["--zh_share", 1.5], "--zh_share must be in [0, 1]"),
     ("train_zero", ["--kl_coef", "inf"], "--kl_coef must be a finite number"),
     ("train_r1", ["--stage", "nope"], "--stage must be all or one of"),

@@ -119,7 +119,7 @@ def test_grpo_update_micro_batches_equal_one_batch(agg):
 # -- the options -----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("options, field, message", [
-    (dict(agg="sum"), "agg", "must be one of 'seq-mean', 'token-mean', 'constant', got 'sum'"),
+    (dict(agg="sum"), "agg", "must be one of 'seq-mean', 'token-mean', 'constant', or module:name, got 'sum'"),
     (dict(top_p=0), "top_p", "must be in (0, 1], got 0"),
     (dict(top_p=1.5), "top_p", "must be in (0, 1], got 1.5"),
     (dict(lr=0), "lr", "must be > 0, got 0"),

@@ -125,7 +125,7 @@ def test_wrong_style_is_wrong_and_reflect_recovers(name):
 def test_unknown_task_and_suite():
     with pytest.raises(ValueError, match="unknown task"):
         get_task("division")
-    with pytest.raises(ValueError, match="unknown preset"):
+    with pytest.raises(ValueError, match="unknown suite"):
         suite("huge")
     assert set(suite("gpu")) == set(TASKS)
     assert suite("toy")["add"].max_digits == 2
