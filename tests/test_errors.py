@@ -58,7 +58,7 @@ def test_every_preset_passes_the_checks(script):
     ("pretrain", ["--lr", "nan"], "--lr must be a finite number"),
     ("pretrain", ["--lr", 0], "--lr must be > 0"),
     ("pretrain", ["--min_lr_ratio", 2], "--min_lr_ratio must be in [0, 1]"),
-    ("pretrain", ["--suite", "nope"], "--suite must be one of toy, cpu, gpu, got 'nope'"),
+    ("pretrain", ["--suite", "nope"], "--suite must be one of toy, cpu, gpu, or module:name, got 'nope'"),
     ("pretrain", ["--model", "huge"], "--model must be one of"),
     ("train_zero", ["--top_p", 0], "--top_p must be in (0, 1]"),
     ("distill", ["--samples", 0], "--samples must be > 0"),
