@@ -48,21 +48,21 @@ class DistillConfig:
     suite: str = ""  # "" means the teacher's
     prompts: int = 2000  # training prompts sampled from the teacher
     samples: int = 2  # teacher samples per prompt
-    temperature: float = 0.6
-    top_p: float = 0.95
-    max_new_tokens: int = 160
+    temperature: float = 0.6  # of the teacher's samples (the paper's evaluation setting)
+    top_p: float = 0.95  # nucleus sampling of the teacher
+    max_new_tokens: int = 160  # the longest teacher reply, in tokens
     zh_share: float = 0.4  # share of prompts asked in Chinese
     reasoning_ratio: float = 3.0  # reasoning : non-reasoning examples
-    epochs: int = 3
+    epochs: int = 3  # of SFT on the kept samples
     batch_size: int = 32  # all ranks together
     micro_batch_size: int = 0  # > 0: gradient accumulation over micro-batches of this many rows per rank
-    lr: float = 1e-3
+    lr: float = 1e-3  # SFT's peak learning rate
     batch_gen: int = 128  # sequences per generation batch
     eval_problems: int = 25  # held-out problems per task and language, for meta.json
-    eval_k: int = 4
+    eval_k: int = 4  # samples per held-out problem
 
-    RULES: ClassVar[dict] = {"suite": name_in(SUITES, allow_empty=True, allow_import=True), "top_p": TOP_P, "zh_share": SHARE,
-                             "reasoning_ratio": POSITIVE, "lr": POSITIVE, "micro_batch_size": NON_NEGATIVE}
+    RULES: ClassVar[dict] = {"suite": name_in(SUITES, allow_empty=True, allow_import=True), "top_p": TOP_P,
+                             "zh_share": SHARE, "reasoning_ratio": POSITIVE, "lr": POSITIVE, "micro_batch_size": NON_NEGATIVE}
 
     def __post_init__(self):
         validate(self)

@@ -39,11 +39,11 @@ class EvalConfig:
     suite: str = ""  # task suite; "" means the one the checkpoint's base model was pretrained on
     n_problems: int = 50  # held-out problems per task and language
     k: int = 8  # samples per problem
-    temperature: float = 0.6
-    top_p: float = 0.95
+    temperature: float = 0.6  # the paper's evaluation setting
+    top_p: float = 0.95  # likewise
     max_new_tokens: int = 160  # the longest English multiplication reply with its summary is ~130 tokens
     langs: str = "en,zh"  # languages of the prompts
-    batch_size: int = 128
+    batch_size: int = 128  # sequences per generation batch
     show: int = 1  # sample completions to print per benchmark
     chat: str = "auto"  # "auto" (chat for R1 stages and students, else the R1-Zero template), "yes", "no"
 

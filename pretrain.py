@@ -54,26 +54,26 @@ class PretrainConfig:
     n_routed_experts: int = 0  # > 0: DeepSeekMoE feed-forward with this many routed experts
     vocab_size: int = 768  # BPE ranks; the special tokens come on top
     tokenizer_docs: int = 20_000  # corpus documents the tokenizer is trained on
-    train_docs: int = 80_000
-    val_docs: int = 2_000
+    train_docs: int = 80_000  # corpus documents to pretrain on (tasks' worked solutions, chats, the world's facts)
+    val_docs: int = 2_000  # documents of held-out problems, for the validation loss
     # optimisation
     batch_size: int = 32  # sequences per step (all ranks together)
     grad_accum: int = 0  # micro-batches per rank and step; 0: the fewest that fit the device (1 on the CPU)
-    max_steps: int = 700
-    lr: float = 3e-3
-    min_lr_ratio: float = 0.1
-    warmup_steps: int = 50
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
+    max_steps: int = 700  # optimizer steps
+    lr: float = 3e-3  # peak learning rate (AdamW), after the warm-up
+    min_lr_ratio: float = 0.1  # the cosine decay ends at lr times this
+    warmup_steps: int = 50  # steps of linear warm-up from 0 to lr
+    weight_decay: float = 0.1  # AdamW's, on weight matrices only
+    grad_clip: float = 1.0  # the gradient's global norm is clipped to this
     compile: bool = False  # torch.compile the model for training (GPU: faster after a minute of compiling)
     # bookkeeping
-    eval_every: int = 100
-    eval_batches: int = 8
-    ckpt_every: int = 100
-    log_every: int = 10
+    eval_every: int = 100  # steps between validation losses
+    eval_batches: int = 8  # batches of held-out text per validation loss
+    ckpt_every: int = 100  # steps between checkpoints to resume from
+    log_every: int = 10  # steps between rows of log.jsonl
 
-    RULES: ClassVar[dict] = {"model": name_in(MODEL_PRESETS), "suite": name_in(SUITES, allow_import=True), "lr": POSITIVE,
-                             "grad_clip": POSITIVE, "min_lr_ratio": SHARE, "n_routed_experts": NON_NEGATIVE,
+    RULES: ClassVar[dict] = {"model": name_in(MODEL_PRESETS), "suite": name_in(SUITES, allow_import=True),
+                             "lr": POSITIVE, "grad_clip": POSITIVE, "min_lr_ratio": SHARE, "n_routed_experts": NON_NEGATIVE,
                              "warmup_steps": NON_NEGATIVE, "grad_accum": NON_NEGATIVE}
 
     def __post_init__(self):

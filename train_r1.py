@@ -85,31 +85,31 @@ class R1Config(GRPOConfig):  # every GRPO option (r1mini/rl.py) for both RL stag
     suite: str = ""  # "" means the base model's
     zh_share: float = 0.4  # share of prompts asked in Chinese
     # stage 1: cold start
-    cold_prompts: int = 300
-    cold_samples: int = 4
+    cold_prompts: int = 300  # training prompts the R1-Zero model is sampled on
+    cold_samples: int = 4  # R1-Zero samples per prompt
     cold_examples: int = 1200  # topped up with worked solutions to this many
-    sft_epochs: int = 2
-    sft_batch_size: int = 32
-    sft_lr: float = 1e-3
+    sft_epochs: int = 2  # of the cold-start SFT (rejection SFT runs 2, as the paper)
+    sft_batch_size: int = 32  # SFT sequences per step, all ranks together
+    sft_lr: float = 1e-3  # SFT's peak learning rate
     sft_micro_batch_size: int = 0  # > 0: gradient accumulation over micro-batches of this many rows per rank
     # stage 2 and 4: GRPO
-    rl_steps: int = 25
-    final_steps: int = 15
+    rl_steps: int = 25  # GRPO steps of reasoning RL (stage 2)
+    final_steps: int = 15  # GRPO steps of the final RL (stage 4)
     lang_weight: float = 1.0  # weight of the language-consistency reward
     rl_ckpt_every: int = 10  # a GRPO stage saves a checkpoint to resume from every this many steps
     general_share: float = 0.25  # share of general prompts in the final RL stage
     # stage 3: rejection sampling
     rs_prompts: int = 2000  # many prompts, few samples each: the samples of one prompt are often identical
-    rs_samples: int = 2
+    rs_samples: int = 2  # samples per prompt
     reasoning_ratio: float = 3.0  # reasoning : non-reasoning examples
     # stage 4: reward model
-    rm_pairs: int = 2000
-    rm_steps: int = 200
-    rm_batch_size: int = 32
-    rm_lr: float = 5e-4
+    rm_pairs: int = 2000  # preference pairs the reward model trains on
+    rm_steps: int = 200  # reward-model training steps
+    rm_batch_size: int = 32  # pairs per step
+    rm_lr: float = 5e-4  # the reward model's learning rate
     # evaluation
     eval_problems: int = 25  # held-out problems per task and language
-    eval_k: int = 4
+    eval_k: int = 4  # samples per held-out problem
 
     RULES: ClassVar[dict] = {
         "stage": (lambda v: v == "all" or v in STAGE_NAMES, "all or one of " + ", ".join(STAGE_NAMES)),

@@ -56,13 +56,13 @@ class ZeroConfig(GRPOConfig):  # every GRPO option (r1mini/rl.py), then these
     # problems
     suite: str = ""  # task suite; "" means the one the base model was pretrained on
     zh_share: float = 0.2  # share of prompts asked in Chinese
-    steps: int = 150
+    steps: int = 150  # GRPO steps, each a batch of rollouts
     # evaluation and bookkeeping
-    eval_every: int = 25
+    eval_every: int = 25  # steps between held-out checks
     eval_problems: int = 25  # held-out problems per task (English prompts)
-    eval_k: int = 8
-    log_samples: int = 4
-    ckpt_every: int = 25
+    eval_k: int = 8  # samples per held-out problem (pass@1 averages them)
+    log_samples: int = 4  # held-out completions written to samples.jsonl per check
+    ckpt_every: int = 25  # steps between checkpoints to resume from
 
     RULES: ClassVar[dict] = {"suite": name_in(SUITES, allow_empty=True, allow_import=True), "zh_share": SHARE,
                              "log_samples": NON_NEGATIVE}

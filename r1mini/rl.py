@@ -39,16 +39,16 @@ class GRPOConfig:
     """The options of every GRPO stage (the papers' defaults unless said otherwise; see r1mini/grpo.py)."""
     prompts_per_step: int = 8  # all ranks together
     group_size: int = 8  # G completions per prompt
-    max_new_tokens: int = 128
+    max_new_tokens: int = 128  # the longest completion, in tokens (a longer one is cut off there)
     temperature: float = 1.0  # of the rollouts
-    top_p: float = 1.0
+    top_p: float = 1.0  # nucleus sampling of the rollouts; 1.0 samples the whole distribution
     lr: float = 1e-4  # 3e-4 collapsed one cpu R1-Zero run to accuracy 0 within 25 steps; 1e-4 climbed steadily
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
+    weight_decay: float = 0.0  # AdamW's
+    grad_clip: float = 1.0  # the gradient's global norm is clipped to this
     mu: int = 1  # updates per rollout batch
     minibatches: int = 1  # slices of the rollout batch per update
     micro_batch_size: int = 0  # rows per update chunk (memory); 0: what fits the device (all rows on the CPU)
-    clip_eps: float = 0.2
+    clip_eps: float = 0.2  # the ratio is clipped to [1 - clip_eps, 1 + clip_eps_high] (R1 eq. 1)
     clip_eps_high: float = 0.2  # > clip_eps: clip-higher (DAPO uses 0.28)
     kl_coef: float = 0.0  # beta; > 0 keeps a frozen reference model
     ref_reset_every: int = 50  # steps between reference resets (the paper: every 400)
