@@ -62,7 +62,8 @@ class DistillConfig:
     eval_k: int = 4  # samples per held-out problem
 
     RULES: ClassVar[dict] = {"suite": name_in(SUITES, allow_empty=True, allow_import=True), "top_p": TOP_P,
-                             "zh_share": SHARE, "reasoning_ratio": POSITIVE, "lr": POSITIVE, "micro_batch_size": NON_NEGATIVE}
+                             "zh_share": SHARE, "reasoning_ratio": POSITIVE, "lr": POSITIVE,
+                             "micro_batch_size": NON_NEGATIVE}
 
     def __post_init__(self):
         validate(self)

@@ -73,7 +73,8 @@ class PretrainConfig:
     log_every: int = 10  # steps between rows of log.jsonl
 
     RULES: ClassVar[dict] = {"model": name_in(MODEL_PRESETS), "suite": name_in(SUITES, allow_import=True),
-                             "lr": POSITIVE, "grad_clip": POSITIVE, "min_lr_ratio": SHARE, "n_routed_experts": NON_NEGATIVE,
+                             "lr": POSITIVE, "grad_clip": POSITIVE, "min_lr_ratio": SHARE,
+                             "n_routed_experts": NON_NEGATIVE,
                              "warmup_steps": NON_NEGATIVE, "grad_accum": NON_NEGATIVE}
 
     def __post_init__(self):

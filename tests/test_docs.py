@@ -44,7 +44,8 @@ def test_readme_results_are_the_reports():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     report = (ROOT / "docs" / "speedrun_cpu_report.md").read_text(encoding="utf-8")
     results = readme[readme.index("## Results"):readme.index("**The same command on another machine")]
-    table = lambda text: [line for line in text.splitlines() if line.startswith("| ") and "|---" not in line]  # noqa: E731
+    def table(text):
+        return [line for line in text.splitlines() if line.startswith("| ") and "|---" not in line]
     assert table(results) == table(report)[:len(table(results))] and len(table(results)) == 9
     findings = results[results.index("The paper's findings"):results.index("Wall time per stage")]
     figures = set(re.findall(r"\b\d\.\d{3}\b", findings))
