@@ -58,8 +58,8 @@ class DistillConfig:
     micro_batch_size: int = 0  # > 0: gradient accumulation over micro-batches of this many rows per rank
     lr: float = 1e-3  # SFT's peak learning rate
     batch_gen: int = 128  # sequences per generation batch
-    eval_problems: int = 25  # held-out problems per task and language, for meta.json
-    eval_k: int = 4  # samples per held-out problem
+    eval_problems: int = 25  # dev-split problems per task and language, for meta.json
+    eval_k: int = 4  # samples per dev problem
 
     RULES: ClassVar[dict] = {"suite": name_in(SUITES, allow_empty=True, allow_import=True), "top_p": TOP_P,
                              "zh_share": SHARE, "reasoning_ratio": POSITIVE, "lr": POSITIVE,
@@ -108,11 +108,12 @@ def main(argv=None):
                            micro_batch_size=cfg.micro_batch_size, desc="distill SFT", log=logger.log)
     report_replicas_in_sync(model)
 
-    # -- a quick held-out check for meta.json (eval.py gives the full picture) ------------------------------
+    # -- a quick dev-split check for meta.json (eval.py gives the full picture) -----------------------------
     metrics = {"examples": len(rows), "reasoning": sum(r.get("kind") == "reasoning" for r in rows),
                **{f"filter/{k}": v for k, v in counts.items()}, "sft_loss": round(losses[-1], 4),
                "sft_steps": len(losses), "seconds_data": round(t_data, 1)}
-    eval_sets = {lang: heldout_problems(tasks, cfg.eval_problems, seed=args.seed, lang=lang) for lang in ("en", "zh")}
+    eval_sets = {lang: heldout_problems(tasks, cfg.eval_problems, seed=args.seed, lang=lang, split="dev")
+                 for lang in ("en", "zh")}
     with torch.no_grad():
         for lang, (r, _) in heldout_eval(model, tokenizer, eval_sets, k=cfg.eval_k, max_new_tokens=cfg.max_new_tokens,
                                          chat=True).items():

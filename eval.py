@@ -37,7 +37,7 @@ from r1mini.tasks import SUITES, suite
 @dataclass
 class EvalConfig:
     suite: str = ""  # task suite; "" means the one the checkpoint's base model was pretrained on
-    n_problems: int = 50  # held-out problems per task and language
+    n_problems: int = 200  # test-split problems per task and language, all different (at most ~390 for mul-3x1)
     k: int = 8  # samples per problem
     temperature: float = 0.6  # the paper's evaluation setting
     top_p: float = 0.95  # likewise
@@ -100,7 +100,7 @@ def main(argv=None):
                 + [r["by_lang"][lang]["lang_consistency"] for lang in langs] for name, r in results.items()]
         print0(markdown_table(header, rows))
         for task in tasks.values() if is_main() else ():  # a look at what the model writes
-            for p in heldout_problems({task.name: task}, cfg.show, seed=args.seed, lang=langs[-1]):
+            for p in heldout_problems({task.name: task}, cfg.show, seed=args.seed, lang=langs[-1], split="test"):
                 s = sample_completions(model, tokenizer, [p], 1, temperature=cfg.temperature, top_p=cfg.top_p,
                                        max_new_tokens=cfg.max_new_tokens, seed=args.seed, chat=chat)[0]
                 print0(f"  {task.label}  Q: {p.question}  (answer {p.answer})\n    A: {s.completions[0]!r}")

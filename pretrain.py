@@ -2,7 +2,7 @@
 
 1. Generate the synthetic corpus (r1mini/data.py): task documents in every solution style, conversations
    in the R1-Zero template of mixed quality, facts and small talk. Problems come from the training split;
-   the validation stream uses held-out problems only.
+   the validation stream uses dev-split problems only (held out from training; the test split is eval.py's).
 2. Train our byte-level BPE on a sample of it (digits always single tokens).
 3. Train the transformer on random windows of the packed token stream: AdamW, linear warmup then cosine
    decay, gradient clipping, bf16 autocast on CUDA. For DeepSeekMoE models, the routing bias is nudged
@@ -55,7 +55,7 @@ class PretrainConfig:
     vocab_size: int = 768  # BPE ranks; the special tokens come on top
     tokenizer_docs: int = 20_000  # corpus documents the tokenizer is trained on
     train_docs: int = 80_000  # corpus documents to pretrain on (tasks' worked solutions, chats, the world's facts)
-    val_docs: int = 2_000  # documents of held-out problems, for the validation loss
+    val_docs: int = 2_000  # documents of dev-split problems, for the validation loss
     # optimisation
     batch_size: int = 32  # sequences per step (all ranks together)
     grad_accum: int = 0  # micro-batches per rank and step; 0: the fewest that fit the device (1 on the CPU)
@@ -68,7 +68,7 @@ class PretrainConfig:
     compile: bool = False  # torch.compile the model for training (GPU: faster after a minute of compiling)
     # bookkeeping
     eval_every: int = 100  # steps between validation losses
-    eval_batches: int = 8  # batches of held-out text per validation loss
+    eval_batches: int = 8  # batches of validation text per validation loss
     ckpt_every: int = 100  # steps between checkpoints to resume from
     log_every: int = 10  # steps between rows of log.jsonl
 
@@ -180,12 +180,12 @@ def main(argv=None):
 
 
 def prepare_data(cfg: PretrainConfig, seed: int, resume_from: Path | None):
-    """The corpus (training problems only in the training stream, held-out ones in the validation stream),
+    """The corpus (training problems only in the training stream, dev-split ones in the validation stream),
     the tokenizer (trained on it, or the interrupted run's when resuming), and both streams packed."""
     t0 = time.time()
     tasks = suite(cfg.suite)
     train_text = corpus_documents(tasks, cfg.train_docs, seed=seed, split="train")
-    val_text = corpus_documents(tasks, cfg.val_docs, seed=seed + 1, split="test")
+    val_text = corpus_documents(tasks, cfg.val_docs, seed=seed + 1, split="dev")
     if resume_from is not None:
         tokenizer = Tokenizer.load(resume_from)
     else:

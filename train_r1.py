@@ -21,7 +21,7 @@ previous checkpoint and writing its own under out/r1/:
 `--reward module:function` replaces the reasoning prompts' reward in stages 2 and 4 with your own
 (docs/extending.md); the general prompts keep theirs.
 
-Each stage ends with an evaluation on held-out problems, English and Chinese prompts separately (pass@1
+Each stage ends with an evaluation on dev-split problems, English and Chinese prompts separately (pass@1
 over k samples at T=0.6, top-p 0.95, and language consistency), stored in its meta.json; R1-Zero is
 evaluated on the same problems first, for comparison. `--stage all` runs the stages not yet done, so an
 interrupted pipeline resumes at the stage it was in: a GRPO stage from its last checkpoint (every
@@ -108,8 +108,8 @@ class R1Config(GRPOConfig):  # every GRPO option (r1mini/rl.py) for both RL stag
     rm_batch_size: int = 32  # pairs per step
     rm_lr: float = 5e-4  # the reward model's learning rate
     # evaluation
-    eval_problems: int = 25  # held-out problems per task and language
-    eval_k: int = 4  # samples per held-out problem
+    eval_problems: int = 25  # dev-split problems per task and language (eval.py tests on the test split)
+    eval_k: int = 4  # samples per dev problem
 
     RULES: ClassVar[dict] = {
         "stage": (lambda v: v == "all" or v in STAGE_NAMES, "all or one of " + ", ".join(STAGE_NAMES)),
@@ -144,7 +144,7 @@ class R1Run:
     tasks: dict
     rng: random.Random  # the same on every rank: all ranks draw the same problems...
     sampler: torch.Generator  # ...but sample their own completions
-    eval_sets: dict  # held-out problems per language
+    eval_sets: dict  # dev-split problems per language
     logger: JsonlLogger
 
 
@@ -191,7 +191,7 @@ def start(cfg: R1Config, args, device: torch.device, rank: int, world: int) -> R
     return R1Run(cfg, args, out, device, rank, world, tokenizer,
                  base_dir=cfg.base or zero_meta.get("parent") or "out/base", suite_name=suite_name, tasks=tasks,
                  rng=random.Random(args.seed), sampler=torch.Generator(device=device).manual_seed(args.seed + rank),
-                 eval_sets={lang: heldout_problems(tasks, cfg.eval_problems, seed=args.seed, lang=lang)
+                 eval_sets={lang: heldout_problems(tasks, cfg.eval_problems, seed=args.seed, lang=lang, split="dev")
                             for lang in ("en", "zh")},
                  logger=JsonlLogger(out / "log.jsonl"))
 
@@ -215,7 +215,8 @@ def cold_start(run: R1Run):
 def reasoning_rl(run: R1Run):
     """GRPO from the cold-start model; reward: accuracy + format + language consistency."""
     model = load_stage(run, "cold_start")
-    grpo_stage(run, model, "reasoning_rl", run.cfg.rl_steps, reasoning_reward(run.cfg), [], unfinished_state(run, "reasoning_rl"))
+    grpo_stage(run, model, "reasoning_rl", run.cfg.rl_steps, reasoning_reward(run.cfg), [],
+               unfinished_state(run, "reasoning_rl"))
     return model, {}
 
 

@@ -18,7 +18,7 @@ in r1mini/formats.py.
 
 Logs per step (log.jsonl): reward, accuracy, format, length, steps_share, reflection, mixed_lang,
 mixed_groups, kl, clip_frac, entropy, t_gen, t_train, gen_tokens_per_s, train_tokens_per_s, tflops (training), mfu
-(on GPUs of known peak), peak_mem_mb; every eval_every steps held-out pass@1 (k samples at
+(on GPUs of known peak), peak_mem_mb; every eval_every steps dev-split pass@1 (k samples at
 T=0.6, top-p 0.95) and a few samples in samples.jsonl. Rerun the same command to resume.
 
     python train_zero.py                    # from out/base, writes out/zero
@@ -58,10 +58,10 @@ class ZeroConfig(GRPOConfig):  # every GRPO option (r1mini/rl.py), then these
     zh_share: float = 0.2  # share of prompts asked in Chinese
     steps: int = 150  # GRPO steps, each a batch of rollouts
     # evaluation and bookkeeping
-    eval_every: int = 25  # steps between held-out checks
-    eval_problems: int = 25  # held-out problems per task (English prompts)
-    eval_k: int = 8  # samples per held-out problem (pass@1 averages them)
-    log_samples: int = 4  # held-out completions written to samples.jsonl per check
+    eval_every: int = 25  # steps between dev-split checks
+    eval_problems: int = 25  # dev-split problems per task (English prompts; eval.py tests on the test split)
+    eval_k: int = 8  # samples per dev problem (pass@1 averages them)
+    log_samples: int = 4  # dev completions written to samples.jsonl per check
     ckpt_every: int = 25  # steps between checkpoints to resume from
 
     RULES: ClassVar[dict] = {"suite": name_in(SUITES, allow_empty=True, allow_import=True), "zh_share": SHARE,
@@ -101,7 +101,7 @@ def main(argv=None):
     seed_everything(args.seed + rank)
     run = start(cfg, args, device, rank)
     out, policy, tokenizer = Path(args.out), run.policy, run.tokenizer
-    eval_set = heldout_problems(run.tasks, cfg.eval_problems, seed=args.seed)
+    eval_set = heldout_problems(run.tasks, cfg.eval_problems, seed=args.seed, split="dev")
     logger = JsonlLogger(out / "log.jsonl")
     print0(f"R1-Zero from {args.init} on {run.suite_name} ({', '.join(run.tasks)}): {cfg.prompts_per_step} prompts "
            f"x {cfg.group_size} samples per step, {cfg.steps} steps, device {device}, world {world}")
@@ -120,7 +120,7 @@ def main(argv=None):
         run.step += 1
         metrics = {"step": run.step, **metrics}
 
-        # -- held-out check, log, checkpoint ----------------------------------------------------------------
+        # -- dev-split check, log, checkpoint ---------------------------------------------------------------
         if run.step % cfg.eval_every == 0 or run.step == cfg.steps:
             metrics.update(heldout_check(run, eval_set, out))
             print0(f"\nstep {run.step}: " + " ".join(f"{k}={v}" for k, v in metrics.items() if k != "step"))

@@ -98,10 +98,22 @@ def score(samples: list[Sampled], k: int, chat: bool = False) -> dict:
     return result
 
 
-def heldout_problems(tasks: dict[str, Task], n: int, seed: int, lang: str = "en") -> list[Problem]:
-    """n held-out problems per task, the same ones for every model evaluated with this seed."""
-    rng = random.Random(seed)
-    return [task.sample(rng, "test", lang) for task in tasks.values() for _ in range(n)]
+EVAL_LANGS = ("en", "zh")
+
+
+def heldout_problems(tasks: dict[str, Task], n: int, seed: int, lang: str = "en", *, split: str) -> list[Problem]:
+    """n problems per task from `split`: "dev" for what a stage watches while it trains, "test" for the final
+    evaluation (eval.py), nothing else. The same ones for every model evaluated with this seed, all different,
+    and different across languages: each language takes its own slice of one draw without replacement."""
+    if split not in ("dev", "test"):
+        raise ValueError(f"held-out problems come from the dev or the test split, not {split!r}")
+    slot = EVAL_LANGS.index(lang)
+    problems = []
+    for task in tasks.values():
+        rng = random.Random(f"{seed}:{task.name}")
+        for data in task.distinct(rng, split, n * len(EVAL_LANGS))[slot * n:(slot + 1) * n]:
+            problems.append(task.problem(data, lang, rng))
+    return problems
 
 
 def heldout_eval(model, tokenizer, eval_sets: dict[str, list[Problem]], *, k: int, max_new_tokens: int,
@@ -131,7 +143,7 @@ def evaluate_model(model, tokenizer, tasks: dict[str, Task], *, chat: bool, n_pr
     for task in tasks.values():
         pooled, pooled_greedy, by_lang = [], [], {}
         for lang in langs:
-            problems = heldout_problems({task.name: task}, n_problems, seed=seed, lang=lang)
+            problems = heldout_problems({task.name: task}, n_problems, seed=seed, lang=lang, split="test")
             common = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed + rank, chat=chat)
             samples = map_striped(lambda ps: sample_completions(
                 model, tokenizer, ps, k, temperature=temperature, top_p=top_p, progress=f"{task.label} {lang}",

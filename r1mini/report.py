@@ -100,7 +100,7 @@ def plot(zero_log: list[dict], path: Path) -> bool:
         ax.plot([r["step"] for r in rows], [r[key] for r in rows], lw=0.8, alpha=0.5, label="training rollouts")
         if key == "accuracy":
             evals = [r for r in zero_log if "eval_pass@1" in r]
-            ax.plot([r["step"] for r in evals], [r["eval_pass@1"] for r in evals], "o-", label="held-out pass@1")
+            ax.plot([r["step"] for r in evals], [r["eval_pass@1"] for r in evals], "o-", label="dev pass@1")
             ax.legend(fontsize=7)
         titles = {"length": "response length (tokens)", "reflection": "reflection words per response"}
         ax.set_title(titles.get(key, key))
@@ -159,12 +159,12 @@ def report(out: str | Path) -> dict:
            markdown_table(header, rows), "", "## The paper's findings, measured", ""]
     md += [f"- {'yes' if f['held'] else 'NO'}: {f['claim']} ({f['detail']})" for f in found]
     if zero_log:
-        md += ["", "## R1-Zero training (rollouts at temperature 1; held-out pass@1 at 0.6)", ""]
+        md += ["", "## R1-Zero training (rollouts at temperature 1; dev-split pass@1 at 0.6)", ""]
         steps = [r for r in zero_log if "reward" in r]
         every = max(1, len(steps) // 10)
         picked = steps[every - 1::every]
         evals = {r["step"]: r["eval_pass@1"] for r in zero_log if "eval_pass@1" in r}
-        md.append(markdown_table(["step"] + list(CURVES) + ["held-out pass@1"],
+        md.append(markdown_table(["step"] + list(CURVES) + ["dev pass@1"],
                                  [[r["step"]] + [r[c] for c in CURVES] + [evals.get(r["step"], "")] for r in picked]))
         if plot(zero_log, out / "zero_curves.png"):
             md += ["", "![R1-Zero curves](zero_curves.png)"]

@@ -13,8 +13,11 @@ Checking never executes model text. Integers are matched with an ASCII-only regu
 expressions are parsed with `ast` into a whitelist (integer literals, + - * /, parentheses) of bounded
 length and depth, then evaluated exactly with Fractions.
 
-Held-out problems: a problem belongs to the "test" split when a hash of its canonical key falls in the
-bottom `HELDOUT_PERCENT`; training draws reject those, so every evaluation is on unseen problems.
+Splits: a hash of a problem's canonical key puts it in "test" (HELDOUT_PERCENT of problems: the final
+evaluation, eval.py), "dev" (DEV_PERCENT: everything watched or tuned during training, the pretraining
+validation loss included) or "train" (the rest: the corpus, every RL prompt, every SFT example). Keys are
+canonical: one problem asked two ways (b + a for a + b, the countdown numbers in another order) has one key,
+so no test problem has a twin in any training path.
 """
 from __future__ import annotations
 
@@ -27,7 +30,9 @@ from fractions import Fraction
 
 from r1mini.config import import_named
 
-HELDOUT_PERCENT = 10
+HELDOUT_PERCENT = 10  # test
+DEV_PERCENT = 5
+SPLITS = ("train", "dev", "test")
 STYLES = ("direct", "steps", "reflect", "wrong")
 LANGS = ("en", "zh", "mixed")
 MAX_ANSWER_CHARS = 200
@@ -47,7 +52,8 @@ class Problem:
 
 def split_of(task: str, key: str) -> str:
     h = int.from_bytes(hashlib.sha256(f"{task}:{key}".encode()).digest()[:8], "big")
-    return "test" if h % 100 < HELDOUT_PERCENT else "train"
+    bucket = h % 100
+    return "test" if bucket < HELDOUT_PERCENT else "dev" if bucket < HELDOUT_PERCENT + DEV_PERCENT else "train"
 
 
 def parse_int(answer: str) -> int | None:
@@ -66,13 +72,33 @@ class Task:
     name = "task"
 
     def sample(self, rng: random.Random, split: str = "train", lang: str = "en") -> Problem:
-        if split not in ("train", "test"):
-            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         for _ in range(10_000):
             data = self.draw(rng)
             if split_of(self.name, self.key(data)) == split:
-                return Problem(self.name, self.question(data, lang, rng), lang, self.solve(data), data)
+                return self.problem(data, lang, rng)
         raise RuntimeError(f"{self.name}: no {split} problem found; is the problem space too small?")
+
+    def problem(self, data: dict, lang: str, rng: random.Random) -> Problem:
+        """The problem `data` holds, asked in lang (the wording drawn from rng)."""
+        return Problem(self.name, self.question(data, lang, rng), lang, self.solve(data), data)
+
+    def distinct(self, rng: random.Random, split: str, n: int) -> list[dict]:
+        """n problems of the split, all different (by canonical key): draws without replacement."""
+        seen, out, misses = set(), [], 0
+        while len(out) < n and misses < 50_000:  # 50,000 draws in a row without a new one: the split is spent
+            data = self.draw(rng)
+            key = self.key(data)
+            misses += 1
+            if key not in seen and split_of(self.name, key) == split:
+                seen.add(key)
+                out.append(data)
+                misses = 0
+        if len(out) == n:
+            return out
+        raise SystemExit(f"{self.label}: found only {len(out)} distinct {split} problems of the {n} asked for; ask "
+                         f"for fewer (--n_problems, --eval_problems) or make the task harder")
 
     @property
     def label(self) -> str:
@@ -171,8 +197,8 @@ class Addition(Task):
             return rng.randint(10 ** (n - 1), 10 ** n - 1)
         return {"a": number(), "b": number()}
 
-    def key(self, d):
-        return f"{d['a']}+{d['b']}"
+    def key(self, d):  # a + b and b + a are one problem
+        return "+".join(map(str, sorted((d["a"], d["b"]))))
 
     def question(self, d, lang, rng):
         a, b = d["a"], d["b"]
@@ -206,8 +232,8 @@ class Multiplication(Task):
         na, nb = rng.randint(*self.a_digits), rng.randint(*self.b_digits)
         return {"a": rng.randint(10 ** (na - 1), 10 ** na - 1), "b": rng.randint(max(2, 10 ** (nb - 1)), 10 ** nb - 1)}
 
-    def key(self, d):
-        return f"{d['a']}*{d['b']}"
+    def key(self, d):  # a × b and b × a are one problem
+        return "*".join(map(str, sorted((d["a"], d["b"]))))
 
     def question(self, d, lang, rng):
         a, b = d["a"], d["b"]

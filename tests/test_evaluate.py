@@ -69,3 +69,23 @@ def test_markdown_table():
     table = markdown_table(["a", "b"], [["x", 0.12345], ["y", 2]])
     assert table.splitlines() == ["| a | b |", "|---|---|", "| x | 0.123 |", "| y | 2 |"]
     assert math.isclose(float(table.splitlines()[2].split("|")[2]), 0.123)
+
+
+def test_heldout_problems_are_distinct_across_languages_and_from_their_split():
+    from r1mini.evaluate import heldout_problems
+    from r1mini.tasks import split_of, suite
+    tasks = suite("cpu")
+    for split, n in (("dev", 150), ("test", 200)):  # mul-3x1 has ~790 test problems and ~390 dev ones
+        en = heldout_problems(tasks, n, seed=0, lang="en", split=split)
+        zh = heldout_problems(tasks, n, seed=0, lang="zh", split=split)
+        assert [p.lang for p in en + zh] == ["en"] * 2 * n + ["zh"] * 2 * n
+        keys = [(p.task, tasks[p.task].key(p.data)) for p in en + zh]
+        assert len(set(keys)) == len(keys) == 4 * n  # no problem twice, none in both languages
+        assert all(split_of(*k) == split for k in keys)
+        assert heldout_problems(tasks, n, seed=0, lang="en", split=split) == en  # the same for every model
+    dev, test = (heldout_problems(tasks, 50, seed=0, split=s) for s in ("dev", "test"))
+    assert not {p.question for p in dev} & {p.question for p in test}
+    with pytest.raises(ValueError, match="dev or the test split"):
+        heldout_problems(tasks, 5, seed=0, split="train")
+    with pytest.raises(SystemExit, match="found only .* distinct test problems"):
+        heldout_problems(suite("toy"), 5000, seed=0, split="test")  # 1-2 digit sums: a few hundred in test
