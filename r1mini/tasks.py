@@ -489,6 +489,10 @@ def suite(name: str) -> dict[str, Task]:
         tasks = {tasks.name: tasks} if isinstance(tasks, Task) else tasks
         if not isinstance(tasks, dict) or not tasks or not all(isinstance(t, Task) for t in tasks.values()):
             raise SystemExit(f"--suite {name}: must name a Task or a dict of Tasks by name, got {type(tasks).__name__}")
+        for task in tasks.values():  # known by name from now on, as rewards and evaluation look tasks up
+            if type(TASKS.setdefault(task.name, task)) is not type(task):
+                raise SystemExit(f"--suite {name}: the task name {task.name!r} is taken by r1mini's own "
+                                 f"{type(TASKS[task.name]).__name__}; give yours another `name`")
         return tasks
     if name not in SUITES:
         raise ValueError(f"unknown suite {name!r}; choose from {sorted(SUITES)}")

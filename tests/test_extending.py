@@ -76,12 +76,17 @@ def test_the_task_writes_right_solutions_and_checks_answers(tmp_path, monkeypatc
     import random
     monkeypatch.syspath_prepend(str(tmp_path))
     write_module("my_tasks", tmp_path)
-    from my_tasks import SUITE
+    from r1mini.rewards import accuracy_reward
+    from r1mini.tasks import TASKS, suite
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("r1mini.tasks.TASKS", dict(TASKS))  # forgotten after this test
+    SUITE = suite("my_tasks:SUITE")  # as the scripts load it: the task is known by name from then on
     task, rng = SUITE["sub"], random.Random(0)
     for _ in range(50):
         p = task.sample(rng, "test", "en")
         a, b = map(int, re.fullmatch(r"What is (\d+) - (\d+)\?", p.question).groups())
         assert p.answer == str(a - b) and task.check(f" {a - b} ", p) and not task.check(str(a - b + 1), p)
+        assert accuracy_reward(f"<think>.</think><answer>{a - b}</answer>", p) == 1.0  # the reward checks it
         assert task.solution(p, "steps", "en", rng)[1] == p.answer == task.solution(p, "reflect", "zh", rng)[1]
         assert task.solution(p, "wrong", "en", rng)[1] == str(a - b + 1)
 
