@@ -16,7 +16,7 @@ from r1mini.memory import generation_batch
 from r1mini.rewards import (accuracy_reward, count_reflection_words, extract_answer, format_reward,
                             is_step_by_step, language_consistency, reasoning_text, reply_format_reward)
 from r1mini.sampling import generate
-from r1mini.tasks import Problem, Task
+from r1mini.tasks import Problem, Task, get_task
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -29,13 +29,16 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - comb(n - c, k) / comb(n, k)
 
 
-def majority_vote(answers: list[str | None]) -> str | None:
-    """The most common non-empty answer; ties go to the one that appeared first."""
-    counts = Counter(a for a in answers if a)
+def majority_vote(answers: list[str | None], key=None) -> str | None:
+    """The most common non-empty answer; ties go to the one that appeared first. With `key` (a function of an
+    answer), answers with the same key are one vote (Task.normalize: 0579 and 579), and the first answer
+    of the winning key is returned."""
+    key = key or (lambda a: a)
+    counts = Counter(key(a) for a in answers if a)
     if not counts:
         return None
     best = max(counts.values())
-    return next(a for a in answers if a and counts[a] == best)
+    return next(a for a in answers if a and counts[key(a)] == best)
 
 
 @dataclass
@@ -79,7 +82,8 @@ def score(samples: list[Sampled], k: int, chat: bool = False) -> dict:
         correct = [accuracy_reward(c, s.problem) for c in s.completions]
         rows["pass@1"].append(sum(correct) / len(correct))
         rows[f"pass@{k}"].append(pass_at_k(len(correct), int(sum(correct)), k))
-        vote = majority_vote([extract_answer(c) for c in s.completions])
+        task = get_task(s.problem.task)
+        vote = majority_vote([extract_answer(c) for c in s.completions], key=lambda a: task.normalize(a, s.problem))
         rows[f"cons@{k}"].append(float(vote is not None and accuracy_reward(f"<answer>{vote}</answer>", s.problem) > 0))
         for c, ok, n in zip(s.completions, correct, s.lengths or [None] * len(correct)):
             rows["format"].append(fmt(c))

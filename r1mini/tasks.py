@@ -112,6 +112,12 @@ class Task:
         except Exception:  # a checker is called on model output: it must never raise
             return False
 
+    def normalize(self, answer: str, problem: Problem) -> str:
+        """The answer in a canonical form, for majority votes: answers that mean the same (0579 and 579) are
+        one vote. An integer's digits; anything else as written, stripped."""
+        value = parse_int(answer)
+        return answer.strip() if value is None else str(value)
+
     def solution(self, problem: Problem, style: str, lang: str, rng: random.Random) -> tuple[str, str]:
         """A worked solution: (reasoning text, the answer it reaches). lang "mixed" switches part-way."""
         if style not in STYLES or lang not in LANGS:
@@ -316,6 +322,10 @@ class LinearEquation(Task):
         except Exception:
             return False
 
+    def normalize(self, answer, problem):  # "x = 7", "x=7" and "7" are one vote
+        m = _LINEAR_ANSWER.fullmatch(answer.strip()) if len(answer) <= MAX_ANSWER_CHARS else None
+        return answer.strip() if m is None else str(int(m.group(1)))
+
     def direct(self, d, lang):
         return f"{self.equation(d)}, x = {d['x']}" + ("。" if lang == "zh" else ".")
 
@@ -431,6 +441,14 @@ class Countdown(Task):
             return val == int(problem.data["target"]) and sorted(literals) == sorted(problem.data["numbers"])
         except Exception:
             return False
+
+    def normalize(self, answer, problem):
+        """Expressions that use exactly the given numbers and reach the same value are one vote (two correct
+        expressions no longer split it); anything else as written."""
+        result = evaluate_expression(answer.strip())
+        if result is None or sorted(result[1]) != sorted(problem.data["numbers"]):
+            return answer.strip()
+        return f"= {result[0]}"
 
     def direct(self, d, lang):
         return f"{d['expr']} = {d['target']}" + ("。" if lang == "zh" else ".")

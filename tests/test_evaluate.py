@@ -65,6 +65,27 @@ def test_score_cons_at_k_with_ties():
     assert r["pass@1"] == 0.5 and r["cons@4"] == 0.5 and r["pass@4"] == 0.5
 
 
+def test_votes_are_on_normalised_answers():
+    """0579 and 579 are one answer; so are two correct countdown expressions, and x = 7 and 7."""
+    import random
+    assert majority_vote(["0579", "580", "579"], key=lambda a: str(int(a))) == "0579"  # the first of the winner
+    assert majority_vote(["0579", "580", "579"]) == "0579"  # raw strings: a three-way tie, the first wins
+    add, rng = get_task("add"), random.Random(0)
+    p = add.sample(rng)
+    right, wrong = p.answer, str(int(p.answer) + 1)
+    r = score([Sampled(p, [completion(a) for a in (wrong, "0" + right, "00" + right, right)])], 4)
+    assert r["cons@4"] == 1.0  # raw strings: four answers once each, and the first, wrong, would win
+    cd = get_task("countdown")
+    q = cd.sample(rng)
+    a, b, c, d = q.data["numbers"]
+    assert cd.normalize(q.answer, q) == f"= {q.data['target']}" == cd.normalize(f" {q.answer} ", q)
+    assert cd.normalize(f"{a} + {b} + {c} + {d}", q) == f"= {a + b + c + d}"
+    assert cd.normalize(f"{a} + {b}", q) == f"{a} + {b}"  # not all the numbers: as written
+    lin = get_task("linear")
+    e = lin.sample(rng)
+    assert lin.normalize(f"x = {e.answer}", e) == lin.normalize(f" {e.answer}", e) == str(int(e.answer))
+
+
 def test_markdown_table():
     table = markdown_table(["a", "b"], [["x", 0.12345], ["y", 2]])
     assert table.splitlines() == ["| a | b |", "|---|---|", "| x | 0.123 |", "| y | 2 |"]

@@ -62,6 +62,7 @@ def calls(text: str, problem):
     unit = lambda v: 0.0 <= v <= 1.0
     boolean = lambda v: isinstance(v, bool)
     yield "check", lambda: TASKS[problem.task].check(text, problem), boolean
+    yield "normalize", lambda: TASKS[problem.task].normalize(text, problem), lambda v: isinstance(v, str)
     yield "evaluate_expression", lambda: evaluate_expression(text), lambda v: v is None or len(v) == 2
     yield "parse_int", lambda: parse_int(text), lambda v: v is None or isinstance(v, int)
     yield "parse_completion", lambda: rewards.parse_completion(text), lambda v: v is None or len(v) == 2
