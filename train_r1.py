@@ -43,7 +43,6 @@ logs and saves; the sampled data differ from a one-process run (each rank has it
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 import time
 from dataclasses import dataclass
@@ -56,8 +55,8 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from r1mini.chat_data import general_prompts, preference_pairs
-from r1mini.checkpoint import (atomic_save, check_preset, is_done, load_checkpoint, load_train_state, restore_rngs,
-                               save_checkpoint, save_rngs, seed_everything)
+from r1mini.checkpoint import (atomic_save, atomic_write_json, check_preset, is_done, load_checkpoint, load_train_state,
+                               restore_rngs, save_checkpoint, save_rngs, seed_everything)
 from r1mini.config import NON_NEGATIVE, POSITIVE, SHARE, name_in, parse_config
 from r1mini.device import autocast, pick_device
 from r1mini.distributed import map_striped, print0, report_replicas_in_sync, setup_distributed, teardown_distributed
@@ -161,7 +160,7 @@ def main(argv=None):
         zero_model, _, _ = load_checkpoint(args.init, device, expect_stage="zero", made_by="train_zero.py")
         zero_eval = evaluate(run, zero_model, chat=False)
         if rank == 0:
-            (run.out / "zero_eval.json").write_text(json.dumps(zero_eval, indent=2))
+            atomic_write_json(zero_eval, run.out / "zero_eval.json")
         print0("[r1-zero] " + " ".join(f"{k}={v}" for k, v in zero_eval.items()))
     print0(f"R1 from {args.init} (base {run.base_dir}), suite {run.suite_name}: "
            f"stages {', '.join(todo) or 'none left'}")

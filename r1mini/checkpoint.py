@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from r1mini.distributed import is_main, print0, unwrap
+from r1mini.jsonl import dumps
 from r1mini.model import ModelConfig, Transformer
 from r1mini.tokenizer import Tokenizer
 
@@ -131,7 +132,7 @@ def atomic_save(obj, path: str | Path) -> None:
 def atomic_write_json(obj, path: str | Path) -> None:
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False), encoding="utf-8")
+    tmp.write_text(dumps(obj, indent=2), encoding="utf-8")  # strict JSON: NaN as null
     os.replace(tmp, path)
 
 
