@@ -29,7 +29,7 @@ from r1mini.checkpoint import atomic_write_json, load_checkpoint, seed_everythin
 from r1mini.config import NON_NEGATIVE, TOP_P, name_in, one_of, parse_config, validate
 from r1mini.device import pick_device
 from r1mini.distributed import is_main, print0, setup_distributed, teardown_distributed
-from r1mini.evaluate import evaluate_model, heldout_problems, markdown_table, sample_completions
+from r1mini.evaluate import evaluate_model, heldout_problems, interval, markdown_table, sample_completions
 from r1mini.optim import step_guard
 from r1mini.tasks import SUITES, suite
 
@@ -93,11 +93,12 @@ def main(argv=None):
                                      langs=langs, temperature=cfg.temperature, top_p=cfg.top_p,
                                      max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, seed=args.seed)
         k = cfg.k
-        header = ["benchmark", "pass@1", f"cons@{k}", f"pass@{k}", "greedy", "format", "length", "steps share",
-                  "reflection"] + [f"lang {lang}" for lang in langs]
-        rows = [[name, r["pass@1"], r[f"cons@{k}"], r[f"pass@{k}"], r["greedy"], r["format"], round(r["length"], 1),
-                 r["steps_share"], round(r["reflection"], 2)]
-                + [r["by_lang"][lang]["lang_consistency"] for lang in langs] for name, r in results.items()]
+        header = ["benchmark", "pass@1", "95% interval", f"cons@{k}", "95% interval", f"pass@{k}", "greedy", "format",
+                  "length", "steps share", "reflection"] + [f"lang {lang}" for lang in langs]
+        rows = [[name, r["pass@1"], interval(r["pass@1_ci"]), r[f"cons@{k}"], interval(r[f"cons@{k}_ci"]),
+                 r[f"pass@{k}"], r["greedy"], r["format"], round(r["length"], 1), r["steps_share"],
+                 round(r["reflection"], 2)] + [r["by_lang"][lang]["lang_consistency"] for lang in langs]
+                for name, r in results.items()]
         print0(markdown_table(header, rows))
         for task in tasks.values() if is_main() else ():  # a look at what the model writes
             for p in heldout_problems({task.name: task}, cfg.show, seed=args.seed, lang=langs[-1], split="test"):

@@ -16,7 +16,8 @@ drop_uniform_groups (dynamic sampling: groups whose rewards are all equal carry 
 Departures: tiny scale (a ~1M-parameter model, ~100-token answers); the template is the shortened one
 in r1mini/formats.py.
 
-Logs per step (log.jsonl): reward, accuracy, format, length, steps_share, reflection, mixed_lang,
+Logs per step (log.jsonl): reward, accuracy, format, length, steps_share, reflection (words per reply),
+reflect_acc and plain_acc (the accuracy of replies with and without reflection), mixed_lang,
 mixed_groups, kl, clip_frac, entropy, t_gen, t_train, gen_tokens_per_s, train_tokens_per_s, tflops (training), mfu
 (on GPUs of known peak), peak_mem_mb; every eval_every steps dev-split pass@1 (k samples at
 T=0.6, top-p 0.95) and a few samples in samples.jsonl. Rerun the same command to resume.
@@ -176,7 +177,9 @@ def heldout_check(run: ZeroRun, problems: list, out: Path) -> dict:
         write_jsonl(out / "samples.jsonl", rows, append=True)
     k = cfg.eval_k
     return {"eval_pass@1": round(result["pass@1"], 4), f"eval_pass@{k}": round(result[f"pass@{k}"], 4),
-            "eval_format": round(result["format"], 4), "eval_steps_share": round(result["steps_share"], 4)}
+            "eval_format": round(result["format"], 4), "eval_steps_share": round(result["steps_share"], 4),
+            "eval_reflect_share": round(result["reflect_share"], 4), "eval_reflect_acc": round(result["reflect_acc"], 4),
+            "eval_plain_acc": round(result["plain_acc"], 4)}
 
 
 def save(run: ZeroRun, out: Path, metrics: dict) -> None:

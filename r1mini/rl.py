@@ -294,8 +294,13 @@ def step_metrics(ro: Rollout, rewards: torch.Tensor, parts: dict[str, list[float
                       "reflection": [count_reflection_words(c) for c in ro.completions],
                       "mixed_lang": [mixed_language(c) for c in ro.completions],
                       "mixed_groups": mixed.tolist(), **{k: [] if v is None else [v] for k, v in update.items()}}
+    accuracy, reflection = parts.get("accuracy"), per_completion["reflection"]
+    if accuracy is not None and len(accuracy) == len(reflection):  # the accuracy of replies that reflect, and not
+        per_completion["reflect_acc"] = [a for a, r in zip(accuracy, reflection) if r]
+        per_completion["plain_acc"] = [a for a, r in zip(accuracy, reflection) if not r]
     sums = sum_over_ranks([x for v in per_completion.values() for x in (sum(v), len(v))], device)
-    metrics = {k: round(s / max(1, n), 4) for k, s, n in zip(per_completion, sums[::2], sums[1::2])}
+    metrics = {k: None if n == 0 and k.endswith("_acc") else round(s / max(1, n), 4)  # no reply of the kind: null
+               for k, s, n in zip(per_completion, sums[::2], sums[1::2])}
     train_rate = world * ro.ids.numel() * cfg.mu / max(t_train, 1e-6)  # forward + backward over the padded batch
     return {**metrics, "t_gen": round(t_gen, 2), "t_train": round(t_train, 2),
             "gen_tokens_per_s": round(world * sum(ro.lengths) / max(t_gen, 1e-6)),

@@ -110,3 +110,51 @@ def test_heldout_problems_are_distinct_across_languages_and_from_their_split():
         heldout_problems(tasks, 5, seed=0, split="train")
     with pytest.raises(SystemExit, match="found only .* distinct test problems"):
         heldout_problems(suite("toy"), 5000, seed=0, split="test")  # 1-2 digit sums: a few hundred in test
+
+
+def test_bootstrap_intervals():
+    """Against the normal approximation for a share, and invariants of pairing."""
+    from r1mini.evaluate import bootstrap_ci
+    values = [1.0] * 300 + [0.0] * 100  # a share of 0.75 over 400 problems
+    lo, hi = bootstrap_ci(values)
+    half = 1.96 * math.sqrt(0.75 * 0.25 / 400)  # 0.042
+    assert lo == pytest.approx(0.75 - half, abs=0.01) and hi == pytest.approx(0.75 + half, abs=0.01)
+    assert bootstrap_ci([0.4] * 50) == pytest.approx([0.4, 0.4])
+    assert bootstrap_ci(values, seed=1) != [lo, hi] and bootstrap_ci(values) == [lo, hi]  # seeded
+    # two checkpoints on the same problems, one right exactly where the other is, plus one more problem:
+    better = values[:]
+    better[300] = 1.0
+    assert bootstrap_ci(better, minus=values) == pytest.approx([0.0, 0.005], abs=0.0026)  # paired: tight
+    lo, hi = bootstrap_ci(better, minus=values, paired=False)  # as if independent: about sqrt(2) x half wide
+    assert lo < -0.04 and hi > 0.04
+    assert all(math.isnan(x) for x in bootstrap_ci([]))
+    with pytest.raises(ValueError, match="same problems"):
+        bootstrap_ci([1.0, 0.0], minus=[1.0])
+
+
+def test_score_gives_intervals_and_per_problem_values():
+    import random
+    add = get_task("add")
+    rng = random.Random(1)
+    problems = [add.sample(rng) for _ in range(40)]
+    samples = [Sampled(p, [completion(p.answer if i % 4 == 0 else "0")] * 2 + [completion("0")] * 2)
+               for i, p in enumerate(problems)]  # every fourth problem: 2 of 4 right, and cons by first-seen tie
+    r = score(samples, 4)
+    assert r["per_problem"]["pass@1"] == [0.5 if i % 4 == 0 else 0.0 for i in range(40)]
+    assert r["per_problem"]["cons@4"] == [1.0 if i % 4 == 0 else 0.0 for i in range(40)]
+    assert r["pass@1"] == 0.125 and r["pass@1_ci"][0] < 0.125 < r["pass@1_ci"][1]
+    assert r["cons@4_ci"][0] < 0.25 < r["cons@4_ci"][1] and r["cons@4_ci"][1] - r["cons@4_ci"][0] > 0.2
+
+
+def test_accuracy_with_and_without_reflection():
+    import random
+    add = get_task("add")
+    p = add.sample(random.Random(2))
+    wrong = str(int(p.answer) + 1)
+    reflect = lambda a: f"<think>1 + 1 = 3. Wait, let me check: 1 + 1 = 2.</think><answer>{a}</answer>"  # noqa: E731
+    r = score([Sampled(p, [reflect(p.answer), reflect(wrong), completion(p.answer), completion(wrong),
+                           completion(wrong)])], 5)
+    assert (r["reflect_share"], r["reflect_acc"], r["plain_share"]) == (0.4, 0.5, 0.6)
+    assert r["plain_acc"] == pytest.approx(1 / 3)
+    r = score([Sampled(p, [completion(p.answer)])], 1)
+    assert math.isnan(r["reflect_acc"]) and r["plain_acc"] == 1.0  # no reply reflected: undefined, not 0
