@@ -93,7 +93,7 @@ stage distill "$OUT/student" "$OUT/student" "r1 pretrain_student" \
 stage student_rl_only "$OUT/student_zero" "$OUT/student_zero" pretrain_student \
   $PY train_zero.py --preset "$PRESET" --init "$OUT/student_base" --out "$OUT/student_zero" ${STUDENT_RL_FLAGS:-}
 CKPTS=""
-for c in base zero r1/cold_start r1/reasoning_rl r1/rejection_sft r1/final_rl student student_zero; do
+for c in base zero r1/cold_start r1/reasoning_rl r1/rejection_sft r1/final_rl student_base student student_zero; do
   CKPTS="$CKPTS${CKPTS:+,}$OUT/$c"
 done
 stage eval "" "" "" $PY eval.py --preset "$PRESET" --init "$CKPTS" --out "$OUT/eval.json" --show 0 ${EVAL_FLAGS:-}

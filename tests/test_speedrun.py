@@ -14,7 +14,7 @@ from r1mini.jsonl import read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = ["base", "R1-Zero", "R1 cold start", "R1 reasoning RL", "R1 rejection SFT", "R1 final RL",
-        "student distilled", "student RL-only"]
+        "student base", "student distilled", "student RL-only"]
 STAGES = ["pretrain", "pretrain_student", "r1_zero", "r1", "distill", "student_rl_only", "eval"]
 
 
