@@ -81,8 +81,11 @@ def extract_answer(completion: str) -> str | None:
 
 
 def format_reward(completion: str) -> float:
-    """1.0 for exactly `<think>...</think><answer>non-empty</answer>` (whitespace around is fine), else 0.0."""
-    return 1.0 if parse_completion(completion) is not None else 0.0
+    """1.0 for exactly `<think>non-empty</think><answer>non-empty</answer>` (whitespace around is fine), else
+    0.0. An empty reasoning block is not the format: with it, a well-formed empty guess would earn as much
+    format reward as reasoning, and a small model drifts there (the format-only optimum)."""
+    parsed = parse_completion(completion)
+    return 1.0 if parsed is not None and parsed[0] else 0.0
 
 
 def accuracy_reward(completion: str, problem: Problem) -> float:
@@ -116,12 +119,14 @@ def language_counts(text: str) -> tuple[int, int]:
 
 def language_consistency(text: str, lang: str) -> float:
     """Share of the words of `text` that are in `lang` ("en" or "zh") among those in either language
-    (the R1 paper's language-consistency reward, §2.3.2). Text with no words of either counts as 1.0."""
+    (the R1 paper's language-consistency reward, §2.3.2). Text with no words of either (digits and symbols
+    only, or nothing) counts as 0.0: it is not written in the prompt's language, and an empty reasoning block
+    must not earn the language reward."""
     if lang not in ("en", "zh"):
         raise ValueError(f"lang must be 'en' or 'zh', got {lang!r}")
     en, zh = language_counts(text)
     if en + zh == 0:
-        return 1.0
+        return 0.0
     return (en if lang == "en" else zh) / (en + zh)
 
 
