@@ -65,7 +65,10 @@ def rejection_filter(samples: list[dict], filters=FILTERS) -> tuple[list[dict], 
 
     Returns (kept, counts). counts["total"] is the number of samples, counts["kept"] the number kept, and
     every other entry the number that filter *removed* (counts["correct"]: removed as incorrect), counted
-    on what the earlier filters let through, so total == kept + the sum of the removals.
+    on what the earlier filters let through, so total == kept + the sum of the removals. A sample is
+    counted once, under the first check it fails: one that fails two filters counts under the earlier, and a
+    copy of a sample removed by a filter is removed (and counted) by that filter too, not as a duplicate,
+    since only kept samples are remembered for the duplicate check. No samples: ([], every count 0).
     """
     counts = {"total": len(samples), "correct": 0, **{name: 0 for name, _ in filters}, "duplicate": 0, "kept": 0}
     kept, seen = [], set()
