@@ -46,7 +46,7 @@ ASSIGNMENTS = (
     Assignment(2, "the GRPO loss: clipped ratio, k3 KL, aggregation", "r1mini/grpo.py", ("grpo_loss",)),
     Assignment(3, "per-token log-probs and entropy", "r1mini/grpo.py",
                ("logprobs_from_logits", "entropy_from_logits")),
-    Assignment(4, "the KV cache", "r1mini/model.py", ("KVCache.__init__", "KVCache.update")),
+    Assignment(4, "the KV cache with left padding", "r1mini/model.py", ("KVCache.__init__", "KVCache.update")),
     Assignment(5, "temperature and top-p (nucleus) sampling", "r1mini/sampling.py", ("sample_next",)),
     Assignment(6, "rotary position embeddings", "r1mini/model.py", ("rope_tables", "apply_rope")),
     Assignment(7, "the format reward", "r1mini/rewards.py", ("parse_completion", "format_reward")),
