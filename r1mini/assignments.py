@@ -122,6 +122,10 @@ def blank(root: Path, number: int) -> Path:
 
 
 def copy_tree(dest: Path, src: Path = ROOT) -> Path:
+    """The repository at src (its code, tests, docs and scripts) copied to dest, a new or empty directory."""
+    if not (src / "tests").is_dir() or not (src / "pyproject.toml").is_file():
+        raise SystemExit(f"{src} is not a clone of the r1mini repository (no tests/ or pyproject.toml): run "
+                         f"this from a clone, with the package installed from it (pip install -e .)")
     dest = Path(dest)
     if dest.exists() and any(dest.iterdir()):
         raise SystemExit(f"{dest} exists and is not empty: name a new directory for the student copy")

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from r1mini.assignments import ASSIGNMENTS, blank, blank_source, copy_tree, find_function, get_assignment, make
+from r1mini.assignments import (ASSIGNMENTS, blank, blank_source, copy_tree, find_function, get_assignment, main,
+                                make)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -102,6 +103,21 @@ def test_make_copies_the_tree_with_one_assignment_blanked(tmp_path):
     assert len(fn.body) == 2
     with pytest.raises(SystemExit, match="not empty"):
         make(5, dest)
+
+
+def test_command_line(tmp_path, capsys):
+    main(["list"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(ASSIGNMENTS) and "pytest -m assignment5" in lines[4] and "sample_next" in lines[4]
+    with pytest.raises(SystemExit, match="no assignment 99"):
+        main(["make", "99", str(tmp_path / "none")])
+    assert not (tmp_path / "none").exists()  # nothing copied for an unknown number
+    main(["make", "9", str(tmp_path / "nine")])
+    assert "pytest -m assignment9" in capsys.readouterr().out
+    blanked = (tmp_path / "nine" / "r1mini" / "evaluate.py").read_text()
+    assert "raise NotImplementedError('assignment 9: write majority_vote" in blanked
+    with pytest.raises(SystemExit, match="not a clone"):
+        copy_tree(tmp_path / "other", src=tmp_path / "nine" / "r1mini")
 
 
 def run_selection(root: Path, marker: str) -> subprocess.CompletedProcess:
