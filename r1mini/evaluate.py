@@ -22,7 +22,7 @@ from r1mini.tasks import Problem, Task, get_task
 
 def pass_at_k(n: int, c: int, k: int) -> float:
     """Probability that at least one of k samples drawn without replacement from n (c correct) is correct:
-    1 - C(n - c, k) / C(n, k)."""
+    1 - C(n - c, k) / C(n, k), exactly 1.0 when fewer than k samples are wrong (n - c < k)."""
     if not 0 <= c <= n or not 0 < k <= n:
         raise ValueError(f"need 0 <= c <= n and 0 < k <= n, got n={n}, c={c}, k={k}")
     if n - c < k:
@@ -31,9 +31,10 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 
 def majority_vote(answers: list[str | None], key=None) -> str | None:
-    """The most common non-empty answer; ties go to the one that appeared first. With `key` (a function of an
-    answer), answers with the same key are one vote (Task.normalize: 0579 and 579), and the first answer
-    of the winning key is returned."""
+    """The most common answer among those that are not None or empty; a tie goes to the tied answer that
+    appears first in the list (["9", "1", "9", "1"] -> "9"). None when no answer votes (also for []). With
+    `key` (a function of an answer), answers with the same key are one vote (Task.normalize: 0579 and 579),
+    and the first answer of the winning key is returned."""
     key = key or (lambda a: a)
     counts = Counter(key(a) for a in answers if a)
     if not counts:

@@ -63,9 +63,14 @@ def rejection_filter(samples: list[dict], filters=FILTERS) -> tuple[list[dict], 
     correct -> each of `filters` (by default mixed_language -> overlong -> code -> repetition) -> duplicate
     (same prompt and the same completion up to whitespace; the first one stays).
 
-    Returns (kept, counts). counts["total"] is the number of samples, counts["kept"] the number kept, and
-    every other entry the number that filter *removed* (counts["correct"]: removed as incorrect), counted
-    on what the earlier filters let through, so total == kept + the sum of the removals.
+    Returns (kept, counts), kept the surviving dicts themselves in their order. counts has the keys
+    "total", "correct", each filter's name, "duplicate" and "kept": "total" is the number of samples, "kept"
+    the number kept, and every other entry the number that check *removed* ("correct": removed as
+    incorrect), counted on what the earlier checks let through, so total == kept + the sum of the removals.
+    A sample is counted once, under the first check it fails: one that fails two filters counts under the
+    earlier, and a copy of a sample removed by a filter is removed (and counted) by that filter too, not as
+    a duplicate, since only kept samples are remembered for the duplicate check. No samples: ([], every
+    count 0).
     """
     counts = {"total": len(samples), "correct": 0, **{name: 0 for name, _ in filters}, "duplicate": 0, "kept": 0}
     kept, seen = [], set()

@@ -160,17 +160,18 @@ def sequence_logprobs(model: torch.nn.Module, input_ids: torch.Tensor,
 
 
 def logprobs_from_logits(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """log softmax(logits) at the targets: (..., V), (...) -> (...).
+    """log softmax(logits) at the targets: (..., V), (...) -> (...), float32 whatever the logits' dtype.
 
-    In float32 (bf16 log-probs are too coarse for exp(logp - old_logp)), and without materialising the
-    full log_softmax tensor.
+    Computed in float32 (bf16 log-probs are too coarse for exp(logp - old_logp): upcast the logits first),
+    and without materialising the full log_softmax tensor.
     """
     logits = logits.float()
     return logits.gather(-1, targets[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
 
 
 def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy H = -sum_v p_v log p_v of each next-token distribution, in float32: (..., V) -> (...)."""
+    """Entropy H = -sum_v p_v log p_v of each next-token distribution: (..., V) -> (...), computed in and
+    returned as float32 whatever the logits' dtype."""
     logits = logits.float()
     return torch.logsumexp(logits, dim=-1) - (F.softmax(logits, dim=-1) * logits).sum(dim=-1)
 

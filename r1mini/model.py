@@ -100,15 +100,23 @@ class RMSNorm(nn.Module):
 
 
 def rope_tables(head_dim: int, length: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin of the rotation angles pos * theta^(-2i/d), each (length, head_dim // 2)."""
+    """cos and sin of the rotation angles pos * theta^(-2i/d), d = head_dim: float32 tables of shape
+    (length, head_dim // 2), row pos, column i = 0 .. d/2 - 1."""
     inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2).float() / head_dim)
     angles = torch.outer(torch.arange(length).float(), inv_freq)
     return angles.cos(), angles.sin()
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate pairs (x1, x2) of each head by the angle of its position. x: (B, H, T, D), cos/sin: (B, 1, T, D/2)."""
-    x1, x2 = x.float().chunk(2, dim=-1)  # the "rotate half" layout of Llama/GPT-NeoX
+    """Rotate pairs of dimensions of each head by the angles of its position. x: (B, H, T, D); cos/sin: (B, 1, T,
+    D/2) or anything that broadcasts to it (rope_tables' rows of each position). Returns x's shape and dtype,
+    computed in float32.
+
+    The "rotate half" layout of Llama/GPT-NeoX (and of their checkpoints): dimension i pairs with i + D/2,
+    not 2i with 2i + 1, and angle i turns (x_i, x_{i+D/2}) into
+    (x_i cos - x_{i+D/2} sin, x_i sin + x_{i+D/2} cos).
+    """
+    x1, x2 = x.float().chunk(2, dim=-1)  # x_i and x_{i+D/2}
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).type_as(x)
 
 
@@ -123,6 +131,11 @@ class KVCache:
     decode step captured as a CUDA graph) writes at those slots and returns the whole cache: every step then
     has the same shapes and no Python int that changes, and the mask hides the slots not yet written.
     `length` counts the dynamic writes only.
+
+    Attributes the model and generation read: k, v (n_layer, B, n_kv_head, max_len, head_dim) in `dtype`,
+    zeros at first; valid (B, max_len) bool, all False at first (the caller marks the real slots); length
+    (int, 0 at first); max_len. update(layer, k, v) takes the new keys and values of one layer, (B,
+    n_kv_head, T, head_dim), and returns that layer's keys and values to attend to.
     """
 
     def __init__(self, cfg: ModelConfig, batch_size: int, max_len: int, device, dtype):
@@ -135,6 +148,13 @@ class KVCache:
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor,
                slots: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store one layer's new keys and values, k and v (B, n_kv_head, T, head_dim), in the cache's dtype,
+        and return that layer's keys and values to attend to.
+
+        Dynamic (slots None): write slots length .. length + T - 1 and return slots 0 .. length + T - 1.
+        `length` is not changed here: Transformer.hidden advances it once all layers have written.
+        Static (slots a (T,) tensor of slot indices): write those slots and return all max_len slots.
+        """
         if slots is not None:  # static: index_copy_ takes the slot as a tensor (dim 2 of k[layer] is the slot)
             self.k[layer].index_copy_(2, slots, k.to(self.k.dtype))
             self.v[layer].index_copy_(2, slots, v.to(self.v.dtype))
@@ -206,7 +226,8 @@ class MoE(nn.Module):
         self.register_buffer("load", torch.zeros(cfg.n_routed_experts), persistent=False)  # tokens routed
 
     def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: (N, C) -> chosen expert ids (N, k) and their gates (N, k)."""
+        """x: (N, C) -> chosen expert ids (N, k) and their gates (N, k), in float32: the ids in any order, each
+        gate in its expert's place, the k gates of a token summing to 1."""
         scores = torch.sigmoid(x.float() @ self.centroids.float().t())
         chosen = torch.topk(scores + self.bias, self.top_k, dim=-1).indices
         gates = scores.gather(-1, chosen)
@@ -238,7 +259,10 @@ class MoE(nn.Module):
 
     @torch.no_grad()
     def update_bias(self) -> torch.Tensor:
-        """Nudge the routing bias towards balance; returns the load (fraction of tokens per expert) used."""
+        """Nudge the routing bias towards balance: b_i += gamma * sign(mean load - load_i), so an expert at
+        exactly the mean load keeps its bias. Under torch.distributed the load is summed over all ranks
+        first, so every replica moves its bias the same way. Returns the load used, as the fraction of
+        tokens per expert (all zeros if none was counted), and resets the counts to zero."""
         load = self.load.clone()
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(load)  # every rank must move the bias the same way

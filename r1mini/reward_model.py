@@ -30,6 +30,11 @@ from r1mini.model import Transformer
 
 
 class RewardModel(nn.Module):
+    """A scalar score on a transformer: `backbone`, the Transformer given (used as is, not copied), and `head`,
+    an nn.Linear(n_embd, 1) with a bias, both zero-initialised so that every score starts at 0 and training
+    at the loss log 2. The score is the head applied to the backbone's final-normed hidden state
+    (Transformer.hidden) at each row's last real token."""
+
     def __init__(self, backbone: Transformer):
         super().__init__()
         self.backbone = backbone
@@ -40,7 +45,9 @@ class RewardModel(nn.Module):
 
     @classmethod
     def from_policy(cls, model: nn.Module) -> "RewardModel":
-        """A reward model whose backbone is a copy of `model` (the paper initialises its RM from the SFT model)."""
+        """A reward model whose backbone is a deep copy of `model` (the paper initialises its RM from the SFT
+        model): training the reward model must never move the policy's weights. A DDP-wrapped model is
+        unwrapped first."""
         return cls(copy.deepcopy(unwrap(model)))
 
     @property
@@ -48,7 +55,8 @@ class RewardModel(nn.Module):
         return self.backbone.cfg.block_size
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """ids (B, T) right-padded, lengths (B,) real lengths -> scores (B,), read at each row's last real token."""
+        """ids (B, T) right-padded, lengths (B,) real lengths -> float32 scores (B,), read at each row's last
+        real token (position lengths - 1), so padding after it cannot change the score."""
         h = self.backbone.hidden(ids)  # (B, T, C)
         last = h[torch.arange(ids.size(0), device=ids.device), lengths.to(ids.device) - 1]  # (B, C)
         # the head in float32 even under bf16 autocast: bf16 scores (8 bits of mantissa) would tie close pairs

@@ -28,7 +28,13 @@ def _one_of_each_tag(text: str) -> bool:
 
 
 def parse_completion(completion: str) -> tuple[str, str] | None:
-    """(think, answer) of a well-formed completion, or None. Extra, nested or reordered tags -> None."""
+    """(think, answer) of a well-formed completion, each stripped of surrounding whitespace, or None.
+
+    Well-formed: optional whitespace, one <think>...</think> block (its text may be empty), optional
+    whitespace, one <answer>...</answer> block whose text is not blank, optional whitespace, nothing else.
+    Extra, nested or reordered tags, text outside the blocks, or upper-case tags -> None. (Also None for a
+    non-string or one over MAX_COMPLETION_CHARS: model output is bounded before any regex reads it.)
+    """
     if not isinstance(completion, str) or len(completion) > MAX_COMPLETION_CHARS or not _one_of_each_tag(completion):
         return None
     m = _FORMAT.fullmatch(completion)
@@ -112,16 +118,18 @@ _ZH_WORD = re.compile(r"[\u4e00-\u9fff]")
 
 
 def language_counts(text: str) -> tuple[int, int]:
-    """(English words, Chinese words) in text; digits and symbols count for neither."""
+    """(English words, Chinese words) in text: an English word is a run of Latin letters in any case ("THE",
+    "McDonald" and "x" are one word each), a Chinese word is one Han character (U+4E00..U+9FFF); digits
+    and symbols count for neither. Empty text: (0, 0)."""
     text = text[:MAX_COMPLETION_CHARS]
     return len(_EN_WORD.findall(text)), len(_ZH_WORD.findall(text))
 
 
 def language_consistency(text: str, lang: str) -> float:
     """Share of the words of `text` that are in `lang` ("en" or "zh") among those in either language
-    (the R1 paper's language-consistency reward, §2.3.2). Text with no words of either (digits and symbols
-    only, or nothing) counts as 0.0: it is not written in the prompt's language, and an empty reasoning block
-    must not earn the language reward."""
+    (the R1 paper's language-consistency reward, §2.3.2), words counted by language_counts. Text with no
+    words of either (digits and symbols only, or nothing) counts as 0.0: it is not written in the prompt's
+    language, and an empty reasoning block must not earn the language reward."""
     if lang not in ("en", "zh"):
         raise ValueError(f"lang must be 'en' or 'zh', got {lang!r}")
     en, zh = language_counts(text)

@@ -26,7 +26,13 @@ from r1mini.model import KVCache, Transformer
 
 def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_p: float = 1.0,
                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """Pick one token per row of logits (B, V). temperature 0 is greedy."""
+    """Pick one token per row of logits (B, V): token ids (B,). temperature 0 is greedy (argmax).
+
+    Order: temperature first, then top-p, then a draw. The logits are divided by the temperature and
+    softmaxed; the nucleus is cut from *those* probabilities: the smallest set of most likely tokens whose
+    mass reaches top_p (>=: at an exact boundary, e.g. top_p 0.5 over four tokens of 0.25, two tokens and not
+    three). The most likely token always survives; the survivors are renormalised. top_p 1 keeps every token.
+    """
     if temperature < 0 or not 0 < top_p <= 1:
         raise ValueError(f"need temperature >= 0 and top_p in (0, 1], got {temperature}, {top_p}")
     if temperature == 0:

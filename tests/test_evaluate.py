@@ -15,6 +15,7 @@ def brute_pass_at_k(n: int, c: int, k: int) -> float:
     return sum(any(i < c for i in s) for s in subsets) / len(subsets)
 
 
+@pytest.mark.assignment9
 @pytest.mark.parametrize("n", range(1, 9))
 def test_pass_at_k_equals_enumeration(n):
     for c in range(n + 1):
@@ -22,19 +23,28 @@ def test_pass_at_k_equals_enumeration(n):
             assert pass_at_k(n, c, k) == pytest.approx(brute_pass_at_k(n, c, k), abs=1e-12), (n, c, k)
 
 
+@pytest.mark.assignment9
 def test_pass_at_k_edges():
     assert pass_at_k(10, 3, 1) == pytest.approx(0.3)  # pass@1 is the share correct
     assert pass_at_k(10, 0, 10) == 0.0 and pass_at_k(10, 1, 10) == 1.0
+    assert pass_at_k(200, 199, 2) == 1.0 and pass_at_k(200, 1, 200) == 1.0  # fewer wrong samples than k
+
+
+def test_pass_at_k_rejects_impossible_counts():
     for bad in [(4, 5, 1), (4, 1, 5), (4, 1, 0), (4, -1, 1)]:
         with pytest.raises(ValueError):
             pass_at_k(*bad)
 
 
+@pytest.mark.assignment9
 def test_majority_vote_ties_and_blanks():
-    assert majority_vote(["3", "4", "4", "3"]) == "3"  # a tie goes to the answer seen first
-    assert majority_vote(["4", "3", "3", "4"]) == "4"
-    assert majority_vote([None, "7", None, None]) == "7"  # no answer is not a vote
-    assert majority_vote([None, None]) is None and majority_vote([]) is None
+    # a tie goes to the answer seen first; none of these reads the same backwards, so "seen last" (or the
+    # answer whose first appearance is last, or the first to reach the top count) gives another answer
+    assert majority_vote(["9", "1", "9", "1"]) == "9"
+    assert majority_vote(["1", "9", "1", "9"]) == "1"  # the smaller string, or the larger one, is no rule
+    assert majority_vote(["7", "2", "2", "5", "7"]) == "7"  # "2" reached 2 votes first, "7" came first
+    assert majority_vote([None, "7", "", None]) == "7"  # no answer (None or "") is not a vote
+    assert majority_vote([None, ""]) is None and majority_vote([]) is None
     assert majority_vote(["1", "2", "2", "1", "2"]) == "2"
 
 
@@ -48,8 +58,8 @@ def test_score_cons_at_k_with_ties():
     p = add.sample(rng)
     right, wrong = p.answer, str(int(p.answer) + 1)
     cases = {  # completions -> (pass@1, cons@4)
-        (right, wrong, wrong, right): (0.5, 1.0),  # tie, the right answer came first
-        (wrong, right, right, wrong): (0.5, 0.0),  # tie, the wrong one came first
+        (right, wrong, right, wrong): (0.5, 1.0),  # tie, the right answer came first
+        (wrong, right, wrong, right): (0.5, 0.0),  # tie, the wrong one came first
         (wrong, wrong, right, "x"): (0.25, 0.0),
         (right, "", "", wrong): (0.25, 1.0),  # empty answers do not vote
     }

@@ -14,6 +14,7 @@ EN = reasoning_reply("Add digit by digit from the right. 12 + 35: 2 + 5 = 7, so 
 ZH = reasoning_reply("两边减 31：7x = 143 - 31 = 112。 两边除以 7：x = 112 / 7 = 16。", "16", "zh")
 
 
+@pytest.mark.assignment10
 @pytest.mark.parametrize("text, expected", [
     (EN, False),
     (ZH, False),  # the tags and the x of the equation are not English words
@@ -21,6 +22,9 @@ ZH = reasoning_reply("两边减 31：7x = 143 - 31 = 112。 两边除以 7：x =
     ("The sum is 47, 对吗？", True),
     (reasoning_reply("从右往左逐位相加。 2 + 5 = 7, so far 7.", "7", "en"), True),
     ("Tarn 在 Olo 河边。", True),  # names count: the filter is for reasoning text
+    ("so far 目前", True),
+    ("so far 123", False),
+    ("<think> 目前是 5 </think> <answer> 5 </answer>", False),  # the tags are not English
 ])
 def test_mixed_language(text, expected):
     assert mixed_language(text) is expected
@@ -51,6 +55,7 @@ def test_has_code_block(text, expected):
     assert has_code_block(text) is expected
 
 
+@pytest.mark.assignment10
 @pytest.mark.parametrize("text, expected", [
     ("Let me check. " * 3, True),
     ("Let me check. " * 2, False),
@@ -69,10 +74,12 @@ def test_repeats(text, expected):
     assert repeats(text) is expected
 
 
+@pytest.mark.assignment10
 def test_repeats_threshold():
     assert repeats("Let me check. " * 2, n=2) and not repeats("Let me check. " * 4, n=5)
 
 
+@pytest.mark.assignment10
 def test_clean_task_solutions_pass_every_filter():
     rng = random.Random(0)
     for preset in ("cpu", "gpu"):
@@ -86,6 +93,7 @@ def test_clean_task_solutions_pass_every_filter():
                     assert not failed, (failed, reply)
 
 
+@pytest.mark.assignment10
 def test_rejection_filter_counts_add_up():
     clean = [{"prompt": f"p{i}", "completion": reasoning_reply(f"{i} + 1 = {i + 1}.", str(i + 1), "en"),
               "correct": True} for i in range(3)]
@@ -105,3 +113,21 @@ def test_rejection_filter_counts_add_up():
     assert counts["total"] == sum(v for k, v in counts.items() if k != "total")
     assert kept == clean + [dup[2]]
     assert rejection_filter([]) == ([], {k: 0 for k in counts})
+
+
+@pytest.mark.assignment10
+def test_rejection_filter_counts_each_sample_once_under_its_first_failure():
+    mixed_loop = "The sum 是 47. " * 3  # fails mixed_language and repetition: counted under the first only
+    code = "```\nprint(47)\n```"
+    good = reasoning_reply("1 + 1 = 2.", "2", "en")
+    samples = [{"prompt": "q", "completion": mixed_loop, "correct": True},
+               {"prompt": "q", "completion": code, "correct": True},
+               {"prompt": "q", "completion": code, "correct": True},  # a duplicate of a removed sample: "code" again
+               {"prompt": "q", "completion": good, "correct": False},  # a wrong one first does not claim the text
+               {"prompt": "q", "completion": good, "correct": True},
+               {"prompt": "q", "completion": good, "correct": False}]  # a duplicate, but wrong: "correct"
+    assert mixed_language(mixed_loop) and repeats(mixed_loop)
+    kept, counts = rejection_filter(samples)
+    assert counts == {"total": 6, "correct": 2, "mixed_language": 1, "overlong": 0, "code": 2, "repetition": 0,
+                      "duplicate": 0, "kept": 1}
+    assert kept == [samples[4]]

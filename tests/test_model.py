@@ -1,12 +1,15 @@
 """Tests for r1mini.model: shapes and loss, causality, the KV cache (with left padding), GQA, RoPE, MoE
 routing and balancing, parameter counts, config errors."""
 
+import json
 import math
+import multiprocessing
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from r1mini.distributed import teardown_distributed
 from r1mini.model import (MoE, KVCache, ModelConfig, Transformer, apply_rope, model_config, rope_tables)
 
 V = 50
@@ -27,6 +30,8 @@ def make_model(seed: int = 0, scale: float = 8.0, **kw) -> Transformer:
 
 
 MODELS = {"dense": {}, "moe": {k: MOE[k] for k in ("n_routed_experts", "moe_top_k")}}
+# assignment 4 (the KV cache) is graded on the dense model only: the MoE one also runs MoE.route (assignment 12)
+KV_KINDS = [pytest.param("dense", marks=pytest.mark.assignment4), "moe"]
 
 
 # -- shapes and loss -----------------------------------------------------------------------------------
@@ -78,7 +83,7 @@ def test_causal(kind):
 
 # -- KV cache ------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kind", MODELS)
+@pytest.mark.parametrize("kind", KV_KINDS)
 def test_kv_cache_matches_full_forward(kind):
     model = make_model(**MODELS[kind])
     g = torch.Generator().manual_seed(3)
@@ -118,7 +123,7 @@ def left_padded(prompts, pad_id=0):
     return idx, valid, positions, lengths
 
 
-@pytest.mark.parametrize("kind", MODELS)
+@pytest.mark.parametrize("kind", KV_KINDS)
 def test_kv_cache_left_padding(kind):
     model = make_model(**MODELS[kind])
     g, prompts, extra = two_prompts_and_extra_tokens()
@@ -150,7 +155,7 @@ def test_kv_cache_left_padding(kind):
     assert torch.allclose(shifted, last[1], atol=1e-5)
 
 
-@pytest.mark.parametrize("kind", MODELS)
+@pytest.mark.parametrize("kind", KV_KINDS)
 def test_static_decode_step_matches_dynamic(kind):
     """The static step (each token written at a slot given as a tensor, attention over the whole cache under
     a mask) gives the dynamic step's logits, even with garbage in the slots not written yet (a reused cache)."""
@@ -232,6 +237,7 @@ def test_gqa_equals_mha_with_tiled_kv_weights():
 
 # -- RoPE ----------------------------------------------------------------------------------------------
 
+@pytest.mark.assignment6
 def test_rope_tables_by_hand():
     cos, sin = rope_tables(8, 20, 10000.0)
     assert cos.shape == sin.shape == (20, 4)
@@ -241,6 +247,22 @@ def test_rope_tables_by_hand():
         assert sin[pos, i].item() == pytest.approx(math.sin(angle), abs=1e-6)
 
 
+@pytest.mark.assignment6
+def test_apply_rope_pairs_dimension_i_with_i_plus_half():
+    """The rotate-half layout apply_rope's docstring states: e_i at angle a_i becomes cos a_i e_i + sin a_i
+    e_{i+D/2}, and e_{i+D/2} becomes -sin a_i e_i + cos a_i e_{i+D/2} (an interleaved layout moves e_{2i})."""
+    D, pos = 8, 3
+    cos, sin = rope_tables(D, 8, 100.0)
+    for i in range(D // 2):
+        basis = torch.eye(D)[[i, i + D // 2]].view(2, 1, 1, D)  # e_i and e_{i+D/2}, as two (1, 1, D) heads
+        y = apply_rope(basis, cos[pos].view(1, 1, 1, -1), sin[pos].view(1, 1, 1, -1)).view(2, D)
+        c, s_ = cos[pos, i].item(), sin[pos, i].item()
+        want = torch.zeros(2, D)
+        want[0, i], want[0, i + D // 2], want[1, i], want[1, i + D // 2] = c, s_, -s_, c
+        assert abs(s_) > 0.01 and torch.allclose(y, want, atol=1e-6), i
+
+
+@pytest.mark.assignment6
 def test_rope_preserves_pair_norms_and_is_relative():
     D = 16
     cos, sin = rope_tables(D, 64, 10000.0)
@@ -273,6 +295,7 @@ def small_moe(**kw) -> MoE:
     return moe
 
 
+@pytest.mark.assignment12
 def test_moe_route_by_hand():
     moe = small_moe()
     x = torch.zeros(2, 8)
@@ -299,6 +322,7 @@ def test_moe_route_by_hand():
     assert sorted(chosen[1].tolist()) == [1, 2]
 
 
+@pytest.mark.assignment12
 def test_moe_update_bias():
     moe = small_moe(moe_bias_update=0.25)
     moe.bias.copy_(torch.tensor([0.0, 1.0, -1.0, 0.5]))
@@ -307,6 +331,31 @@ def test_moe_update_bias():
     assert torch.allclose(moe.bias, torch.tensor([-0.25, 1.25, -1.0, 0.5]))
     assert torch.allclose(frac, torch.tensor([10.0, 2.0, 6.0, 6.0]) / 24)
     assert torch.equal(moe.load, torch.zeros(4))
+
+
+def _moe_bias_worker(rank: int, store: str):
+    """One of 2 gloo ranks: its own MoE load, one bias update, the outcome written beside the store file."""
+    torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    moe = small_moe(moe_bias_update=0.25)
+    moe.load.copy_(torch.tensor([[6.0, 0.0, 1.0, 1.0], [0.0, 6.0, 1.0, 1.0]][rank]))  # each rank's own tokens
+    frac = moe.update_bias()
+    with open(f"{store}.{rank}", "w") as f:
+        json.dump([moe.bias.tolist(), frac.tolist(), moe.load.tolist()], f)
+    teardown_distributed()
+
+
+@pytest.mark.assignment12
+def test_moe_bias_update_sums_the_load_over_ranks(tmp_path):
+    """Summed over the 2 ranks the load is [6, 6, 2, 2] (mean 4): both replicas lower experts 0 and 1 and raise
+    2 and 3. Each rank's own load alone would move them apart (rank 0 would raise expert 1, rank 1 expert 0)."""
+    store = str(tmp_path / "store")
+    # forked where the OS can (0.2 s): a spawned rank imports torch afresh (9 s on a busy 2-core machine)
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    torch.multiprocessing.start_processes(_moe_bias_worker, args=(store,), nprocs=2, start_method=method)
+    want = [[-0.25, -0.25, 0.25, 0.25], [6 / 16, 6 / 16, 2 / 16, 2 / 16], [0.0] * 4]
+    for rank in range(2):
+        with open(f"{store}.{rank}") as f:
+            assert json.load(f) == [pytest.approx(w) for w in want], rank
 
 
 def test_moe_load_counted_in_train_mode_only():

@@ -34,6 +34,7 @@ def random_rm(vocab_size: int, seed: int = 0) -> RewardModel:
     return rm.eval()
 
 
+@pytest.mark.assignment11
 def test_bradley_terry_loss_by_hand():
     chosen = torch.tensor([2.0, 0.0], requires_grad=True)
     rejected = torch.tensor([0.0, 1.0], requires_grad=True)
@@ -54,6 +55,7 @@ def test_hidden_is_what_forward_feeds_the_lm_head():
     assert torch.allclose(model.lm_head(h), model(idx), atol=1e-6)
 
 
+@pytest.mark.assignment11
 def test_score_is_read_at_the_last_real_token():
     rm = random_rm(50)
     g = torch.Generator().manual_seed(1)
@@ -79,6 +81,7 @@ def test_pad_batch_keeps_the_end_of_long_sequences():
         pad_batch([[1], []], block_size=3)
 
 
+@pytest.mark.assignment11
 def test_from_policy_copies_and_starts_at_zero(tok):
     policy = Transformer(model_config("toy", vocab_size=tok.vocab_size))
     rm = RewardModel.from_policy(policy)
@@ -89,6 +92,8 @@ def test_from_policy_copies_and_starts_at_zero(tok):
     assert not torch.equal(next(rm.backbone.parameters()), next(policy.parameters()))
     scores = score_texts(rm, tok, ["Tarn?", "你好！"], ["Olo.", "你好"], "cpu")
     assert scores.dtype == torch.float32 and scores.tolist() == [0.0, 0.0]  # zero-initialised head
+    fresh = RewardModel(policy)  # the constructor's head starts at zero too, bias included
+    assert not fresh.head.weight.any() and not fresh.head.bias.any()
 
 
 def test_score_texts_matches_forward_and_batching(tok):

@@ -6,16 +6,16 @@ import random
 
 import pytest
 
-from r1mini.filters import mixed_language
 from r1mini.formats import reasoning_reply, zero_completion
 from r1mini.rewards import (accuracy_reward, all_scenario_rewards, count_reflection_words, extract_answer,
                             format_reward, general_rewards, is_step_by_step, judged_text, language_consistency,
-                            parse_reasoning_reply, plain_reply_reward, reasoning_rewards, reasoning_text,
-                            reply_format_reward, zero_rewards)
+                            language_counts, parse_completion, parse_reasoning_reply, plain_reply_reward,
+                            reasoning_rewards, reasoning_text, reply_format_reward, zero_rewards)
 from r1mini.tasks import TASKS, Problem, get_task
 
 # -- the R1-Zero format, answers, accuracy -------------------------------------------------------------------
 
+@pytest.mark.assignment7
 @pytest.mark.parametrize("text", [
     "<think> a </think> <answer> 5 </answer>",
     "<think>a</think><answer>5</answer>",
@@ -26,6 +26,7 @@ def test_format_reward_good(text):
     assert format_reward(text) == 1.0
 
 
+@pytest.mark.assignment7
 @pytest.mark.parametrize("text", [
     "<answer> 5 </answer>",  # missing think
     "<think></think> <answer> 5 </answer>",  # an empty think block: a guess, not the format
@@ -46,14 +47,24 @@ def test_format_reward_good(text):
     "<think> a </think> text between <answer> 5 </answer>",
     "<THINK> a </THINK> <ANSWER> 5 </ANSWER>",
     "",
-    "<think> a </think> <answer> 5 </answer>" + " " * 20_001,  # over the length bound
 ])
 def test_format_reward_bad(text):
     assert format_reward(text) == 0.0
 
 
-def test_format_reward_not_a_string():
+def test_format_reward_not_a_string_or_over_the_length_bound():
     assert format_reward(None) == 0.0 and format_reward(b"<think></think><answer>1</answer>") == 0.0
+    assert format_reward("<think> a </think> <answer> 5 </answer>" + " " * 20_001) == 0.0
+
+
+@pytest.mark.assignment7
+def test_parse_completion_returns_the_stripped_blocks():
+    assert parse_completion("\n<think>\n 1 + 2 = 3.\n</think> <answer> 3 \n</answer>\n") == ("1 + 2 = 3.", "3")
+    assert parse_completion("<think></think><answer>x = 2</answer>") == ("", "x = 2")  # empty think is fine
+    for bad in ["<think> a </think> <answer> </answer>", "<answer> 5 </answer> <think> a </think>",
+                "<think> a </think> <answer> 5 </answer> <answer> 6 </answer>",
+                "<think> a </think> b <answer> 5 </answer>"]:
+        assert parse_completion(bad) is None, bad
 
 
 def test_extract_answer():
@@ -112,6 +123,7 @@ def test_reply_format():
 
 # -- language --------------------------------------------------------------------------------------------
 
+@pytest.mark.assignment8
 def test_language_consistency_by_hand():
     assert language_consistency("Add the digits: 2 + 3 = 5.", "en") == 1.0
     assert language_consistency("从右往左", "zh") == 1.0
@@ -120,10 +132,20 @@ def test_language_consistency_by_hand():
     assert language_consistency("so far 目前是进", "en") == pytest.approx(2 / 6)
     assert language_consistency("123 + 456 = 579", "zh") == 0.0  # no words of either language: no reward
     assert language_consistency("", "en") == 0.0
-    assert mixed_language("so far 目前") and not mixed_language("so far 123")
-    # the tags are not English: a Chinese reply in the template does not mix languages
-    assert not mixed_language("<think> 目前是 5 </think> <answer> 5 </answer>")
-    with pytest.raises(ValueError):
+
+
+@pytest.mark.assignment8
+def test_language_counts_words_in_any_case():
+    # English words are runs of Latin letters, upper, lower or mixed case; each Han character is one word
+    assert language_counts("THE SUM IS 47") == (3, 0)
+    assert language_counts("McDonald 是 iPhone, OK?") == (3, 1)
+    assert language_counts("x2 + 3y = 12，对吗") == (2, 2)
+    assert language_consistency("OK 好", "en") == 0.5
+    assert language_consistency("SO FAR 目前是进", "zh") == pytest.approx(4 / 6)
+
+
+def test_language_consistency_rejects_an_unknown_language():
+    with pytest.raises(ValueError, match="'en' or 'zh'"):
         language_consistency("x", "fr")
 
 

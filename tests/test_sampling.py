@@ -89,6 +89,7 @@ def test_max_new_tokens_and_block_size():
         generate(model, [], 5)
 
 
+@pytest.mark.assignment5
 def test_sample_next_greedy_and_tiny_top_p():
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(6, 30, generator=g)
@@ -97,6 +98,7 @@ def test_sample_next_greedy_and_tiny_top_p():
         assert torch.equal(sample_next(logits, temperature=1.0, top_p=1e-6, generator=g), logits.argmax(-1))
 
 
+@pytest.mark.assignment5
 def test_top_p_nucleus():
     probs = torch.tensor([0.1, 0.4, 0.2, 0.3])  # sorted: 0.4 (1), 0.3 (3), 0.2 (2), 0.1 (0)
     logits = probs.log().expand(4000, 4)
@@ -114,12 +116,38 @@ def test_top_p_nucleus():
     assert counts[1] / 4000 == pytest.approx(0.4 ** 4 / sum(p ** 4 for p in probs.tolist()), abs=0.03)
 
 
+@pytest.mark.assignment5
 def test_zero_probability_tokens_are_never_sampled():
     logits = torch.tensor([float("-inf"), 0.0, float("-inf"), 1.0, float("-inf")]).expand(20000, 5)
     g = torch.Generator().manual_seed(2)
     counts = Counter(sample_next(logits, generator=g).tolist())
     assert set(counts) == {1, 3}
     assert counts[3] / 20000 == pytest.approx(torch.tensor([0.0, 1.0]).softmax(0)[1].item(), abs=0.01)
+
+
+@pytest.mark.assignment5
+def test_temperature_applies_before_top_p():
+    """The nucleus is cut from the tempered distribution (evaluation uses T 0.6 with top-p 0.95). At T = 0.5 the
+    probabilities (0.4, 0.3, 0.2, 0.1) become (16, 9, 4, 1) / 30: 0.53 alone reaches top_p 0.5, so only the top
+    token is ever drawn. Cut first at T = 1, the nucleus would be {0.4, 0.3}, then tempered to 16 : 9."""
+    logits = torch.tensor([0.4, 0.3, 0.2, 0.1]).log().expand(2000, 4)
+    g = torch.Generator().manual_seed(3)
+    assert set(sample_next(logits, temperature=0.5, top_p=0.5, generator=g).tolist()) == {0}
+    # T = 2 flattens (0.4, 0.3, 0.2, 0.1) to shares of sqrt(p): 0.4 alone no longer reaches top_p 0.35
+    counts = Counter(sample_next(logits, temperature=2.0, top_p=0.35, generator=g).tolist())
+    w = [p ** 0.5 for p in (0.4, 0.3)]
+    assert set(counts) == {0, 1} and counts[0] / 2000 == pytest.approx(w[0] / sum(w), abs=0.04)
+
+
+@pytest.mark.assignment5
+def test_top_p_at_an_exact_boundary_stops_there():
+    """Four equal logits give probabilities of exactly 0.25. The nucleus is the smallest set of most likely tokens
+    whose mass reaches top_p (>=): at top_p 0.5 two tokens, at 0.5 plus a little three, at 0.25 one."""
+    logits = torch.zeros(4000, 4)
+    g = torch.Generator().manual_seed(4)
+    for top_p, size in [(0.5, 2), (0.5 + 1e-4, 3), (0.25, 1), (0.75, 3), (1.0, 4)]:
+        counts = Counter(sample_next(logits, top_p=top_p, generator=g).tolist())
+        assert len(counts) == size, (top_p, counts)
 
 
 def test_sample_next_rejects_bad_arguments():
