@@ -1,0 +1,245 @@
+"""r1mini/hf.py against transformers and tokenizers themselves: tiny random Llama 3 / Qwen2 / Qwen3 checkpoints
+and byte-level BPE tokenizers made here (nothing is downloaded), read by our code and compared logit by logit and
+token by token. Skipped when transformers or tokenizers is absent (`pip install -e '.[test]'` has both)."""
+import copy
+import json
+import random
+import unicodedata
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+tokenizers = pytest.importorskip("tokenizers")
+
+from r1mini.hf import load_pretrained, merges_of, save_pretrained, tokenizer_from_hf  # noqa: E402
+from r1mini.model import Transformer, model_config  # noqa: E402
+from r1mini.sampling import generate  # noqa: E402
+from r1mini.tokenizer import Tokenizer  # noqa: E402
+
+# the pre-tokenizer patterns of Qwen2 (every digit alone) and Llama 3 (digits in threes)
+QWEN_PATTERN = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
+                r"""|\s*[\r\n]+|\s+(?!\S)|\s+""")
+LLAMA3_PATTERN = QWEN_PATTERN.replace(r"|\p{N}|", r"|\p{N}{1,3}|")
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+# Qwen2.5's template, shortened to what a one-turn conversation uses
+QWEN_TEMPLATE = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] "
+                 "+ '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}"
+                 "{% endif %}")
+PIECES = ["the", " answer", " is", " 42", "计算", "加", "等于", "数学", " Zahl", " café", "ñ", " 😀", "🚀", "\n", "  ",
+          "\t", " 1234567", ", ", ". ", "?", "'s", "'LL", " x=3*y", "def f(x):\n    return x", " ½", "e\u0301"]
+
+
+def corpus(n=1500, seed=0):
+    rng = random.Random(seed)
+    return ["".join(rng.choice(PIECES) for _ in range(rng.randint(3, 12))) for _ in range(n)]
+
+
+def train_hf_tokenizer(pattern: str, nfc: bool, vocab_size: int = 500):
+    """tokenizers' own byte-level BPE trainer, with Qwen's or Llama 3's pre-tokenizer; specials after the BPE."""
+    from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, trainers
+    tok = tokenizers.Tokenizer(models.BPE())
+    if nfc:
+        tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train_from_iterator(corpus(), trainer)
+    tok.add_special_tokens(SPECIALS)
+    return tok
+
+
+def write_tokenizer(tok, path, template=QWEN_TEMPLATE):
+    path.mkdir(parents=True, exist_ok=True)
+    tok.save(str(path / "tokenizer.json"))
+    config = {"eos_token": "<|im_end|>", "bos_token": None, "chat_template": template}
+    (path / "tokenizer_config.json").write_text(json.dumps(config))
+
+
+@pytest.fixture(scope="module")
+def qwen_tokenizer():
+    return train_hf_tokenizer(QWEN_PATTERN, nfc=True)
+
+
+def random_strings(n, seed):
+    """ASCII, digits, Chinese, emoji, combining accents, whitespace runs and special tokens, mixed."""
+    rng = random.Random(seed)
+    pools = ["abcXYZ'sll", "0123456789", "计算加等于数学中文", "😀🚀👍🏽", "e\u0301\u0301ñ½", " \t\n\r", "!?.,;:-=*()[]{}<>|"]
+    out = []
+    for _ in range(n):
+        parts = []
+        for _ in range(rng.randint(0, 8)):
+            if rng.random() < 0.1:
+                parts.append(rng.choice(SPECIALS))
+            else:
+                parts.append("".join(rng.choice(rng.choice(pools)) for _ in range(rng.randint(1, 6))))
+        out.append("".join(parts))
+    return out
+
+
+@pytest.mark.parametrize("pattern,nfc", [(QWEN_PATTERN, True), (LLAMA3_PATTERN, False)], ids=["qwen", "llama3"])
+def test_tokenizer_encodes_as_tokenizers_does(tmp_path, pattern, nfc):
+    hf = train_hf_tokenizer(pattern, nfc)
+    write_tokenizer(hf, tmp_path)
+    ours = tokenizer_from_hf(tmp_path)
+    texts = random_strings(1200, seed=len(pattern))
+    agree = sum(ours.encode(t, allow_special=True) == hf.encode(t, add_special_tokens=False).ids for t in texts)
+    assert agree == len(texts)
+    for t in texts:  # round trip (Qwen's tokenizer normalises to NFC first)
+        assert ours.decode(ours.encode(t, allow_special=True)) == (unicodedata.normalize("NFC", t) if nfc else t)
+    # without allow_special a special token written in text stays text
+    assert ours.encode("<|im_end|>") != [ours.special("<|im_end|>")]
+    assert ours.eot_id == hf.token_to_id("<|im_end|>")
+
+
+def test_chat_template_renders_and_masks_the_reply(tmp_path, qwen_tokenizer):
+    from r1mini.formats import chat_ids, stop_ids
+    write_tokenizer(qwen_tokenizer, tmp_path)
+    tok = tokenizer_from_hf(tmp_path)
+    ids, mask = chat_ids(tok, "2+2?", "<think> 4 </think> <answer> 4 </answer>")
+    text = ("<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n<think> 4 </think> <answer> 4 </answer>"
+            "<|im_end|>\n")
+    assert ids == qwen_tokenizer.encode(text, add_special_tokens=False).ids
+    n_prompt = len(qwen_tokenizer.encode("<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n").ids)
+    assert mask == [False] * n_prompt + [True] * (len(ids) - n_prompt)
+    assert stop_ids(tok, chat=True)[0] == tok.special("<|im_end|>")
+
+
+# -- models ------------------------------------------------------------------------------------------------------
+
+def hf_model(family: str, vocab_size: int, seed: int = 0):
+    """A tiny random model of the family; every parameter (norms and biases too) drawn at random, big enough
+    that logits differ by O(1), so a wrong mapping cannot hide."""
+    common = dict(vocab_size=vocab_size, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, rms_norm_eps=1e-6)
+    if family == "llama3":  # RoPE scaling past an "original" length of 32 positions: all three bands in use
+        config = transformers.LlamaConfig(**common, tie_word_embeddings=False, rope_scaling=dict(
+            rope_type="llama3", rope_theta=500000.0, factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
+            original_max_position_embeddings=32))
+    elif family == "qwen2":
+        config = transformers.Qwen2Config(**common, tie_word_embeddings=True)
+    else:  # head_dim 32, apart from hidden_size / heads = 16
+        config = transformers.Qwen3Config(**common, head_dim=32, tie_word_embeddings=False)
+    torch.manual_seed(seed)
+    model = transformers.AutoModelForCausalLM.from_config(config).float().eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.normal_(1.0, 0.2) if "norm" in name else p.normal_(0.0, 0.5 if name.endswith("bias") else 0.1)
+    return model
+
+
+@pytest.fixture(scope="module")
+def family_dirs(tmp_path_factory, qwen_tokenizer):
+    """family -> (transformers model, its save_pretrained directory with our test tokenizer beside it)."""
+    out = {}
+    for family in ("llama3", "qwen2", "qwen3"):
+        path = tmp_path_factory.mktemp(family)
+        model = hf_model(family, qwen_tokenizer.get_vocab_size() + 5)  # unused rows past the tokens, as Qwen's
+        model.save_pretrained(path)
+        write_tokenizer(qwen_tokenizer, path)
+        out[family] = model, path
+    return out
+
+
+@pytest.mark.parametrize("family", ["llama3", "qwen2", "qwen3"])
+def test_logits_and_greedy_tokens_equal_transformers(family, family_dirs):
+    theirs, path = family_dirs[family]
+    ours, _ = load_pretrained(path)
+    ours.eval()
+    idx = torch.randint(0, theirs.config.vocab_size, (2, 120), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = theirs(idx).logits
+        got = ours(idx)
+    assert expected.std() > 0.3  # logits far from 0: equality below is a real check
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+    prompt = idx[0, :40]
+    want = theirs.generate(prompt[None], max_new_tokens=30, do_sample=False, eos_token_id=None, pad_token_id=0)
+    got = generate(ours, [prompt.tolist()], 30, temperature=0.0)
+    assert got[0] == want[0, 40:].tolist()
+
+
+@pytest.mark.parametrize("family", ["qwen2", "qwen3"])
+def test_sharded_and_bf16_checkpoints_load(family, tmp_path, qwen_tokenizer):
+    theirs = hf_model(family, qwen_tokenizer.get_vocab_size())
+    with torch.no_grad():  # float32 weights that bf16 holds exactly: the reference for the bf16 file
+        for p in theirs.parameters():
+            p.copy_(p.bfloat16())
+    copy.deepcopy(theirs).to(torch.bfloat16).save_pretrained(tmp_path, max_shard_size="40KB")
+    write_tokenizer(qwen_tokenizer, tmp_path)
+    assert len(list(tmp_path.glob("*.safetensors"))) > 2 and (tmp_path / "model.safetensors.index.json").exists()
+    ours, _ = load_pretrained(tmp_path)
+    assert ours.lm_head.weight.dtype == torch.float32
+    idx = torch.arange(100)[None] % theirs.config.vocab_size
+    with torch.no_grad():
+        torch.testing.assert_close(ours.eval()(idx), theirs(idx).logits, atol=1e-4, rtol=1e-4)
+    half, _ = load_pretrained(tmp_path, dtype=torch.bfloat16)
+    assert half.tok_emb.weight.dtype == torch.bfloat16 and half.rope_cos.dtype == torch.float32
+    assert torch.equal(half.tok_emb.weight.float(), ours.tok_emb.weight)
+
+
+def test_unsupported_config_is_refused(family_dirs, tmp_path):
+    _, path = family_dirs["qwen2"]
+    for f in path.iterdir():
+        (tmp_path / f.name).write_bytes(f.read_bytes())
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "use_sliding_window": True}))
+    with pytest.raises(ValueError, match="sliding-window"):
+        load_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({**config, "architectures": ["GPT2LMHeadModel"]}))
+    with pytest.raises(ValueError, match="GPT2LMHeadModel is not supported"):
+        load_pretrained(tmp_path)
+
+
+# -- export: ours -> Hugging Face ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def our_tokenizer():
+    return Tokenizer.train(corpus(300) + ["<think> 12 + 7 = 19 </think> <answer> 19 </answer>"] * 20, 400)
+
+
+@pytest.mark.parametrize("options", [{}, {"attn_bias": True}, {"qk_norm": True, "attn_head_dim": 24}],
+                         ids=["llama", "qwen2", "qwen3"])
+def test_export_gives_transformers_our_logits(tmp_path, our_tokenizer, options):
+    torch.manual_seed(0)
+    model = Transformer(model_config("toy", vocab_size=our_tokenizer.vocab_size, **options)).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.add_(torch.randn_like(p) * (0.5 if name.endswith("bias") else 0.1))
+    save_pretrained(model, our_tokenizer, tmp_path)
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    idx = torch.randint(0, our_tokenizer.vocab_size, (2, 100), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(theirs(idx).logits, model(idx), atol=1e-4, rtol=1e-4)
+    back, tok = load_pretrained(tmp_path)
+    assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), model.state_dict().values()))
+    # the exported tokenizer.json encodes as ours does, read by tokenizers itself
+    hf_tok = tokenizers.Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    for text in random_strings(300, seed=3):
+        want = our_tokenizer.encode(text, allow_special=True)
+        assert hf_tok.encode(text, add_special_tokens=False).ids == want == tok.encode(text, allow_special=True)
+
+
+def test_merges_of_recovers_the_merge_order():
+    ranks = {bytes([b]): b for b in range(256)} | {b"ab": 256, b"abc": 257, b"bc": 258, b"abcd": 259}
+    assert merges_of(ranks) == [(b"a", b"b"), (b"ab", b"c"), (b"b", b"c"), (b"abc", b"d")]
+
+
+def test_export_refuses_moe(tmp_path, our_tokenizer):
+    model = Transformer(model_config("toy", vocab_size=our_tokenizer.vocab_size, n_routed_experts=4))
+    with pytest.raises(ValueError, match="DeepSeekMoE"):
+        save_pretrained(model, our_tokenizer, tmp_path)
+
+
+def test_loaded_checkpoint_exports_back(family_dirs, tmp_path):
+    """Llama 3 (RoPE scaling, untied head) through us and back: transformers gets its own logits again."""
+    theirs, path = family_dirs["llama3"]
+    ours, tok = load_pretrained(path)
+    save_pretrained(ours, tok, tmp_path)
+    again = transformers.AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    idx = torch.arange(120)[None] % theirs.config.vocab_size
+    with torch.no_grad():
+        torch.testing.assert_close(again(idx).logits, theirs(idx).logits, atol=1e-5, rtol=1e-5)
+    assert tokenizer_from_hf(tmp_path).encode("<|im_start|>hi 12", allow_special=True) == tok.encode(
+        "<|im_start|>hi 12", allow_special=True)
