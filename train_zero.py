@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 from r1mini.checkpoint import (load_checkpoint, load_train_state, restore_rngs, save_checkpoint, save_rngs,
                                seed_everything)
-from r1mini.config import NON_NEGATIVE, SHARE, name_in, parse_config
+from r1mini.config import NON_NEGATIVE, SHARE, TASKS_FILE, name_in, parse_config
 from r1mini.device import pick_device
 from r1mini.distributed import is_main, print0, report_replicas_in_sync, setup_distributed, teardown_distributed
 from r1mini.evaluate import heldout_eval, heldout_problems
@@ -48,7 +48,7 @@ from r1mini.formats import stop_ids, zero_prompt
 from r1mini.jsonl import JsonlLogger, write_jsonl
 from r1mini.rewards import load_reward, zero_rewards
 from r1mini.rl import GRPOConfig, Policy, grpo_step, make_policy, resume_policy
-from r1mini.tasks import SUITES, draw_problems, suite
+from r1mini.tasks import SUITES, draw_problems, task_set
 
 
 @dataclass
@@ -64,9 +64,10 @@ class ZeroConfig(GRPOConfig):  # every GRPO option (r1mini/rl.py), then these
     eval_k: int = 8
     log_samples: int = 4
     ckpt_every: int = 25
+    tasks: str = ""  # a JSONL task file (FILE.jsonl or FILE.jsonl:CHECKER) instead of the suite
 
     RULES: ClassVar[dict] = {"suite": name_in(SUITES, allow_empty=True), "zh_share": SHARE,
-                             "log_samples": NON_NEGATIVE,
+                             "log_samples": NON_NEGATIVE, "tasks": TASKS_FILE,
                              "reward": (lambda v: v == "" or ":" in v, "'' or module:function")}
 
 
@@ -151,7 +152,7 @@ def start(cfg: ZeroConfig, args, device: torch.device, rank: int) -> ZeroRun:
         base_config = meta.get("base_config", {})
     suite_name = cfg.suite or base_config.get("suite") or args.preset
     policy = make_policy(model, cfg, device)
-    run = ZeroRun(cfg, args, policy, tokenizer, suite_name, suite(suite_name), random.Random(args.seed * 1000 + rank),
+    run = ZeroRun(cfg, args, policy, tokenizer, suite_name, task_set(suite_name, cfg.tasks), random.Random(args.seed * 1000 + rank),
                   torch.Generator(device=device).manual_seed(args.seed + rank), base_config)
     if state is not None:
         run.step = resume_policy(policy, state, out, cfg.lr)

@@ -16,7 +16,7 @@ from r1mini.memory import generation_batch
 from r1mini.rewards import (accuracy_reward, count_reflection_words, extract_answer, format_reward,
                             is_step_by_step, language_consistency, reasoning_text, reply_format_reward)
 from r1mini.sampling import generate
-from r1mini.tasks import Problem, Task
+from r1mini.tasks import FileTask, Problem, Task
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -99,9 +99,12 @@ def score(samples: list[Sampled], k: int, chat: bool = False) -> dict:
 
 
 def heldout_problems(tasks: dict[str, Task], n: int, seed: int, lang: str = "en") -> list[Problem]:
-    """n held-out problems per task, the same ones for every model evaluated with this seed."""
+    """n held-out problems per task, the same ones for every model evaluated with this seed (a JSONL file's: its
+    first n held-out problems in that language, none when it has none)."""
     rng = random.Random(seed)
-    return [task.sample(rng, "test", lang) for task in tasks.values() for _ in range(n)]
+    return [p for task in tasks.values()
+            for p in (task.heldout(n, lang) if isinstance(task, FileTask) else
+                      [task.sample(rng, "test", lang) for _ in range(n)])]
 
 
 def heldout_eval(model, tokenizer, eval_sets: dict[str, list[Problem]], *, k: int, max_new_tokens: int,

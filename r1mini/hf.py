@@ -149,15 +149,18 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
     return load_file(path / "model.safetensors")
 
 
-def load_pretrained(path: str | Path, device: str | torch.device = "cpu",
-                    dtype: torch.dtype | None = None) -> tuple[Transformer, Tokenizer]:
+def load_pretrained(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+                    block_size: int | None = None) -> tuple[Transformer, Tokenizer]:
     """(model, tokenizer) of a local Hugging Face checkpoint directory. dtype None: float32, which our training
-    keeps its weights in (bf16 autocast does the compute); torch.bfloat16 halves the memory for inference."""
+    keeps its weights in (bf16 autocast does the compute); torch.bfloat16 halves the memory for inference.
+    block_size: the longest sequence to allow, at most the checkpoint's max_position_embeddings (the default)."""
     path = Path(path)
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"no config.json in {path}: pass a Hugging Face checkpoint directory "
                                 f"(e.g. one `huggingface-cli download Qwen/Qwen2.5-0.5B-Instruct --local-dir DIR` made)")
     cfg = model_config_from_hf(json.loads((path / "config.json").read_text(encoding="utf-8")), str(path / "config.json"))
+    if block_size is not None:
+        cfg.block_size = min(cfg.block_size, block_size)
     model = Transformer(cfg)
     model.load_state_dict(to_ours(read_weights(path), cfg, str(path)))
     tokenizer = tokenizer_from_hf(path)

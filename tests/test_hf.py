@@ -243,3 +243,71 @@ def test_loaded_checkpoint_exports_back(family_dirs, tmp_path):
         torch.testing.assert_close(again(idx).logits, theirs(idx).logits, atol=1e-5, rtol=1e-5)
     assert tokenizer_from_hf(tmp_path).encode("<|im_start|>hi 12", allow_special=True) == tok.encode(
         "<|im_start|>hi 12", allow_special=True)
+
+
+# -- training and scripts on an imported model ---------------------------------------------------------------------
+
+def test_grpo_and_sft_steps_on_an_imported_model(family_dirs):
+    """One GRPO step (a reward that varies within groups, so the update is not zero) and SFT through the
+    checkpoint's own chat template, on an imported Qwen2 with activation checkpointing on."""
+    from r1mini.formats import chat_ids, stop_ids, zero_prompt
+    from r1mini.rl import GRPOConfig, grpo_step, make_policy
+    from r1mini.sft import train_sft
+    model, tok = load_pretrained(family_dirs["qwen2"][1])
+    before = [p.detach().clone() for p in model.parameters()]
+    cfg = GRPOConfig(prompts_per_step=2, group_size=4, max_new_tokens=8, activation_checkpointing=True)
+    policy = make_policy(model, cfg, torch.device("cpu"))
+    assert model.checkpoint_blocks
+    reward = lambda completions, _: ([float(len(c) % 2) for c in completions], {})  # noqa: E731
+    metrics = grpo_step(policy, tok, [tok.encode(zero_prompt(q)) for q in ("1+1?", "2+2?")], [None, None], reward,
+                        cfg, step=0, stop_ids=stop_ids(tok, chat=False), generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(torch.tensor(metrics["reward"]))
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    example = chat_ids(tok, "What is 2+2?", "<think> 2+2=4 </think> <answer> 4 </answer>")
+    losses = train_sft(model, [example] * 4, epochs=15, batch_size=4, lr=3e-3, warmup=1,
+                       pad_id=stop_ids(tok, chat=True)[0])
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_train_zero_and_eval_from_hf_checkpoint(family_dirs, tmp_path):
+    """train_zero.py --init hf:DIR --tasks countdown.jsonl, then eval.py on its checkpoint and on the Hugging Face
+    directory itself with a GSM8K-style test file: the scripts unchanged, our checkpoint format kept."""
+    from conftest import run_script
+    from r1mini.checkpoint import load_checkpoint
+    _, hf_dir = family_dirs["qwen2"]
+    rng = random.Random(0)
+    rows = [{"target": a + b * c, "nums": [a, b, c]} for a, b, c in
+            ([rng.randint(1, 9) for _ in range(3)] for _ in range(40))]
+    countdown = tmp_path / "countdown.jsonl"
+    countdown.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    gsm = tmp_path / "gsm8k_test.jsonl"
+    gsm.write_text("".join(json.dumps({"question": f"{i} + {i}?", "answer": f"{2 * i:,}"}) + "\n" for i in range(9)))
+    out = tmp_path / "zero"
+    r = run_script("train_zero.py", "--init", f"hf:{hf_dir}", "--tasks", countdown, "--preset", "toy", "--out", out)
+    assert r.returncode == 0, r.stdout + r.stderr
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in log] == [0, 1, 2, 3, 4]
+    model, tok, meta = load_checkpoint(out)
+    assert meta["parent"] == f"hf:{hf_dir}" and meta["config"]["tasks"] == str(countdown)
+    assert tok.hf is not None and tok.encode("<|im_end|> 加", allow_special=True) == \
+        tokenizer_from_hf(hf_dir).encode("<|im_end|> 加", allow_special=True)
+    result = tmp_path / "eval.json"
+    r = run_script("eval.py", "--init", f"{out},hf:{hf_dir}", "--tasks", f"{gsm}:number", "--preset", "toy",
+                   "--n_problems", 4, "--out", result)
+    assert r.returncode == 0, r.stdout + r.stderr
+    results = json.loads(result.read_text())
+    assert set(results) == {str(out), f"hf:{hf_dir}"}
+    assert list(results[f"hf:{hf_dir}"]["results"]) == ["gsm8k_test"]
+    assert list(results[str(out)]["results"]["gsm8k_test"]["by_lang"]) == ["en"]  # the file's language only
+
+
+def test_export_command_writes_our_checkpoint_for_transformers(toy_base, tmp_path):
+    from conftest import run_script
+    from r1mini.checkpoint import load_checkpoint
+    r = run_script("-m", "r1mini.hf", "export", toy_base, tmp_path / "hf")
+    assert r.returncode == 0, r.stdout + r.stderr
+    ours, _, _ = load_checkpoint(toy_base)
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
+    idx = torch.arange(100)[None] % ours.cfg.vocab_size
+    with torch.no_grad():
+        torch.testing.assert_close(theirs(idx).logits, ours.eval()(idx), atol=1e-4, rtol=1e-4)
