@@ -73,14 +73,14 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", expect
     return model.to(device), tokenizer, meta
 
 
-HF_MAX_CONTEXT = 4096  # positions of a Hugging Face model's RoPE table (and of a static decode cache)
-
-
 def load_hf(path: str, device: torch.device | str) -> tuple[Transformer, Tokenizer, dict]:
-    """load_checkpoint for hf:PATH: the model with its context capped at HF_MAX_CONTEXT (a 128k-token RoPE table
-    and a static KV cache that long would cost memory that R1-Zero's few hundred tokens never use)."""
+    """load_checkpoint for hf:PATH: the model with its context capped at R1MINI_HF_CONTEXT positions (default
+    2048: prompt and reply together). A 128k-token RoPE table, and a static KV cache that long (the CUDA decode
+    loop allocates block_size slots per row), would cost memory that R1-Zero's replies never use; raise it for
+    long replies (R1-distilled models often write 4,000 tokens and more)."""
+    context = int(os.environ.get("R1MINI_HF_CONTEXT", "2048"))
     try:
-        model, tokenizer = load_pretrained(path, device, block_size=HF_MAX_CONTEXT)
+        model, tokenizer = load_pretrained(path, device, block_size=context)
     except (OSError, ValueError) as e:
         raise SystemExit(f"cannot load hf:{path}: {e}") from None
     return model, tokenizer, {"stage": "hf", "parent": f"hf:{path}", "config": {}}

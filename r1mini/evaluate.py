@@ -111,10 +111,12 @@ def heldout_eval(model, tokenizer, eval_sets: dict[str, list[Problem]], *, k: in
                  chat: bool, seed: int = 1234) -> dict[str, tuple[dict, list[Sampled]]]:
     """The check a training stage runs on held-out problems as it goes: k samples per problem at the
     paper's temperature 0.6 and top-p 0.95, each language's problems striped across ranks. Returns, per
-    language, score()'s metrics and the samples."""
+    language that has problems, score()'s metrics and the samples."""
     rank = rank_and_world()[0]
     results = {}
     for lang, problems in eval_sets.items():
+        if not problems:  # a JSONL file's problems are in its own languages only
+            continue
         samples = map_striped(lambda ps: sample_completions(model, tokenizer, ps, k, temperature=0.6, top_p=0.95,
                                                             max_new_tokens=max_new_tokens, seed=seed + rank,
                                                             chat=chat), problems)

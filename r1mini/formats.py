@@ -52,10 +52,14 @@ def reasoning_reply(think: str, answer: str, lang: str) -> str:
 
 
 def prompt_ids(tokenizer, question: str, chat: bool) -> tuple[list[int], list[int]]:
-    """(prompt tokens, stop tokens): the chat format (R1 and later) or the R1-Zero template."""
+    """(prompt tokens, stop tokens): the chat format (R1 and later) or the R1-Zero template (after the
+    checkpoint's begin-of-text token where it has one, as Llama 3 was trained to see; a chat template writes
+    its own)."""
     if chat:
         return chat_ids(tokenizer, question)[0], stop_ids(tokenizer, chat)
-    return tokenizer.encode(zero_prompt(question)), stop_ids(tokenizer, chat)
+    hf = getattr(tokenizer, "hf", None) or {}
+    bos = [tokenizer.special(hf["bos_token"])] if hf.get("bos_token") else []
+    return bos + tokenizer.encode(zero_prompt(question)), stop_ids(tokenizer, chat)
 
 
 def stop_ids(tokenizer, chat: bool) -> list[int]:

@@ -284,12 +284,13 @@ def tokenizer_from_hf(path: str | Path) -> Tokenizer:
         value = config.get(key)
         return value.get("content") if isinstance(value, dict) else value
 
-    eos = token_name("eos_token") or next(iter(special), None)
-    if eos not in special:
-        raise ValueError(f"{path}: no eos_token in tokenizer_config.json among the added tokens")
+    eos, bos = token_name("eos_token") or next(iter(special), None), token_name("bos_token")
+    if eos not in special or (bos and bos not in special):
+        raise ValueError(f"{path}: the eos_token ({eos}) and bos_token ({bos}) of tokenizer_config.json must be "
+                         f"among tokenizer.json's added tokens")
     ends = ("<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|endoftext|>", "<|end_of_text|>")
     hf = {"normalization": _normalization(spec.get("normalizer"), str(file)), "chat_template": template,
-          "bos_token": token_name("bos_token"), "eos_token": eos,
+          "bos_token": bos, "eos_token": eos,
           "stop_tokens": [eos] + [t for t in ends if t in special and t != eos]}
     return Tokenizer(ranks, name=path.name, pattern=_pre_tokenizer_pattern(spec.get("pre_tokenizer"), str(file)),
                      special_tokens=special, hf=hf)

@@ -536,7 +536,7 @@ class FileTask(Task):
         """A problem of the split at random; the file's own language, whatever `lang` asks."""
         if not self.pool.get(split):
             why = " (a test file is held out whole)" if is_test_file(self.path) else ""
-            raise ValueError(f"{self.path} has no {split} problems{why}: pass a file with {split} problems")
+            raise SystemExit(f"{self.path} has no {split} problems{why}: pass a file with {split} problems")
         return rng.choice(self.pool[split])
 
     def heldout(self, n: int, lang: str) -> list[Problem]:

@@ -51,10 +51,10 @@ def train_hf_tokenizer(pattern: str, nfc: bool, vocab_size: int = 500):
     return tok
 
 
-def write_tokenizer(tok, path, template=QWEN_TEMPLATE):
+def write_tokenizer(tok, path, template=QWEN_TEMPLATE, bos=None):
     path.mkdir(parents=True, exist_ok=True)
     tok.save(str(path / "tokenizer.json"))
-    config = {"eos_token": "<|im_end|>", "bos_token": None, "chat_template": template}
+    config = {"eos_token": "<|im_end|>", "bos_token": bos, "chat_template": template}
     (path / "tokenizer_config.json").write_text(json.dumps(config))
 
 
@@ -105,6 +105,20 @@ def test_chat_template_renders_and_masks_the_reply(tmp_path, qwen_tokenizer):
     n_prompt = len(qwen_tokenizer.encode("<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n").ids)
     assert mask == [False] * n_prompt + [True] * (len(ids) - n_prompt)
     assert stop_ids(tok, chat=True)[0] == tok.special("<|im_end|>")
+
+
+def test_zero_prompt_starts_with_the_checkpoints_bos(tmp_path, qwen_tokenizer):
+    """Llama 3 has a begin-of-text token and was trained to see it first; Qwen has none."""
+    from r1mini.formats import prompt_ids, zero_prompt
+    write_tokenizer(qwen_tokenizer, tmp_path / "qwen")
+    write_tokenizer(qwen_tokenizer, tmp_path / "llama", bos="<|endoftext|>")
+    qwen, llama = tokenizer_from_hf(tmp_path / "qwen"), tokenizer_from_hf(tmp_path / "llama")
+    text = qwen.encode(zero_prompt("2+2?"))
+    assert prompt_ids(qwen, "2+2?", chat=False)[0] == text
+    assert prompt_ids(llama, "2+2?", chat=False)[0] == [qwen_tokenizer.token_to_id("<|endoftext|>")] + text
+    write_tokenizer(qwen_tokenizer, tmp_path / "bad", bos="<s>")
+    with pytest.raises(ValueError, match="must be among tokenizer.json's added tokens"):
+        tokenizer_from_hf(tmp_path / "bad")
 
 
 # -- models ------------------------------------------------------------------------------------------------------
@@ -190,6 +204,11 @@ def test_unsupported_config_is_refused(family_dirs, tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({**config, "architectures": ["GPT2LMHeadModel"]}))
     with pytest.raises(ValueError, match="GPT2LMHeadModel is not supported"):
         load_pretrained(tmp_path)
+    from r1mini.checkpoint import load_checkpoint  # what the scripts call: a message, no traceback
+    with pytest.raises(SystemExit, match=f"cannot load hf:{tmp_path}: .*GPT2LMHeadModel is not supported"):
+        load_checkpoint(f"hf:{tmp_path}")
+    with pytest.raises(SystemExit, match="no config.json"):
+        load_checkpoint(f"hf:{tmp_path / 'nothing'}")
 
 
 # -- export: ours -> Hugging Face ------------------------------------------------------------------------------
@@ -311,3 +330,19 @@ def test_export_command_writes_our_checkpoint_for_transformers(toy_base, tmp_pat
     idx = torch.arange(100)[None] % ours.cfg.vocab_size
     with torch.no_grad():
         torch.testing.assert_close(theirs(idx).logits, ours.eval()(idx), atol=1e-4, rtol=1e-4)
+
+
+def test_distill_with_hf_teacher_and_student(family_dirs, tmp_path):
+    """distill.py --init hf:... --student hf:...: the teacher samples through its chat template, the student
+    learns through its own; a file with English problems only is evaluated in English only."""
+    from conftest import run_script
+    _, hf_dir = family_dirs["qwen2"]
+    tasks = tmp_path / "countdown.jsonl"
+    tasks.write_text("".join(json.dumps({"target": 10 + i, "nums": [i, 10]}) + "\n" for i in range(30)))
+    out = tmp_path / "student"
+    r = run_script("distill.py", "--init", f"hf:{hf_dir}", "--student", f"hf:{hf_dir}", "--tasks", tasks,
+                   "--preset", "toy", "--out", out, "--activation_checkpointing", "true")
+    assert r.returncode == 0, r.stdout + r.stderr
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["stage"] == "student/distill" and meta["metrics"]["sft_steps"] >= 1
+    assert "pass@1/en" in meta["metrics"] and "pass@1/zh" not in meta["metrics"]
