@@ -65,19 +65,21 @@ def hf_config(cfg: ModelConfig, tokenizer: Tokenizer | None = None) -> dict:
     if cfg.qk_norm and cfg.attn_bias:
         raise ValueError("q/k/v biases together with q/k norms match no supported family (Qwen2 has the first, "
                          "Qwen3 the second)")
+    extra = {}
     arch = "Qwen3ForCausalLM" if cfg.qk_norm else "Qwen2ForCausalLM" if cfg.attn_bias else "LlamaForCausalLM"
     rope = {"rope_type": "default", **(cfg.rope_scaling or {}), "rope_theta": cfg.rope_theta}
-    ids = {}
+    if cfg.rope_scaling:  # where transformers before 5 looks for it (5 reads rope_parameters)
+        extra["rope_scaling"] = cfg.rope_scaling
     if tokenizer is not None:
-        ids["eos_token_id"] = tokenizer.eot_id
+        extra["eos_token_id"] = tokenizer.eot_id
         if tokenizer.hf and tokenizer.hf.get("bos_token"):
-            ids["bos_token_id"] = tokenizer.special(tokenizer.hf["bos_token"])
+            extra["bos_token_id"] = tokenizer.special(tokenizer.hf["bos_token"])
     return {"architectures": [arch], "model_type": ARCHITECTURES[arch], "vocab_size": cfg.vocab_size,
             "max_position_embeddings": cfg.block_size, "hidden_size": cfg.n_embd, "num_hidden_layers": cfg.n_layer,
             "num_attention_heads": cfg.n_head, "num_key_value_heads": cfg.n_kv_head, "head_dim": cfg.head_dim,
             "intermediate_size": cfg.ffn_hidden, "hidden_act": "silu", "rms_norm_eps": cfg.norm_eps,
             "rope_theta": cfg.rope_theta, "rope_parameters": rope, "tie_word_embeddings": cfg.tie_embeddings,
-            "attention_bias": False, "dtype": "float32", **ids}
+            "attention_bias": False, "dtype": "float32", **extra}
 
 
 # -- weights: their names <-> ours -------------------------------------------------------------------------
@@ -190,11 +192,14 @@ def write_weights(tensors: dict[str, torch.Tensor], path: Path, max_shard_bytes:
         save_file(tensors, path / "model.safetensors", metadata={"format": "pt"})
         return
     shards: list[dict] = [{}]
+    filled = 0  # bytes in the last shard
     for name, t in tensors.items():
         size = t.numel() * t.element_size()
-        if shards[-1] and sum(x.numel() * x.element_size() for x in shards[-1].values()) + size > max_shard_bytes:
+        if shards[-1] and filled + size > max_shard_bytes:
             shards.append({})
+            filled = 0
         shards[-1][name] = t
+        filled += size
     weight_map = {}
     for i, shard in enumerate(shards, 1):
         file = f"model-{i:05d}-of-{len(shards):05d}.safetensors"

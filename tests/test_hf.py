@@ -255,7 +255,9 @@ def test_loaded_checkpoint_exports_back(family_dirs, tmp_path):
     """Llama 3 (RoPE scaling, untied head) through us and back: transformers gets its own logits again."""
     theirs, path = family_dirs["llama3"]
     ours, tok = load_pretrained(path)
-    save_pretrained(ours, tok, tmp_path)
+    save_pretrained(ours, tok, tmp_path, max_shard_bytes=60_000)
+    index = json.loads((tmp_path / "model.safetensors.index.json").read_text())
+    assert len(set(index["weight_map"].values())) > 2 and not (tmp_path / "model.safetensors").exists()
     again = transformers.AutoModelForCausalLM.from_pretrained(tmp_path).eval()
     idx = torch.arange(120)[None] % theirs.config.vocab_size
     with torch.no_grad():
