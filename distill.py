@@ -48,24 +48,24 @@ class DistillConfig:
     suite: str = ""  # "" means the teacher's
     prompts: int = 2000  # training prompts sampled from the teacher
     samples: int = 2  # teacher samples per prompt
-    temperature: float = 0.6
-    top_p: float = 0.95
-    max_new_tokens: int = 160
+    temperature: float = 0.6  # of the teacher's samples (the paper's evaluation setting)
+    top_p: float = 0.95  # nucleus sampling of the teacher
+    max_new_tokens: int = 160  # the longest teacher reply, in tokens
     zh_share: float = 0.4  # share of prompts asked in Chinese
     reasoning_ratio: float = 3.0  # reasoning : non-reasoning examples
-    epochs: int = 3
+    epochs: int = 3  # of SFT on the kept samples
     batch_size: int = 32  # all ranks together
     micro_batch_size: int = 0  # > 0: gradient accumulation over micro-batches of this many rows per rank
-    lr: float = 1e-3
+    lr: float = 1e-3  # SFT's peak learning rate
     batch_gen: int = 128  # sequences per generation batch
-    eval_problems: int = 25  # held-out problems per task and language, for meta.json
-    eval_k: int = 4
+    eval_problems: int = 25  # dev-split problems per task and language, for meta.json
+    eval_k: int = 4  # samples per dev problem
     tasks: str = ""  # a JSONL task file (FILE.jsonl or FILE.jsonl:CHECKER) instead of the suite; "": the teacher's
     activation_checkpointing: bool = False  # recompute each block in backward: less memory for a large student
 
-    RULES: ClassVar[dict] = {"suite": name_in(SUITES, allow_empty=True), "top_p": TOP_P, "zh_share": SHARE,
-                             "tasks": TASKS_FILE,
-                             "reasoning_ratio": POSITIVE, "lr": POSITIVE, "micro_batch_size": NON_NEGATIVE}
+    RULES: ClassVar[dict] = {"suite": name_in(SUITES, allow_empty=True, allow_import=True), "top_p": TOP_P,
+                             "zh_share": SHARE, "reasoning_ratio": POSITIVE, "lr": POSITIVE,
+                             "micro_batch_size": NON_NEGATIVE, "tasks": TASKS_FILE}
 
     def __post_init__(self):
         validate(self)
@@ -111,11 +111,12 @@ def main(argv=None):
                            micro_batch_size=cfg.micro_batch_size, desc="distill SFT", log=logger.log)
     report_replicas_in_sync(model)
 
-    # -- a quick held-out check for meta.json (eval.py gives the full picture) ------------------------------
+    # -- a quick dev-split check for meta.json (eval.py gives the full picture) -----------------------------
     metrics = {"examples": len(rows), "reasoning": sum(r.get("kind") == "reasoning" for r in rows),
                **{f"filter/{k}": v for k, v in counts.items()}, "sft_loss": round(losses[-1], 4),
                "sft_steps": len(losses), "seconds_data": round(t_data, 1)}
-    eval_sets = {lang: heldout_problems(tasks, cfg.eval_problems, seed=args.seed, lang=lang) for lang in ("en", "zh")}
+    eval_sets = {lang: heldout_problems(tasks, cfg.eval_problems, seed=args.seed, lang=lang, split="dev")
+                 for lang in ("en", "zh")}
     with torch.no_grad():
         for lang, (r, _) in heldout_eval(model, tokenizer, eval_sets, k=cfg.eval_k, max_new_tokens=cfg.max_new_tokens,
                                          chat=True).items():

@@ -29,7 +29,7 @@ from r1mini.checkpoint import atomic_write_json, load_checkpoint, seed_everythin
 from r1mini.config import NON_NEGATIVE, TASKS_FILE, TOP_P, name_in, one_of, parse_config, validate
 from r1mini.device import pick_device
 from r1mini.distributed import is_main, print0, setup_distributed, teardown_distributed
-from r1mini.evaluate import evaluate_model, heldout_problems, markdown_table, sample_completions
+from r1mini.evaluate import evaluate_model, heldout_problems, interval, markdown_table, sample_completions
 from r1mini.optim import step_guard
 from r1mini.tasks import SUITES, FileTask, task_set
 
@@ -37,19 +37,19 @@ from r1mini.tasks import SUITES, FileTask, task_set
 @dataclass
 class EvalConfig:
     suite: str = ""  # task suite; "" means the one the checkpoint's base model was pretrained on
-    n_problems: int = 50  # held-out problems per task and language
+    n_problems: int = 200  # test-split problems per task and language, all different (at most ~390 for mul-3x1)
     k: int = 8  # samples per problem
-    temperature: float = 0.6
-    top_p: float = 0.95
+    temperature: float = 0.6  # the paper's evaluation setting
+    top_p: float = 0.95  # likewise
     max_new_tokens: int = 160  # the longest English multiplication reply with its summary is ~130 tokens
     langs: str = "en,zh"  # languages of the prompts
-    batch_size: int = 128
+    batch_size: int = 128  # sequences per generation batch
     show: int = 1  # sample completions to print per benchmark
     chat: str = "auto"  # "auto" (chat for R1 stages and students, else the R1-Zero template), "yes", "no"
     tasks: str = ""  # a JSONL task file (FILE.jsonl or FILE.jsonl:CHECKER) instead of the suite
 
     RULES: ClassVar[dict] = {
-        "suite": name_in(SUITES, allow_empty=True), "top_p": TOP_P, "show": NON_NEGATIVE,
+        "suite": name_in(SUITES, allow_empty=True, allow_import=True), "top_p": TOP_P, "show": NON_NEGATIVE,
         "chat": one_of("auto", "yes", "no"), "tasks": TASKS_FILE,
         "langs": (lambda v: set(v.split(",")) <= {"en", "zh"}, "a comma-separated list of en, zh")}
 
@@ -86,7 +86,7 @@ def main(argv=None):
         model, tokenizer, meta = load_checkpoint(init, device)
         tasks = task_set(cfg.suite or checkpoint_suite(meta, args.preset), cfg.tasks)
         if isinstance(tasks.get(FileTask.name), FileTask):  # a file's languages only (its own, not en and zh)
-            langs = tuple(lang for lang in cfg.langs.split(",") if tasks[FileTask.name].heldout(1, lang)) or ("en",)
+            langs = tuple(lang for lang in cfg.langs.split(",") if tasks[FileTask.name].heldout(1, lang, "test")) or ("en",)
         chat = uses_chat(meta, cfg.chat)
         print0(f"\n{init} (stage {meta.get('stage')}, step {meta.get('step')}): {cfg.n_problems} problems per "
                f"benchmark and language, k={cfg.k}, T={cfg.temperature}, top-p {cfg.top_p}, "
@@ -96,14 +96,15 @@ def main(argv=None):
                                      langs=langs, temperature=cfg.temperature, top_p=cfg.top_p,
                                      max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, seed=args.seed)
         k = cfg.k
-        header = ["benchmark", "pass@1", f"cons@{k}", f"pass@{k}", "greedy", "format", "length", "steps share",
-                  "reflection"] + [f"lang {lang}" for lang in langs]
-        rows = [[name, r["pass@1"], r[f"cons@{k}"], r[f"pass@{k}"], r["greedy"], r["format"], round(r["length"], 1),
-                 r["steps_share"], round(r["reflection"], 2)]
-                + [r["by_lang"][lang]["lang_consistency"] for lang in langs] for name, r in results.items()]
+        header = ["benchmark", "pass@1", "95% interval", f"cons@{k}", "95% interval", f"pass@{k}", "greedy", "format",
+                  "length", "steps share", "reflection"] + [f"lang {lang}" for lang in langs]
+        rows = [[name, r["pass@1"], interval(r["pass@1_ci"]), r[f"cons@{k}"], interval(r[f"cons@{k}_ci"]),
+                 r[f"pass@{k}"], r["greedy"], r["format"], round(r["length"], 1), r["steps_share"],
+                 round(r["reflection"], 2)] + [r["by_lang"][lang]["lang_consistency"] for lang in langs]
+                for name, r in results.items()]
         print0(markdown_table(header, rows))
         for task in tasks.values() if is_main() else ():  # a look at what the model writes
-            for p in heldout_problems({task.name: task}, cfg.show, seed=args.seed, lang=langs[-1]):
+            for p in heldout_problems({task.name: task}, cfg.show, seed=args.seed, lang=langs[-1], split="test"):
                 s = sample_completions(model, tokenizer, [p], 1, temperature=cfg.temperature, top_p=cfg.top_p,
                                        max_new_tokens=cfg.max_new_tokens, seed=args.seed, chat=chat)[0]
                 print0(f"  {task.label}  Q: {p.question}  (answer {p.answer})\n    A: {s.completions[0]!r}")

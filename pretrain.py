@@ -2,7 +2,7 @@
 
 1. Generate the synthetic corpus (r1mini/data.py): task documents in every solution style, conversations
    in the R1-Zero template of mixed quality, facts and small talk. Problems come from the training split;
-   the validation stream uses held-out problems only.
+   the validation stream uses dev-split problems only (held out from training; the test split is eval.py's).
 2. Train our byte-level BPE on a sample of it (digits always single tokens).
 3. Train the transformer on random windows of the packed token stream: AdamW, linear warmup then cosine
    decay, gradient clipping, bf16 autocast on CUDA. For DeepSeekMoE models, the routing bias is nudged
@@ -54,26 +54,27 @@ class PretrainConfig:
     n_routed_experts: int = 0  # > 0: DeepSeekMoE feed-forward with this many routed experts
     vocab_size: int = 768  # BPE ranks; the special tokens come on top
     tokenizer_docs: int = 20_000  # corpus documents the tokenizer is trained on
-    train_docs: int = 80_000
-    val_docs: int = 2_000
+    train_docs: int = 80_000  # corpus documents to pretrain on (tasks' worked solutions, chats, the world's facts)
+    val_docs: int = 2_000  # documents of dev-split problems, for the validation loss
     # optimisation
     batch_size: int = 32  # sequences per step (all ranks together)
     grad_accum: int = 0  # micro-batches per rank and step; 0: the fewest that fit the device (1 on the CPU)
-    max_steps: int = 700
-    lr: float = 3e-3
-    min_lr_ratio: float = 0.1
-    warmup_steps: int = 50
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
+    max_steps: int = 700  # optimizer steps
+    lr: float = 3e-3  # peak learning rate (AdamW), after the warm-up
+    min_lr_ratio: float = 0.1  # the cosine decay ends at lr times this
+    warmup_steps: int = 50  # steps of linear warm-up from 0 to lr
+    weight_decay: float = 0.1  # AdamW's, on weight matrices only
+    grad_clip: float = 1.0  # the gradient's global norm is clipped to this
     compile: bool = False  # torch.compile the model for training (GPU: faster after a minute of compiling)
     # bookkeeping
-    eval_every: int = 100
-    eval_batches: int = 8
-    ckpt_every: int = 100
-    log_every: int = 10
+    eval_every: int = 100  # steps between validation losses
+    eval_batches: int = 8  # batches of validation text per validation loss
+    ckpt_every: int = 100  # steps between checkpoints to resume from
+    log_every: int = 10  # steps between rows of log.jsonl
 
-    RULES: ClassVar[dict] = {"model": name_in(MODEL_PRESETS), "suite": name_in(SUITES), "lr": POSITIVE,
-                             "grad_clip": POSITIVE, "min_lr_ratio": SHARE, "n_routed_experts": NON_NEGATIVE,
+    RULES: ClassVar[dict] = {"model": name_in(MODEL_PRESETS), "suite": name_in(SUITES, allow_import=True),
+                             "lr": POSITIVE, "grad_clip": POSITIVE, "min_lr_ratio": SHARE,
+                             "n_routed_experts": NON_NEGATIVE,
                              "warmup_steps": NON_NEGATIVE, "grad_accum": NON_NEGATIVE}
 
     def __post_init__(self):
@@ -179,12 +180,12 @@ def main(argv=None):
 
 
 def prepare_data(cfg: PretrainConfig, seed: int, resume_from: Path | None):
-    """The corpus (training problems only in the training stream, held-out ones in the validation stream),
+    """The corpus (training problems only in the training stream, dev-split ones in the validation stream),
     the tokenizer (trained on it, or the interrupted run's when resuming), and both streams packed."""
     t0 = time.time()
     tasks = suite(cfg.suite)
     train_text = corpus_documents(tasks, cfg.train_docs, seed=seed, split="train")
-    val_text = corpus_documents(tasks, cfg.val_docs, seed=seed + 1, split="test")
+    val_text = corpus_documents(tasks, cfg.val_docs, seed=seed + 1, split="dev")
     if resume_from is not None:
         tokenizer = Tokenizer.load(resume_from)
     else:

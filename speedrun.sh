@@ -8,10 +8,12 @@
 #   OUT=/tmp/run bash speedrun.sh cpu
 #
 # Writes OUT (default out/, or out/toy for toy): one checkpoint directory per stage, times.tsv (wall time
-# of each stage), report.md and report.json. Rerunning skips the stages whose checkpoint is complete (made
-# at this preset) and resumes an interrupted one; delete OUT to start over (rm -rf out/toy for toy). Extra
-# flags for one stage: ZERO_FLAGS, R1_FLAGS, DISTILL_FLAGS, STUDENT_RL_FLAGS, EVAL_FLAGS, PRETRAIN_FLAGS (e.g.
-# ZERO_FLAGS="--steps 50").
+# of each stage), report.md and report.json. Rerunning skips a stage whose checkpoint is complete, was made at
+# this preset by the same command and the same code (stamps/NAME records both), and whose inputs were not
+# remade; it resumes an interrupted stage and remakes the others (the old checkpoint moves to NAME.old). After
+# editing code, a rerun therefore runs what the edit touches. KEEP=1 skips every complete stage whatever
+# changed; delete OUT to start over (rm -rf out/toy for toy). Extra flags for one stage: ZERO_FLAGS, R1_FLAGS,
+# DISTILL_FLAGS, STUDENT_RL_FLAGS, EVAL_FLAGS, PRETRAIN_FLAGS (e.g. ZERO_FLAGS="--steps 50").
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python}
@@ -34,35 +36,66 @@ done_ckpt() {  # is there a finished checkpoint of this preset in $1? (one of an
 sys.exit(0 if m.get('done') and str(m.get('preset') or '$PRESET').split('-')[0] == '$PRESET' else 1)"
 }
 
-stage() {  # stage NAME CHECKPOINT_DIR command...: run unless the checkpoint is complete; log the wall time
-  local name=$1 ckpt=$2; shift 2
+stamp() {  # stamp PYTHON SCRIPT ARGS...: the command line (OUT, which can move, as $OUT), then a hash of each
+  # file of code it runs (its script, r1mini/)
+  local command="${*:2}"
+  echo "command: ${command//$OUT/\$OUT}"
+  $PY -c "import hashlib, sys; [print(hashlib.sha256(open(f, 'rb').read()).hexdigest(), f) for f in sys.argv[1:]]" \
+    "$2" r1mini/*.py
+}
+
+changed() {  # changed OLD_STAMP NEW_STAMP: what differs, in words
+  if [ -z "$1" ]; then echo "no stamp says what made it"; return; fi
+  if [ "$(head -1 <<< "$1")" != "$(head -1 <<< "$2")" ]; then echo "its command differs"; return; fi
+  echo "code changed since: $(diff <(echo "$1") <(echo "$2") | awk '/^>/ {print $3}' | paste -sd' ' -)"
+}
+
+RAN=" "  # the stages this run ran: a stage that uses one of them is remade
+stage() {  # stage NAME CHECKPOINT OUT_DIR "INPUT_STAGES" command...: run unless complete and current; time it
+  local name=$1 ckpt=$2 dir=$3 inputs=$4; shift 4
+  local new old="" why="" input
+  new=$(stamp "$@")
   if [ -n "$ckpt" ] && done_ckpt "$ckpt"; then
-    echo "== $name: $ckpt is complete, skipping (rm -rf $OUT to start over)"
-    local before
-    before=$(awk -F'\t' -v n="$name" '$1 == n {s = $2} END {print s + 0}' "$OUT/times.before.tsv")
-    printf '%s\t%s\tskipped\n' "$name" "$before" >> "$OUT/times.tsv"
-    return
+    [ -f "$OUT/stamps/$name" ] && old=$(cat "$OUT/stamps/$name")
+    for input in $inputs; do [[ "$RAN" == *" $input "* ]] && why="$input was remade"; done
+    [ -z "$why" ] && [ "$old" != "$new" ] && why=$(changed "$old" "$new")
+    if [ -z "$why" ] || [ "${KEEP:-0}" = 1 ]; then
+      echo "== $name: $ckpt is complete, skipping (rm -rf $OUT to start over)"
+      local before
+      before=$(awk -F'\t' -v n="$name" '$1 == n {s = $2} END {print s + 0}' "$OUT/times.before.tsv")
+      printf '%s\t%s\tskipped\n' "$name" "$before" >> "$OUT/times.tsv"
+      return
+    fi
+    echo "== $name: remaking $ckpt ($why); the old one moves to $dir.old"
+    rm -rf "$dir.old" && mv "$dir" "$dir.old"
   fi
   echo "== $name: $*"
   local t0=$SECONDS
   "$@"
   printf '%s\t%s\tran\n' "$name" "$((SECONDS - t0))" >> "$OUT/times.tsv"
+  mkdir -p "$OUT/stamps" && echo "$new" > "$OUT/stamps/$name"
+  RAN="$RAN$name "
 }
 
 T0=$SECONDS
-stage pretrain        "$OUT/base"          $PY pretrain.py --preset "$PRESET" --out "$OUT/base" ${PRETRAIN_FLAGS:-}
-stage pretrain_student "$OUT/student_base" $PY pretrain.py --preset "$PRESET-student" --out "$OUT/student_base" ${PRETRAIN_FLAGS:-}
-stage r1_zero         "$OUT/zero"          $PY train_zero.py --preset "$PRESET" --init "$OUT/base" --out "$OUT/zero" ${ZERO_FLAGS:-}
-stage r1              "$OUT/r1/final_rl"   $PY train_r1.py --preset "$PRESET" --init "$OUT/zero" --out "$OUT/r1" ${R1_FLAGS:-}
-stage distill         "$OUT/student"       $PY distill.py --preset "$PRESET" --init "$OUT/r1/final_rl" \
-                                             --student "$OUT/student_base" --out "$OUT/student" ${DISTILL_FLAGS:-}
+stage pretrain "$OUT/base" "$OUT/base" "" \
+  $PY pretrain.py --preset "$PRESET" --out "$OUT/base" ${PRETRAIN_FLAGS:-}
+stage pretrain_student "$OUT/student_base" "$OUT/student_base" "" \
+  $PY pretrain.py --preset "$PRESET-student" --out "$OUT/student_base" ${PRETRAIN_FLAGS:-}
+stage r1_zero "$OUT/zero" "$OUT/zero" pretrain \
+  $PY train_zero.py --preset "$PRESET" --init "$OUT/base" --out "$OUT/zero" ${ZERO_FLAGS:-}
+stage r1 "$OUT/r1/final_rl" "$OUT/r1" r1_zero \
+  $PY train_r1.py --preset "$PRESET" --init "$OUT/zero" --out "$OUT/r1" ${R1_FLAGS:-}
+stage distill "$OUT/student" "$OUT/student" "r1 pretrain_student" \
+  $PY distill.py --preset "$PRESET" --init "$OUT/r1/final_rl" --student "$OUT/student_base" --out "$OUT/student" \
+  ${DISTILL_FLAGS:-}
 # the same student base trained by R1-Zero's recipe and step budget instead of distillation
-stage student_rl_only "$OUT/student_zero"  $PY train_zero.py --preset "$PRESET" --init "$OUT/student_base" \
-                                             --out "$OUT/student_zero" ${STUDENT_RL_FLAGS:-}
+stage student_rl_only "$OUT/student_zero" "$OUT/student_zero" pretrain_student \
+  $PY train_zero.py --preset "$PRESET" --init "$OUT/student_base" --out "$OUT/student_zero" ${STUDENT_RL_FLAGS:-}
 CKPTS=""
-for c in base zero r1/cold_start r1/reasoning_rl r1/rejection_sft r1/final_rl student student_zero; do
+for c in base zero r1/cold_start r1/reasoning_rl r1/rejection_sft r1/final_rl student_base student student_zero; do
   CKPTS="$CKPTS${CKPTS:+,}$OUT/$c"
 done
-stage eval "" $PY eval.py --preset "$PRESET" --init "$CKPTS" --out "$OUT/eval.json" --show 0 ${EVAL_FLAGS:-}
+stage eval "" "" "" $PY eval.py --preset "$PRESET" --init "$CKPTS" --out "$OUT/eval.json" --show 0 ${EVAL_FLAGS:-}
 $PY -m r1mini.report "$OUT"
 echo "speedrun ($PRESET) finished in $((SECONDS - T0)) s; report: $OUT/report.md"

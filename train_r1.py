@@ -18,7 +18,10 @@ previous checkpoint and writing its own under out/r1/:
    and general prompts (the reward model's score of the summary for helpful prompts, of the whole reply
    for unsafe ones, plus format: no reasoning block for chat).
 
-Each stage ends with an evaluation on held-out problems, English and Chinese prompts separately (pass@1
+`--reward module:function` replaces the reasoning prompts' reward in stages 2 and 4 with your own
+(docs/extending.md); the general prompts keep theirs.
+
+Each stage ends with an evaluation on dev-split problems, English and Chinese prompts separately (pass@1
 over k samples at T=0.6, top-p 0.95, and language consistency), stored in its meta.json; R1-Zero is
 evaluated on the same problems first, for comparison. `--stage all` runs the stages not yet done, so an
 interrupted pipeline resumes at the stage it was in: a GRPO stage from its last checkpoint (every
@@ -40,7 +43,6 @@ logs and saves; the sampled data differ from a one-process run (each rank has it
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 import time
 from dataclasses import dataclass
@@ -53,8 +55,8 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from r1mini.chat_data import general_prompts, preference_pairs
-from r1mini.checkpoint import (atomic_save, check_preset, is_done, load_checkpoint, load_train_state, restore_rngs,
-                               save_checkpoint, save_rngs, seed_everything)
+from r1mini.checkpoint import (atomic_save, atomic_write_json, check_preset, is_done, load_checkpoint, load_train_state,
+                               restore_rngs, save_checkpoint, save_rngs, seed_everything)
 from r1mini.config import NON_NEGATIVE, POSITIVE, SHARE, TASKS_FILE, name_in, parse_config
 from r1mini.device import autocast, pick_device
 from r1mini.distributed import map_striped, print0, report_replicas_in_sync, setup_distributed, teardown_distributed
@@ -63,7 +65,7 @@ from r1mini.formats import chat_ids, stop_ids
 from r1mini.jsonl import JsonlLogger, write_jsonl
 from r1mini.optim import step_guard
 from r1mini.reward_model import RewardModel, pairwise_accuracy, score_texts, train_reward_model
-from r1mini.rewards import all_scenario_rewards, reasoning_rewards
+from r1mini.rewards import all_scenario_rewards, load_reward, reasoning_rewards
 from r1mini.rl import GRPOConfig, grpo_step, make_policy, resume_policy
 from r1mini.sft import train_sft
 from r1mini.sft_data import cold_start_data, rejection_sampling_data
@@ -82,36 +84,37 @@ class R1Config(GRPOConfig):  # every GRPO option (r1mini/rl.py) for both RL stag
     suite: str = ""  # "" means the base model's
     zh_share: float = 0.4  # share of prompts asked in Chinese
     # stage 1: cold start
-    cold_prompts: int = 300
-    cold_samples: int = 4
+    cold_prompts: int = 300  # training prompts the R1-Zero model is sampled on
+    cold_samples: int = 4  # R1-Zero samples per prompt
     cold_examples: int = 1200  # topped up with worked solutions to this many
-    sft_epochs: int = 2
-    sft_batch_size: int = 32
-    sft_lr: float = 1e-3
+    sft_epochs: int = 2  # of the cold-start SFT (rejection SFT runs 2, as the paper)
+    sft_batch_size: int = 32  # SFT sequences per step, all ranks together
+    sft_lr: float = 1e-3  # SFT's peak learning rate
     sft_micro_batch_size: int = 0  # > 0: gradient accumulation over micro-batches of this many rows per rank
     # stage 2 and 4: GRPO
-    rl_steps: int = 25
-    final_steps: int = 15
+    rl_steps: int = 25  # GRPO steps of reasoning RL (stage 2)
+    final_steps: int = 15  # GRPO steps of the final RL (stage 4)
     lang_weight: float = 1.0  # weight of the language-consistency reward
     rl_ckpt_every: int = 10  # a GRPO stage saves a checkpoint to resume from every this many steps
     general_share: float = 0.25  # share of general prompts in the final RL stage
     # stage 3: rejection sampling
     rs_prompts: int = 2000  # many prompts, few samples each: the samples of one prompt are often identical
-    rs_samples: int = 2
+    rs_samples: int = 2  # samples per prompt
     reasoning_ratio: float = 3.0  # reasoning : non-reasoning examples
     # stage 4: reward model
-    rm_pairs: int = 2000
-    rm_steps: int = 200
-    rm_batch_size: int = 32
-    rm_lr: float = 5e-4
+    rm_pairs: int = 2000  # preference pairs the reward model trains on
+    rm_steps: int = 200  # reward-model training steps
+    rm_batch_size: int = 32  # pairs per step
+    rm_lr: float = 5e-4  # the reward model's learning rate
     # evaluation
-    eval_problems: int = 25  # held-out problems per task and language
-    eval_k: int = 4
+    eval_problems: int = 25  # dev-split problems per task and language (eval.py tests on the test split)
+    eval_k: int = 4  # samples per dev problem
     tasks: str = ""  # a JSONL task file (FILE.jsonl or FILE.jsonl:CHECKER) instead of the suite; "": R1-Zero's
 
     RULES: ClassVar[dict] = {
-        "tasks": TASKS_FILE, "stage": (lambda v: v == "all" or v in STAGE_NAMES, "all or one of " + ", ".join(STAGE_NAMES)),
-        "suite": name_in(SUITES, allow_empty=True), "zh_share": SHARE, "general_share": SHARE,
+        "stage": (lambda v: v == "all" or v in STAGE_NAMES, "all or one of " + ", ".join(STAGE_NAMES)),
+        "suite": name_in(SUITES, allow_empty=True, allow_import=True), "zh_share": SHARE, "general_share": SHARE,
+        "tasks": TASKS_FILE,
         "sft_lr": POSITIVE, "rm_lr": POSITIVE, "reasoning_ratio": POSITIVE, "rl_steps": NON_NEGATIVE,
         "final_steps": NON_NEGATIVE, "sft_micro_batch_size": NON_NEGATIVE}
 
@@ -142,12 +145,13 @@ class R1Run:
     tasks: dict
     rng: random.Random  # the same on every rank: all ranks draw the same problems...
     sampler: torch.Generator  # ...but sample their own completions
-    eval_sets: dict  # held-out problems per language
+    eval_sets: dict  # dev-split problems per language
     logger: JsonlLogger
 
 
 def main(argv=None):
     cfg, args = parse_config(R1Config, PRESETS, __doc__, argv, default_init="out/zero", default_out="out/r1")
+    reasoning_reward(cfg)  # a wrong --reward fails before any work
     device = pick_device(args.device)
     rank, world = setup_distributed(device)
     cfg.prompts_per_rank(world)  # checked before anything runs
@@ -158,7 +162,7 @@ def main(argv=None):
         zero_model, _, _ = load_checkpoint(args.init, device, expect_stage="zero", made_by="train_zero.py")
         zero_eval = evaluate(run, zero_model, chat=False)
         if rank == 0:
-            (run.out / "zero_eval.json").write_text(json.dumps(zero_eval, indent=2))
+            atomic_write_json(zero_eval, run.out / "zero_eval.json")
         print0("[r1-zero] " + " ".join(f"{k}={v}" for k, v in zero_eval.items()))
     print0(f"R1 from {args.init} (base {run.base_dir}), suite {run.suite_name}: "
            f"stages {', '.join(todo) or 'none left'}")
@@ -188,7 +192,7 @@ def start(cfg: R1Config, args, device: torch.device, rank: int, world: int) -> R
     return R1Run(cfg, args, out, device, rank, world, tokenizer,
                  base_dir=cfg.base or zero_meta.get("parent") or "out/base", suite_name=suite_name, tasks=tasks,
                  rng=random.Random(args.seed), sampler=torch.Generator(device=device).manual_seed(args.seed + rank),
-                 eval_sets={lang: heldout_problems(tasks, cfg.eval_problems, seed=args.seed, lang=lang)
+                 eval_sets={lang: heldout_problems(tasks, cfg.eval_problems, seed=args.seed, lang=lang, split="dev")
                             for lang in ("en", "zh")},
                  logger=JsonlLogger(out / "log.jsonl"))
 
@@ -212,8 +216,8 @@ def cold_start(run: R1Run):
 def reasoning_rl(run: R1Run):
     """GRPO from the cold-start model; reward: accuracy + format + language consistency."""
     model = load_stage(run, "cold_start")
-    reward_fn = partial(reasoning_rewards, lang_weight=run.cfg.lang_weight)
-    grpo_stage(run, model, "reasoning_rl", run.cfg.rl_steps, reward_fn, [], unfinished_state(run, "reasoning_rl"))
+    grpo_stage(run, model, "reasoning_rl", run.cfg.rl_steps, reasoning_reward(run.cfg), [],
+               unfinished_state(run, "reasoning_rl"))
     return model, {}
 
 
@@ -249,7 +253,7 @@ def final_rl(run: R1Run):
         with torch.no_grad(), autocast(device):
             return score_texts(rm, tokenizer, users, texts, device).float().tolist()
 
-    reward_fn = partial(all_scenario_rewards, lang_weight=cfg.lang_weight, score=score)
+    reward_fn = partial(all_scenario_rewards, lang_weight=cfg.lang_weight, score=score, reasoning=reasoning_reward(cfg))
     general_pool = general_prompts(max(200, cfg.final_steps * cfg.prompts_per_step), seed=run.args.seed, split="train")
     grpo_stage(run, model, "final_rl", cfg.final_steps, reward_fn, general_pool, state,
                extra_state={"reward_model": rm.state_dict(), "metrics": rm_metrics})
@@ -257,6 +261,12 @@ def final_rl(run: R1Run):
 
 
 STAGES = dict(zip(STAGE_NAMES, (cold_start, reasoning_rl, rejection_sft, final_rl)))
+
+
+def reasoning_reward(cfg: R1Config):
+    """The reward of a reasoning prompt in both RL stages: accuracy + format + language consistency (R1's), or
+    the function --reward names (docs/extending.md)."""
+    return load_reward(cfg.reward) if cfg.reward else partial(reasoning_rewards, lang_weight=cfg.lang_weight)
 
 
 # -- what the stages share ----------------------------------------------------------------------------------------

@@ -16,10 +16,12 @@ drop_uniform_groups (dynamic sampling: groups whose rewards are all equal carry 
 Departures: tiny scale (a ~1M-parameter model, ~100-token answers); the template is the shortened one
 in r1mini/formats.py.
 
-Logs per step (log.jsonl): reward, accuracy, format, length, steps_share, reflection, mixed_lang,
+Logs per step (log.jsonl): reward, accuracy, format, length, steps_share, reflection (words per reply),
+reflect_acc and plain_acc (the accuracy of replies with and without reflection), mixed_lang,
 mixed_groups, kl, clip_frac, entropy, t_gen, t_train, gen_tokens_per_s, train_tokens_per_s, tflops (training), mfu
-(on GPUs of known peak), peak_mem_mb; every eval_every steps held-out pass@1 (k samples at
-T=0.6, top-p 0.95) and a few samples in samples.jsonl. Rerun the same command to resume.
+(on GPUs of known peak), peak_mem_mb; every eval_every steps dev-split pass@1 (k samples at
+T=0.6, top-p 0.95) and a few samples in samples.jsonl; aha.jsonl keeps each step's first training reply that
+reflects and is right. Rerun the same command to resume.
 
     python train_zero.py                    # from out/base, writes out/zero
     python train_zero.py --preset toy       # seconds: out/toy/base -> out/toy/zero
@@ -46,7 +48,7 @@ from r1mini.distributed import is_main, print0, report_replicas_in_sync, setup_d
 from r1mini.evaluate import heldout_eval, heldout_problems
 from r1mini.formats import prompt_ids, stop_ids
 from r1mini.jsonl import JsonlLogger, write_jsonl
-from r1mini.rewards import load_reward, zero_rewards
+from r1mini.rewards import count_reflection_words, load_reward, zero_rewards
 from r1mini.rl import GRPOConfig, Policy, grpo_step, make_policy, resume_policy
 from r1mini.tasks import SUITES, draw_problems, task_set
 
@@ -55,20 +57,18 @@ from r1mini.tasks import SUITES, draw_problems, task_set
 class ZeroConfig(GRPOConfig):  # every GRPO option (r1mini/rl.py), then these
     # problems
     suite: str = ""  # task suite; "" means the one the base model was pretrained on
-    reward: str = ""  # "": accuracy + format (the paper's); module:function for your own (docs/extending.md)
     zh_share: float = 0.2  # share of prompts asked in Chinese
-    steps: int = 150
+    steps: int = 150  # GRPO steps, each a batch of rollouts
     # evaluation and bookkeeping
-    eval_every: int = 25
-    eval_problems: int = 25  # held-out problems per task (English prompts)
-    eval_k: int = 8
-    log_samples: int = 4
-    ckpt_every: int = 25
+    eval_every: int = 25  # steps between dev-split checks
+    eval_problems: int = 25  # dev-split problems per task (English prompts; eval.py tests on the test split)
+    eval_k: int = 8  # samples per dev problem (pass@1 averages them)
+    log_samples: int = 4  # dev completions written to samples.jsonl per check
+    ckpt_every: int = 25  # steps between checkpoints to resume from
     tasks: str = ""  # a JSONL task file (FILE.jsonl or FILE.jsonl:CHECKER) instead of the suite
 
-    RULES: ClassVar[dict] = {"suite": name_in(SUITES, allow_empty=True), "zh_share": SHARE,
-                             "log_samples": NON_NEGATIVE, "tasks": TASKS_FILE,
-                             "reward": (lambda v: v == "" or ":" in v, "'' or module:function")}
+    RULES: ClassVar[dict] = {"suite": name_in(SUITES, allow_empty=True, allow_import=True), "zh_share": SHARE,
+                             "log_samples": NON_NEGATIVE, "tasks": TASKS_FILE}
 
 
 PRESETS = {
@@ -97,14 +97,15 @@ class ZeroRun:
 
 def main(argv=None):
     cfg, args = parse_config(ZeroConfig, PRESETS, __doc__, argv, default_init="out/base", default_out="out/zero")
-    reward_fn = load_reward(cfg.reward) if cfg.reward else zero_rewards  # a wrong name fails before any work
+    seen = {}  # what the reward saw last: each step's replies, for aha.jsonl
+    reward_fn = keeping(load_reward(cfg.reward) if cfg.reward else zero_rewards, seen)  # a wrong name fails here
     device = pick_device(args.device)
     rank, world = setup_distributed(device)
     n_prompts = cfg.prompts_per_rank(world)  # whole groups stay on one rank: each rank draws its own prompts
     seed_everything(args.seed + rank)
     run = start(cfg, args, device, rank)
     out, policy, tokenizer = Path(args.out), run.policy, run.tokenizer
-    eval_set = heldout_problems(run.tasks, cfg.eval_problems, seed=args.seed)
+    eval_set = heldout_problems(run.tasks, cfg.eval_problems, seed=args.seed, split="dev")
     logger = JsonlLogger(out / "log.jsonl")
     print0(f"R1-Zero from {args.init} on {run.suite_name} ({', '.join(run.tasks)}): {cfg.prompts_per_step} prompts "
            f"x {cfg.group_size} samples per step, {cfg.steps} steps, device {device}, world {world}")
@@ -122,8 +123,10 @@ def main(argv=None):
                             stop_ids=stop_ids(tokenizer, chat=False), generator=run.sampler, out=out)
         run.step += 1
         metrics = {"step": run.step, **metrics}
+        if is_main():
+            log_aha(out / "aha.jsonl", run.step, seen)
 
-        # -- held-out check, log, checkpoint ----------------------------------------------------------------
+        # -- dev-split check, log, checkpoint ---------------------------------------------------------------
         if run.step % cfg.eval_every == 0 or run.step == cfg.steps:
             metrics.update(heldout_check(run, eval_set, out))
             print0(f"\nstep {run.step}: " + " ".join(f"{k}={v}" for k, v in metrics.items() if k != "step"))
@@ -159,9 +162,29 @@ def start(cfg: ZeroConfig, args, device: torch.device, rank: int) -> ZeroRun:
         restore_rngs(state, run.problem_rng, run.sampler)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        for f in ("log.jsonl", "samples.jsonl"):  # rows after the checkpoint (all rows: none) would appear twice
+        for f in ("log.jsonl", "samples.jsonl", "aha.jsonl"):  # rows after the checkpoint would appear twice
             JsonlLogger(out / f).drop_after(run.step if state is not None else -1)
     return run
+
+
+def keeping(reward_fn, seen: dict):
+    """reward_fn, keeping in `seen` what it was last given and the accuracy part of what it returned."""
+    def reward(completions, items):
+        rewards, parts = reward_fn(completions, items)
+        seen.update(completions=completions, items=items, accuracy=parts.get("accuracy"))
+        return rewards, parts
+    return reward
+
+
+def log_aha(path: Path, step: int, seen: dict) -> None:
+    """The step's first training reply (this rank's) that reflects ("wait", "let me check", ...) and is
+    right, if any, with its prompt: the candidates for the aha moment the report quotes (R1's Table 3)."""
+    accuracy = seen.get("accuracy") or []
+    for reply, problem, right in zip(seen.get("completions", []), seen.get("items", []), accuracy):
+        if right and count_reflection_words(reply):
+            write_jsonl(path, [{"step": step, "question": problem.question, "answer": problem.answer,
+                                "completion": reply}], append=True)
+            return
 
 
 def heldout_check(run: ZeroRun, problems: list, out: Path) -> dict:
@@ -179,7 +202,9 @@ def heldout_check(run: ZeroRun, problems: list, out: Path) -> dict:
         write_jsonl(out / "samples.jsonl", rows, append=True)
     k = cfg.eval_k
     return {"eval_pass@1": round(result["pass@1"], 4), f"eval_pass@{k}": round(result[f"pass@{k}"], 4),
-            "eval_format": round(result["format"], 4), "eval_steps_share": round(result["steps_share"], 4)}
+            "eval_format": round(result["format"], 4), "eval_steps_share": round(result["steps_share"], 4),
+            "eval_reflect_share": round(result["reflect_share"], 4),
+            "eval_reflect_acc": round(result["reflect_acc"], 4), "eval_plain_acc": round(result["plain_acc"], 4)}
 
 
 def save(run: ZeroRun, out: Path, metrics: dict) -> None:

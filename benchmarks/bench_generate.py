@@ -19,7 +19,7 @@ from r1mini.sampling import generate, sample_next  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("--model", default="cpu")
-p.add_argument("--vocab", type=int, default=774)  # the cpu preset's 768 BPE ranks + special tokens
+p.add_argument("--vocab", type=int, default=773)  # the cpu preset's 768 BPE ranks + 5 special tokens
 p.add_argument("--prompts", type=int, default=8)
 p.add_argument("--samples", type=int, default=8)
 p.add_argument("--prompt_len", type=int, default=40)

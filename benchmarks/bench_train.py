@@ -18,7 +18,7 @@ p = argparse.ArgumentParser()
 p.add_argument("--presets", default="toy,cpu")
 p.add_argument("--batch", type=int, default=16)
 p.add_argument("--steps", type=int, default=5)
-p.add_argument("--vocab", type=int, default=774)
+p.add_argument("--vocab", type=int, default=773)  # the cpu preset's 768 BPE ranks + 5 special tokens
 p.add_argument("--threads", type=int, default=2)
 p.add_argument("--device", default="cpu")
 args = p.parse_args()

@@ -18,6 +18,7 @@ import torch
 
 from r1mini.distributed import is_main, print0, unwrap
 from r1mini.hf import load_pretrained
+from r1mini.jsonl import dumps
 from r1mini.model import ModelConfig, Transformer
 from r1mini.tokenizer import Tokenizer
 
@@ -150,7 +151,7 @@ def atomic_save(obj, path: str | Path) -> None:
 def atomic_write_json(obj, path: str | Path) -> None:
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False), encoding="utf-8")
+    tmp.write_text(dumps(obj, indent=2), encoding="utf-8")  # strict JSON: NaN as null
     os.replace(tmp, path)
 
 

@@ -2,15 +2,20 @@
 line that fills it (`--preset`, `--out`, `--init`, `--device`, `--seed`, and `--key value` for every field).
 
 A config class lists what its fields must be in a RULES table beside the fields; a field it does not name
-must be > 0 if an int, >= 0 if a float, and every float must be finite. `validate` runs in the dataclass's
-__post_init__, so a bad value fails where the config is made, from a script's flags or from Python."""
+must be > 0 if an int, >= 0 if a float (the common case: a size, a count, a weight), and every float must be
+finite. `validate` runs in the dataclass's __post_init__, so a bad value fails where the config is made, from a
+script's flags or from Python. Adding a field: docs/extending.md.
+
+A few fields name code of your own as `module:name` (--reward, --suite, --agg); `import_named` imports it."""
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import inspect
 import io
 import math
+import os
 import sys
 import tokenize
 
@@ -29,10 +34,37 @@ def one_of(*options):
     return (lambda v: v in options, "one of " + ", ".join(map(repr, options)))
 
 
-def name_in(names, allow_empty: bool = False):
+def name_in(names, allow_empty: bool = False, allow_import: bool = False):
     """A name from `names` (a suite, a model preset); with allow_empty, "" too, meaning "the default one"
-    (e.g. the suite the base model was trained on)."""
-    return (lambda v: (allow_empty and v == "") or v in names, "one of " + ", ".join(names))
+    (e.g. the suite the base model was trained on); with allow_import, your own as module:name."""
+    text = "one of " + ", ".join(map(str, names)) + (", or module:name" if allow_import else "")
+    return (lambda v: (allow_empty and v == "") or v in names or (allow_import and importable(v)), text)
+
+
+def importable(spec: str) -> bool:
+    """Does spec have the shape module:name (not whether that module exists)?"""
+    module, _, name = spec.partition(":")
+    return bool(module) and name.isidentifier()
+
+
+def import_named(spec: str, flag: str):
+    """The object that `module:name` names: your own code (a reward, a task suite, a GRPO aggregation) in a
+    module on the Python path, as `import` finds it, the working directory first (e.g. my_rewards:short for
+    my_rewards.py beside the command). SystemExit naming the flag when it is not there."""
+    module_name, _, name = spec.partition(":")
+    if not importable(spec):
+        raise SystemExit(f"{flag} must be module:name, e.g. my_rewards:short_and_right; got {spec!r}")
+    sys.path.insert(0, os.getcwd())  # a module beside the command, as `python -m` would find it
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        raise SystemExit(f"{flag} {spec}: no module {e.name!r} on the Python path (run from the folder that "
+                         f"holds {module_name.replace('.', '/')}.py, or set PYTHONPATH)") from None
+    finally:
+        sys.path.remove(os.getcwd())
+    if not hasattr(module, name):
+        raise SystemExit(f"{flag} {spec}: {module.__file__} has no {name!r}")
+    return getattr(module, name)
 
 
 class ConfigError(ValueError):
@@ -44,27 +76,37 @@ class ConfigError(ValueError):
 def validate(config) -> None:
     """ConfigError naming the field, for a value no run can use. Rules come from the RULES tables of the
     config's class and its bases."""
-    rules = field_rules(type(config))
+    rules, own = field_rules(type(config)), _own_rules(type(config))
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         if type(value) is float and not math.isfinite(value):
             raise ConfigError(f.name, f"must be a finite number, got {value}")
         rule = rules.get(f.name)
         if rule is not None and not rule[0](value):
-            raise ConfigError(f.name, f"must be {rule[1]}, got {value!r}")
+            why = ""
+            if f.name not in own and value == f.default:  # a new field whose own default breaks the default rule
+                why = (f" (its default; an {type(value).__name__} field that RULES does not name must be {rule[1]}: "
+                       f"give it a RULES entry, see docs/extending.md)")
+            raise ConfigError(f.name, f"must be {rule[1]}, got {value!r}{why}")
 
 
 def field_rules(config_cls) -> dict[str, tuple]:
     """Each field's rule: from the RULES tables of the class and its bases, else the default of its declared
     type (an int > 0, a float >= 0); none for strings and booleans."""
-    rules = {}
-    for cls in reversed(config_cls.__mro__):
-        rules.update(vars(cls).get("RULES", {}))
+    rules = _own_rules(config_cls)
     defaults = {"int": POSITIVE, "float": NON_NEGATIVE}
     for f in dataclasses.fields(config_cls):
         declared = f.type if isinstance(f.type, str) else f.type.__name__  # the field's type, not the value's
         if f.name not in rules and declared in defaults:
             rules[f.name] = defaults[declared]
+    return rules
+
+
+def _own_rules(config_cls) -> dict[str, tuple]:
+    """The rules the RULES tables of the class and its bases name."""
+    rules = {}
+    for cls in reversed(config_cls.__mro__):
+        rules.update(vars(cls).get("RULES", {}))
     return rules
 
 

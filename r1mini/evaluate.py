@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass
 from math import comb
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -16,7 +17,7 @@ from r1mini.memory import generation_batch
 from r1mini.rewards import (accuracy_reward, count_reflection_words, extract_answer, format_reward,
                             is_step_by_step, language_consistency, reasoning_text, reply_format_reward)
 from r1mini.sampling import generate
-from r1mini.tasks import FileTask, Problem, Task
+from r1mini.tasks import FileTask, Problem, Task, get_task
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -29,13 +30,16 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - comb(n - c, k) / comb(n, k)
 
 
-def majority_vote(answers: list[str | None]) -> str | None:
-    """The most common non-empty answer; ties go to the one that appeared first."""
-    counts = Counter(a for a in answers if a)
+def majority_vote(answers: list[str | None], key=None) -> str | None:
+    """The most common non-empty answer; ties go to the one that appeared first. With `key` (a function of an
+    answer), answers with the same key are one vote (Task.normalize: 0579 and 579), and the first answer
+    of the winning key is returned."""
+    key = key or (lambda a: a)
+    counts = Counter(key(a) for a in answers if a)
     if not counts:
         return None
     best = max(counts.values())
-    return next(a for a in answers if a and counts[a] == best)
+    return next(a for a in answers if a and counts[key(a)] == best)
 
 
 @dataclass
@@ -68,18 +72,43 @@ def sample_completions(model, tokenizer, problems: list[Problem], k: int, *, tem
             for j, p in enumerate(problems)]
 
 
+def bootstrap_ci(values, minus=None, paired: bool = True, level: float = 0.95, n_boot: int = 2000,
+                 seed: int = 0) -> list[float]:
+    """A percentile-bootstrap interval (95% by default) for the mean of per-problem values, resampling the
+    problems. With `minus`, for mean(values) - mean(minus): paired (the same problems, resampled together,
+    e.g. two checkpoints on one eval set) or not (two independent samples, e.g. the first and last steps of a
+    training curve). [nan, nan] without values."""
+    a = np.asarray(values, dtype=float)
+    b = None if minus is None else np.asarray(minus, dtype=float)
+    if len(a) == 0 or (b is not None and len(b) == 0):
+        return [float("nan"), float("nan")]
+    if b is not None and paired and len(b) != len(a):
+        raise ValueError(f"a paired interval needs values of the same problems, got {len(a)} and {len(b)}")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(a), (n_boot, len(a)))
+    means = a[idx].mean(axis=1)
+    if b is not None:
+        means = means - b[idx if paired else rng.integers(0, len(b), (n_boot, len(b)))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return [float(lo), float(hi)]
+
+
 def score(samples: list[Sampled], k: int, chat: bool = False) -> dict:
     """pass@1 (mean over the k samples), pass@k, cons@k, format rate, language consistency of the
-    reasoning with the prompt's language, mean length (tokens) and accuracy split by style."""
+    reasoning with the prompt's language, mean length (tokens), and accuracy split by style (step by step or
+    direct) and by reflection (replies with a reflection word, "reflect", or without, "plain"). pass@1 and
+    cons@k come with 95% bootstrap intervals over problems ("pass@1_ci") and their per-problem values
+    ("per_problem"), which a paired comparison of two checkpoints on the same problems needs."""
     rows = {"pass@1": [], f"pass@{k}": [], f"cons@{k}": [], "format": [], "length": [], "chars": [],
             "reflection": [], "lang_consistency": []}
     fmt = reply_format_reward if chat else format_reward
-    by_style = {"steps": [0, 0], "direct": [0, 0]}
+    by_style = {"steps": [0, 0], "direct": [0, 0], "reflect": [0, 0], "plain": [0, 0]}  # [replies, right ones]
     for s in samples:
         correct = [accuracy_reward(c, s.problem) for c in s.completions]
         rows["pass@1"].append(sum(correct) / len(correct))
         rows[f"pass@{k}"].append(pass_at_k(len(correct), int(sum(correct)), k))
-        vote = majority_vote([extract_answer(c) for c in s.completions])
+        task = get_task(s.problem.task)
+        vote = majority_vote([extract_answer(c) for c in s.completions], key=lambda a: task.normalize(a, s.problem))
         rows[f"cons@{k}"].append(float(vote is not None and accuracy_reward(f"<answer>{vote}</answer>", s.problem) > 0))
         for c, ok, n in zip(s.completions, correct, s.lengths or [None] * len(correct)):
             rows["format"].append(fmt(c))
@@ -87,24 +116,53 @@ def score(samples: list[Sampled], k: int, chat: bool = False) -> dict:
             rows["length"].append(len(c) if n is None else n)  # tokens when known, else characters
             rows["chars"].append(len(c))
             rows["reflection"].append(count_reflection_words(c))
-            style = by_style["steps" if is_step_by_step(c) else "direct"]
-            style[0] += 1
-            style[1] += ok
+            reflects = count_reflection_words(c) > 0
+            for style in (by_style["steps" if is_step_by_step(c) else "direct"],
+                          by_style["reflect" if reflects else "plain"]):
+                style[0] += 1
+                style[1] += ok
     result = {name: sum(v) / max(1, len(v)) for name, v in rows.items()}
-    n_all = sum(n for n, _ in by_style.values())
-    for name, (n, c) in by_style.items():
+    per_problem = {name: rows[name] for name in ("pass@1", f"cons@{k}")}
+    per_problem["lang_consistency"] = [sum(lang) / len(lang) for lang in _chunks(rows["lang_consistency"], samples)]
+    for name in ("pass@1", f"cons@{k}"):
+        result[f"{name}_ci"] = bootstrap_ci(per_problem[name])
+    n_all = len(rows["format"])
+    for name, (n, c) in by_style.items():  # steps_share, steps_acc, ..., reflect_share, reflect_acc, plain_acc
         result[f"{name}_share"] = n / max(1, n_all)
         result[f"{name}_acc"] = c / n if n else float("nan")
+    result["per_problem"] = per_problem
     return result
 
 
-def heldout_problems(tasks: dict[str, Task], n: int, seed: int, lang: str = "en") -> list[Problem]:
-    """n held-out problems per task, the same ones for every model evaluated with this seed (a JSONL file's: its
-    first n held-out problems in that language, none when it has none)."""
-    rng = random.Random(seed)
-    return [p for task in tasks.values()
-            for p in (task.heldout(n, lang) if isinstance(task, FileTask) else
-                      [task.sample(rng, "test", lang) for _ in range(n)])]
+def _chunks(values: list, samples: list[Sampled]) -> list[list]:
+    """values, one per completion, cut into one list per problem."""
+    out, i = [], 0
+    for s in samples:
+        out.append(values[i:i + len(s.completions)])
+        i += len(s.completions)
+    return out
+
+
+EVAL_LANGS = ("en", "zh")
+
+
+def heldout_problems(tasks: dict[str, Task], n: int, seed: int, lang: str = "en", *, split: str) -> list[Problem]:
+    """n problems per task from `split`: "dev" for what a stage watches while it trains, "test" for the final
+    evaluation (eval.py), nothing else. The same ones for every model evaluated with this seed, all different,
+    and different across languages: each language takes its own slice of one draw without replacement. A JSONL
+    file's (FileTask): its first n problems of the split in that language, none when it has none."""
+    if split not in ("dev", "test"):
+        raise ValueError(f"held-out problems come from the dev or the test split, not {split!r}")
+    slot = EVAL_LANGS.index(lang)
+    problems = []
+    for task in tasks.values():
+        if isinstance(task, FileTask):
+            problems += task.heldout(n, lang, split)
+            continue
+        rng = random.Random(f"{seed}:{task.name}")
+        for data in task.distinct(rng, split, n * len(EVAL_LANGS))[slot * n:(slot + 1) * n]:
+            problems.append(task.problem(data, lang, rng))
+    return problems
 
 
 def heldout_eval(model, tokenizer, eval_sets: dict[str, list[Problem]], *, k: int, max_new_tokens: int,
@@ -128,15 +186,17 @@ def evaluate_model(model, tokenizer, tasks: dict[str, Task], *, chat: bool, n_pr
                    langs: tuple[str, ...] = ("en", "zh"), temperature: float = 0.6, top_p: float = 0.95,
                    max_new_tokens: int = 160, batch_size: int = 128, seed: int = 0) -> dict[str, dict]:
     """Every task as a benchmark named by its label (add-3d, mul-3x1, ...): n_problems held-out problems
-    per language, k samples each; the sampled metrics of score() pooled over languages, greedy accuracy
-    (one sample at temperature 0), and the same per language under "by_lang". Under torchrun the problems
+    per language, k samples each; the sampled metrics of score() pooled over languages (with 95% intervals
+    and per-problem values), greedy accuracy (one sample at temperature 0), the same per language under
+    "by_lang", and the problems in order ("problems": language and canonical key), so that two checkpoints'
+    per-problem values can be paired. Under torchrun the problems
     are striped over the ranks (each its own sampling seed) and every rank gets the whole result."""
     rank = rank_and_world()[0]
     results = {}
     for task in tasks.values():
         pooled, pooled_greedy, by_lang = [], [], {}
         for lang in langs:
-            problems = heldout_problems({task.name: task}, n_problems, seed=seed, lang=lang)
+            problems = heldout_problems({task.name: task}, n_problems, seed=seed, lang=lang, split="test")
             common = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed + rank, chat=chat)
             samples = map_striped(lambda ps: sample_completions(
                 model, tokenizer, ps, k, temperature=temperature, top_p=top_p, progress=f"{task.label} {lang}",
@@ -147,8 +207,14 @@ def evaluate_model(model, tokenizer, tasks: dict[str, Task], *, chat: bool, n_pr
             pooled += samples
             pooled_greedy += greedy
         results[task.label] = {**score(pooled, k, chat), "greedy": score(pooled_greedy, 1, chat)["pass@1"],
-                               "by_lang": by_lang}
+                               "by_lang": by_lang, "problems": [f"{s.problem.lang}:{task.key(s.problem.data)}"
+                                                                for s in pooled]}
     return results
+
+
+def interval(ci: list[float]) -> str:
+    """[lo, hi] with two decimals, as the tables print a 95% interval."""
+    return f"[{ci[0]:.2f}, {ci[1]:.2f}]"
 
 
 def markdown_table(header: list[str], rows: list[list]) -> str:

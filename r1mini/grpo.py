@@ -23,7 +23,9 @@ Options, and which are the papers' defaults:
 - aggregation, `agg`: "seq-mean" is the 1/G sum_i 1/|o_i| sum_t of eq. 1 (the default); "token-mean" sums
   over all tokens of the batch and divides by their number, so long completions are not down-weighted
   (DAPO, Yu et al. 2025); "constant" divides the sum by B * max_len, a constant (Dr. GRPO), which removes
-  the length bias of 1/|o_i| altogether.
+  the length bias of 1/|o_i| altogether. Each is one entry of the AGGREGATIONS table, which grpo_loss, the
+  gradient accumulation (aggregation_count) and the --agg flag all read; add your own there, or name it on
+  the command line as module:name (docs/extending.md, a GRPO variant).
 - clipping: `clip_eps` is the papers' symmetric eps; `clip_eps_high` > clip_eps raises only the upper bound
   ("clip-higher", DAPO: 0.2 / 0.28), so unlikely tokens with A > 0 can grow more and entropy lasts longer.
 - KL: `kl_coef` is beta. DeepSeekMath used beta = 0.04; our default 0.0 drops the term (as DAPO and Dr. GRPO
@@ -31,10 +33,30 @@ Options, and which are the papers' defaults:
 """
 from __future__ import annotations
 
+from typing import Callable, NamedTuple
+
 import torch
 import torch.nn.functional as F
 
-AGGREGATIONS = ("seq-mean", "token-mean", "constant")
+
+class Aggregation(NamedTuple):
+    """How grpo_loss turns the per-token objective into J: total(objective, mask) / count(mask, max_len), both
+    (B, T) float tensors, the objective zero outside the mask. The count alone weights each micro-batch of a
+    gradient accumulation by its share of the whole batch's count, so the accumulated update is the whole
+    batch's: it must add up over rows (a sum, not a mean or a max)."""
+    total: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    count: Callable[[torch.Tensor, int], torch.Tensor]
+
+
+AGGREGATIONS: dict[str, Aggregation] = {
+    # 1/G sum_i 1/|o_i| sum_t (DeepSeekMath / R1); a row without response tokens is not counted
+    "seq-mean": Aggregation(lambda obj, m: (obj.sum(dim=1) / m.sum(dim=1).clamp(min=1)).sum(),
+                            lambda m, max_len: (m.sum(dim=1) > 0).sum()),
+    # sum over all tokens / number of tokens (DAPO)
+    "token-mean": Aggregation(lambda obj, m: obj.sum(), lambda m, max_len: m.sum()),
+    # sum / (B * max_len), a constant (Dr. GRPO)
+    "constant": Aggregation(lambda obj, m: obj.sum(), lambda m, max_len: torch.tensor(m.shape[0] * max_len)),
+}
 
 
 def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "std") -> torch.Tensor:
@@ -95,12 +117,8 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor
         kl = torch.zeros_like(logp)
     objective = (surrogate - kl_coef * kl) * m
 
-    if agg == "seq-mean":  # 1/G sum_i 1/|o_i| sum_t (DeepSeekMath / R1)
-        J = (objective.sum(dim=1) / m.sum(dim=1).clamp(min=1)).sum() / aggregation_count(mask, agg).clamp(min=1)
-    elif agg == "token-mean":  # sum over all tokens / number of tokens (DAPO)
-        J = objective.sum() / aggregation_count(mask, agg).clamp(min=1)
-    else:  # sum / (B * max_len), a constant (Dr. GRPO)
-        J = objective.sum() / (aggregation_count(mask, agg) * max_len)
+    aggregation = AGGREGATIONS[agg]
+    J = aggregation.total(objective, m) / aggregation.count(m, max_len).clamp(min=1)  # an empty batch: J = 0
     loss = -J
 
     with torch.no_grad():
@@ -114,17 +132,12 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor
     return loss, dict(zip(names, values))
 
 
-def aggregation_count(mask: torch.Tensor, agg: str) -> torch.Tensor:
+def aggregation_count(mask: torch.Tensor, agg: str, max_len: int | None = None) -> torch.Tensor:
     """What an aggregation divides the summed objective by, for a (B, T) response mask: the number of
     non-empty sequences (seq-mean, after each is averaged over its tokens), of response tokens
-    (token-mean) or of rows (constant, times max_len). Gradient accumulation weights a micro-batch's loss
-    by its count over the whole batch's, so that the accumulated update is the whole batch's."""
-    active = mask != 0
-    if agg == "seq-mean":
-        return active.any(dim=1).sum()
-    if agg == "token-mean":
-        return active.sum()
-    return torch.tensor(mask.shape[0])
+    (token-mean) or B * max_len (constant). Gradient accumulation weights a micro-batch's loss by its count
+    over the whole batch's, so that the accumulated update is the whole batch's."""
+    return AGGREGATIONS[agg].count((mask != 0).float(), mask.shape[1] if max_len is None else max_len)
 
 
 def sequence_logprobs(model: torch.nn.Module, input_ids: torch.Tensor,
@@ -179,7 +192,7 @@ def _check_loss_inputs(logp, old_logp, ref_logp, advantages, mask, clip_eps, cli
     if clip_eps < 0 or (clip_eps_high is not None and clip_eps_high < 0):
         raise ValueError(f"clip_eps and clip_eps_high must be >= 0, got {clip_eps}, {clip_eps_high}")
     if agg not in AGGREGATIONS:
-        raise ValueError(f"unknown aggregation {agg!r}; choose one of {AGGREGATIONS}")
+        raise ValueError(f"unknown aggregation {agg!r}; choose one of {tuple(AGGREGATIONS)}")
     if max_len is not None and max_len < 1:
         raise ValueError(f"max_len must be >= 1, got {max_len}")
 

@@ -3,16 +3,33 @@ the append-only training logs (log.jsonl, samples.jsonl) that a notebook or a pl
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
 from r1mini.distributed import is_main
 
 
+def dumps(obj, **kwargs) -> str:
+    """json.dumps, strict: a NaN or an infinity (an undefined mean, a loss that blew up) is written null, as
+    strict JSON parsers require, instead of Python's bare NaN."""
+    return json.dumps(_finite(obj), ensure_ascii=False, allow_nan=False, **kwargs)
+
+
+def _finite(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def write_jsonl(path: str | Path, rows, append: bool = False) -> None:
     with open(path, "a" if append else "w", encoding="utf-8") as f:
         for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            f.write(dumps(row) + "\n")
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
@@ -49,7 +66,7 @@ class JsonlLogger:
     def log(self, row: dict) -> None:
         if is_main():
             with open(self.path, "a", encoding="utf-8") as f:
-                f.write(json.dumps({**row, "time": round(time.time() - self.start, 2)}, ensure_ascii=False) + "\n")
+                f.write(dumps({**row, "time": round(time.time() - self.start, 2)}) + "\n")
 
     def drop_after(self, step: int, **match) -> None:
         """On resume: forget the rows logged after the checkpoint's step, since those steps run again (only the

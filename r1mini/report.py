@@ -12,12 +12,13 @@ import sys
 from pathlib import Path
 
 from r1mini.checkpoint import atomic_write_json
-from r1mini.evaluate import markdown_table
+from r1mini.evaluate import bootstrap_ci, interval, markdown_table
 
 # (row name, checkpoint directory under OUT)
 ROWS = [("base", "base"), ("R1-Zero", "zero"), ("R1 cold start", "r1/cold_start"),
         ("R1 reasoning RL", "r1/reasoning_rl"), ("R1 rejection SFT", "r1/rejection_sft"),
-        ("R1 final RL", "r1/final_rl"), ("student distilled", "student"), ("student RL-only", "student_zero")]
+        ("R1 final RL", "r1/final_rl"), ("student base", "student_base"), ("student distilled", "student"),
+        ("student RL-only", "student_zero")]
 CURVES = ("reward", "accuracy", "length", "reflection")
 
 
@@ -47,44 +48,92 @@ def summary_row(results: dict, k: int) -> dict:
     return row
 
 
-def curve(rows: list[dict], key: str, window: int = 10) -> tuple[float, float]:
-    """Mean of `key` over the first and the last `window` logged steps."""
-    values = [r[key] for r in rows if key in r and "step" in r and r["step"] > 0]
-    return mean(values[:window]), mean(values[-window:])
+def per_problem(results: dict, k: int) -> dict[str, list]:
+    """One checkpoint's per-problem values over every benchmark (each has as many problems, so their mean is
+    the mean over benchmarks), and which problems they are: what a paired interval needs. Per benchmark too."""
+    out = {"problems": [], "pass@1": [], "cons": [], "lang zh": []}
+    for bench, r in results.items():
+        values = r.get("per_problem", {})
+        out["problems"] += [f"{bench}:{key}" for key in r.get("problems", [])]
+        out["pass@1"] += values.get("pass@1", [])
+        out["cons"] += values.get(f"cons@{k}", [])
+        out[f"{bench} pass@1"] = values.get("pass@1", [])
+        out["lang zh"] += r.get("by_lang", {}).get("zh", {}).get("per_problem", {}).get("lang_consistency", [])
+    return out
 
 
-def findings(table: dict[str, dict], zero_log: list[dict], k: int) -> list[dict]:
-    """The paper's expected signatures, each measured: claim, the numbers, and whether it held here."""
+def curve(rows: list[dict], key: str, window: int = 10) -> tuple[list[float], list[float]]:
+    """The values of `key` over the first and the last `window` logged steps."""
+    values = [r[key] for r in rows if r.get(key) is not None and "step" in r and r["step"] > 0]
+    return values[:window], values[-window:]
+
+
+def verdict(ci: list[float], margin: float = 0.0) -> str:
+    """A claim that A > B - margin, decided on the 95% interval of A - B: "reproduced" when the whole interval
+    is above -margin, "reversed" (margin 0) or "not reproduced" when it is all below, else "within noise"."""
+    lo, hi = ci
+    if lo != lo or hi != hi:  # NaN: nothing to decide on
+        return "not measured"
+    if lo > -margin:
+        return "reproduced"
+    if hi < -margin:
+        return "reversed" if margin == 0 else "not reproduced"
+    return "within noise"
+
+
+def findings(table: dict[str, dict], per: dict[str, dict], zero_log: list[dict], k: int) -> list[dict]:
+    """The paper's expected signatures, each measured and decided on a 95% bootstrap interval of the
+    difference: between two checkpoints, paired over the same held-out problems; between the first and last
+    ten R1-Zero steps, unpaired."""
     out = []
 
-    def add(claim: str, held: bool, detail: str):
-        out.append({"claim": claim, "held": bool(held), "detail": detail})
-    get = lambda name, col: table.get(name, {}).get(col, float("nan"))  # noqa: E731
-    if "base" in table and "R1-Zero" in table:
-        b, z = get("base", "pass@1"), get("R1-Zero", "pass@1")
-        add("R1-Zero raises pass@1 over the base model", z > b + 0.05, f"{b:.3f} -> {z:.3f}")
+    def add(claim: str, a: list, b: list, detail: str, margin: float = 0.0, paired: bool = True, need=True):
+        ci = bootstrap_ci(a, minus=b, paired=paired)
+        v = verdict(ci, margin) if need else "not reproduced"
+        out.append({"claim": claim, "verdict": v, "held": v == "reproduced", "detail": detail,
+                    "difference": mean(a) - mean(b), "interval": ci})
+
+    def compare(claim: str, a: str, b: str, col: str = "pass@1", margin: float = 0.0, need=True):
+        if a in per and b in per and per[a]["problems"] == per[b]["problems"]:
+            add(claim, per[a][col], per[b][col], f"{b} {mean(per[b][col]):.3f} -> {a} {mean(per[a][col]):.3f}",
+                margin, need=need)
+    compare("R1-Zero raises pass@1 over the base model", "R1-Zero", "base")
     if zero_log:
         first, last = curve(zero_log, "length")
-        add("R1-Zero's responses grow longer during RL", last > first, f"{first:.1f} -> {last:.1f} tokens")
+        add("R1-Zero's responses grow longer during RL", last, first,
+            f"{mean(first):.1f} -> {mean(last):.1f} tokens, first and last 10 steps", paired=False)
         first, last = curve(zero_log, "reflection")
-        add("reflection words increase during RL", last > first, f"{first:.3f} -> {last:.3f} per response")
-    if "R1-Zero" in table and "R1 final RL" in table:
-        z, r = get("R1-Zero", "lang zh"), get("R1 final RL", "lang zh")
-        add("R1 fixes language mixing (consistency on Chinese prompts)", r > z + 0.1 and r > 0.9, f"{z:.3f} -> {r:.3f}")
-        z, r = get("R1-Zero", "pass@1"), get("R1 final RL", "pass@1")
-        add("R1 keeps or beats R1-Zero's accuracy", r >= z - 0.02, f"{z:.3f} -> {r:.3f}")
+        add("reflection words increase during RL", last, first,
+            f"{mean(first):.3f} -> {mean(last):.3f} per response, first and last 10 steps", paired=False)
+    final_lang = table.get("R1 final RL", {}).get("lang zh", float("nan"))
+    compare("R1 fixes language mixing (consistency on Chinese prompts, to above 0.9)", "R1 final RL", "R1-Zero",
+            "lang zh", need=final_lang > 0.9)
+    compare("R1 keeps or beats R1-Zero's accuracy (within 0.02)", "R1 final RL", "R1-Zero", margin=0.02)
+    if "R1 final RL" in table:  # the R1 RL stages, on the benchmark R1 finds hardest
+        hardest = min((c for c in table["R1 final RL"] if c.endswith(" pass@1") and c != "pass@1"),
+                      key=lambda c: table["R1 final RL"][c])
+        compare(f"R1's reasoning RL raises {hardest} over the cold start", "R1 reasoning RL", "R1 cold start", hardest)
+        compare(f"R1's final RL raises {hardest} over rejection SFT", "R1 final RL", "R1 rejection SFT", hardest)
     # majority voting can only help a model that is sometimes right: checkpoints at pass@1 0 are left out
-    names = [n for n in table if n != "base" and get(n, "pass@1") > 0]
-    wins = [n for n in names if get(n, f"cons@{k}") > get(n, "pass@1")]
-    zero = [n for n in table if n not in names and n != "base"]
-    add(f"cons@{k} beats pass@1", bool(names) and len(wins) == len(names),
-        f"{len(wins)} of the {len(names)} trained checkpoints with pass@1 > 0"
-        + (f"; not: {', '.join(n for n in names if n not in wins)}" if len(wins) < len(names) else "")
-        + (f"; at pass@1 0: {', '.join(zero)}" if zero else ""))
-    if "student distilled" in table and "student RL-only" in table:
-        d, r = get("student distilled", "pass@1"), get("student RL-only", "pass@1")
-        add("distillation beats RL alone on the student", d > r, f"distilled {d:.3f} vs RL-only {r:.3f}")
+    names = [n for n in per if n not in ("base", "student base") and table[n]["pass@1"] > 0]
+    if names:
+        verdicts = {n: verdict(bootstrap_ci(per[n]["cons"], minus=per[n]["pass@1"])) for n in names}
+        counts = {v: sum(x == v for x in verdicts.values()) for v in sorted(set(verdicts.values()))}
+        v = ("reproduced" if counts.get("reproduced") == len(names) else "reversed" if counts.get("reversed")
+             else "within noise")
+        out.append({"claim": f"cons@{k} beats pass@1", "verdict": v, "held": v == "reproduced",
+                    "detail": "; ".join(f"{c} of {len(names)} checkpoints: {v}" for v, c in counts.items()),
+                    "by_checkpoint": verdicts})
+    compare("distillation beats RL alone on the student", "student distilled", "student RL-only")
+    compare("RL alone improves the student over its base", "student RL-only", "student base")
     return out
+
+
+def aha_sample(zero_dir: Path) -> dict | None:
+    """The aha moment of the paper's Table 3, picked by code, not by hand: the latest training reply of R1-Zero
+    that reflects and is right (train_zero.py logs each step's first in aha.jsonl)."""
+    rows = load_jsonl(zero_dir / "aha.jsonl")
+    return rows[-1] if rows else None
 
 
 def plot(zero_log: list[dict], path: Path) -> bool:
@@ -100,7 +149,7 @@ def plot(zero_log: list[dict], path: Path) -> bool:
         ax.plot([r["step"] for r in rows], [r[key] for r in rows], lw=0.8, alpha=0.5, label="training rollouts")
         if key == "accuracy":
             evals = [r for r in zero_log if "eval_pass@1" in r]
-            ax.plot([r["step"] for r in evals], [r["eval_pass@1"] for r in evals], "o-", label="held-out pass@1")
+            ax.plot([r["step"] for r in evals], [r["eval_pass@1"] for r in evals], "o-", label="dev pass@1")
             ax.legend(fontsize=7)
         titles = {"length": "response length (tokens)", "reflection": "reflection words per response"}
         ax.set_title(titles.get(key, key))
@@ -113,7 +162,8 @@ def plot(zero_log: list[dict], path: Path) -> bool:
 
 TOY_CAVEAT = ("**The toy preset is a smoke test.** It checks that every stage runs and hands its checkpoint to "
               "the next, not the science: models of tens of thousands of parameters trained for seconds learn next to "
-              "nothing, so most findings below read NO. For results, run `bash speedrun.sh cpu` (the README gives "
+              "nothing, so most findings below are within noise or not reproduced. For results, run `bash "
+              "speedrun.sh cpu` (the README gives "
               "its time and what it measured).")
 
 
@@ -124,7 +174,7 @@ def load_meta(checkpoint: Path) -> dict:
 
 def report(out: str | Path) -> dict:
     out = Path(out)
-    table, k, params, hardware = {}, None, {}, ""
+    table, per, cis, k, params, hardware = {}, {}, {}, None, {}, ""
     for name, sub in ROWS:
         f = out / sub / "eval.json"
         if not f.exists():
@@ -132,6 +182,9 @@ def report(out: str | Path) -> dict:
         record = json.loads(f.read_text(encoding="utf-8"))
         k = record["config"]["k"]
         table[name] = summary_row(record["results"], k)
+        per[name] = per_problem(record["results"], k)
+        cis[name] = {f"{bench} {m}": r.get(f"{m}_ci") for bench, r in record["results"].items()
+                     for m in ("pass@1", f"cons@{k}")}
         model_cfg = json.loads((out / sub / "model.json").read_text()) if (out / sub / "model.json").exists() else {}
         params[name] = f"{model_cfg.get('n_layer', '?')}L/{model_cfg.get('n_embd', '?')}"
     if not table:
@@ -141,11 +194,15 @@ def report(out: str | Path) -> dict:
     if (out / "hardware.txt").exists():
         hardware = (out / "hardware.txt").read_text().strip()
     zero_log = load_jsonl(out / "zero" / "log.jsonl")
-    found = findings(table, zero_log, k)
+    found = findings(table, per, zero_log, k)
 
+    def cell(name: str, col: str) -> str:  # a value with its 95% interval, when the evaluation has one
+        ci = cis[name].get(col)
+        return f"{table[name][col]:.3f}" + (f" {interval(ci)}" if ci else "")
     benches = [c for c in next(iter(table.values())) if c.endswith(" pass@1") or c.endswith(f" cons@{k}")]
     header = ["model", "size"] + benches + ["format", "lang zh", "length"]
-    rows = [[name, params[name]] + [row.get(c, float("nan")) for c in header[2:-1]] + [f"{row['length']:.1f}"]
+    rows = [[name, params[name]] + [cell(name, c) for c in benches] + [row["format"], row["lang zh"],
+                                                                       f"{row['length']:.1f}"]
             for name, row in table.items()]
     md = ["# r1mini speedrun report", ""]
     if hardware:
@@ -153,19 +210,31 @@ def report(out: str | Path) -> dict:
     preset = load_meta(out / "base").get("preset")
     if preset == "toy":
         md += [TOY_CAVEAT, ""]
-    md += [f"Held-out problems, zero-shot; pass@1 is the mean over k = {k} samples at temperature 0.6, top-p 0.95; "
-           f"cons@{k} the majority vote; format the share of well-formed replies; lang zh the language "
-           f"consistency of the reasoning on Chinese prompts; length the mean response length in tokens.", "",
-           markdown_table(header, rows), "", "## The paper's findings, measured", ""]
-    md += [f"- {'yes' if f['held'] else 'NO'}: {f['claim']} ({f['detail']})" for f in found]
+    md += [f"Held-out test problems, zero-shot; pass@1 is the mean over k = {k} samples at temperature 0.6, top-p "
+           f"0.95; cons@{k} the majority vote over normalised answers; in brackets the 95% bootstrap interval over "
+           f"problems; format the share of well-formed replies; lang zh the language consistency of the reasoning "
+           f"on Chinese prompts; length the mean response length in tokens.", "",
+           markdown_table(header, rows), "", "## The paper's findings, measured", "",
+           "Each decided on the 95% bootstrap interval of the difference (paired over the same problems between "
+           "checkpoints): reproduced when the whole interval agrees with the claim, within noise when it holds "
+           "zero, reversed when it disagrees.", ""]
+    md += [f"- {f['verdict']}: {f['claim']} ({f['detail']}"
+           + (f"; difference {f['difference']:+.3f}, interval {interval(f['interval'])}" if "interval" in f else "")
+           + ")" for f in found]
+    aha = aha_sample(out / "zero")
+    md += ["", "## The aha moment (an R1-Zero training reply that reflects and is right, picked by code)", ""]
+    md += [f"Step {aha['step']}. Question: {aha['question']} (answer {aha['answer']})", "", "```",
+           aha["completion"], "```"] if aha else ["No training reply reflected and was right."]
     if zero_log:
-        md += ["", "## R1-Zero training (rollouts at temperature 1; held-out pass@1 at 0.6)", ""]
+        md += ["", "## R1-Zero training (rollouts at temperature 1; dev-split pass@1 at 0.6)", ""]
         steps = [r for r in zero_log if "reward" in r]
         every = max(1, len(steps) // 10)
         picked = steps[every - 1::every]
         evals = {r["step"]: r["eval_pass@1"] for r in zero_log if "eval_pass@1" in r}
-        md.append(markdown_table(["step"] + list(CURVES) + ["held-out pass@1"],
-                                 [[r["step"]] + [r[c] for c in CURVES] + [evals.get(r["step"], "")] for r in picked]))
+        cols = list(CURVES) + ["reflect_acc", "plain_acc"]
+        md.append(markdown_table(["step"] + cols + ["dev pass@1"],
+                                 [[r["step"]] + [r.get(c, "") if r.get(c) is not None else "" for c in cols]
+                                  + [evals.get(r["step"], "")] for r in picked]))
         if plot(zero_log, out / "zero_curves.png"):
             md += ["", "![R1-Zero curves](zero_curves.png)"]
     if times:
@@ -173,8 +242,8 @@ def report(out: str | Path) -> dict:
         md += ["", "## Wall time per stage", "",
                markdown_table(["stage", "seconds"], [[t[0], t[1]] for t in times] + [["total", f"{total:.0f}"]])]
     (out / "report.md").write_text("\n".join(md) + "\n", encoding="utf-8")
-    result = {"k": k, "preset": preset, "hardware": hardware, "table": table, "findings": found,
-              "times": {t[0]: float(t[1]) for t in times}}
+    result = {"k": k, "preset": preset, "hardware": hardware, "table": table, "intervals": cis, "findings": found,
+              "aha": aha, "times": {t[0]: float(t[1]) for t in times}}
     atomic_write_json(result, out / "report.json")
     return result
 

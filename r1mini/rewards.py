@@ -6,11 +6,10 @@ with no nested quantifiers, bounded input, no eval.
 """
 from __future__ import annotations
 
-import importlib
-import os
 import re
-import sys
+from functools import partial
 
+from r1mini.config import import_named
 from r1mini.tasks import Problem, get_task
 
 MAX_COMPLETION_CHARS = 20_000
@@ -82,8 +81,11 @@ def extract_answer(completion: str) -> str | None:
 
 
 def format_reward(completion: str) -> float:
-    """1.0 for exactly `<think>...</think><answer>non-empty</answer>` (whitespace around is fine), else 0.0."""
-    return 1.0 if parse_completion(completion) is not None else 0.0
+    """1.0 for exactly `<think>non-empty</think><answer>non-empty</answer>` (whitespace around is fine), else
+    0.0. An empty reasoning block is not the format: with it, a well-formed empty guess would earn as much
+    format reward as reasoning, and a small model drifts there (the format-only optimum)."""
+    parsed = parse_completion(completion)
+    return 1.0 if parsed is not None and parsed[0] else 0.0
 
 
 def accuracy_reward(completion: str, problem: Problem) -> float:
@@ -117,12 +119,14 @@ def language_counts(text: str) -> tuple[int, int]:
 
 def language_consistency(text: str, lang: str) -> float:
     """Share of the words of `text` that are in `lang` ("en" or "zh") among those in either language
-    (the R1 paper's language-consistency reward, §2.3.2). Text with no words of either counts as 1.0."""
+    (the R1 paper's language-consistency reward, §2.3.2). Text with no words of either (digits and symbols
+    only, or nothing) counts as 0.0: it is not written in the prompt's language, and an empty reasoning block
+    must not earn the language reward."""
     if lang not in ("en", "zh"):
         raise ValueError(f"lang must be 'en' or 'zh', got {lang!r}")
     en, zh = language_counts(text)
     if en + zh == 0:
-        return 1.0
+        return 0.0
     return (en if lang == "en" else zh) / (en + zh)
 
 
@@ -139,24 +143,12 @@ def zero_rewards(completions: list[str], problems: list[Problem]) -> tuple[list[
 
 
 def load_reward(spec: str):
-    """Your own reward function, named `module:function` (a module on the Python path, as `import` finds
-    it; e.g. `my_rewards:length_bonus` for my_rewards.py in the working directory). It takes what
-    zero_rewards takes and returns what it returns. The module is your code, imported; model output is never
-    executed."""
-    module_name, _, name = spec.partition(":")
-    if not module_name or not name:
-        raise SystemExit(f"--reward must be module:function, e.g. my_rewards:length_bonus; got {spec!r}")
-    sys.path.insert(0, os.getcwd())  # a module beside the command, as `python -m` would find it
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        raise SystemExit(f"--reward {spec}: no module {e.name!r} on the Python path (run from the folder that "
-                         f"holds {module_name.replace('.', '/')}.py, or set PYTHONPATH)") from None
-    finally:
-        sys.path.remove(os.getcwd())
-    fn = getattr(module, name, None)
+    """Your own reward function, named `module:function` (config.import_named; e.g. my_rewards:length_bonus
+    for my_rewards.py in the working directory). It takes what zero_rewards takes and returns what it returns.
+    The module is your code, imported; model output is never executed."""
+    fn = import_named(spec, "--reward")
     if not callable(fn):
-        raise SystemExit(f"--reward {spec}: {module.__file__} has no function {name!r}")
+        raise SystemExit(f"--reward {spec}: {spec.partition(':')[2]!r} is not a function")
     return fn
 
 
@@ -193,16 +185,17 @@ def general_rewards(replies: list[str], prompts: list[dict], score) -> tuple[lis
     return [s + f for s, f in zip(scores, fmt)], {"rm_score": scores, "plain_format": fmt}
 
 
-def all_scenario_rewards(replies: list[str], items: list, lang_weight: float,
-                         score) -> tuple[list[float], dict[str, list[float]]]:
-    """R1's final RL (§2.3.4) over a mix of reasoning problems (reasoning_rewards) and general prompts
-    (general_rewards); each reply's reward in its place, the parts of both."""
+def all_scenario_rewards(replies: list[str], items: list, lang_weight: float, score,
+                         reasoning=None) -> tuple[list[float], dict[str, list[float]]]:
+    """R1's final RL (§2.3.4) over a mix of reasoning problems (reasoning_rewards, or the `reasoning` reward
+    function given) and general prompts (general_rewards); each reply's reward in its place, the parts of both."""
+    reasoning = reasoning or partial(reasoning_rewards, lang_weight=lang_weight)
     is_problem = [isinstance(item, Problem) for item in items]
-    reasoning = [i for i, p in enumerate(is_problem) if p]
-    general = [i for i, p in enumerate(is_problem) if not p]
-    r_rewards, r_parts = reasoning_rewards([replies[i] for i in reasoning], [items[i] for i in reasoning], lang_weight)
-    g_rewards, g_parts = general_rewards([replies[i] for i in general], [items[i] for i in general], score)
+    r_rows = [i for i, p in enumerate(is_problem) if p]
+    g_rows = [i for i, p in enumerate(is_problem) if not p]
+    r_rewards, r_parts = reasoning([replies[i] for i in r_rows], [items[i] for i in r_rows])
+    g_rewards, g_parts = general_rewards([replies[i] for i in g_rows], [items[i] for i in g_rows], score)
     rewards = [0.0] * len(replies)
-    for i, r in zip(reasoning + general, r_rewards + g_rewards):
+    for i, r in zip(r_rows + g_rows, r_rewards + g_rewards):
         rewards[i] = r
     return rewards, {**r_parts, **g_parts}

@@ -19,11 +19,11 @@ from typing import ClassVar
 import torch
 
 from r1mini.checkpoint import resume
-from r1mini.config import NON_NEGATIVE, POSITIVE, TOP_P, one_of, validate
+from r1mini.config import NON_NEGATIVE, POSITIVE, TOP_P, import_named, importable, one_of, validate
 from r1mini.device import autocast, throughput
 from r1mini.distributed import accumulate, print0, rank_and_world, sum_over_ranks, training_forward
 from r1mini.filters import mixed_language
-from r1mini.grpo import (AGGREGATIONS, aggregation_count, entropy_from_logits, group_advantages, grpo_loss,
+from r1mini.grpo import (AGGREGATIONS, Aggregation, aggregation_count, entropy_from_logits, group_advantages, grpo_loss,
                          logprobs_from_logits)
 from r1mini.memory import micro_batch
 from r1mini.optim import apply_update, step_guard
@@ -39,30 +39,40 @@ class GRPOConfig:
     """The options of every GRPO stage (the papers' defaults unless said otherwise; see r1mini/grpo.py)."""
     prompts_per_step: int = 8  # all ranks together
     group_size: int = 8  # G completions per prompt
-    max_new_tokens: int = 128
+    max_new_tokens: int = 128  # the longest completion, in tokens (a longer one is cut off there)
     temperature: float = 1.0  # of the rollouts
-    top_p: float = 1.0
+    top_p: float = 1.0  # nucleus sampling of the rollouts; 1.0 samples the whole distribution
     lr: float = 1e-4  # 3e-4 collapsed one cpu R1-Zero run to accuracy 0 within 25 steps; 1e-4 climbed steadily
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
+    weight_decay: float = 0.0  # AdamW's
+    grad_clip: float = 1.0  # the gradient's global norm is clipped to this
     mu: int = 1  # updates per rollout batch
     minibatches: int = 1  # slices of the rollout batch per update
     micro_batch_size: int = 0  # rows per update chunk (memory); 0: what fits the device (all rows on the CPU)
-    clip_eps: float = 0.2
+    clip_eps: float = 0.2  # the ratio is clipped to [1 - clip_eps, 1 + clip_eps_high] (R1 eq. 1)
     clip_eps_high: float = 0.2  # > clip_eps: clip-higher (DAPO uses 0.28)
     kl_coef: float = 0.0  # beta; > 0 keeps a frozen reference model
     ref_reset_every: int = 50  # steps between reference resets (the paper: every 400)
-    agg: str = "seq-mean"  # seq-mean (GRPO), token-mean (DAPO), constant (Dr. GRPO)
+    agg: str = "seq-mean"  # seq-mean (GRPO), token-mean (DAPO), constant (Dr. GRPO), or module:name (your own)
     scale: str = "std"  # std (GRPO) or none (Dr. GRPO)
     drop_uniform_groups: bool = False  # dynamic sampling (DAPO): no update on groups whose rewards are all equal
     compile: bool = False  # torch.compile the training forward (dynamic shapes: rollout lengths vary)
+    reward: str = ""  # "": the stage's rule rewards, as the paper; module:function for your own (docs/extending.md)
     activation_checkpointing: bool = False  # recompute each block in backward: less memory (0.5B+ models), ~1/3 more compute
 
     RULES: ClassVar[dict] = {"top_p": TOP_P, "lr": POSITIVE, "grad_clip": POSITIVE, "micro_batch_size": NON_NEGATIVE,
-                             "agg": one_of(*AGGREGATIONS), "scale": one_of("std", "none")}
+                             "agg": (lambda v: v in AGGREGATIONS or importable(v),
+                                     "one of " + ", ".join(map(repr, AGGREGATIONS)) + ", or module:name"),
+                             "scale": one_of("std", "none"),
+                             "reward": (lambda v: v == "" or importable(v), "'' or module:function")}
 
     def __post_init__(self):
         validate(self)
+        if self.agg not in AGGREGATIONS:  # your own, module:name: it joins the table (docs/extending.md)
+            aggregation = import_named(self.agg, "--agg")
+            if not isinstance(aggregation, Aggregation):
+                raise SystemExit(f"--agg {self.agg}: must name an r1mini.grpo.Aggregation, got "
+                                 f"{type(aggregation).__name__}")
+            AGGREGATIONS[self.agg] = aggregation
 
     def prompts_per_rank(self, world: int) -> int:
         """Each rank's share of prompts_per_step under torchrun (whole groups stay on one rank)."""
@@ -286,8 +296,13 @@ def step_metrics(ro: Rollout, rewards: torch.Tensor, parts: dict[str, list[float
                       "reflection": [count_reflection_words(c) for c in ro.completions],
                       "mixed_lang": [mixed_language(c) for c in ro.completions],
                       "mixed_groups": mixed.tolist(), **{k: [] if v is None else [v] for k, v in update.items()}}
+    accuracy, reflection = parts.get("accuracy"), per_completion["reflection"]
+    if accuracy is not None and len(accuracy) == len(reflection):  # the accuracy of replies that reflect, and not
+        per_completion["reflect_acc"] = [a for a, r in zip(accuracy, reflection) if r]
+        per_completion["plain_acc"] = [a for a, r in zip(accuracy, reflection) if not r]
     sums = sum_over_ranks([x for v in per_completion.values() for x in (sum(v), len(v))], device)
-    metrics = {k: round(s / max(1, n), 4) for k, s, n in zip(per_completion, sums[::2], sums[1::2])}
+    metrics = {k: None if n == 0 and k.endswith("_acc") else round(s / max(1, n), 4)  # no reply of the kind: null
+               for k, s, n in zip(per_completion, sums[::2], sums[1::2])}
     train_rate = world * ro.ids.numel() * cfg.mu / max(t_train, 1e-6)  # forward + backward over the padded batch
     return {**metrics, "t_gen": round(t_gen, 2), "t_train": round(t_train, 2),
             "gen_tokens_per_s": round(world * sum(ro.lengths) / max(t_gen, 1e-6)),

@@ -13,8 +13,11 @@ Checking never executes model text. Integers are matched with an ASCII-only regu
 expressions are parsed with `ast` into a whitelist (integer literals, + - * /, parentheses) of bounded
 length and depth, then evaluated exactly with Fractions.
 
-Held-out problems: a problem belongs to the "test" split when a hash of its canonical key falls in the
-bottom `HELDOUT_PERCENT`; training draws reject those, so every evaluation is on unseen problems.
+Splits: a hash of a problem's canonical key puts it in "test" (HELDOUT_PERCENT of problems: the final
+evaluation, eval.py), "dev" (DEV_PERCENT: everything watched or tuned during training, the pretraining
+validation loss included) or "train" (the rest: the corpus, every RL prompt, every SFT example). Keys are
+canonical: one problem asked two ways (b + a for a + b, the countdown numbers in another order) has one key,
+so no test problem has a twin in any training path.
 """
 from __future__ import annotations
 
@@ -28,7 +31,11 @@ from pathlib import Path
 
 from r1mini.jsonl import numbered_rows
 
-HELDOUT_PERCENT = 10
+from r1mini.config import import_named
+
+HELDOUT_PERCENT = 10  # test
+DEV_PERCENT = 5
+SPLITS = ("train", "dev", "test")
 STYLES = ("direct", "steps", "reflect", "wrong")
 LANGS = ("en", "zh", "mixed")
 MAX_ANSWER_CHARS = 200
@@ -48,7 +55,8 @@ class Problem:
 
 def split_of(task: str, key: str) -> str:
     h = int.from_bytes(hashlib.sha256(f"{task}:{key}".encode()).digest()[:8], "big")
-    return "test" if h % 100 < HELDOUT_PERCENT else "train"
+    bucket = h % 100
+    return "test" if bucket < HELDOUT_PERCENT else "dev" if bucket < HELDOUT_PERCENT + DEV_PERCENT else "train"
 
 
 def parse_int(answer: str) -> int | None:
@@ -67,13 +75,33 @@ class Task:
     name = "task"
 
     def sample(self, rng: random.Random, split: str = "train", lang: str = "en") -> Problem:
-        if split not in ("train", "test"):
-            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         for _ in range(10_000):
             data = self.draw(rng)
             if split_of(self.name, self.key(data)) == split:
-                return Problem(self.name, self.question(data, lang, rng), lang, self.solve(data), data)
+                return self.problem(data, lang, rng)
         raise RuntimeError(f"{self.name}: no {split} problem found; is the problem space too small?")
+
+    def problem(self, data: dict, lang: str, rng: random.Random) -> Problem:
+        """The problem `data` holds, asked in lang (the wording drawn from rng)."""
+        return Problem(self.name, self.question(data, lang, rng), lang, self.solve(data), data)
+
+    def distinct(self, rng: random.Random, split: str, n: int) -> list[dict]:
+        """n problems of the split, all different (by canonical key): draws without replacement."""
+        seen, out, misses = set(), [], 0
+        while len(out) < n and misses < 50_000:  # 50,000 draws in a row without a new one: the split is spent
+            data = self.draw(rng)
+            key = self.key(data)
+            misses += 1
+            if key not in seen and split_of(self.name, key) == split:
+                seen.add(key)
+                out.append(data)
+                misses = 0
+        if len(out) == n:
+            return out
+        raise SystemExit(f"{self.label}: found only {len(out)} distinct {split} problems of the {n} asked for; ask "
+                         f"for fewer (--n_problems, --eval_problems) or make the task harder")
 
     @property
     def label(self) -> str:
@@ -86,6 +114,12 @@ class Task:
             return value is not None and value == int(problem.answer)
         except Exception:  # a checker is called on model output: it must never raise
             return False
+
+    def normalize(self, answer: str, problem: Problem) -> str:
+        """The answer in a canonical form, for majority votes: answers that mean the same (0579 and 579) are
+        one vote. An integer's digits; anything else as written, stripped."""
+        value = parse_int(answer)
+        return answer.strip() if value is None else str(value)
 
     def solution(self, problem: Problem, style: str, lang: str, rng: random.Random) -> tuple[str, str]:
         """A worked solution: (reasoning text, the answer it reaches). lang "mixed" switches part-way."""
@@ -172,8 +206,8 @@ class Addition(Task):
             return rng.randint(10 ** (n - 1), 10 ** n - 1)
         return {"a": number(), "b": number()}
 
-    def key(self, d):
-        return f"{d['a']}+{d['b']}"
+    def key(self, d):  # a + b and b + a are one problem
+        return "+".join(map(str, sorted((d["a"], d["b"]))))
 
     def question(self, d, lang, rng):
         a, b = d["a"], d["b"]
@@ -207,8 +241,8 @@ class Multiplication(Task):
         na, nb = rng.randint(*self.a_digits), rng.randint(*self.b_digits)
         return {"a": rng.randint(10 ** (na - 1), 10 ** na - 1), "b": rng.randint(max(2, 10 ** (nb - 1)), 10 ** nb - 1)}
 
-    def key(self, d):
-        return f"{d['a']}*{d['b']}"
+    def key(self, d):  # a × b and b × a are one problem
+        return "*".join(map(str, sorted((d["a"], d["b"]))))
 
     def question(self, d, lang, rng):
         a, b = d["a"], d["b"]
@@ -290,6 +324,10 @@ class LinearEquation(Task):
             return m is not None and int(m.group(1)) == int(problem.answer)
         except Exception:
             return False
+
+    def normalize(self, answer, problem):  # "x = 7", "x=7" and "7" are one vote
+        m = _LINEAR_ANSWER.fullmatch(answer.strip()) if len(answer) <= MAX_ANSWER_CHARS else None
+        return answer.strip() if m is None else str(int(m.group(1)))
 
     def direct(self, d, lang):
         return f"{self.equation(d)}, x = {d['x']}" + ("。" if lang == "zh" else ".")
@@ -407,6 +445,14 @@ class Countdown(Task):
         except Exception:
             return False
 
+    def normalize(self, answer, problem):
+        """Expressions that use exactly the given numbers and reach the same value are one vote (two correct
+        expressions no longer split it); anything else as written."""
+        result = evaluate_expression(answer.strip())
+        if result is None or sorted(result[1]) != sorted(problem.data["numbers"]):
+            return answer.strip()
+        return f"= {result[0]}"
+
     def direct(self, d, lang):
         return f"{d['expr']} = {d['target']}" + ("。" if lang == "zh" else ".")
 
@@ -458,10 +504,22 @@ def get_task(name: str, **knobs) -> Task:
     return task
 
 
-def suite(preset: str) -> dict[str, Task]:
-    if preset not in SUITES:
-        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(SUITES)}")
-    return {name: get_task(name, **knobs) for name, knobs in SUITES[preset].items()}
+def suite(name: str) -> dict[str, Task]:
+    """The tasks of a suite: one of SUITES by name, or your own as module:name, a dict of tasks by name or
+    one Task (docs/extending.md, a task)."""
+    if ":" in name:
+        tasks = import_named(name, "--suite")
+        tasks = {tasks.name: tasks} if isinstance(tasks, Task) else tasks
+        if not isinstance(tasks, dict) or not tasks or not all(isinstance(t, Task) for t in tasks.values()):
+            raise SystemExit(f"--suite {name}: must name a Task or a dict of Tasks by name, got {type(tasks).__name__}")
+        for task in tasks.values():  # known by name from now on, as rewards and evaluation look tasks up
+            if type(TASKS.setdefault(task.name, task)) is not type(task):
+                raise SystemExit(f"--suite {name}: the task name {task.name!r} is taken by r1mini's own "
+                                 f"{type(TASKS[task.name]).__name__}; give yours another `name`")
+        return tasks
+    if name not in SUITES:
+        raise ValueError(f"unknown suite {name!r}; choose from {sorted(SUITES)}")
+    return {task: get_task(task, **knobs) for task, knobs in SUITES[name].items()}
 
 
 def draw_problems(rng: random.Random, tasks: dict[str, Task], n: int, zh_share: float,
@@ -518,15 +576,15 @@ def is_test_file(path: str) -> bool:
 
 
 class FileTask(Task):
-    """The problems of a JSONL file. A line's split is a hash of its question (10% held out) unless the file is
-    named as a test file, whose lines are all held out. Problems carry their checker and its data, so
-    `get_task("jsonl")` (a FileTask with no file) checks any of them."""
+    """The problems of a JSONL file. A line's split is a hash of its question (test 10%, dev 5%, as for every
+    task) unless the file is named as a test file, whose lines are all test. Problems carry their checker and
+    its data, so `get_task("jsonl")` (a FileTask with no file) checks any of them."""
     name = "jsonl"
 
     def __init__(self, path: str = "", problems: list[Problem] | None = None):
-        self.path, self.pool = path, {"train": [], "test": []}
+        self.path, self.pool = path, {split: [] for split in SPLITS}
         for p in problems or []:
-            self.pool["test" if is_test_file(path) else split_of(self.name, p.question)].append(p)
+            self.pool["test" if is_test_file(path) else split_of(self.name, self.key(p.data))].append(p)
 
     @property
     def label(self):
@@ -539,15 +597,34 @@ class FileTask(Task):
             raise SystemExit(f"{self.path} has no {split} problems{why}: pass a file with {split} problems")
         return rng.choice(self.pool[split])
 
-    def heldout(self, n: int, lang: str) -> list[Problem]:
-        """The first n held-out problems in `lang`: distinct, the same for every model."""
-        return [p for p in self.pool["test"] if p.lang == lang][:n]
+    def heldout(self, n: int, lang: str, split: str) -> list[Problem]:
+        """The first n problems of the split (dev or test) in `lang`: distinct, the same for every model. A
+        training run asks for dev problems first, so a test file stops it here, before any work."""
+        if split != "test" and is_test_file(self.path):
+            raise SystemExit(f"{self.path} has no {split} problems (a test file is held out whole): train on a file "
+                             f"with train problems, and evaluate on this one with eval.py")
+        return [p for p in self.pool[split] if p.lang == lang][:n]
+
+    def key(self, data: dict) -> str:
+        return data["question"]
 
     def check(self, answer: str, problem: Problem) -> bool:
         try:
             return CHECKERS[problem.data["checker"]](answer, problem.data)
         except Exception:  # a checker is called on model output: it must never raise
             return False
+
+    def normalize(self, answer: str, problem: Problem) -> str:
+        """One vote per meaning: a number's value, a choice's letter, a countdown expression's value when it
+        uses the numbers, exact answers with their whitespace collapsed."""
+        try:
+            checker = problem.data["checker"]
+            if checker == "countdown":
+                return TASKS["countdown"].normalize(answer, problem)
+            found = {"number": final_number, "choice": choice_letter}.get(checker, _exact)(answer)
+            return answer.strip() if found is None else str(found)
+        except Exception:  # called on model output: never raises
+            return answer.strip() if isinstance(answer, str) else ""
 
     def solution(self, problem, style, lang, rng):
         raise ValueError(f"a JSONL task ({self.path}) has no worked solutions to write: the stages that need them "
@@ -607,7 +684,7 @@ def _problem(row: dict, default_checker: str, where: str) -> Problem:
         data["answer"] = answer
     if not isinstance(question, str):
         raise ValueError(f"{where}: \"question\" must be a string")
-    return Problem(FileTask.name, question, lang, answer, data)
+    return Problem(FileTask.name, question, lang, answer, {**data, "question": question})
 
 
 def _choice_question(row: dict, question: str, answer: str, where: str) -> tuple[str, str]:

@@ -202,3 +202,14 @@ def test_toy_runs_default_to_their_own_folder():
     _, args = parse_config(DemoConfig, {"toy": {}, "cpu": {}}, "doc", ["--preset", "toy", "--out", "out/x"],
                            default_out="out/zero")
     assert args.out == "out/x"  # a path given on the command line is taken as it is
+
+
+@pytest.mark.parametrize("script, config", [("pretrain", "PretrainConfig"), ("train_zero", "ZeroConfig"),
+                                            ("train_r1", "R1Config"), ("distill", "DistillConfig"),
+                                            ("eval", "EvalConfig")])
+def test_every_flag_of_every_script_says_what_it_means(script, config):
+    """--help shows a field's comment: a field without one would show only its default."""
+    import importlib
+    cls = getattr(importlib.import_module(script), config)
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in field_comments(cls)]
+    assert missing == [], f"{script}.py: give these fields a comment at the end of their line: {missing}"

@@ -65,7 +65,96 @@ def test_score_cons_at_k_with_ties():
     assert r["pass@1"] == 0.5 and r["cons@4"] == 0.5 and r["pass@4"] == 0.5
 
 
+def test_votes_are_on_normalised_answers():
+    """0579 and 579 are one answer; so are two correct countdown expressions, and x = 7 and 7."""
+    import random
+    assert majority_vote(["0579", "580", "579"], key=lambda a: str(int(a))) == "0579"  # the first of the winner
+    assert majority_vote(["0579", "580", "579"]) == "0579"  # raw strings: a three-way tie, the first wins
+    add, rng = get_task("add"), random.Random(0)
+    p = add.sample(rng)
+    right, wrong = p.answer, str(int(p.answer) + 1)
+    r = score([Sampled(p, [completion(a) for a in (wrong, "0" + right, "00" + right, right)])], 4)
+    assert r["cons@4"] == 1.0  # raw strings: four answers once each, and the first, wrong, would win
+    cd = get_task("countdown")
+    q = cd.sample(rng)
+    a, b, c, d = q.data["numbers"]
+    assert cd.normalize(q.answer, q) == f"= {q.data['target']}" == cd.normalize(f" {q.answer} ", q)
+    assert cd.normalize(f"{a} + {b} + {c} + {d}", q) == f"= {a + b + c + d}"
+    assert cd.normalize(f"{a} + {b}", q) == f"{a} + {b}"  # not all the numbers: as written
+    lin = get_task("linear")
+    e = lin.sample(rng)
+    assert lin.normalize(f"x = {e.answer}", e) == lin.normalize(f" {e.answer}", e) == str(int(e.answer))
+
+
 def test_markdown_table():
     table = markdown_table(["a", "b"], [["x", 0.12345], ["y", 2]])
     assert table.splitlines() == ["| a | b |", "|---|---|", "| x | 0.123 |", "| y | 2 |"]
     assert math.isclose(float(table.splitlines()[2].split("|")[2]), 0.123)
+
+
+def test_heldout_problems_are_distinct_across_languages_and_from_their_split():
+    from r1mini.evaluate import heldout_problems
+    from r1mini.tasks import split_of, suite
+    tasks = suite("cpu")
+    for split, n in (("dev", 150), ("test", 200)):  # mul-3x1 has ~790 test problems and ~390 dev ones
+        en = heldout_problems(tasks, n, seed=0, lang="en", split=split)
+        zh = heldout_problems(tasks, n, seed=0, lang="zh", split=split)
+        assert [p.lang for p in en + zh] == ["en"] * 2 * n + ["zh"] * 2 * n
+        keys = [(p.task, tasks[p.task].key(p.data)) for p in en + zh]
+        assert len(set(keys)) == len(keys) == 4 * n  # no problem twice, none in both languages
+        assert all(split_of(*k) == split for k in keys)
+        assert heldout_problems(tasks, n, seed=0, lang="en", split=split) == en  # the same for every model
+    dev, test = (heldout_problems(tasks, 50, seed=0, split=s) for s in ("dev", "test"))
+    assert not {p.question for p in dev} & {p.question for p in test}
+    with pytest.raises(ValueError, match="dev or the test split"):
+        heldout_problems(tasks, 5, seed=0, split="train")
+    with pytest.raises(SystemExit, match="found only .* distinct test problems"):
+        heldout_problems(suite("toy"), 5000, seed=0, split="test")  # 1-2 digit sums: a few hundred in test
+
+
+def test_bootstrap_intervals():
+    """Against the normal approximation for a share, and invariants of pairing."""
+    from r1mini.evaluate import bootstrap_ci
+    values = [1.0] * 300 + [0.0] * 100  # a share of 0.75 over 400 problems
+    lo, hi = bootstrap_ci(values)
+    half = 1.96 * math.sqrt(0.75 * 0.25 / 400)  # 0.042
+    assert lo == pytest.approx(0.75 - half, abs=0.01) and hi == pytest.approx(0.75 + half, abs=0.01)
+    assert bootstrap_ci([0.4] * 50) == pytest.approx([0.4, 0.4])
+    assert bootstrap_ci(values, seed=1) != [lo, hi] and bootstrap_ci(values) == [lo, hi]  # seeded
+    # two checkpoints on the same problems, one right exactly where the other is, plus one more problem:
+    better = values[:]
+    better[300] = 1.0
+    assert bootstrap_ci(better, minus=values) == pytest.approx([0.0, 0.005], abs=0.0026)  # paired: tight
+    lo, hi = bootstrap_ci(better, minus=values, paired=False)  # as if independent: about sqrt(2) x half wide
+    assert lo < -0.04 and hi > 0.04
+    assert all(math.isnan(x) for x in bootstrap_ci([]))
+    with pytest.raises(ValueError, match="same problems"):
+        bootstrap_ci([1.0, 0.0], minus=[1.0])
+
+
+def test_score_gives_intervals_and_per_problem_values():
+    import random
+    add = get_task("add")
+    rng = random.Random(1)
+    problems = [add.sample(rng) for _ in range(40)]
+    samples = [Sampled(p, [completion(p.answer if i % 4 == 0 else "0")] * 2 + [completion("0")] * 2)
+               for i, p in enumerate(problems)]  # every fourth problem: 2 of 4 right, and cons by first-seen tie
+    r = score(samples, 4)
+    assert r["per_problem"]["pass@1"] == [0.5 if i % 4 == 0 else 0.0 for i in range(40)]
+    assert r["per_problem"]["cons@4"] == [1.0 if i % 4 == 0 else 0.0 for i in range(40)]
+    assert r["pass@1"] == 0.125 and r["pass@1_ci"][0] < 0.125 < r["pass@1_ci"][1]
+    assert r["cons@4_ci"][0] < 0.25 < r["cons@4_ci"][1] and r["cons@4_ci"][1] - r["cons@4_ci"][0] > 0.2
+
+
+def test_accuracy_with_and_without_reflection():
+    import random
+    add = get_task("add")
+    p = add.sample(random.Random(2))
+    wrong = str(int(p.answer) + 1)
+    reflect = lambda a: f"<think>1 + 1 = 3. Wait, let me check: 1 + 1 = 2.</think><answer>{a}</answer>"  # noqa: E731
+    r = score([Sampled(p, [reflect(p.answer), reflect(wrong), completion(p.answer), completion(wrong),
+                           completion(wrong)])], 5)
+    assert (r["reflect_share"], r["reflect_acc"], r["plain_share"]) == (0.4, 0.5, 0.6)
+    assert r["plain_acc"] == pytest.approx(1 / 3)
+    r = score([Sampled(p, [completion(p.answer)])], 1)
+    assert math.isnan(r["reflect_acc"]) and r["plain_acc"] == 1.0  # no reply reflected: undefined, not 0

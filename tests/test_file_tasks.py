@@ -64,17 +64,34 @@ def test_checkers_never_raise_on_odd_answers():
 def test_split_by_question_hash_and_test_files(tmp_path):
     rows = [{"question": f"q{i}", "answer": str(i), "checker": "number"} for i in range(300)]
     task = load_task_file(str(write(tmp_path / "train.jsonl", rows)))
-    test = {p.question for p in task.pool["test"]}
+    test, dev = ({p.question for p in task.pool[split]} for split in ("test", "dev"))
     assert test == {r["question"] for r in rows if split_of("jsonl", r["question"]) == "test"}
-    assert 10 < len(test) < 60 and not test & {p.question for p in task.pool["train"]}
-    held = heldout_problems({"jsonl": task}, 5, seed=0)
+    assert dev == {r["question"] for r in rows if split_of("jsonl", r["question"]) == "dev"}
+    assert 10 < len(test) < 60 and 3 < len(dev) < 40 and not (test | dev) & {p.question for p in task.pool["train"]}
+    held = heldout_problems({"jsonl": task}, 5, seed=0, split="test")
     assert [p.question for p in held] == [p.question for p in task.pool["test"][:5]]  # distinct, in file order
     drawn = draw_problems(random.Random(0), {"jsonl": task}, 50, zh_share=0.5)
-    assert not {p.question for p in drawn} & test
+    assert not {p.question for p in drawn} & (test | dev)
     whole = load_task_file(str(write(tmp_path / "gsm8k_test.jsonl", rows)))
     assert len(whole.pool["test"]) == 300 and not whole.pool["train"]
     with pytest.raises(SystemExit, match="no train problems .a test file is held out whole"):
         whole.sample(random.Random(0))
+    with pytest.raises(SystemExit, match="no dev problems .a test file is held out whole"):  # a run's first ask
+        heldout_problems({"jsonl": whole}, 5, seed=0, split="dev")
+
+
+def test_majority_votes_count_meanings(tmp_path):
+    """cons@k's key: answers that mean the same are one vote, whatever the checker."""
+    number = one(tmp_path, {"question": "q", "answer": "1234.5"}, ":number")
+    countdown = one(tmp_path, {"target": 24, "nums": [1, 2, 3, 4]})
+    choice = one(tmp_path, {"question": "q", "answer": "B"}, ":choice")
+    exact = one(tmp_path, {"question": "q", "answer": "a b"}, ":exact")
+    task = get_task("jsonl")
+    for problem, same, other in [(number, ["$1,234.50", "1234.5 in all"], "1234"),
+                                 (countdown, ["(1 + 2 + 3) * 4", "4 * 3 * 2 * 1"], "4 * 6"),
+                                 (choice, ["B", "(B)", "B) two"], "C"), (exact, ["a  b", " a b"], "ab")]:
+        keys = {task.normalize(a, problem) for a in same}
+        assert len(keys) == 1 and task.normalize(other, problem) not in keys
 
 
 MALFORMED = [

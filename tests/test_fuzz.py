@@ -62,6 +62,7 @@ def calls(text: str, problem):
     unit = lambda v: 0.0 <= v <= 1.0
     boolean = lambda v: isinstance(v, bool)
     yield "check", lambda: TASKS[problem.task].check(text, problem), boolean
+    yield "normalize", lambda: TASKS[problem.task].normalize(text, problem), lambda v: isinstance(v, str)
     yield "evaluate_expression", lambda: evaluate_expression(text), lambda v: v is None or len(v) == 2
     yield "parse_int", lambda: parse_int(text), lambda v: v is None or isinstance(v, int)
     yield "parse_completion", lambda: rewards.parse_completion(text), lambda v: v is None or len(v) == 2
@@ -121,14 +122,16 @@ _TAGS = re.compile(r"</?(?:think|answer)>")
 
 def format_oracle(text: str) -> float:
     """The R1-Zero format written independently of rewards.py: the tags, in order, are exactly
-    think /think answer /answer, with only whitespace outside them and a non-empty answer."""
+    think /think answer /answer, with only whitespace outside them, a non-empty reasoning and a non-empty
+    answer."""
     if len(text) > rewards.MAX_COMPLETION_CHARS or _TAGS.findall(text) != list(rewards.TAGS):
         return 0.0
     before, rest = text.split("<think>", 1)
-    _, rest = rest.split("</think>", 1)
+    think, rest = rest.split("</think>", 1)
     between, rest = rest.split("<answer>", 1)
     answer, after = rest.split("</answer>", 1)
-    return float(not before.strip() and not between.strip() and not after.strip() and bool(answer.strip()))
+    return float(not before.strip() and not between.strip() and not after.strip() and bool(think.strip())
+                 and bool(answer.strip()))
 
 
 def test_format_reward_agrees_with_an_independent_oracle_on_random_tag_sequences():

@@ -124,12 +124,13 @@ def test_seq_mean_skips_empty_sequences():
 
 
 def test_aggregation_count_for_each_aggregation():
-    # rows of 2, 0 and 4 response tokens: 2 non-empty sequences, 6 tokens, 3 rows (the empty one included)
+    # rows of 2, 0 and 4 response tokens: 2 non-empty sequences, 6 tokens, 3 rows of 4 (the empty one included)
     rows = torch.tensor([[1, 1, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1]], dtype=torch.bool)
     for m in (rows, rows.float(), rows.long()):  # bool or 0/1, as grpo_loss takes it
         assert aggregation_count(m, "seq-mean").item() == 2
         assert aggregation_count(m, "token-mean").item() == 6
-        assert aggregation_count(m, "constant").item() == 3
+        assert aggregation_count(m, "constant").item() == 3 * 4  # B * max_len, T by default
+        assert aggregation_count(m, "constant", max_len=10).item() == 30
     # additive over any split of the rows: micro-batch weights count / whole count sum to one
     for agg in ("seq-mean", "token-mean", "constant"):
         for parts in ([[0], [1], [2]], [[0, 1], [2]], [[0], [1, 2]]):

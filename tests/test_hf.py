@@ -298,7 +298,7 @@ def test_train_zero_and_eval_from_hf_checkpoint(family_dirs, tmp_path):
     _, hf_dir = family_dirs["qwen2"]
     rng = random.Random(0)
     rows = [{"target": a + b * c, "nums": [a, b, c]} for a, b, c in
-            ([rng.randint(1, 9) for _ in range(3)] for _ in range(40))]
+            ([rng.randint(1, 9) for _ in range(3)] for _ in range(200))]
     countdown = tmp_path / "countdown.jsonl"
     countdown.write_text("".join(json.dumps(r) + "\n" for r in rows))
     gsm = tmp_path / "gsm8k_test.jsonl"
@@ -340,7 +340,7 @@ def test_distill_with_hf_teacher_and_student(family_dirs, tmp_path):
     from conftest import run_script
     _, hf_dir = family_dirs["qwen2"]
     tasks = tmp_path / "countdown.jsonl"
-    tasks.write_text("".join(json.dumps({"target": 10 + i, "nums": [i, 10]}) + "\n" for i in range(30)))
+    tasks.write_text("".join(json.dumps({"target": 10 + i, "nums": [i, 10]}) + "\n" for i in range(200)))
     out = tmp_path / "student"
     r = run_script("distill.py", "--init", f"hf:{hf_dir}", "--student", f"hf:{hf_dir}", "--tasks", tasks,
                    "--preset", "toy", "--out", out, "--activation_checkpointing", "true")

@@ -60,3 +60,23 @@ def test_logger_drop_after_only_touches_the_matching_rows(tmp_path):
     logger.drop_after(-1, stage="reasoning_rl")
     kept = [(r["stage"], r.get("step")) for r in read_jsonl(tmp_path / "log.jsonl")]
     assert kept == [("final_rl", 1), ("final_rl", None)]
+
+
+def test_json_is_strict_nan_is_null(tmp_path):
+    """Python writes a bare NaN, which strict parsers reject; ours writes null, everywhere it writes JSON."""
+    import json
+    from r1mini.checkpoint import atomic_write_json
+    from r1mini.jsonl import JsonlLogger, dumps
+
+    def strict(text):
+        return json.loads(text, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(f"not JSON: {c}")))
+    row = {"acc": float("nan"), "loss": [1.0, float("inf"), -float("inf")], "n": 3, "nested": {"x": float("nan")}}
+    assert strict(dumps(row)) == {"acc": None, "loss": [1.0, None, None], "n": 3, "nested": {"x": None}}
+    atomic_write_json(row, tmp_path / "r.json")
+    write_jsonl(tmp_path / "r.jsonl", [row])
+    JsonlLogger(tmp_path / "log.jsonl").log(row)
+    assert strict((tmp_path / "r.json").read_text())["acc"] is None
+    assert strict((tmp_path / "r.jsonl").read_text())["loss"] == [1.0, None, None]
+    assert strict((tmp_path / "log.jsonl").read_text())["nested"] == {"x": None}
+    with pytest.raises(ValueError, match="not JSON: NaN"):
+        strict(json.dumps(row))  # what the standard library would have written

@@ -20,7 +20,6 @@ from r1mini.tasks import TASKS, Problem, get_task
     "<think> a </think> <answer> 5 </answer>",
     "<think>a</think><answer>5</answer>",
     "\n  <think>\nline one\nline two\n</think>\n\n<answer>\n5\n</answer>\n\n",
-    "<think></think> <answer> 5 </answer>",  # an empty think block is still the format
     zero_completion("1 + 2 = 3.", "3"),
 ])
 def test_format_reward_good(text):
@@ -29,6 +28,8 @@ def test_format_reward_good(text):
 
 @pytest.mark.parametrize("text", [
     "<answer> 5 </answer>",  # missing think
+    "<think></think> <answer> 5 </answer>",  # an empty think block: a guess, not the format
+    "<think> \n </think><answer>5</answer>",
     "<think> a </think>",  # missing answer
     "<think> a </think> <answer> </answer>",  # empty answer
     "<think> a </think> <answer>\n \t</answer>",
@@ -117,7 +118,8 @@ def test_language_consistency_by_hand():
     # 2 English words, 4 Chinese characters: zh share 4/6
     assert language_consistency("so far 目前是进", "zh") == pytest.approx(4 / 6)
     assert language_consistency("so far 目前是进", "en") == pytest.approx(2 / 6)
-    assert language_consistency("123 + 456 = 579", "zh") == 1.0  # no words of either language
+    assert language_consistency("123 + 456 = 579", "zh") == 0.0  # no words of either language: no reward
+    assert language_consistency("", "en") == 0.0
     assert mixed_language("so far 目前") and not mixed_language("so far 123")
     # the tags are not English: a Chinese reply in the template does not mix languages
     assert not mixed_language("<think> 目前是 5 </think> <answer> 5 </answer>")

@@ -119,7 +119,7 @@ def test_grpo_update_micro_batches_equal_one_batch(agg):
 # -- the options -----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("options, field, message", [
-    (dict(agg="sum"), "agg", "must be one of 'seq-mean', 'token-mean', 'constant', got 'sum'"),
+    (dict(agg="sum"), "agg", "must be one of 'seq-mean', 'token-mean', 'constant', or module:name, got 'sum'"),
     (dict(top_p=0), "top_p", "must be in (0, 1], got 0"),
     (dict(top_p=1.5), "top_p", "must be in (0, 1], got 1.5"),
     (dict(lr=0), "lr", "must be > 0, got 0"),
@@ -223,3 +223,23 @@ def test_grpo_step_resets_the_reference_every_ref_reset_every_steps(tiny):
         assert torch.equal(flat_weights(policy.ref_model), start if reset else stale), step
         # the KL to the reference: 0 on the update right after a reset (on-policy), > 0 against the stale one
         assert (metrics["kl"] == 0.0) == reset and metrics["kl"] >= 0, (step, metrics["kl"])
+
+
+def test_step_metrics_split_accuracy_by_reflection(tiny):
+    """reflect_acc and plain_acc: the accuracy of the replies with a reflection word and of the others, over
+    the whole batch; null when no reply is of the kind, and absent when the reward has no accuracy part."""
+    from r1mini.rl import step_metrics
+    model, _ = tiny
+    completions = ["<think>2 + 2 = 5. Wait, 2 + 2 = 4.</think><answer>4</answer>", "<answer>4</answer>",
+                   "<think>hmm, let me check</think><answer>5</answer>", "<answer>5</answer>"]
+    ro = Rollout(torch.zeros(4, 6, dtype=torch.long), torch.ones(4, 5, dtype=torch.bool), completions, [5] * 4)
+    cfg = GRPOConfig(group_size=4)
+    common = dict(mixed=torch.tensor([1.0]), update={}, t_gen=1.0, t_train=1.0, cfg=cfg, model=model)
+    metrics = step_metrics(ro, torch.tensor([1.0, 1.0, 0.0, 0.0]), {"accuracy": [1.0, 1.0, 0.0, 1.0]}, **common)
+    reflects = [c for c in completions if "wait" in c.lower() or "check" in c.lower()]
+    assert len(reflects) == 2 and metrics["reflect_acc"] == 0.5 and metrics["plain_acc"] == 1.0
+    metrics = step_metrics(ro, torch.zeros(4), {"accuracy": [0.0, 1.0, 0.0, 1.0]}, **common)
+    assert metrics["reflect_acc"] == 0.0 and metrics["plain_acc"] == 1.0
+    ro.completions = [c for c in completions if c not in reflects] * 2
+    assert step_metrics(ro, torch.zeros(4), {"accuracy": [1.0] * 4}, **common)["reflect_acc"] is None
+    assert "reflect_acc" not in step_metrics(ro, torch.zeros(4), {"other": [1.0] * 4}, **common)

@@ -14,14 +14,15 @@ from r1mini.jsonl import read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = ["base", "R1-Zero", "R1 cold start", "R1 reasoning RL", "R1 rejection SFT", "R1 final RL",
-        "student distilled", "student RL-only"]
+        "student base", "student distilled", "student RL-only"]
 STAGES = ["pretrain", "pretrain_student", "r1_zero", "r1", "distill", "student_rl_only", "eval"]
 
 
-def speedrun(out: Path, SPEEDRUN_PRESET: str = "toy", **env_vars) -> subprocess.CompletedProcess:
+def speedrun(out: Path, SPEEDRUN_PRESET: str = "toy", root: Path = ROOT, **env_vars) -> subprocess.CompletedProcess:
+    """bash speedrun.sh PRESET with OUT=out, from the repository at root (a copy, for a test that edits code)."""
     env = {**os.environ, "OUT": str(out), "OMP_NUM_THREADS": "1", "PYTHON": sys.executable,
-           "PYTHONPATH": str(ROOT), **env_vars}
-    return subprocess.run(["bash", "speedrun.sh", SPEEDRUN_PRESET], cwd=ROOT, env=env, capture_output=True,
+           "PYTHONPATH": str(root), **env_vars}
+    return subprocess.run(["bash", "speedrun.sh", SPEEDRUN_PRESET], cwd=root, env=env, capture_output=True,
                           text=True, timeout=600)
 
 
@@ -85,6 +86,33 @@ def test_rerun_skips_what_is_complete(run):
     times = [line.split("\t") for line in (out / "times.tsv").read_text().splitlines()]
     assert [t[2] for t in times] == ["skipped"] * 6 + ["ran"]  # every training stage skipped; eval reran
     assert [t[1] for t in times[:6]] == [t[1] for t in first[:6]]  # a skipped stage keeps its time
+
+
+def test_a_rerun_remakes_what_a_changed_command_or_code_touches(run, tmp_path):
+    """The student's trap: edit a function, rerun, and nothing runs. A rerun with new flags for R1-Zero and an
+    edited train_zero.py remakes both stages that run train_zero.py and the two made from R1-Zero; the bases,
+    whose command and code are unchanged, are skipped."""
+    import shutil
+    out = tmp_path / "out"
+    shutil.copytree(run[0], out)
+    tree = tmp_path / "tree"
+    shutil.copytree(ROOT / "r1mini", tree / "r1mini", ignore=shutil.ignore_patterns("__pycache__"))
+    for f in [*ROOT.glob("*.py"), ROOT / "speedrun.sh"]:
+        shutil.copy(f, tree)
+    with open(tree / "train_zero.py", "a") as f:
+        f.write("# a student's edit\n")
+    r = speedrun(out, root=tree, ZERO_FLAGS="--steps 3")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    times = [line.split("\t") for line in (out / "times.tsv").read_text().splitlines()]
+    assert [t[2] for t in times] == ["skipped", "skipped", "ran", "ran", "ran", "ran", "ran"]
+    assert f"remaking {out / 'zero'} (its command differs)" in r.stdout
+    assert f"remaking {out / 'r1' / 'final_rl'} (r1_zero was remade)" in r.stdout
+    assert f"remaking {out / 'student_zero'} (code changed since: train_zero.py)" in r.stdout
+    assert json.loads((out / "zero" / "meta.json").read_text())["step"] == 3  # the new flags ran
+    assert json.loads((out / "zero.old" / "meta.json").read_text())["step"] == 4  # the old run is kept aside
+    r = speedrun(out, root=tree, ZERO_FLAGS="--steps 3", KEEP="1")  # as is, nothing changes: all skipped
+    times = [line.split("\t") for line in (out / "times.tsv").read_text().splitlines()]
+    assert r.returncode == 0 and [t[2] for t in times] == ["skipped"] * 6 + ["ran"]
 
 
 def test_a_cpu_speedrun_stops_at_a_toy_base_in_its_folder(tmp_path):

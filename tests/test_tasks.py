@@ -8,8 +8,8 @@ from fractions import Fraction
 
 import pytest
 
-from r1mini.tasks import (HELDOUT_PERCENT, LANGS, MAX_NESTING, STYLES, SUITES, TASKS, Problem, draw_problems,
-                          evaluate_expression, get_task, split_of, suite)
+from r1mini.tasks import (DEV_PERCENT, HELDOUT_PERCENT, LANGS, MAX_NESTING, SPLITS, STYLES, SUITES, TASKS, Problem,
+                          draw_problems, evaluate_expression, get_task, split_of, suite)
 
 HAN = re.compile(r"[\u4e00-\u9fff]")  # Chinese characters
 CJK_PUNCT = re.compile(r"[\u3000-\u303f\uff00-\uffef]")  # 。，： and friends
@@ -125,7 +125,7 @@ def test_wrong_style_is_wrong_and_reflect_recovers(name):
 def test_unknown_task_and_suite():
     with pytest.raises(ValueError, match="unknown task"):
         get_task("division")
-    with pytest.raises(ValueError, match="unknown preset"):
+    with pytest.raises(ValueError, match="unknown suite"):
         suite("huge")
     assert set(suite("gpu")) == set(TASKS)
     assert suite("toy")["add"].max_digits == 2
@@ -236,26 +236,51 @@ def test_evaluate_expression():
 def test_heldout_split(name):
     task = TASKS[name]
     rng = random.Random(3)
-    train = [task.sample(rng, "train") for _ in range(2000)]
-    test = [task.sample(rng, "test") for _ in range(300)]
-    train_keys, test_keys = {task.key(p.data) for p in train}, {task.key(p.data) for p in test}
-    assert not train_keys & test_keys
-    assert len(test_keys) > 50
-    assert all(split_of(name, k) == "train" for k in train_keys)
-    assert all(split_of(name, k) == "test" for k in test_keys)
-    assert [split_of(name, k) for k in sorted(test_keys)] == [split_of(name, k) for k in sorted(test_keys)]
+    keys = {split: {task.key(task.sample(rng, split).data) for _ in range(n)}
+            for split, n in (("train", 2000), ("dev", 300), ("test", 300))}
+    assert not keys["train"] & keys["test"] and not keys["train"] & keys["dev"] and not keys["dev"] & keys["test"]
+    assert len(keys["test"]) > 50 and len(keys["dev"]) > 50
+    for split in SPLITS:
+        assert all(split_of(name, k) == split for k in keys[split])
     draws = [split_of(name, task.key(task.draw(rng))) for _ in range(4000)]
     assert draws.count("test") / len(draws) == pytest.approx(HELDOUT_PERCENT / 100, abs=0.025)
+    assert draws.count("dev") / len(draws) == pytest.approx(DEV_PERCENT / 100, abs=0.02)
 
 
 def test_split_of_is_a_fixed_hash():
     # the split is a pure function of (task, key): no process-dependent hash() that would move problems
     import hashlib
-    for task, key in [("add", "12+34"), ("mul", "123*4"), ("countdown", "[1, 2, 3, 4]->10")]:
-        h = int.from_bytes(hashlib.sha256(f"{task}:{key}".encode()).digest()[:8], "big")
-        assert split_of(task, key) == ("test" if h % 100 < HELDOUT_PERCENT else "train")
+    for task, key in [("add", "12+34"), ("mul", "4*123"), ("countdown", "[1, 2, 3, 4]->10")]:
+        bucket = int.from_bytes(hashlib.sha256(f"{task}:{key}".encode()).digest()[:8], "big") % 100
+        expected = "test" if bucket < HELDOUT_PERCENT else "dev" if bucket < HELDOUT_PERCENT + DEV_PERCENT else "train"
+        assert split_of(task, key) == expected
     keys = [f"{a}+{b}" for a in range(10, 60) for b in range(10, 20)]
     assert [split_of("add", k) for k in keys] != [split_of("mul", k) for k in keys]  # the task is in the hash
+
+
+def twins(name: str, d: dict) -> list[dict]:
+    """The same problem asked another way, by task: a new task must say what its twins are."""
+    import itertools
+    if name in ("add", "mul"):
+        return [{**d, "a": d["b"], "b": d["a"]}]
+    if name == "countdown":
+        return [{**d, "numbers": list(order)} for order in itertools.permutations(d["numbers"])]
+    if name == "linear":  # a x + b = c has one form: the data is the equation's coefficients
+        return [dict(d)]
+    raise AssertionError(f"say in tests/test_tasks.py what a twin of a {name!r} problem is")
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_no_test_problem_has_a_twin_in_another_split(name):
+    """Commuted operands, reordered countdown numbers: one key, so one split; every generator, at every
+    suite's difficulty."""
+    rng = random.Random(5)
+    for task in [TASKS[name]] + [t for s in SUITES for n, t in suite(s).items() if n == name]:
+        for _ in range(300):
+            d = task.draw(rng)
+            assert all(task.key(t) == task.key(d) for t in twins(name, d)), d
+    add = TASKS["add"]
+    assert add.key({"a": 12, "b": 345}) == add.key({"a": 345, "b": 12}) != add.key({"a": 12, "b": 346})
 
 
 @pytest.mark.parametrize("name", TASKS)
