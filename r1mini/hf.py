@@ -15,6 +15,7 @@ holds gate_proj's rows then up_proj's.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 from pathlib import Path
 
@@ -368,6 +369,7 @@ def render_chat(tokenizer: Tokenizer, messages: list[dict], add_generation_promp
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
     env.filters["tojson"] = lambda x, indent=None, **_: json.dumps(x, ensure_ascii=False, indent=indent)
     env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = lambda fmt: datetime.datetime.now().strftime(fmt)  # Llama 3.2's system date
     hf = tokenizer.hf or {}
     return env.from_string(tokenizer.chat_template).render(
         messages=messages, add_generation_prompt=add_generation_prompt, bos_token=hf.get("bos_token") or "",

@@ -1,6 +1,7 @@
 """r1mini/hf.py against transformers and tokenizers themselves: tiny random Llama 3 / Qwen2 / Qwen3 checkpoints
 and byte-level BPE tokenizers made here (nothing is downloaded), read by our code and compared logit by logit and
 token by token. Skipped when transformers or tokenizers is absent (`pip install -e '.[test]'` has both)."""
+import contextlib
 import copy
 import json
 import random
@@ -348,3 +349,30 @@ def test_distill_with_hf_teacher_and_student(family_dirs, tmp_path):
     meta = json.loads((out / "meta.json").read_text())
     assert meta["stage"] == "student/distill" and meta["metrics"]["sft_steps"] >= 1
     assert "pass@1/en" in meta["metrics"] and "pass@1/zh" not in meta["metrics"]
+
+
+# Llama 3.2's template, shortened: the system date from strftime_now, headers, a refusal through raise_exception
+LLAMA3_TEMPLATE = (
+    "{{- bos_token }}{%- set date_string = strftime_now('%d %b %Y') %}"
+    "{{- '<|im_start|>system\\n\\nToday Date: ' + date_string + '<|im_end|>' }}"
+    "{%- for message in messages %}{%- if message['role'] not in ['user', 'assistant'] %}"
+    "{{- raise_exception('roles must be user or assistant') }}{%- endif %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n\\n' + message['content'] | trim + '<|im_end|>' }}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n\\n' }}{%- endif %}")
+
+
+@pytest.mark.parametrize("template", [QWEN_TEMPLATE, LLAMA3_TEMPLATE], ids=["qwen", "llama3"])
+def test_chat_template_renders_as_transformers_does(tmp_path, qwen_tokenizer, template):
+    from r1mini.hf import render_chat
+    write_tokenizer(qwen_tokenizer, tmp_path, template=template, bos="<|endoftext|>")
+    ours = tokenizer_from_hf(tmp_path)
+    theirs = transformers.PreTrainedTokenizerFast(tokenizer_file=str(tmp_path / "tokenizer.json"),
+                                                  bos_token="<|endoftext|>", eos_token="<|im_end|>")
+    theirs.chat_template = template
+    chat = [{"role": "user", "content": " 2+2? "}, {"role": "assistant", "content": "<think> 4 </think> 4"}]
+    for messages, generation in [(chat[:1], True), (chat, False)]:
+        want = theirs.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation)
+        assert render_chat(ours, messages, generation) == want
+    with pytest.raises(ValueError, match="roles must be user or assistant") if template == LLAMA3_TEMPLATE else \
+            contextlib.nullcontext():
+        render_chat(ours, [{"role": "tool", "content": "x"}], True)
