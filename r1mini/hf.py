@@ -296,8 +296,8 @@ def tokenizer_from_hf(path: str | Path) -> Tokenizer:
                          f"among tokenizer.json's added tokens")
     ends = ("<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|endoftext|>", "<|end_of_text|>")
     hf = {"normalization": _normalization(spec.get("normalizer"), str(file)), "chat_template": template,
-          "bos_token": bos, "eos_token": eos,
-          "stop_tokens": [eos] + [t for t in ends if t in special and t != eos]}
+          "bos_token": bos, "eos_token": eos, "stop_tokens": [eos] + [t for t in ends if t in special and t != eos],
+          "added_tokens": [t["content"] for t in spec.get("added_tokens", []) if not t.get("special", True)]}
     return Tokenizer(ranks, name=path.name, pattern=_pre_tokenizer_pattern(spec.get("pre_tokenizer"), str(file)),
                      special_tokens=special, hf=hf)
 
@@ -331,7 +331,8 @@ def write_hf_tokenizer(tokenizer: Tokenizer, path: Path) -> None:
     spec = {
         "version": "1.0", "truncation": None, "padding": None,
         "added_tokens": [{"id": i, "content": s, "single_word": False, "lstrip": False, "rstrip": False,
-                          "normalized": False, "special": True} for s, i in tokenizer.special_tokens.items()],
+                          "normalized": False, "special": s not in hf.get("added_tokens", [])}
+                         for s, i in tokenizer.special_tokens.items()],
         "normalizer": {"type": hf["normalization"]} if hf.get("normalization") else None,
         "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
             {"type": "Split", "pattern": {"Regex": tokenizer.pattern}, "behavior": "Isolated", "invert": False},

@@ -130,8 +130,10 @@ class Tokenizer:
         self.hf = hf
         self.enc = tiktoken.Encoding(name, pat_str=pattern, mergeable_ranks=mergeable_ranks,
                                      special_tokens=self.special_tokens)
-        # longest first, so that a special token that begins with another is matched whole
-        self._special_re = regex.compile("|".join(map(regex.escape, sorted(special_tokens, key=len, reverse=True))))
+        self._special_re = _alternatives(special_tokens)
+        # a checkpoint's added tokens that are not special (Qwen3's <think>) are matched in any text, as its own
+        # tokenizer does; ours has none
+        self._added_re = _alternatives(hf.get("added_tokens", [])) if hf else None
         if hf is not None:
             self._ids = set(mergeable_ranks.values()) | set(special_tokens.values())
 
@@ -143,15 +145,18 @@ class Tokenizer:
         """Token ids of `text`. Special-token strings in it stay ordinary text, so data can never inject control
         tokens; allow_special=True makes them their tokens, for text that holds them on purpose (a rendered
         chat template), as Hugging Face's tokenizers do."""
-        if not allow_special:
+        pattern = self._special_re if allow_special else self._added_re
+        if pattern is None:
             return self.enc.encode_ordinary(self._normalize(text))
         ids, start = [], 0
-        for m in self._special_re.finditer(text):
+        for m in pattern.finditer(text):
             ids += self.enc.encode_ordinary(self._normalize(text[start:m.start()])) + [self.special_tokens[m[0]]]
             start = m.end()
         return ids + self.enc.encode_ordinary(self._normalize(text[start:]))
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        if self._added_re is not None:
+            return [self.encode(t) for t in texts]
         return self.enc.encode_ordinary_batch([self._normalize(t) for t in texts])
 
     def _normalize(self, text: str) -> str:
@@ -222,6 +227,12 @@ class Tokenizer:
             raise ValueError(f"{paths[1]}: special tokens {config['special_tokens']} do not match "
                              f"{tok.special_tokens} (SPECIAL_TOKENS changed since this was saved?)")
         return tok
+
+
+def _alternatives(tokens) -> regex.Pattern | None:
+    """A pattern that matches any of the tokens, longest first (a token that begins with another is matched
+    whole); None for none."""
+    return regex.compile("|".join(map(regex.escape, sorted(tokens, key=len, reverse=True)))) if tokens else None
 
 
 def _write_atomic(path: str, text: str) -> None:

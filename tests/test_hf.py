@@ -49,6 +49,7 @@ def train_hf_tokenizer(pattern: str, nfc: bool, vocab_size: int = 500):
                                   show_progress=False)
     tok.train_from_iterator(corpus(), trainer)
     tok.add_special_tokens(SPECIALS)
+    tok.add_tokens(["<think>", "</think>"])  # added but not special, as in Qwen3: matched in any text
     return tok
 
 
@@ -88,6 +89,11 @@ def test_tokenizer_encodes_as_tokenizers_does(tmp_path, pattern, nfc):
     texts = random_strings(1200, seed=len(pattern))
     agree = sum(ours.encode(t, allow_special=True) == hf.encode(t, add_special_tokens=False).ids for t in texts)
     assert agree == len(texts)
+    hf.encode_special_tokens = True  # special tokens as text, the added <think> still one token: our plain encode
+    texts = [t.replace("<|im_end|>", "<think>", 1) for t in texts]
+    assert sum(t.count("<think>") for t in texts) > 100
+    assert [ours.encode(t) for t in texts] == [hf.encode(t, add_special_tokens=False).ids for t in texts]
+    assert ours.encode_batch(texts[:50]) == [ours.encode(t) for t in texts[:50]]
     for t in texts:  # round trip (Qwen's tokenizer normalises to NFC first)
         assert ours.decode(ours.encode(t, allow_special=True)) == (unicodedata.normalize("NFC", t) if nfc else t)
     # without allow_special a special token written in text stays text
