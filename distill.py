@@ -29,7 +29,7 @@ from typing import ClassVar
 import torch
 
 from r1mini.checkpoint import check_preset, load_checkpoint, save_checkpoint, seed_everything
-from r1mini.config import NON_NEGATIVE, POSITIVE, SHARE, TOP_P, name_in, parse_config, validate
+from r1mini.config import NON_NEGATIVE, POSITIVE, SHARE, TASKS_FILE, TOP_P, name_in, parse_config, validate
 from r1mini.device import pick_device
 from r1mini.distributed import (is_main, map_striped, print0, rank_and_world, report_replicas_in_sync,
                                 setup_distributed, teardown_distributed)
@@ -39,7 +39,7 @@ from r1mini.jsonl import JsonlLogger, read_jsonl, write_jsonl
 from r1mini.optim import step_guard
 from r1mini.sft import train_sft
 from r1mini.sft_data import rejection_sampling_data
-from r1mini.tasks import SUITES, draw_problems, suite
+from r1mini.tasks import SUITES, draw_problems, task_set
 
 
 @dataclass
@@ -60,10 +60,12 @@ class DistillConfig:
     batch_gen: int = 128  # sequences per generation batch
     eval_problems: int = 25  # dev-split problems per task and language, for meta.json
     eval_k: int = 4  # samples per dev problem
+    tasks: str = ""  # a JSONL task file (FILE.jsonl or FILE.jsonl:CHECKER) instead of the suite; "": the teacher's
+    activation_checkpointing: bool = False  # recompute each block in backward: less memory for a large student
 
     RULES: ClassVar[dict] = {"suite": name_in(SUITES, allow_empty=True, allow_import=True), "top_p": TOP_P,
                              "zh_share": SHARE, "reasoning_ratio": POSITIVE, "lr": POSITIVE,
-                             "micro_batch_size": NON_NEGATIVE}
+                             "micro_batch_size": NON_NEGATIVE, "tasks": TASKS_FILE}
 
     def __post_init__(self):
         validate(self)
@@ -92,7 +94,7 @@ def main(argv=None):
     teacher, teacher_tok, teacher_meta = load_checkpoint(args.init, device, expect_stage="r1", made_by="train_r1.py",
                                                          preset=args.preset)
     suite_name = cfg.suite or teacher_meta.get("config", {}).get("suite") or args.preset
-    tasks = suite(suite_name)
+    tasks = task_set(suite_name, cfg.tasks or teacher_meta.get("config", {}).get("tasks", ""))
     rows, counts = teacher_data(teacher, teacher_tok, tasks, cfg, args.seed, out / "distill_data.jsonl")
     teacher = None  # free it before the student trains
     t_data = time.time() - t0
@@ -101,6 +103,7 @@ def main(argv=None):
     model, tokenizer, student_meta = load_checkpoint(cfg.student, device, expect_stage="base",
                                                      made_by="pretrain.py --preset cpu-student", preset=args.preset)
     examples = [chat_ids(tokenizer, r["user"], r["assistant"]) for r in rows]
+    model.checkpoint_blocks = cfg.activation_checkpointing
     logger = JsonlLogger(out / "log.jsonl")
     with step_guard("the distillation SFT", None, "--lr", "--batch_size (or set --micro_batch_size)"):
         losses = train_sft(model, examples, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,

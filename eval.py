@@ -26,12 +26,12 @@ from typing import ClassVar
 import torch
 
 from r1mini.checkpoint import atomic_write_json, load_checkpoint, seed_everything
-from r1mini.config import NON_NEGATIVE, TOP_P, name_in, one_of, parse_config, validate
+from r1mini.config import NON_NEGATIVE, TASKS_FILE, TOP_P, name_in, one_of, parse_config, validate
 from r1mini.device import pick_device
 from r1mini.distributed import is_main, print0, setup_distributed, teardown_distributed
 from r1mini.evaluate import evaluate_model, heldout_problems, interval, markdown_table, sample_completions
 from r1mini.optim import step_guard
-from r1mini.tasks import SUITES, suite
+from r1mini.tasks import SUITES, FileTask, task_set
 
 
 @dataclass
@@ -46,10 +46,11 @@ class EvalConfig:
     batch_size: int = 128  # sequences per generation batch
     show: int = 1  # sample completions to print per benchmark
     chat: str = "auto"  # "auto" (chat for R1 stages and students, else the R1-Zero template), "yes", "no"
+    tasks: str = ""  # a JSONL task file (FILE.jsonl or FILE.jsonl:CHECKER) instead of the suite
 
     RULES: ClassVar[dict] = {
         "suite": name_in(SUITES, allow_empty=True, allow_import=True), "top_p": TOP_P, "show": NON_NEGATIVE,
-        "chat": one_of("auto", "yes", "no"),
+        "chat": one_of("auto", "yes", "no"), "tasks": TASKS_FILE,
         "langs": (lambda v: set(v.split(",")) <= {"en", "zh"}, "a comma-separated list of en, zh")}
 
     def __post_init__(self):
@@ -83,7 +84,9 @@ def main(argv=None):
         seed_everything(args.seed)
         t0 = time.time()
         model, tokenizer, meta = load_checkpoint(init, device)
-        tasks = suite(cfg.suite or checkpoint_suite(meta, args.preset))
+        tasks = task_set(cfg.suite or checkpoint_suite(meta, args.preset), cfg.tasks)
+        if isinstance(tasks.get(FileTask.name), FileTask):  # a file's languages only (its own, not en and zh)
+            langs = tuple(lang for lang in cfg.langs.split(",") if tasks[FileTask.name].heldout(1, lang, "test")) or ("en",)
         chat = uses_chat(meta, cfg.chat)
         print0(f"\n{init} (stage {meta.get('stage')}, step {meta.get('step')}): {cfg.n_problems} problems per "
                f"benchmark and language, k={cfg.k}, T={cfg.temperature}, top-p {cfg.top_p}, "
@@ -108,7 +111,7 @@ def main(argv=None):
         record = {"checkpoint": init, "stage": meta.get("stage"), "chat": chat, "config": asdict(cfg),
                   "seed": args.seed, "seconds": round(time.time() - t0, 1), "results": results}
         if is_main():
-            atomic_write_json(record, Path(init) / "eval.json")
+            atomic_write_json(record, Path(init.removeprefix("hf:")) / "eval.json")
         everything[init] = record
     if args.out and is_main():
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -57,7 +57,7 @@ from tqdm import tqdm
 from r1mini.chat_data import general_prompts, preference_pairs
 from r1mini.checkpoint import (atomic_save, atomic_write_json, check_preset, is_done, load_checkpoint, load_train_state,
                                restore_rngs, save_checkpoint, save_rngs, seed_everything)
-from r1mini.config import NON_NEGATIVE, POSITIVE, SHARE, name_in, parse_config
+from r1mini.config import NON_NEGATIVE, POSITIVE, SHARE, TASKS_FILE, name_in, parse_config
 from r1mini.device import autocast, pick_device
 from r1mini.distributed import map_striped, print0, report_replicas_in_sync, setup_distributed, teardown_distributed
 from r1mini.evaluate import heldout_eval, heldout_problems, sample_completions
@@ -69,7 +69,7 @@ from r1mini.rewards import all_scenario_rewards, load_reward, reasoning_rewards
 from r1mini.rl import GRPOConfig, grpo_step, make_policy, resume_policy
 from r1mini.sft import train_sft
 from r1mini.sft_data import cold_start_data, rejection_sampling_data
-from r1mini.tasks import SUITES, Problem, draw_problems, suite
+from r1mini.tasks import SUITES, Problem, draw_problems, task_set
 
 STAGE_NAMES = ("cold_start", "reasoning_rl", "rejection_sft", "final_rl")
 PREVIOUS = dict(zip(STAGE_NAMES[1:], STAGE_NAMES))  # the stage each later one follows
@@ -109,10 +109,12 @@ class R1Config(GRPOConfig):  # every GRPO option (r1mini/rl.py) for both RL stag
     # evaluation
     eval_problems: int = 25  # dev-split problems per task and language (eval.py tests on the test split)
     eval_k: int = 4  # samples per dev problem
+    tasks: str = ""  # a JSONL task file (FILE.jsonl or FILE.jsonl:CHECKER) instead of the suite; "": R1-Zero's
 
     RULES: ClassVar[dict] = {
         "stage": (lambda v: v == "all" or v in STAGE_NAMES, "all or one of " + ", ".join(STAGE_NAMES)),
         "suite": name_in(SUITES, allow_empty=True, allow_import=True), "zh_share": SHARE, "general_share": SHARE,
+        "tasks": TASKS_FILE,
         "sft_lr": POSITIVE, "rm_lr": POSITIVE, "reasoning_ratio": POSITIVE, "rl_steps": NON_NEGATIVE,
         "final_steps": NON_NEGATIVE, "sft_micro_batch_size": NON_NEGATIVE}
 
@@ -186,7 +188,7 @@ def start(cfg: R1Config, args, device: torch.device, rank: int, world: int) -> R
     for stage in STAGE_NAMES:  # a run of another preset in --out is not resumed
         check_preset(Path(args.out) / stage, args.preset)
     suite_name = cfg.suite or zero_meta.get("config", {}).get("suite") or args.preset
-    tasks = suite(suite_name)
+    tasks = task_set(suite_name, cfg.tasks or zero_meta.get("config", {}).get("tasks", ""))
     return R1Run(cfg, args, out, device, rank, world, tokenizer,
                  base_dir=cfg.base or zero_meta.get("parent") or "out/base", suite_name=suite_name, tasks=tasks,
                  rng=random.Random(args.seed), sampler=torch.Generator(device=device).manual_seed(args.seed + rank),
@@ -325,6 +327,7 @@ def sft_from_base(run: R1Run, pairs: list[tuple[str, str]], epochs: int, desc: s
     cfg = run.cfg
     model, _, _ = load_checkpoint(run.base_dir, run.device, expect_stage="base", made_by="pretrain.py")
     examples = [chat_ids(run.tokenizer, user, reply) for user, reply in pairs]
+    model.checkpoint_blocks = cfg.activation_checkpointing
     with step_guard("the SFT stage", run.out, "--sft_lr", "--sft_batch_size (or set --sft_micro_batch_size)"):
         losses = train_sft(model, examples, epochs=epochs, batch_size=cfg.sft_batch_size, lr=cfg.sft_lr,
                            pad_id=stop_ids(run.tokenizer, chat=True)[0], seed=run.args.seed,

@@ -42,15 +42,15 @@ from tqdm import tqdm
 
 from r1mini.checkpoint import (load_checkpoint, load_train_state, restore_rngs, save_checkpoint, save_rngs,
                                seed_everything)
-from r1mini.config import NON_NEGATIVE, SHARE, name_in, parse_config
+from r1mini.config import NON_NEGATIVE, SHARE, TASKS_FILE, name_in, parse_config
 from r1mini.device import pick_device
 from r1mini.distributed import is_main, print0, report_replicas_in_sync, setup_distributed, teardown_distributed
 from r1mini.evaluate import heldout_eval, heldout_problems
-from r1mini.formats import stop_ids, zero_prompt
+from r1mini.formats import prompt_ids, stop_ids
 from r1mini.jsonl import JsonlLogger, write_jsonl
 from r1mini.rewards import count_reflection_words, load_reward, zero_rewards
 from r1mini.rl import GRPOConfig, Policy, grpo_step, make_policy, resume_policy
-from r1mini.tasks import SUITES, draw_problems, suite
+from r1mini.tasks import SUITES, draw_problems, task_set
 
 
 @dataclass
@@ -65,9 +65,10 @@ class ZeroConfig(GRPOConfig):  # every GRPO option (r1mini/rl.py), then these
     eval_k: int = 8  # samples per dev problem (pass@1 averages them)
     log_samples: int = 4  # dev completions written to samples.jsonl per check
     ckpt_every: int = 25  # steps between checkpoints to resume from
+    tasks: str = ""  # a JSONL task file (FILE.jsonl or FILE.jsonl:CHECKER) instead of the suite
 
     RULES: ClassVar[dict] = {"suite": name_in(SUITES, allow_empty=True, allow_import=True), "zh_share": SHARE,
-                             "log_samples": NON_NEGATIVE}
+                             "log_samples": NON_NEGATIVE, "tasks": TASKS_FILE}
 
 
 PRESETS = {
@@ -117,7 +118,7 @@ def main(argv=None):
     while run.step < cfg.steps:
         # -- GRPO: this rank's prompts -> G samples each -> accuracy + format rewards -> advantages -> update ----
         problems = draw_problems(run.problem_rng, run.tasks, n_prompts, cfg.zh_share)
-        prompts = [tokenizer.encode(zero_prompt(p.question)) for p in problems]
+        prompts = [prompt_ids(tokenizer, p.question, chat=False)[0] for p in problems]
         metrics = grpo_step(policy, tokenizer, prompts, problems, reward_fn, cfg, step=run.step,
                             stop_ids=stop_ids(tokenizer, chat=False), generator=run.sampler, out=out)
         run.step += 1
@@ -154,7 +155,7 @@ def start(cfg: ZeroConfig, args, device: torch.device, rank: int) -> ZeroRun:
         base_config = meta.get("base_config", {})
     suite_name = cfg.suite or base_config.get("suite") or args.preset
     policy = make_policy(model, cfg, device)
-    run = ZeroRun(cfg, args, policy, tokenizer, suite_name, suite(suite_name), random.Random(args.seed * 1000 + rank),
+    run = ZeroRun(cfg, args, policy, tokenizer, suite_name, task_set(suite_name, cfg.tasks), random.Random(args.seed * 1000 + rank),
                   torch.Generator(device=device).manual_seed(args.seed + rank), base_config)
     if state is not None:
         run.step = resume_policy(policy, state, out, cfg.lr)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from r1mini.distributed import is_main, print0, unwrap
+from r1mini.hf import load_pretrained
 from r1mini.jsonl import dumps
 from r1mini.model import ModelConfig, Transformer
 from r1mini.tokenizer import Tokenizer
@@ -47,7 +48,10 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", expect
                     made_by: str | None = None, preset: str | None = None) -> tuple[Transformer, Tokenizer, dict]:
     """(model, tokenizer, meta) of a checkpoint directory. expect_stage: the stage meta.json must name (a
     prefix: "r1" takes every R1 stage); made_by: what to run when there is none ("pretrain.py"); preset: the
-    run's --preset, which the checkpoint's must match (check_preset)."""
+    run's --preset, which the checkpoint's must match (check_preset). "hf:DIR" reads a Hugging Face checkpoint
+    directory instead (r1mini/hf.py), which stands for any stage and any preset."""
+    if str(path).startswith("hf:"):
+        return load_hf(str(path)[3:], device)
     path = Path(path)
     if not (path / "meta.json").exists() or not (path / "model.pt").exists():
         hint = f"run {made_by} first" if made_by else \
@@ -60,12 +64,27 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", expect
         check_preset(path, preset)
     cfg = ModelConfig.from_dict(json.loads((path / "model.json").read_text(encoding="utf-8")))
     tokenizer = Tokenizer.load(path)
-    if tokenizer.vocab_size != cfg.vocab_size:
+    # a Hugging Face model's embedding often has rows past its tokenizer's last token (Qwen's: 151,936 for 151,665)
+    fits = tokenizer.vocab_size <= cfg.vocab_size if tokenizer.hf else tokenizer.vocab_size == cfg.vocab_size
+    if not fits:
         raise SystemExit(f"{path}: tokenizer has {tokenizer.vocab_size} tokens but the model expects "
                          f"{cfg.vocab_size}; the files come from different runs")
     model = Transformer(cfg)
     model.load_state_dict(_load(path / "model.pt"))
     return model.to(device), tokenizer, meta
+
+
+def load_hf(path: str, device: torch.device | str) -> tuple[Transformer, Tokenizer, dict]:
+    """load_checkpoint for hf:PATH: the model with its context capped at R1MINI_HF_CONTEXT positions (default
+    2048: prompt and reply together). A 128k-token RoPE table, and a static KV cache that long (the CUDA decode
+    loop allocates block_size slots per row), would cost memory that R1-Zero's replies never use; raise it for
+    long replies (R1-distilled models often write 4,000 tokens and more)."""
+    context = int(os.environ.get("R1MINI_HF_CONTEXT", "2048"))
+    try:
+        model, tokenizer = load_pretrained(path, device, block_size=context)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"cannot load hf:{path}: {e}") from None
+    return model, tokenizer, {"stage": "hf", "parent": f"hf:{path}", "config": {}}
 
 
 def check_preset(path: str | Path, preset: str) -> None:

@@ -27,6 +27,9 @@ SHARE = (lambda v: 0 <= v <= 1, "in [0, 1]")
 TOP_P = (lambda v: 0 < v <= 1, "in (0, 1]")
 
 
+TASKS_FILE = (lambda v: v == "" or ".jsonl" in v, "'' or a JSONL task file, FILE.jsonl or FILE.jsonl:CHECKER")
+
+
 def one_of(*options):
     return (lambda v: v in options, "one of " + ", ".join(map(repr, options)))
 

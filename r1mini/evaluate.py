@@ -17,7 +17,7 @@ from r1mini.memory import generation_batch
 from r1mini.rewards import (accuracy_reward, count_reflection_words, extract_answer, format_reward,
                             is_step_by_step, language_consistency, reasoning_text, reply_format_reward)
 from r1mini.sampling import generate
-from r1mini.tasks import Problem, Task, get_task
+from r1mini.tasks import FileTask, Problem, Task, get_task
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -150,12 +150,16 @@ EVAL_LANGS = ("en", "zh")
 def heldout_problems(tasks: dict[str, Task], n: int, seed: int, lang: str = "en", *, split: str) -> list[Problem]:
     """n problems per task from `split`: "dev" for what a stage watches while it trains, "test" for the final
     evaluation (eval.py), nothing else. The same ones for every model evaluated with this seed, all different,
-    and different across languages: each language takes its own slice of one draw without replacement."""
+    and different across languages: each language takes its own slice of one draw without replacement. A JSONL
+    file's (FileTask): its first n problems of the split in that language, none when it has none."""
     if split not in ("dev", "test"):
         raise ValueError(f"held-out problems come from the dev or the test split, not {split!r}")
     slot = EVAL_LANGS.index(lang)
     problems = []
     for task in tasks.values():
+        if isinstance(task, FileTask):
+            problems += task.heldout(n, lang, split)
+            continue
         rng = random.Random(f"{seed}:{task.name}")
         for data in task.distinct(rng, split, n * len(EVAL_LANGS))[slot * n:(slot + 1) * n]:
             problems.append(task.problem(data, lang, rng))
@@ -166,10 +170,12 @@ def heldout_eval(model, tokenizer, eval_sets: dict[str, list[Problem]], *, k: in
                  chat: bool, seed: int = 1234) -> dict[str, tuple[dict, list[Sampled]]]:
     """The check a training stage runs on held-out problems as it goes: k samples per problem at the
     paper's temperature 0.6 and top-p 0.95, each language's problems striped across ranks. Returns, per
-    language, score()'s metrics and the samples."""
+    language that has problems, score()'s metrics and the samples."""
     rank = rank_and_world()[0]
     results = {}
     for lang, problems in eval_sets.items():
+        if not problems:  # a JSONL file's problems are in its own languages only
+            continue
         samples = map_striped(lambda ps: sample_completions(model, tokenizer, ps, k, temperature=0.6, top_p=0.95,
                                                             max_new_tokens=max_new_tokens, seed=seed + rank,
                                                             chat=chat), problems)

@@ -28,8 +28,15 @@ def zero_completion(think: str, answer: str) -> str:
 def chat_ids(tokenizer, user: str, assistant: str | None = None) -> tuple[list[int], list[bool]]:
     """Token ids of one exchange and the loss mask (True on the assistant's tokens and its <|end|>).
 
-    Without `assistant`, the prompt to generate from: it ends with <|assistant|>.
+    Without `assistant`, the prompt to generate from: it ends with <|assistant|>. A Hugging Face checkpoint's
+    tokenizer renders its own chat template instead (r1mini/hf.py).
     """
+    if getattr(tokenizer, "hf", None) is not None:
+        if not tokenizer.chat_template:
+            raise ValueError("this checkpoint's tokenizer_config.json has no chat_template: use the R1-Zero "
+                             "template (a base model), or a checkpoint with a chat template (an instruct model)")
+        from r1mini.hf import template_chat_ids  # here: hf.py needs jinja2 only when a template is rendered
+        return template_chat_ids(tokenizer, user, assistant)
     ids = [tokenizer.special("<|user|>")] + tokenizer.encode(" " + user.strip()) + [tokenizer.special("<|assistant|>")]
     mask = [False] * len(ids)
     if assistant is not None:
@@ -45,12 +52,19 @@ def reasoning_reply(think: str, answer: str, lang: str) -> str:
 
 
 def prompt_ids(tokenizer, question: str, chat: bool) -> tuple[list[int], list[int]]:
-    """(prompt tokens, stop tokens): the chat format (R1 and later) or the R1-Zero template."""
+    """(prompt tokens, stop tokens): the chat format (R1 and later) or the R1-Zero template (after the
+    checkpoint's begin-of-text token where it has one, as Llama 3 was trained to see; a chat template writes
+    its own)."""
     if chat:
         return chat_ids(tokenizer, question)[0], stop_ids(tokenizer, chat)
-    return tokenizer.encode(zero_prompt(question)), stop_ids(tokenizer, chat)
+    hf = getattr(tokenizer, "hf", None) or {}
+    bos = [tokenizer.special(hf["bos_token"])] if hf.get("bos_token") else []
+    return bos + tokenizer.encode(zero_prompt(question)), stop_ids(tokenizer, chat)
 
 
 def stop_ids(tokenizer, chat: bool) -> list[int]:
-    """The tokens that end a reply: <|end|> in the chat format (then end of text), end of text otherwise."""
+    """The tokens that end a reply: <|end|> in the chat format (then end of text), end of text otherwise; a
+    Hugging Face checkpoint's eos token and its end-of-turn tokens in either."""
+    if getattr(tokenizer, "hf", None) is not None:
+        return [tokenizer.special(t) for t in tokenizer.hf["stop_tokens"]]
     return [tokenizer.special("<|end|>"), tokenizer.eot_id] if chat else [tokenizer.eot_id]

@@ -34,7 +34,12 @@ def write_jsonl(path: str | Path, rows, append: bool = False) -> None:
 
 def read_jsonl(path: str | Path) -> list[dict]:
     """Rows of a JSONL file; a malformed line raises ValueError naming the file and the line."""
-    rows = []
+    return [row for _, row in numbered_rows(path)]
+
+
+def numbered_rows(path: str | Path):
+    """(line number, row) of each non-blank line of a JSONL file, for errors that name the line of a bad
+    field; a line that is not a JSON object raises ValueError naming the file and the line."""
     with open(path, "rb") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
@@ -47,8 +52,7 @@ def read_jsonl(path: str | Path) -> list[dict]:
                 raise ValueError(f"{path}, line {n}: not valid JSON ({e.msg}); fix or delete that line") from None
             if not isinstance(row, dict):
                 raise ValueError(f"{path}, line {n}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
-    return rows
+            yield n, row
 
 
 class JsonlLogger:

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, fields
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint
 
 
 @dataclass
@@ -36,13 +37,20 @@ class ModelConfig:
     moe_hidden: int = 0  # hidden size of one expert; 0: ffn_hidden // (moe_top_k + n_shared_experts)
     moe_bias_update: float = 1e-3  # gamma, the bias update speed of aux-loss-free balancing
     first_dense_layers: int = 1  # DeepSeek-V3 keeps the first layers dense
+    # options that real checkpoints need (r1mini/hf.py), all off by default
+    attn_bias: bool = False  # biases on the q, k and v projections (Qwen2)
+    qk_norm: bool = False  # RMSNorm over each head's q and k before RoPE (Qwen3)
+    attn_head_dim: int = 0  # 0: n_embd // n_head; else the head size, apart from n_embd and n_head (Qwen3)
+    rope_scaling: dict | None = None  # Llama 3.1's: rope_type "llama3", factor, low/high_freq_factor, original_max_position_embeddings
 
     def __post_init__(self):
-        if self.n_embd % self.n_head or self.n_head % self.n_kv_head:
-            raise ValueError(f"n_embd ({self.n_embd}) must divide by n_head ({self.n_head}) and n_head by "
-                             f"n_kv_head ({self.n_kv_head})")
-        if (self.n_embd // self.n_head) % 2:
-            raise ValueError("head size n_embd // n_head must be even for RoPE")
+        if (self.n_embd % self.n_head and not self.attn_head_dim) or self.n_head % self.n_kv_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must divide by n_head ({self.n_head}) (or attn_head_dim be "
+                             f"given) and n_head by n_kv_head ({self.n_kv_head})")
+        if self.head_dim % 2 or self.attn_head_dim < 0:
+            raise ValueError(f"the head size ({self.head_dim}) must be positive and even for RoPE")
+        if self.rope_scaling is not None and self.rope_scaling.get("rope_type") != "llama3":
+            raise ValueError(f"rope_scaling {self.rope_scaling} is not supported: only rope_type 'llama3' is")
         if min(self.vocab_size, self.block_size, self.n_layer, self.n_embd) <= 0:
             raise ValueError("vocab_size, block_size, n_layer and n_embd must be positive")
         if self.ffn_hidden <= 0:
@@ -55,7 +63,7 @@ class ModelConfig:
 
     @property
     def head_dim(self) -> int:
-        return self.n_embd // self.n_head
+        return self.attn_head_dim or self.n_embd // self.n_head
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -99,12 +107,29 @@ class RMSNorm(nn.Module):
         return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x) * self.weight
 
 
-def rope_tables(head_dim: int, length: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+def rope_tables(head_dim: int, length: int, theta: float,
+                scaling: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin of the rotation angles pos * theta^(-2i/d), d = head_dim: float32 tables of shape
-    (length, head_dim // 2), row pos, column i = 0 .. d/2 - 1."""
+    (length, head_dim // 2), row pos, column i = 0 .. d/2 - 1. `scaling`: Llama 3's long-context rescaling
+    of the frequencies (llama3_frequencies), None for none."""
     inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2).float() / head_dim)
+    if scaling is not None:
+        inv_freq = llama3_frequencies(inv_freq, scaling)
     angles = torch.outer(torch.arange(length).float(), inv_freq)
     return angles.cos(), angles.sin()
+
+
+def llama3_frequencies(inv_freq: torch.Tensor, s: dict) -> torch.Tensor:
+    """Llama 3.1's RoPE scaling for long contexts: frequencies whose wavelength fits the original context
+    many times stay, those with wavelengths longer than it are divided by `factor`, and the band in between
+    is interpolated smoothly between the two."""
+    original, factor = s["original_max_position_embeddings"], s["factor"]
+    low, high = s["low_freq_factor"], s["high_freq_factor"]
+    wavelen = 2 * math.pi / inv_freq
+    smooth = (original / wavelen - low) / (high - low)  # 0 at wavelength original / low, 1 at original / high
+    interpolated = (1 - smooth) * inv_freq / factor + smooth * inv_freq
+    scaled = torch.where(wavelen > original / low, inv_freq / factor, inv_freq)
+    return torch.where((wavelen >= original / high) & (wavelen <= original / low), interpolated, scaled)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -171,15 +196,19 @@ class Attention(nn.Module):
         super().__init__()
         self.cfg = cfg
         hd = cfg.head_dim
-        self.wq = nn.Linear(cfg.n_embd, cfg.n_head * hd, bias=False)
-        self.wkv = nn.Linear(cfg.n_embd, 2 * cfg.n_kv_head * hd, bias=False)
+        self.wq = nn.Linear(cfg.n_embd, cfg.n_head * hd, bias=cfg.attn_bias)
+        self.wkv = nn.Linear(cfg.n_embd, 2 * cfg.n_kv_head * hd, bias=cfg.attn_bias)
         self.wo = nn.Linear(cfg.n_head * hd, cfg.n_embd, bias=False)
+        if cfg.qk_norm:  # one RMSNorm over the head_dim of every head (Qwen3), shared by all heads
+            self.q_norm, self.k_norm = RMSNorm(hd, cfg.norm_eps), RMSNorm(hd, cfg.norm_eps)
 
     def forward(self, x, cos, sin, cache: KVCache | None = None, layer: int = 0, mask=None, slots=None):
         B, T, _ = x.shape
         cfg = self.cfg
         q = self.wq(x).view(B, T, cfg.n_head, cfg.head_dim).transpose(1, 2)
         k, v = self.wkv(x).view(B, T, 2, cfg.n_kv_head, cfg.head_dim).permute(2, 0, 3, 1, 4)
+        if cfg.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:  # decoding: SDPA shares the K/V heads itself, no copy of the whole cache per step
             k, v = cache.update(layer, k, v, slots)
@@ -297,9 +326,12 @@ class Transformer(nn.Module):
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.tok_emb.weight
-        cos, sin = rope_tables(cfg.head_dim, cfg.block_size, cfg.rope_theta)
+        cos, sin = rope_tables(cfg.head_dim, cfg.block_size, cfg.rope_theta, cfg.rope_scaling)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
+        # activation checkpointing: keep only each block's input in training forwards and recompute the rest
+        # in backward (about a third more compute for a fraction of the activation memory); off by default
+        self.checkpoint_blocks = False
         self.apply(self._init_weights)
         for name, p in self.named_parameters():
             # GPT-2's scaled init: each residual branch adds to the stream, so shrink its output projection
@@ -312,6 +344,8 @@ class Transformer(nn.Module):
     def _init_weights(m):
         if isinstance(m, (nn.Linear, nn.Embedding)):
             nn.init.normal_(m.weight, std=0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
 
     def num_params(self, exclude_embeddings: bool = False) -> int:
         n = sum(p.numel() for p in self.parameters())
@@ -353,7 +387,12 @@ class Transformer(nn.Module):
             mask = mask[:, None]  # (B, 1, T, n_keys)
         x = self.tok_emb(idx)
         for i, block in enumerate(self.blocks):
-            x = block(x, cos, sin, cache, i, mask, slots)
+            if self.checkpoint_blocks and self.training and torch.is_grad_enabled() and cache is None:
+                # the recomputation counts an MoE layer's routed tokens twice: every expert's load doubles,
+                # which leaves the balancing bias's update (the sign of mean load - load) unchanged
+                x = torch.utils.checkpoint.checkpoint(block, x, cos, sin, use_reentrant=False)
+            else:
+                x = block(x, cos, sin, cache, i, mask, slots)
         if cache is not None and slots is None:
             cache.length += T
         return self.norm(x)

@@ -16,6 +16,7 @@ import heapq
 import json
 import os
 import tempfile
+import unicodedata
 from collections import Counter, defaultdict
 from typing import Iterable
 
@@ -107,43 +108,85 @@ def train_bpe(texts: Iterable[str], vocab_size: int) -> dict[bytes, int]:
 
 
 class Tokenizer:
-    """A trained BPE plus the chat special tokens, wrapping a `tiktoken.Encoding`."""
+    """A trained BPE plus the chat special tokens, wrapping a `tiktoken.Encoding`.
 
-    def __init__(self, mergeable_ranks: dict[bytes, int], name: str = "r1mini", pattern: str = PATTERN):
+    A Hugging Face checkpoint's tokenizer (r1mini/hf.py) is one too: its own special tokens (ids anywhere,
+    e.g. before the BPE tokens), and an `hf` dict of what its tokenizer.json and tokenizer_config.json add:
+    "normalization" ("NFC" or None: Qwen's tokenizers normalise text first), "chat_template", "bos_token",
+    "eos_token" and "stop_tokens" (the tokens that end a reply)."""
+
+    def __init__(self, mergeable_ranks: dict[bytes, int], name: str = "r1mini", pattern: str = PATTERN,
+                 special_tokens: dict[str, int] | None = None, hf: dict | None = None):
         n = len(mergeable_ranks)
-        if sorted(mergeable_ranks.values()) != list(range(n)):
-            raise ValueError("mergeable ranks must be exactly 0..n-1")
+        if special_tokens is None:  # ours: BPE ranks 0..n-1, then SPECIAL_TOKENS
+            if sorted(mergeable_ranks.values()) != list(range(n)):
+                raise ValueError("mergeable ranks must be exactly 0..n-1")
+            special_tokens = {s: n + i for i, s in enumerate(SPECIAL_TOKENS)}
+        elif len(set(mergeable_ranks.values()) | set(special_tokens.values())) != n + len(special_tokens):
+            raise ValueError("token ids must be distinct across the BPE ranks and the special tokens")
         self.ranks = mergeable_ranks
         self.name, self.pattern = name, pattern
-        self.special_tokens = {s: n + i for i, s in enumerate(SPECIAL_TOKENS)}
+        self.special_tokens = special_tokens
+        self.hf = hf
         self.enc = tiktoken.Encoding(name, pat_str=pattern, mergeable_ranks=mergeable_ranks,
                                      special_tokens=self.special_tokens)
+        self._special_re = _alternatives(special_tokens)
+        # a checkpoint's added tokens that are not special (Qwen3's <think>) are matched in any text, as its own
+        # tokenizer does; ours has none
+        self._added_re = _alternatives(hf.get("added_tokens", [])) if hf else None
+        if hf is not None:
+            self._ids = set(mergeable_ranks.values()) | set(special_tokens.values())
 
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int) -> Tokenizer:
         return cls(train_bpe(texts, vocab_size))
 
-    # Special-token strings in user text stay ordinary text, so data can never inject control tokens.
-    def encode(self, text: str) -> list[int]:
-        return self.enc.encode_ordinary(text)
+    def encode(self, text: str, allow_special: bool = False) -> list[int]:
+        """Token ids of `text`. Special-token strings in it stay ordinary text, so data can never inject control
+        tokens; allow_special=True makes them their tokens, for text that holds them on purpose (a rendered
+        chat template), as Hugging Face's tokenizers do."""
+        pattern = self._special_re if allow_special else self._added_re
+        if pattern is None:
+            return self.enc.encode_ordinary(self._normalize(text))
+        ids, start = [], 0
+        for m in pattern.finditer(text):
+            ids += self.enc.encode_ordinary(self._normalize(text[start:m.start()])) + [self.special_tokens[m[0]]]
+            start = m.end()
+        return ids + self.enc.encode_ordinary(self._normalize(text[start:]))
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return self.enc.encode_ordinary_batch(texts)
+        if self._added_re is not None:
+            return [self.encode(t) for t in texts]
+        return self.enc.encode_ordinary_batch([self._normalize(t) for t in texts])
+
+    def _normalize(self, text: str) -> str:
+        if self.hf is not None and self.hf.get("normalization"):
+            return unicodedata.normalize(self.hf["normalization"], text)
+        return text
 
     def decode(self, ids: Iterable[int]) -> str:
-        return self.enc.decode(list(ids), errors="replace")
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
-        return self.enc.decode_bytes(list(ids))
+        ids = list(ids)
+        if self.hf is not None:  # a checkpoint's embedding often has unused rows past its tokens: they decode to ""
+            ids = [i for i in ids if i in self._ids]
+        return self.enc.decode_bytes(ids)
 
     def special(self, name: str) -> int:
         if name not in self.special_tokens:
-            raise KeyError(f"unknown special token {name!r}; known: {SPECIAL_TOKENS}")
+            raise KeyError(f"unknown special token {name!r}; known: {list(self.special_tokens)}")
         return self.special_tokens[name]
 
     @property
     def eot_id(self) -> int:
-        return self.special_tokens["<|endoftext|>"]
+        """End of text: ours, or the checkpoint's eos token."""
+        return self.special_tokens[self.hf["eos_token"] if self.hf else "<|endoftext|>"]
+
+    @property
+    def chat_template(self) -> str | None:
+        """The checkpoint's own chat template (Jinja), None for ours (r1mini/formats.py's chat format)."""
+        return self.hf.get("chat_template") if self.hf else None
 
     @property
     def vocab_size(self) -> int:
@@ -153,8 +196,8 @@ class Tokenizer:
         os.makedirs(directory, exist_ok=True)
         ranks = "".join(f"{base64.b64encode(b).decode()} {r}\n"
                         for b, r in sorted(self.ranks.items(), key=lambda kv: kv[1]))
-        config = json.dumps({"name": self.name, "pattern": self.pattern,
-                             "special_tokens": self.special_tokens}, indent=2)
+        config = {"name": self.name, "pattern": self.pattern, "special_tokens": self.special_tokens}
+        config = json.dumps(config if self.hf is None else {**config, "hf": self.hf}, indent=2, ensure_ascii=False)
         _write_atomic(os.path.join(directory, RANKS_FILE), ranks)
         _write_atomic(os.path.join(directory, CONFIG_FILE), config + "\n")
 
@@ -177,11 +220,19 @@ class Tokenizer:
                     raise ValueError(f"{paths[0]}: malformed line {lineno}: {line.rstrip()!r}") from e
         with open(paths[1], encoding="utf-8") as f:
             config = json.load(f)
+        if "hf" in config:
+            return cls(ranks, config["name"], config["pattern"], config["special_tokens"], config["hf"])
         tok = cls(ranks, name=config["name"], pattern=config["pattern"])
         if tok.special_tokens != config["special_tokens"]:
             raise ValueError(f"{paths[1]}: special tokens {config['special_tokens']} do not match "
                              f"{tok.special_tokens} (SPECIAL_TOKENS changed since this was saved?)")
         return tok
+
+
+def _alternatives(tokens) -> regex.Pattern | None:
+    """A pattern that matches any of the tokens, longest first (a token that begins with another is matched
+    whole); None for none."""
+    return regex.compile("|".join(map(regex.escape, sorted(tokens, key=len, reverse=True)))) if tokens else None
 
 
 def _write_atomic(path: str, text: str) -> None:

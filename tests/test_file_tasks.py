@@ -1,0 +1,131 @@
+"""JSONL task files (r1mini/tasks.py, FileTask): the four checkers against hand-worked answers, the held-out split,
+and every kind of malformed line, which must name the file, the line and what is wrong."""
+import json
+import random
+
+import pytest
+
+from r1mini.evaluate import heldout_problems
+from r1mini.rewards import accuracy_reward
+from r1mini.tasks import (CHECKERS, FileTask, Problem, choice_letter, draw_problems, final_number, get_task, load_task_file,
+                          split_of, task_set)
+
+
+def write(path, rows):
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n" for r in rows),
+                    encoding="utf-8")
+    return path
+
+
+def one(tmp_path, row, spec_suffix=""):
+    """The only problem of a one-line file (named as a test file, so that the split does not drop it)."""
+    path = write(tmp_path / "one_test.jsonl", [row])
+    return load_task_file(str(path) + spec_suffix).pool["test"][0]
+
+
+def answers(problem, *texts):
+    return [accuracy_reward(f"<think> . </think> <answer> {t} </answer>", problem) for t in texts]
+
+
+def test_number_checker_takes_the_final_number(tmp_path):
+    p = one(tmp_path, {"question": "How much?", "answer": "1,234.50", "checker": "number"})
+    assert answers(p, "$1,234.50 in total", "1234.5", "It is 3, no: 1234.50 dollars", "1,234", "1235.5") == \
+        [1, 1, 1, 0, 0]
+    assert final_number("72") == 72 and final_number("-.5 kg") == -0.5 and final_number("no digits") is None
+    p = one(tmp_path, {"question": "q", "answer": 18}, ":number")
+    assert answers(p, "18 eggs", "18.0", "18.01") == [1, 1, 0]
+
+
+def test_countdown_checker_parses_never_evaluates(tmp_path):
+    p = one(tmp_path, {"target": 24, "nums": [1, 2, 3, 4]})  # TinyZero's fields: the checker is implied
+    assert p.data["checker"] == "countdown" and "24" in p.question
+    assert answers(p, "(1 + 2 + 3) * 4", "4 * 3 * 2 * 1", "4 * 6", "1 * 2 * 3 * 4 * 1", "__import__('os')") == \
+        [1, 1, 0, 0, 0]
+
+
+def test_exact_and_choice_checkers(tmp_path):
+    p = one(tmp_path, {"question": "Capital of France?", "answer": "Paris  City", "checker": "exact"})
+    assert answers(p, "Paris City", " Paris\nCity ", "paris city") == [1, 1, 0]
+    p = one(tmp_path, {"question": "Pick", "answer": "B", "checker": "choice", "choices": ["one", "two", "three"]})
+    assert p.question == "Pick\nA. one\nB. two\nC. three"
+    assert answers(p, "B", "(B)", "B.", "B) two", "A", "I think B") == [1, 1, 1, 1, 0, 0]
+    assert choice_letter("b") is None
+
+
+def test_checkers_never_raise_on_odd_answers():
+    assert set(CHECKERS) == {"number", "exact", "choice", "countdown"}
+    for checker, row in [("number", {"answer": "3"}), ("exact", {"answer": "x"}), ("choice", {"answer": "A"}),
+                         ("countdown", {"target": 3, "numbers": [1, 2]})]:
+        problem = Problem("jsonl", "q", "en", "", {"checker": checker, **row})
+        for junk in [None, 5, "", "x" * 10_000, "((((((((((((((((1))))))))))))))))"]:
+            assert get_task("jsonl").check(junk, problem) is False
+
+
+def test_split_by_question_hash_and_test_files(tmp_path):
+    rows = [{"question": f"q{i}", "answer": str(i), "checker": "number"} for i in range(300)]
+    task = load_task_file(str(write(tmp_path / "train.jsonl", rows)))
+    test, dev = ({p.question for p in task.pool[split]} for split in ("test", "dev"))
+    assert test == {r["question"] for r in rows if split_of("jsonl", r["question"]) == "test"}
+    assert dev == {r["question"] for r in rows if split_of("jsonl", r["question"]) == "dev"}
+    assert 10 < len(test) < 60 and 3 < len(dev) < 40 and not (test | dev) & {p.question for p in task.pool["train"]}
+    held = heldout_problems({"jsonl": task}, 5, seed=0, split="test")
+    assert [p.question for p in held] == [p.question for p in task.pool["test"][:5]]  # distinct, in file order
+    drawn = draw_problems(random.Random(0), {"jsonl": task}, 50, zh_share=0.5)
+    assert not {p.question for p in drawn} & (test | dev)
+    whole = load_task_file(str(write(tmp_path / "gsm8k_test.jsonl", rows)))
+    assert len(whole.pool["test"]) == 300 and not whole.pool["train"]
+    with pytest.raises(SystemExit, match="no train problems .a test file is held out whole"):
+        whole.sample(random.Random(0))
+    with pytest.raises(SystemExit, match="no dev problems .a test file is held out whole"):  # a run's first ask
+        heldout_problems({"jsonl": whole}, 5, seed=0, split="dev")
+
+
+def test_majority_votes_count_meanings(tmp_path):
+    """cons@k's key: answers that mean the same are one vote, whatever the checker."""
+    number = one(tmp_path, {"question": "q", "answer": "1234.5"}, ":number")
+    countdown = one(tmp_path, {"target": 24, "nums": [1, 2, 3, 4]})
+    choice = one(tmp_path, {"question": "q", "answer": "B"}, ":choice")
+    exact = one(tmp_path, {"question": "q", "answer": "a b"}, ":exact")
+    task = get_task("jsonl")
+    for problem, same, other in [(number, ["$1,234.50", "1234.5 in all"], "1234"),
+                                 (countdown, ["(1 + 2 + 3) * 4", "4 * 3 * 2 * 1"], "4 * 6"),
+                                 (choice, ["B", "(B)", "B) two"], "C"), (exact, ["a  b", " a b"], "ab")]:
+        keys = {task.normalize(a, problem) for a in same}
+        assert len(keys) == 1 and task.normalize(other, problem) not in keys
+
+
+MALFORMED = [
+    ("{not json", "not valid JSON"),
+    ("[1, 2]", "expected a JSON object"),
+    ({"question": "q", "answer": "1"}, "no checker is named"),
+    ({"question": "q", "answer": "1", "checker": "regex"}, "checker 'regex' is not one of"),
+    ({"answer": "1", "checker": "number"}, '"question" must be a non-empty string'),
+    ({"question": "q", "answer": " ", "checker": "exact"}, '"answer" must be a non-empty string or a number'),
+    ({"question": "q", "answer": "many", "checker": "number"}, "needs a number in \"answer\""),
+    ({"target": 5, "nums": [1, "2"]}, "a list of integers"),
+    ({"nums": [1, 2], "checker": "countdown"}, "needs an integer \"target\""),
+    ({"question": "q", "answer": "E", "checker": "choice", "choices": ["a", "b"]}, "one letter of A-B"),
+    ({"question": "q", "answer": "AB", "checker": "choice"}, "one letter of A-Z"),
+    ({"question": "q", "answer": "1", "checker": "number", "lang": "fr"}, "lang must be"),
+]
+
+
+@pytest.mark.parametrize("row,message", MALFORMED, ids=[m for _, m in MALFORMED])
+def test_malformed_line_names_file_line_and_fault(tmp_path, row, message):
+    good = {"question": "fine", "answer": "1", "checker": "number"}
+    path = write(tmp_path / "tasks.jsonl", [good, "", row])  # a blank line still counts: the bad one is line 3
+    with pytest.raises(ValueError) as e:
+        load_task_file(str(path))
+    assert f"{path}, line 3" in str(e.value) and message in str(e.value)
+
+
+def test_bad_task_file_specs(tmp_path):
+    with pytest.raises(ValueError, match="no such file"):
+        load_task_file(str(tmp_path / "missing.jsonl"))
+    with pytest.raises(ValueError, match="unknown checker 'float'"):
+        load_task_file(str(write(tmp_path / "a.jsonl", [{"question": "q", "answer": "1"}])) + ":float")
+    with pytest.raises(ValueError, match="holds no problems"):
+        load_task_file(str(write(tmp_path / "empty.jsonl", [""])))
+    with pytest.raises(SystemExit, match="no such file"):  # what the scripts call: a message, no traceback
+        task_set("toy", str(tmp_path / "missing.jsonl"))
+    assert isinstance(get_task("jsonl"), FileTask)
