@@ -98,6 +98,7 @@ def make_policy(model: torch.nn.Module, cfg: GRPOConfig, device: torch.device) -
     """AdamW, a frozen copy of the model as the reference when kl_coef > 0, the training forward."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     ref_model = copy.deepcopy(model).eval().requires_grad_(False) if cfg.kl_coef > 0 else None
+    model.mtp.requires_grad_(False)  # MTP drafts are trained in pretraining only; frozen, DDP waits for no grads
     forward = training_forward(model, device, compile=cfg.compile, dynamic=True)  # generation stays eager
     return Policy(model, optimizer, forward, ref_model)
 

@@ -26,7 +26,8 @@ def make_model(seed: int = 0, scale: float = 8.0, **kw) -> Transformer:
     return model.eval()
 
 
-MODELS = {"dense": {}, "moe": {k: MOE[k] for k in ("n_routed_experts", "moe_top_k")}}
+MODELS = {"dense": {}, "moe": {k: MOE[k] for k in ("n_routed_experts", "moe_top_k")},
+          "mla": dict(attn="mla"), "mla-moe": dict(attn="mla", n_routed_experts=4, moe_top_k=2)}
 
 
 # -- shapes and loss -----------------------------------------------------------------------------------
