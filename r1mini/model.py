@@ -506,16 +506,18 @@ class Transformer(nn.Module):
             losses.append(F.cross_entropy(logits.reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=-1))
         return losses
 
-    def mtp_draft(self, h: torch.Tensor, next_tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache,
-                  slots: torch.Tensor) -> torch.Tensor:
-        """Logits (B, T, V) of the first MTP module for the tokens two ahead: at each position i, from the
-        trunk's h_i (B, T, C) and the token after it, t_{i+1} (B, T). Its keys and values go to the cache's
-        layer n_layer, at `slots` (static writes), with the positions and validity of the main model's."""
+    def mtp_draft(self, h: torch.Tensor, next_tokens: torch.Tensor, positions: torch.Tensor,
+                  cache: KVCache) -> torch.Tensor:
+        """Logits (B, T, V) of the first MTP module for the tokens two ahead, at the T positions the model's
+        last cached forward wrote: at each position i, from the trunk's h_i (B, T, C) and the token after it,
+        t_{i+1} (B, T). Its keys and values go to the cache's layer n_layer, in the same slots."""
+        T = h.size(1)
         cos, sin = self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1)
-        module = self.mtp[0]
-        out = module(h, self.tok_emb(next_tokens), cos, sin, cache, self.cfg.n_layer,
-                     self.cache_mask(cache, h.size(1), slots), slots)
-        return self.head(module.norm(out))
+        cache.length -= T  # back to the slots the model's forward just filled
+        mask = self.cache_mask(cache, T, None)
+        out = self.mtp[0](h, self.tok_emb(next_tokens), cos, sin, cache, self.cfg.n_layer, mask)
+        cache.length += T
+        return self.head(self.mtp[0].norm(out))
 
     def head(self, h: torch.Tensor) -> torch.Tensor:
         """The vocabulary head, in float32 even under bf16 autocast: bf16 logits round log-probs by up to

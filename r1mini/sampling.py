@@ -195,8 +195,7 @@ def decode_speculative(model: Transformer, cache: KVCache, idx: torch.Tensor, po
         h = model.trunk(idx, cache=cache, positions=positions)  # (B, P, C): the prompt's hidden states
         tok = sample_from(normalised(model.head(model.norm(h[:, -1]))), generator)
         # the MTP block over the prompt: at position i, h_i and the token after it (the last: tok)
-        q_logits = model.mtp_draft(h, torch.cat([idx[:, 1:], tok[:, None]], 1), positions, cache,
-                                   torch.arange(P, device=device))[:, -1]
+        q_logits = model.mtp_draft(h, torch.cat([idx[:, 1:], tok[:, None]], 1), positions, cache)[:, -1]
     out = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
     n_out = torch.zeros(B, dtype=torch.long, device=device)
     done = torch.zeros(B, dtype=torch.bool, device=device)
@@ -216,11 +215,10 @@ def decode_speculative(model: Transformer, cache: KVCache, idx: torch.Tensor, po
             break
         q = normalised(q_logits)
         draft = sample_from(q, generator)
-        slots, step_pos = torch.tensor([slot, slot + 1], device=device), torch.stack([pos, pos + 1], 1)
-        step_pos = step_pos.clamp(max=cfg.block_size - 1)  # finished rows only: their positions run past the end
+        step_pos = torch.stack([pos, pos + 1], 1).clamp(max=cfg.block_size - 1)  # clamped: finished rows only
         cache.valid[:, slot:slot + 2] = True
         with autocast(device):
-            h = model.trunk(torch.stack([tok, draft], 1), step_pos, cache=cache, slots=slots)  # (B, 2, C)
+            h = model.trunk(torch.stack([tok, draft], 1), step_pos, cache=cache)  # (B, 2, C), slots slot, slot + 1
             logits = model.head(model.norm(h))
         p1, p2 = normalised(logits[:, 0]), normalised(logits[:, 1])
         p_d, q_d = p1.gather(1, draft[:, None])[:, 0], q.gather(1, draft[:, None])[:, 0]
@@ -236,8 +234,7 @@ def decode_speculative(model: Transformer, cache: KVCache, idx: torch.Tensor, po
         cache.valid[:, slot + 1] &= accept  # a rejected draft's slot: a hole, invisible from now on
         # the MTP block at both slots: after tok came the draft (kept) or nxt; after the draft, nxt
         with autocast(device):
-            q_logits = model.mtp_draft(h, torch.stack([torch.where(accept, draft, nxt), nxt], 1), step_pos, cache,
-                                       slots)
+            q_logits = model.mtp_draft(h, torch.stack([torch.where(accept, draft, nxt), nxt], 1), step_pos, cache)
         q_logits = torch.where(accept[:, None], q_logits[:, 1], q_logits[:, 0])
         pos, tok = pos + 1 + accept.long(), nxt
     if stats is not None:
