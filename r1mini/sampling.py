@@ -221,12 +221,8 @@ def decode_speculative(model: Transformer, cache: KVCache, idx: torch.Tensor, po
             h = model.trunk(torch.stack([tok, draft], 1), step_pos, cache=cache)  # (B, 2, C), slots slot, slot + 1
             logits = model.head(model.norm(h))
         p1, p2 = normalised(logits[:, 0]), normalised(logits[:, 1])
-        p_d, q_d = p1.gather(1, draft[:, None])[:, 0], q.gather(1, draft[:, None])[:, 0]
-        u = torch.rand(B, generator=generator, device=device)
-        accept = u * q_d < p_d  # u < p1(d) / q(d), with probability min(1, p1(d) / q(d))
-        residual = (p1 - q).clamp(min=0)
-        residual = torch.where(residual.sum(-1, keepdim=True) > 0, residual, p1)  # p1 == q: never rejected
-        nxt = torch.where(accept, sample_from(p2, generator), sample_from(residual, generator))
+        accept, resampled = accept_draft(p1, q, draft, generator)
+        nxt = torch.where(accept, sample_from(p2, generator), resampled)
         drafted += int((~done).sum())
         accepted += int((accept & ~done).sum())
         emit(draft, accept)
@@ -241,6 +237,22 @@ def decode_speculative(model: Transformer, cache: KVCache, idx: torch.Tensor, po
         stats["drafted"] = stats.get("drafted", 0) + drafted
         stats["accepted"] = stats.get("accepted", 0) + accepted
     return out[:, :int(n_out.max())]
+
+
+def accept_draft(p: torch.Tensor, q: torch.Tensor, draft: torch.Tensor,
+                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The accept / resample rule of speculative sampling, per row: the draft d (B,), drawn from q (B, V), is
+    accepted with probability min(1, p(d) / q(d)) (p, q normalised); where it is not, the token is drawn
+    from the residual max(0, p - q), normalised. Returns (accepted (B,) bool, the residual's token (B,),
+    meaningful where not accepted). The token that results has distribution p exactly: P(d = x accepted)
+    = q(x) min(1, p(x) / q(x)) = min(q(x), p(x)), and the rejections, of total probability
+    1 - sum_x min(p(x), q(x)) = sum_x max(0, p(x) - q(x)), add the rest, max(0, p(x) - q(x))."""
+    p_d, q_d = p.gather(1, draft[:, None])[:, 0], q.gather(1, draft[:, None])[:, 0]
+    u = torch.rand(p.size(0), generator=generator, device=p.device)
+    accept = u * q_d < p_d  # u < p(d) / q(d): probability min(1, p(d) / q(d)), no division by q(d)
+    residual = (p - q).clamp(min=0)
+    residual = torch.where(residual.sum(-1, keepdim=True) > 0, residual, p)  # p == q: never rejected anyway
+    return accept, sample_from(residual, generator)
 
 
 def decode_step(model: Transformer, cache: KVCache, tok: torch.Tensor, positions: torch.Tensor,

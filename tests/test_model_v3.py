@@ -212,6 +212,7 @@ def test_mtp_loss_by_hand():
                                                   model.rope_sin[:7]))).reshape(-1, V), seq[:, 1:8].reshape(-1)).item()) > 1e-3
 
 
+@pytest.mark.assignment14
 def test_mtp_ignores_positions_without_a_target():
     torch.manual_seed(2)
     model = Transformer(ModelConfig(vocab_size=V, block_size=32, n_layer=1, n_head=2, n_kv_head=1, n_embd=16,

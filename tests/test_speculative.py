@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from r1mini import sampling
 from r1mini.model import ModelConfig, Transformer
 from r1mini.sampling import generate, generate_no_cache
 
@@ -43,6 +44,7 @@ def trained_model(kind: str = "dense") -> Transformer:
     return model.eval()
 
 
+@pytest.mark.assignment14
 @pytest.mark.parametrize("kind", KINDS)
 def test_greedy_speculative_equals_greedy(kind):
     acceptance = []
@@ -122,3 +124,24 @@ def test_greedy_speculative_under_cuda_emulation(monkeypatch):
         model = trained_model(kind)
         assert generate(model, PROMPTS, 10, temperature=0, speculative=True) == generate(model, PROMPTS, 10,
                                                                                          temperature=0)
+
+
+@pytest.mark.assignment14
+def test_accept_draft_by_hand():
+    """p = (0.5, 0.3, 0.2), q = (0.2, 0.6, 0.2): a draft of token 0 is always kept (p >= q), of token 1 kept
+    with probability 0.3 / 0.6 = 0.5, and a rejection resamples from max(0, p - q) = (0.3, 0, 0): token 0."""
+    p = torch.tensor([[0.5, 0.3, 0.2]]).expand(20_000, 3)
+    q = torch.tensor([[0.2, 0.6, 0.2]]).expand(20_000, 3)
+    g = torch.Generator().manual_seed(0)
+    accept, resampled = sampling.accept_draft(p, q, torch.zeros(20_000, dtype=torch.long), g)
+    assert accept.all()
+    accept, resampled = sampling.accept_draft(p, q, torch.ones(20_000, dtype=torch.long), g)
+    assert abs(accept.float().mean().item() - 0.5) < 0.015  # 4.2 standard errors (0.0035 each)
+    assert (resampled[~accept] == 0).all()
+    # the whole rule: draft from q, keep or resample, gives p (counts within 4.5 standard errors)
+    draft = sampling.sample_from(q, g)
+    accept, resampled = sampling.accept_draft(p, q, draft, g)
+    freq = torch.bincount(torch.where(accept, draft, resampled), minlength=3).float() / 20_000
+    assert torch.allclose(freq, p[0], atol=4.5 * math.sqrt(0.25 / 20_000))
+    # equal distributions: every draft is kept
+    assert sampling.accept_draft(p, p, sampling.sample_from(p, g), g)[0].all()
