@@ -6,6 +6,11 @@ DeepSeekMoE feed-forward (DeepSeek-V3 §2.1.2): a few shared experts every token
 small routed experts, sigmoid affinities, top-k routing normalised over the chosen experts, and
 auxiliary-loss-free load balancing (a per-expert bias that only affects *which* experts are chosen,
 nudged after every optimizer step). A KV cache makes generation cost O(1) forward passes per token.
+
+DeepSeek-V3's two other ideas, off by default: multi-head latent attention (`attn="mla"`, LatentAttention:
+keys and values from a low-rank latent, a cache of the latent and one RoPE key per token, an absorbed
+decode) and multi-token prediction (`mtp_depth` = D MTP modules, MTPModule: each predicts one more token
+ahead; their loss is added in pretraining, and the first drafts tokens for speculative decoding).
 """
 from __future__ import annotations
 
