@@ -47,6 +47,7 @@ class EvalConfig:
     show: int = 1  # sample completions to print per benchmark
     chat: str = "auto"  # "auto" (chat for R1 stages and students, else the R1-Zero template), "yes", "no"
     tasks: str = ""  # a JSONL task file (FILE.jsonl or FILE.jsonl:CHECKER) instead of the suite
+    speculative: bool = False  # decode by speculative decoding with the MTP draft (checkpoints with MTP modules)
 
     RULES: ClassVar[dict] = {
         "suite": name_in(SUITES, allow_empty=True, allow_import=True), "top_p": TOP_P, "show": NON_NEGATIVE,
@@ -91,10 +92,14 @@ def main(argv=None):
         print0(f"\n{init} (stage {meta.get('stage')}, step {meta.get('step')}): {cfg.n_problems} problems per "
                f"benchmark and language, k={cfg.k}, T={cfg.temperature}, top-p {cfg.top_p}, "
                f"{'chat format' if chat else 'R1-Zero template'}")
+        if cfg.speculative and not model.cfg.mtp_depth:
+            raise SystemExit(f"--speculative true needs MTP modules, and {init} has none (pretrain.py --mtp_depth 1)")
+        draft_stats = {} if cfg.speculative else None
         with torch.no_grad(), step_guard(init, None, memory_flags="--batch_size or --max_new_tokens"):
             results = evaluate_model(model, tokenizer, tasks, chat=chat, n_problems=cfg.n_problems, k=cfg.k,
                                      langs=langs, temperature=cfg.temperature, top_p=cfg.top_p,
-                                     max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, seed=args.seed)
+                                     max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, seed=args.seed,
+                                     draft_stats=draft_stats)
         k = cfg.k
         header = ["benchmark", "pass@1", "95% interval", f"cons@{k}", "95% interval", f"pass@{k}", "greedy", "format",
                   "length", "steps share", "reflection"] + [f"lang {lang}" for lang in langs]
@@ -103,13 +108,18 @@ def main(argv=None):
                  round(r["reflection"], 2)] + [r["by_lang"][lang]["lang_consistency"] for lang in langs]
                 for name, r in results.items()]
         print0(markdown_table(header, rows))
+        if draft_stats:
+            acceptance = draft_stats["accepted"] / max(1, draft_stats["drafted"])
+            print0(f"speculative decoding: {draft_stats['accepted']:,} of {draft_stats['drafted']:,} MTP drafts "
+                   f"accepted ({acceptance:.3f}, this process's)")
         for task in tasks.values() if is_main() else ():  # a look at what the model writes
             for p in heldout_problems({task.name: task}, cfg.show, seed=args.seed, lang=langs[-1], split="test"):
                 s = sample_completions(model, tokenizer, [p], 1, temperature=cfg.temperature, top_p=cfg.top_p,
                                        max_new_tokens=cfg.max_new_tokens, seed=args.seed, chat=chat)[0]
                 print0(f"  {task.label}  Q: {p.question}  (answer {p.answer})\n    A: {s.completions[0]!r}")
         record = {"checkpoint": init, "stage": meta.get("stage"), "chat": chat, "config": asdict(cfg),
-                  "seed": args.seed, "seconds": round(time.time() - t0, 1), "results": results}
+                  "seed": args.seed, "seconds": round(time.time() - t0, 1), "results": results,
+                  **({"draft_stats": draft_stats} if draft_stats else {})}
         if is_main():
             atomic_write_json(record, Path(init.removeprefix("hf:")) / "eval.json")
         everything[init] = record

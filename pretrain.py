@@ -17,6 +17,7 @@ Writes out/base: model.pt, model.json, tokenizer.tiktoken/json, meta.json, log.j
     python pretrain.py --max_steps 2000 --lr 2e-3
     torchrun --nproc_per_node=2 pretrain.py # data parallel
     python pretrain.py --preset gpu --compile true --grad_accum 2   # the same global batch in 2 micro-batches
+    python pretrain.py --attn mla --mtp_depth 1   # DeepSeek-V3's latent attention and multi-token prediction
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from tqdm import tqdm
 
 from r1mini.checkpoint import (check_preset, load_train_state, restore_rngs, resume, save_checkpoint, save_rngs,
                                seed_everything)
-from r1mini.config import NON_NEGATIVE, POSITIVE, SHARE, name_in, parse_config, validate
+from r1mini.config import NON_NEGATIVE, POSITIVE, SHARE, name_in, one_of, parse_config, validate
 from r1mini.corpus import corpus_documents, pack, random_windows
 from r1mini.device import autocast, cuda_paths, pick_device, throughput
 from r1mini.distributed import (accumulate, print0, report_replicas_in_sync, setup_distributed, teardown_distributed,
@@ -71,11 +72,15 @@ class PretrainConfig:
     eval_batches: int = 8  # batches of validation text per validation loss
     ckpt_every: int = 100  # steps between checkpoints to resume from
     log_every: int = 10  # steps between rows of log.jsonl
+    # DeepSeek-V3 architecture options
+    attn: str = "gqa"  # "mla": multi-head latent attention (its sizes: r1mini/model.py ModelConfig)
+    mtp_depth: int = 0  # D >= 1: that many multi-token-prediction modules, trained beside the model
+    mtp_lambda: float = 0.3  # lambda, the weight of the MTP loss (DeepSeek-V3 used 0.3, then 0.1)
 
     RULES: ClassVar[dict] = {"model": name_in(MODEL_PRESETS), "suite": name_in(SUITES, allow_import=True),
                              "lr": POSITIVE, "grad_clip": POSITIVE, "min_lr_ratio": SHARE,
-                             "n_routed_experts": NON_NEGATIVE,
-                             "warmup_steps": NON_NEGATIVE, "grad_accum": NON_NEGATIVE}
+                             "n_routed_experts": NON_NEGATIVE, "warmup_steps": NON_NEGATIVE,
+                             "grad_accum": NON_NEGATIVE, "attn": one_of("gqa", "mla"), "mtp_depth": NON_NEGATIVE}
 
     def __post_init__(self):
         validate(self)
@@ -115,7 +120,8 @@ def main(argv=None):
     tokenizer, train_stream, val_stream = prepare_data(cfg, args.seed, out if state is not None else None)
 
     # -- model and optimizer ------------------------------------------------------------------------------
-    mcfg = model_config(cfg.model, vocab_size=tokenizer.vocab_size, n_routed_experts=cfg.n_routed_experts)
+    mcfg = model_config(cfg.model, vocab_size=tokenizer.vocab_size, n_routed_experts=cfg.n_routed_experts,
+                        attn=cfg.attn, mtp_depth=cfg.mtp_depth)
     model = Transformer(mcfg).to(device)
     if cfg.grad_accum == 0:  # as few micro-batches as fit, each an equal share of this rank's slice
         cfg = dataclasses.replace(cfg, grad_accum=fewest_micro_batches(model, cfg.batch_size // world))
@@ -166,6 +172,8 @@ def main(argv=None):
             t_last, tokens_since = time.time(), 0
             if step % cfg.eval_every == 0 or step == cfg.max_steps:
                 metrics["val_loss"] = round(eval_loss(model, val_stream, cfg, device), 4)
+                if cfg.mtp_depth:
+                    metrics["val_mtp_loss"] = round(eval_loss(model, val_stream, cfg, device, mtp=True), 4)
             logger.log(metrics)
             bar.set_postfix(loss=metrics["loss"], tok_s=metrics["tokens_per_s"])
         if step % cfg.ckpt_every == 0 or step == cfg.max_steps:
@@ -218,11 +226,12 @@ def train_step(model, forward, optimizer, x: torch.Tensor, y: torch.Tensor, cfg:
     """One update on this rank's slice of the batch, in cfg.grad_accum micro-batches: each micro-batch's
     mean loss / grad_accum sums to the slice's mean. Returns (loss, gradient norm, MoE expert loads)."""
     optimizer.zero_grad(set_to_none=True)
+    mtp_weight = cfg.mtp_lambda if cfg.mtp_depth else 0.0  # L = L_main + lambda / D * sum_k L_MTP^k
     loss = torch.zeros((), device=device)
     micro = len(x) // cfg.grad_accum
     for _, (xm, ym) in accumulate(forward, list(zip(x.split(micro), y.split(micro)))):
         with autocast(device):
-            _, micro_loss = forward(xm.to(device), ym.to(device))
+            _, micro_loss = forward(xm.to(device), ym.to(device), mtp_weight=mtp_weight)
         (micro_loss / cfg.grad_accum).backward()
         loss += micro_loss.detach() / cfg.grad_accum
     grad_norm, loads = apply_update(model, optimizer, loss, cfg.grad_clip)
@@ -230,15 +239,20 @@ def train_step(model, forward, optimizer, x: torch.Tensor, y: torch.Tensor, cfg:
 
 
 @torch.no_grad()
-def eval_loss(model, val_stream, cfg: PretrainConfig, device: torch.device) -> float:
-    """Mean loss on the same validation windows every time (comparable numbers, the same on every rank)."""
+def eval_loss(model, val_stream, cfg: PretrainConfig, device: torch.device, mtp: bool = False) -> float:
+    """Mean loss on the same validation windows every time (comparable numbers, the same on every rank): the
+    next-token loss alone (the MTP loss is not in it, so runs with and without MTP compare), or with `mtp`,
+    the mean of the MTP modules' losses."""
     model.eval()
     g = torch.Generator().manual_seed(0)
     losses = []
     for _ in range(cfg.eval_batches):
         x, y = random_windows(val_stream, cfg.batch_size, model.cfg.block_size, g)
         with autocast(device):
-            losses.append(model(x.to(device), y.to(device))[1].item())
+            if mtp:
+                losses.append(torch.stack(model.mtp_losses(model.trunk(x.to(device)), y.to(device))).mean().item())
+            else:
+                losses.append(model(x.to(device), y.to(device))[1].item())
     model.train()
     return float(np.mean(losses))
 

@@ -47,7 +47,7 @@ ASSIGNMENTS = (
     Assignment(3, "per-token log-probs and entropy", "r1mini/grpo.py",
                ("logprobs_from_logits", "entropy_from_logits")),
     Assignment(4, "the KV cache with left padding", "r1mini/model.py", ("KVCache.__init__", "KVCache.update")),
-    Assignment(5, "temperature and top-p (nucleus) sampling", "r1mini/sampling.py", ("sample_next",)),
+    Assignment(5, "temperature and top-p (nucleus) sampling", "r1mini/sampling.py", ("sample_next", "token_probs")),
     Assignment(6, "rotary position embeddings", "r1mini/model.py", ("rope_tables", "apply_rope")),
     Assignment(7, "the format reward", "r1mini/rewards.py", ("parse_completion", "format_reward")),
     Assignment(8, "the language-consistency reward", "r1mini/rewards.py",
@@ -58,6 +58,9 @@ ASSIGNMENTS = (
     Assignment(11, "the Bradley-Terry reward model", "r1mini/reward_model.py",
                ("bradley_terry_loss", "RewardModel.__init__", "RewardModel.from_policy", "RewardModel.forward")),
     Assignment(12, "auxiliary-loss-free MoE balancing", "r1mini/model.py", ("MoE.route", "MoE.update_bias")),
+    Assignment(13, "MLA's absorbed decode", "r1mini/model.py", ("LatentAttention.absorbed",)),
+    Assignment(14, "the multi-token-prediction loss", "r1mini/model.py", ("Transformer.mtp_losses",)),
+    Assignment(15, "speculative decoding's accept / resample rule", "r1mini/sampling.py", ("accept_draft",)),
 )
 
 

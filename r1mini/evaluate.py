@@ -52,10 +52,11 @@ class Sampled:
 
 def sample_completions(model, tokenizer, problems: list[Problem], k: int, *, temperature: float, top_p: float,
                        max_new_tokens: int, batch_size: int = 0, seed: int = 0, chat: bool = False,
-                       progress: str | None = None) -> list[Sampled]:
+                       progress: str | None = None, draft_stats: dict | None = None) -> list[Sampled]:
     """k completions for each problem, in the chat format or under the R1-Zero template, batch_size rows
     at a time (0: memory.generation_batch, 64 on the CPU and up to 512 on a GPU). With `progress`, a
-    progress bar of that name counts the batches."""
+    progress bar of that name counts the batches. With draft_stats (a dict), by speculative decoding with
+    the MTP draft, counting drafts proposed and accepted in it."""
     device = next(model.parameters()).device
     gen = torch.Generator(device=device).manual_seed(seed)
     stop = prompt_ids(tokenizer, "", chat)[1]
@@ -66,7 +67,8 @@ def sample_completions(model, tokenizer, problems: list[Problem], k: int, *, tem
     for i in tqdm(range(0, len(prompts), batch_size), desc=progress, disable=progress is None, leave=False,
                   dynamic_ncols=True):
         seqs += generate(model, prompts[i:i + batch_size], max_new_tokens, temperature=temperature, top_p=top_p,
-                         stop_ids=stop, pad_id=stop[0], generator=gen)
+                         stop_ids=stop, pad_id=stop[0], generator=gen, speculative=draft_stats is not None,
+                         stats=draft_stats)
     seqs = [[t for t in seq if t not in stop] for seq in seqs]
     outs = [tokenizer.decode(seq) for seq in seqs]
     return [Sampled(p, outs[j * k:(j + 1) * k], [len(s) for s in seqs[j * k:(j + 1) * k]])
@@ -185,20 +187,23 @@ def heldout_eval(model, tokenizer, eval_sets: dict[str, list[Problem]], *, k: in
 
 def evaluate_model(model, tokenizer, tasks: dict[str, Task], *, chat: bool, n_problems: int, k: int,
                    langs: tuple[str, ...] = ("en", "zh"), temperature: float = 0.6, top_p: float = 0.95,
-                   max_new_tokens: int = 160, batch_size: int = 128, seed: int = 0) -> dict[str, dict]:
+                   max_new_tokens: int = 160, batch_size: int = 128, seed: int = 0,
+                   draft_stats: dict | None = None) -> dict[str, dict]:
     """Every task as a benchmark named by its label (add-3d, mul-3x1, ...): n_problems held-out problems
     per language, k samples each; the sampled metrics of score() pooled over languages (with 95% intervals
     and per-problem values), greedy accuracy (one sample at temperature 0), the same per language under
     "by_lang", and the problems in order ("problems": language and canonical key), so that two checkpoints'
-    per-problem values can be paired. Under torchrun the problems
-    are striped over the ranks (each its own sampling seed) and every rank gets the whole result."""
+    per-problem values can be paired. Under torchrun the problems are striped over the ranks (each its own
+    sampling seed) and every rank gets the whole result. With draft_stats, by speculative decoding (see
+    sample_completions)."""
     rank = rank_and_world()[0]
     results = {}
     for task in tasks.values():
         pooled, pooled_greedy, by_lang = [], [], {}
         for lang in langs:
             problems = heldout_problems({task.name: task}, n_problems, seed=seed, lang=lang, split="test")
-            common = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed + rank, chat=chat)
+            common = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed + rank, chat=chat,
+                          draft_stats=draft_stats)
             samples = map_striped(lambda ps: sample_completions(
                 model, tokenizer, ps, k, temperature=temperature, top_p=top_p, progress=f"{task.label} {lang}",
                 **common), problems)

@@ -6,6 +6,11 @@ DeepSeekMoE feed-forward (DeepSeek-V3 §2.1.2): a few shared experts every token
 small routed experts, sigmoid affinities, top-k routing normalised over the chosen experts, and
 auxiliary-loss-free load balancing (a per-expert bias that only affects *which* experts are chosen,
 nudged after every optimizer step). A KV cache makes generation cost O(1) forward passes per token.
+
+DeepSeek-V3's two other ideas, off by default: multi-head latent attention (`attn="mla"`, LatentAttention:
+keys and values from a low-rank latent, a cache of the latent and one RoPE key per token, an absorbed
+decode) and multi-token prediction (`mtp_depth` = D MTP modules, MTPModule: each predicts one more token
+ahead; their loss is added in pretraining, and the first drafts tokens for speculative decoding).
 """
 from __future__ import annotations
 
@@ -42,6 +47,15 @@ class ModelConfig:
     qk_norm: bool = False  # RMSNorm over each head's q and k before RoPE (Qwen3)
     attn_head_dim: int = 0  # 0: n_embd // n_head; else the head size, apart from n_embd and n_head (Qwen3)
     rope_scaling: dict | None = None  # Llama 3.1's: rope_type "llama3", factor, low/high_freq_factor, original_max_position_embeddings
+    # multi-head latent attention (DeepSeek-V2 §2.1); every 0 below is derived in __post_init__ when attn="mla"
+    attn: str = "gqa"  # "gqa" (grouped-query) or "mla" (multi-head latent attention, latent KV cache)
+    q_lora_rank: int = 0  # d_c': rank of the query latent (0: n_embd // 2)
+    kv_lora_rank: int = 0  # d_c: rank of the key/value latent, what the cache holds per token (0: n_embd // 2)
+    qk_nope_head_dim: int = 0  # d_h: per-head query/key size without position (0: head_dim)
+    qk_rope_head_dim: int = 0  # d_h^R: size of the RoPE query per head and of the one RoPE key (0: head_dim // 2)
+    v_head_dim: int = 0  # per-head value size (0: head_dim)
+    # multi-token prediction (DeepSeek-V3 §2.2)
+    mtp_depth: int = 0  # D: MTP modules, each predicting one token further ahead; 0: none
 
     def __post_init__(self):
         if (self.n_embd % self.n_head and not self.attn_head_dim) or self.n_head % self.n_kv_head:
@@ -60,10 +74,28 @@ class ModelConfig:
                 raise ValueError(f"moe_top_k must be in 1..n_routed_experts ({self.n_routed_experts})")
             if self.moe_hidden <= 0:
                 self.moe_hidden = max(8, self.ffn_hidden // (self.moe_top_k + self.n_shared_experts))
+        if self.attn not in ("gqa", "mla"):
+            raise ValueError(f"attn must be 'gqa' or 'mla', got {self.attn!r}")
+        if self.mtp_depth < 0:
+            raise ValueError(f"mtp_depth must be >= 0 (0: no MTP modules), got {self.mtp_depth}")
+        if self.attn == "mla":
+            derived = dict(q_lora_rank=self.n_embd // 2, kv_lora_rank=self.n_embd // 2,
+                           qk_nope_head_dim=self.head_dim, qk_rope_head_dim=self.head_dim // 2,
+                           v_head_dim=self.head_dim)
+            for name, value in derived.items():
+                if getattr(self, name) <= 0:
+                    setattr(self, name, value)
+            if self.qk_rope_head_dim % 2:
+                raise ValueError(f"qk_rope_head_dim must be even for RoPE, got {self.qk_rope_head_dim}")
 
     @property
     def head_dim(self) -> int:
         return self.attn_head_dim or self.n_embd // self.n_head
+
+    @property
+    def rope_dim(self) -> int:
+        """The size RoPE rotates: the whole head, or only MLA's decoupled part."""
+        return self.qk_rope_head_dim if self.attn == "mla" else self.head_dim
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -155,18 +187,28 @@ class KVCache:
     slots, so each step's attention grows by one. The static one (`slots` a tensor of slot indices, for a
     decode step captured as a CUDA graph) writes at those slots and returns the whole cache: every step then
     has the same shapes and no Python int that changes, and the mask hides the slots not yet written.
-    `length` counts the dynamic writes only.
+    `length` counts the dynamic writes only. A model with MTP modules gets one more layer per module, for
+    speculative decoding's drafts (sampling.generate_speculative).
 
     Attributes the model and generation read: k, v (n_layer, B, n_kv_head, max_len, head_dim) in `dtype`,
     zeros at first; valid (B, max_len) bool, all False at first (the caller marks the real slots); length
     (int, 0 at first); max_len. update(layer, k, v) takes the new keys and values of one layer, (B,
     n_kv_head, T, head_dim), and returns that layer's keys and values to attend to.
+
+    With MLA (cfg.attn "mla") the cache holds no per-head keys or values: `k` holds the latent c_kv
+    (n_layer, B, 1, max_len, kv_lora_rank) and `v` the RoPE key k_pe shared by every head
+    (n_layer, B, 1, max_len, qk_rope_head_dim), written and read the same two ways.
     """
 
     def __init__(self, cfg: ModelConfig, batch_size: int, max_len: int, device, dtype):
-        shape = (cfg.n_layer, batch_size, cfg.n_kv_head, max_len, cfg.head_dim)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        layers = cfg.n_layer + cfg.mtp_depth  # an MTP module's block caches after the main ones (drafting)
+        if cfg.attn == "mla":
+            k_shape = (layers, batch_size, 1, max_len, cfg.kv_lora_rank)
+            v_shape = (layers, batch_size, 1, max_len, cfg.qk_rope_head_dim)
+        else:
+            k_shape = v_shape = (layers, batch_size, cfg.n_kv_head, max_len, cfg.head_dim)
+        self.k = torch.zeros(k_shape, device=device, dtype=dtype)
+        self.v = torch.zeros(v_shape, device=device, dtype=dtype)
         self.valid = torch.zeros(batch_size, max_len, dtype=torch.bool, device=device)
         self.length = 0
         self.max_len = max_len
@@ -222,6 +264,70 @@ class Attention(nn.Module):
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.wo(y.transpose(1, 2).reshape(B, T, -1))
+
+
+class LatentAttention(nn.Module):
+    """Multi-head latent attention (DeepSeek-V2 §2.1, eqs. 9-19). Keys and values come from one low-rank
+    latent c_kv = W_DKV x per token (kv_lora_rank values), queries from their own latent c_q = W_DQ x. Each
+    head's key is [W_UK c_kv ; k_pe]: a part without position, and RoPE applied only to the decoupled key
+    k_pe = RoPE(W_KR x), one for all heads (RoPE in the latent's keys would tie W_UK to the position and
+    forbid the absorption below). The cache holds only c_kv and k_pe.
+
+    Decoding (a cache given, `absorb` True) never expands the latent per head (V2 §2.1.2): since
+    q_nope . (W_UK c) = (W_UK^T q_nope) . c, the query is folded into the latent space once, the scores and
+    the weighted sum run over the cached latents directly, and W_UV is applied to the one weighted latent
+    per head. With `absorb` False, decoding expands every cached latent into per-head keys and values (the
+    naive form, for the tests). Training (no cache) uses the naive form, the cheaper one for full sequences.
+    """
+
+    absorb = True
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        H, qk_dim = cfg.n_head, cfg.qk_nope_head_dim + cfg.qk_rope_head_dim
+        self.wq_a = nn.Linear(cfg.n_embd, cfg.q_lora_rank, bias=False)  # W_DQ
+        self.q_norm = RMSNorm(cfg.q_lora_rank, cfg.norm_eps)
+        self.wq_b = nn.Linear(cfg.q_lora_rank, H * qk_dim, bias=False)  # W_UQ and W_QR
+        self.wkv_a = nn.Linear(cfg.n_embd, cfg.kv_lora_rank + cfg.qk_rope_head_dim, bias=False)  # W_DKV, W_KR
+        self.kv_norm = RMSNorm(cfg.kv_lora_rank, cfg.norm_eps)
+        self.wkv_b = nn.Linear(cfg.kv_lora_rank, H * (cfg.qk_nope_head_dim + cfg.v_head_dim), bias=False)  # W_UK, W_UV
+        self.wo = nn.Linear(H * cfg.v_head_dim, cfg.n_embd, bias=False)
+        self.scale = 1 / math.sqrt(qk_dim)
+
+    def forward(self, x, cos, sin, cache: KVCache | None = None, layer: int = 0, mask=None, slots=None):
+        B, T, _ = x.shape
+        cfg = self.cfg
+        q = self.wq_b(self.q_norm(self.wq_a(x))).view(B, T, cfg.n_head, -1).transpose(1, 2)
+        q_nope, q_pe = q.split([cfg.qk_nope_head_dim, cfg.qk_rope_head_dim], dim=-1)
+        q_pe = apply_rope(q_pe, cos, sin)
+        c_kv, k_pe = self.wkv_a(x).split([cfg.kv_lora_rank, cfg.qk_rope_head_dim], dim=-1)
+        c_kv, k_pe = self.kv_norm(c_kv)[:, None], apply_rope(k_pe[:, None], cos, sin)  # (B, 1, T, .)
+        if cache is not None:
+            c_kv, k_pe = cache.update(layer, c_kv, k_pe, slots)  # every cached slot: (B, 1, S, .)
+            if self.absorb:
+                return self.wo(self.absorbed(q_nope, q_pe, c_kv, k_pe, mask).transpose(1, 2).reshape(B, T, -1))
+        k_nope, v = self.wkv_b(c_kv).view(B, -1, cfg.n_head, cfg.qk_nope_head_dim + cfg.v_head_dim).transpose(1, 2) \
+            .split([cfg.qk_nope_head_dim, cfg.v_head_dim], dim=-1)
+        k = torch.cat([k_nope, k_pe.expand(-1, cfg.n_head, -1, -1).type_as(k_nope)], dim=-1)
+        q = torch.cat([q_nope, q_pe], dim=-1)
+        if mask is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v.type_as(q), attn_mask=mask, scale=self.scale)
+        return self.wo(y.transpose(1, 2).reshape(B, T, -1))
+
+    def absorbed(self, q_nope, q_pe, c_kv, k_pe, mask):
+        """Attention over the cached latents (B, 1, S, d_c) and RoPE keys (B, 1, S, d_h^R) for the queries
+        (B, H, T, .); returns each head's output (B, H, T, v_head_dim). Scores and softmax in float32."""
+        cfg = self.cfg
+        w_uk, w_uv = self.wkv_b.weight.view(cfg.n_head, -1, cfg.kv_lora_rank).split(
+            [cfg.qk_nope_head_dim, cfg.v_head_dim], dim=1)  # (H, d_h, d_c), (H, d_v, d_c)
+        q_latent = torch.einsum("bhtd,hdc->bhtc", q_nope.float(), w_uk.float())  # W_UK^T q_nope, per head
+        scores = (q_latent @ c_kv.float().transpose(-1, -2) + q_pe.float() @ k_pe.float().transpose(-1, -2))
+        weights = (scores * self.scale).masked_fill(~mask, float("-inf")).softmax(-1)  # (B, H, T, S)
+        latent_out = weights @ c_kv.float()  # sum_j a_j c_j: one latent per head and query, (B, H, T, d_c)
+        return torch.einsum("bhtc,hvc->bhtv", latent_out, w_uv.float()).type_as(q_nope)  # W_UV, per head
 
 
 class SwiGLU(nn.Module):
@@ -304,7 +410,7 @@ class Block(nn.Module):
     def __init__(self, cfg: ModelConfig, layer: int):
         super().__init__()
         self.attn_norm = RMSNorm(cfg.n_embd, cfg.norm_eps)
-        self.attn = Attention(cfg)
+        self.attn = LatentAttention(cfg) if cfg.attn == "mla" else Attention(cfg)
         self.ffn_norm = RMSNorm(cfg.n_embd, cfg.norm_eps)
         use_moe = cfg.n_routed_experts > 0 and layer >= cfg.first_dense_layers
         self.ffn = MoE(cfg) if use_moe else SwiGLU(cfg.n_embd, cfg.ffn_hidden)
@@ -314,6 +420,24 @@ class Block(nn.Module):
         if isinstance(self.ffn, MoE):  # a static decode step (slots given) routes without data-dependent shapes
             return x + self.ffn(self.ffn_norm(x), static=slots is not None)
         return x + self.ffn(self.ffn_norm(x))
+
+
+class MTPModule(nn.Module):
+    """One multi-token-prediction depth (DeepSeek-V3 §2.2, eq. 21-22): h'_i = M [RMSNorm(h_i^{k-1});
+    RMSNorm(Emb(t_{i+k}))], then one transformer block. The embedding and the output head are the main
+    model's; the final norm before the head is the module's own."""
+
+    def __init__(self, cfg: ModelConfig, layer: int):
+        super().__init__()
+        self.h_norm = RMSNorm(cfg.n_embd, cfg.norm_eps)
+        self.emb_norm = RMSNorm(cfg.n_embd, cfg.norm_eps)
+        self.proj = nn.Linear(2 * cfg.n_embd, cfg.n_embd, bias=False)  # M_k
+        self.block = Block(cfg, layer)
+        self.norm = RMSNorm(cfg.n_embd, cfg.norm_eps)
+
+    def forward(self, h, next_emb, cos, sin, cache=None, layer=0, mask=None, slots=None):
+        x = self.proj(torch.cat([self.h_norm(h), self.emb_norm(next_emb)], dim=-1))
+        return self.block(x, cos, sin, cache, layer, mask, slots)
 
 
 class Transformer(nn.Module):
@@ -326,17 +450,23 @@ class Transformer(nn.Module):
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.tok_emb.weight
-        cos, sin = rope_tables(cfg.head_dim, cfg.block_size, cfg.rope_theta, cfg.rope_scaling)
+        cos, sin = rope_tables(cfg.rope_dim, cfg.block_size, cfg.rope_theta, cfg.rope_scaling)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
         # activation checkpointing: keep only each block's input in training forwards and recompute the rest
         # in backward (about a third more compute for a fraction of the activation memory); off by default
         self.checkpoint_blocks = False
-        self.apply(self._init_weights)
-        for name, p in self.named_parameters():
+        self._init(self)
+        # the MTP modules come after the main weights' initialisation, which they leave as without them
+        self.mtp = nn.ModuleList(MTPModule(cfg, cfg.n_layer + k) for k in range(cfg.mtp_depth))  # empty: no MTP
+        self._init(self.mtp)
+
+    def _init(self, module: nn.Module):
+        module.apply(self._init_weights)
+        for name, p in module.named_parameters():
             # GPT-2's scaled init: each residual branch adds to the stream, so shrink its output projection
             if name.endswith("wo.weight") or name.endswith("w_down.weight"):
-                nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.n_layer))
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * self.cfg.n_layer))
             elif name.endswith("centroids"):
                 nn.init.normal_(p, std=0.02)
 
@@ -352,12 +482,18 @@ class Transformer(nn.Module):
         return n - self.tok_emb.weight.numel() if exclude_embeddings else n
 
     def moe_layers(self) -> list[MoE]:
-        return [b.ffn for b in self.blocks if isinstance(b.ffn, MoE)]
+        return [b.ffn for b in [*self.blocks, *(m.block for m in self.mtp)] if isinstance(b.ffn, MoE)]
 
     def hidden(self, idx: torch.Tensor, positions: torch.Tensor | None = None, *,
                cache: KVCache | None = None, slots: torch.Tensor | None = None) -> torch.Tensor:
         """Final-normed hidden states (B, T, C): everything forward does before lm_head (cache, positions and
         slots as in forward). A reward model puts its scalar head here instead of the vocabulary head."""
+        return self.norm(self.trunk(idx, positions, cache=cache, slots=slots))
+
+    def trunk(self, idx: torch.Tensor, positions: torch.Tensor | None = None, *,
+              cache: KVCache | None = None, slots: torch.Tensor | None = None) -> torch.Tensor:
+        """The residual stream after the last block, before the final norm (B, T, C): what the MTP modules
+        start from."""
         B, T = idx.shape
         if positions is None:
             if T > self.cfg.block_size:
@@ -370,21 +506,7 @@ class Transformer(nn.Module):
               and positions.max() >= self.cfg.block_size):
             raise ValueError(f"position {int(positions.max())} exceeds block_size {self.cfg.block_size}")
         cos, sin = self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1)
-        mask = None
-        if cache is not None:
-            if slots is None:  # dynamic: the new tokens fill the next T slots and see the slots filled so far
-                start = cache.length
-                if start + T > cache.max_len:
-                    raise ValueError(f"KV cache of {cache.max_len} slots is full")
-                query, n_keys = start + torch.arange(T, device=idx.device), start + T
-            else:  # static: the new tokens go to `slots` and see the whole cache, masked
-                query, n_keys = slots, cache.max_len
-            # slot j is visible from new token t if it is a real token and j <= query slot of t. Every token
-            # also sees itself, so a padding row is never fully masked (that would give NaN, and NaN * 0 = NaN).
-            key = torch.arange(n_keys, device=idx.device)
-            query = query[:, None]
-            mask = (key <= query) & cache.valid[:, None, :n_keys] | (key == query)
-            mask = mask[:, None]  # (B, 1, T, n_keys)
+        mask = None if cache is None else self.cache_mask(cache, T, slots)
         x = self.tok_emb(idx)
         for i, block in enumerate(self.blocks):
             if self.checkpoint_blocks and self.training and torch.is_grad_enabled() and cache is None:
@@ -395,22 +517,75 @@ class Transformer(nn.Module):
                 x = block(x, cos, sin, cache, i, mask, slots)
         if cache is not None and slots is None:
             cache.length += T
-        return self.norm(x)
+        return x
+
+    @staticmethod
+    def cache_mask(cache: KVCache, T: int, slots: torch.Tensor | None) -> torch.Tensor:
+        """Which cache slots each of T new tokens may attend to, (B, 1, T, n_keys)."""
+        device = cache.valid.device
+        if slots is None:  # dynamic: the new tokens fill the next T slots and see the slots filled so far
+            start = cache.length
+            if start + T > cache.max_len:
+                raise ValueError(f"KV cache of {cache.max_len} slots is full")
+            query, n_keys = start + torch.arange(T, device=device), start + T
+        else:  # static: the new tokens go to `slots` and see the whole cache, masked
+            query, n_keys = slots, cache.max_len
+        # slot j is visible from new token t if it is a real token and j <= query slot of t. Every token
+        # also sees itself, so a padding row is never fully masked (that would give NaN, and NaN * 0 = NaN).
+        key = torch.arange(n_keys, device=device)
+        query = query[:, None]
+        mask = (key <= query) & cache.valid[:, None, :n_keys] | (key == query)
+        return mask[:, None]
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, *, cache: KVCache | None = None,
-                positions: torch.Tensor | None = None, slots: torch.Tensor | None = None):
+                positions: torch.Tensor | None = None, slots: torch.Tensor | None = None, mtp_weight: float = 0.0):
         """idx: (B, T) token ids.
 
-        Training: logits (B, T, V) and, with targets, the mean cross-entropy (targets -1 are ignored).
+        Training: logits (B, T, V) and, with targets, the mean cross-entropy (targets -1 are ignored); with
+        mtp_weight (lambda) > 0 the loss adds lambda times the mean of the MTP modules' losses (V3 eq. 25).
         Decoding: pass a KVCache and the absolute `positions` (B, T) of the new tokens; the new tokens
         attend to every valid cached slot and causally among themselves. With `slots` (T,), a tensor of the
         cache slots to write, the step has static shapes (see KVCache) and can be captured as a CUDA graph.
         """
-        logits = self.head(self.hidden(idx, positions, cache=cache, slots=slots))
+        h = self.trunk(idx, positions, cache=cache, slots=slots)
+        logits = self.head(self.norm(h))
         if targets is None:
             return logits
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
+        if mtp_weight:
+            loss = loss + mtp_weight * torch.stack(self.mtp_losses(h, targets)).mean()  # lambda / D * sum_k L_k
         return logits, loss
+
+    def mtp_losses(self, h: torch.Tensor, targets: torch.Tensor) -> list[torch.Tensor]:
+        """The cross-entropy L_k of each MTP depth k = 1..D (DeepSeek-V3 eqs. 21-24), from the trunk's output h
+        (B, T, C) and the targets (B, T), targets[:, i] = t_{i+1}. Depth k at position i combines h^{k-1}_i
+        with the embedding of t_{i+k} and predicts t_{i+k+1}: its sequence is k tokens shorter."""
+        if not len(self.mtp):
+            raise ValueError("this model has no MTP modules: build it with mtp_depth >= 1")
+        T, losses = h.size(1), []
+        for k, module in enumerate(self.mtp, start=1):
+            n = T - k  # positions i whose t_{i+k} and t_{i+k+1} are both in the window
+            if n <= 0:
+                raise ValueError(f"MTP depth {k} needs sequences of more than {k} tokens, got {T}")
+            nxt, labels = targets[:, k - 1:k - 1 + n], targets[:, k:k + n]  # t_{i+k}, t_{i+k+1}
+            labels = labels.masked_fill(nxt < 0, -1)  # no input token, no prediction
+            h = module(h[:, :n], self.tok_emb(nxt.clamp(min=0)), self.rope_cos[:n], self.rope_sin[:n])
+            logits = self.head(module.norm(h))
+            losses.append(F.cross_entropy(logits.reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=-1))
+        return losses
+
+    def mtp_draft(self, h: torch.Tensor, next_tokens: torch.Tensor, positions: torch.Tensor,
+                  cache: KVCache) -> torch.Tensor:
+        """Logits (B, T, V) of the first MTP module for the tokens two ahead, at the T positions the model's
+        last cached forward wrote: at each position i, from the trunk's h_i (B, T, C) and the token after it,
+        t_{i+1} (B, T). Its keys and values go to the cache's layer n_layer, in the same slots."""
+        T = h.size(1)
+        cos, sin = self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1)
+        cache.length -= T  # back to the slots the model's forward just filled
+        mask = self.cache_mask(cache, T, None)
+        out = self.mtp[0](h, self.tok_emb(next_tokens), cos, sin, cache, self.cfg.n_layer, mask)
+        cache.length += T
+        return self.head(self.mtp[0].norm(out))
 
     def head(self, h: torch.Tensor) -> torch.Tensor:
         """The vocabulary head, in float32 even under bf16 autocast: bf16 logits round log-probs by up to

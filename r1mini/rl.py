@@ -58,6 +58,7 @@ class GRPOConfig:
     compile: bool = False  # torch.compile the training forward (dynamic shapes: rollout lengths vary)
     reward: str = ""  # "": the stage's rule rewards, as the paper; module:function for your own (docs/extending.md)
     activation_checkpointing: bool = False  # recompute each block in backward: less memory (0.5B+ models), ~1/3 more compute
+    speculative: bool = False  # roll out by speculative decoding with the MTP draft (an MTP base; same samples' law)
 
     RULES: ClassVar[dict] = {"top_p": TOP_P, "lr": POSITIVE, "grad_clip": POSITIVE, "micro_batch_size": NON_NEGATIVE,
                              "agg": (lambda v: v in AGGREGATIONS or importable(v),
@@ -110,6 +111,7 @@ def make_policy(model: torch.nn.Module, cfg: GRPOConfig, device: torch.device) -
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     model.checkpoint_blocks = cfg.activation_checkpointing
     ref_model = copy.deepcopy(model).eval().requires_grad_(False) if cfg.kl_coef > 0 else None
+    model.mtp.requires_grad_(False)  # MTP drafts are trained in pretraining only; frozen, DDP waits for no grads
     forward = training_forward(model, device, compile=cfg.compile, dynamic=True)  # generation stays eager
     return Policy(model, optimizer, forward, ref_model)
 
@@ -125,13 +127,15 @@ def resume_policy(policy: Policy, state: dict, out, lr: float) -> int:
 @torch.no_grad()
 def rollout(model, tokenizer, prompt_ids: list[list[int]], group_size: int, *, max_new_tokens: int,
             stop_ids: list[int], temperature: float = 1.0, top_p: float = 1.0,
-            generator: torch.Generator | None = None) -> Rollout:
-    """Sample group_size completions for every prompt with the KV cache (groups contiguous)."""
+            generator: torch.Generator | None = None, draft_stats: dict | None = None) -> Rollout:
+    """Sample group_size completions for every prompt with the KV cache (groups contiguous). With
+    draft_stats (a dict), by speculative decoding with the MTP draft, counting drafts proposed and accepted
+    in it."""
     device = next(model.parameters()).device
     prompts = [p for p in prompt_ids for _ in range(group_size)]
     pad = stop_ids[0]
     new = generate(model, prompts, max_new_tokens, temperature=temperature, top_p=top_p, stop_ids=stop_ids,
-                   pad_id=pad, generator=generator)
+                   pad_id=pad, generator=generator, speculative=draft_stats is not None, stats=draft_stats)
     T = max(len(p) + len(c) for p, c in zip(prompts, new))
     ids = torch.full((len(new), T), pad, dtype=torch.long)
     mask = torch.zeros(len(new), T - 1, dtype=torch.bool)
@@ -157,9 +161,11 @@ def grpo_step(policy: Policy, tokenizer, prompts: list[list[int]], items: list, 
     # -- rollout: G samples per prompt, rewards, group advantages ----------------------------------------------
     t0 = time.time()
     model.eval()
+    draft_stats = {} if cfg.speculative else None
     with autocast(device), step_guard(f"{where} (rollout)", out, "--lr", memory_flags):
         ro = rollout(model, tokenizer, prompts, cfg.group_size, max_new_tokens=cfg.max_new_tokens,
-                     stop_ids=stop_ids, temperature=cfg.temperature, top_p=cfg.top_p, generator=generator)
+                     stop_ids=stop_ids, temperature=cfg.temperature, top_p=cfg.top_p, generator=generator,
+                     draft_stats=draft_stats)
     model.train()
     rewards, parts = reward_fn(ro.completions, [item for item in items for _ in range(cfg.group_size)])
     rewards = torch.tensor(rewards, device=device, dtype=torch.float32)
@@ -176,6 +182,8 @@ def grpo_step(policy: Policy, tokenizer, prompts: list[list[int]], items: list, 
         update = grpo_update(policy, ro, advantages, keep, cfg)
     t_train = time.time() - t0
     metrics = step_metrics(ro, rewards, parts, mixed, update, t_gen, t_train, cfg, model)
+    if draft_stats:  # this rank's share of MTP drafts the model accepted
+        metrics["draft_acceptance"] = round(draft_stats["accepted"] / max(1, draft_stats["drafted"]), 4)
     if metrics["ratio_dev"] > RATIO_DEV_WARN:
         print0(f"warning: at {where} the first update's |ratio - 1| is {metrics['ratio_dev']:.2g} although it is "
                f"on-policy: the old log-probs and the update's disagree numerically (mixed precision?), which "

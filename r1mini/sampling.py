@@ -19,6 +19,7 @@ import functools
 import weakref
 
 import torch
+import torch.nn.functional as F
 
 from r1mini.device import autocast, cache_dtype, cuda_paths
 from r1mini.model import KVCache, Transformer
@@ -28,15 +29,28 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_p: float = 1
                 generator: torch.Generator | None = None) -> torch.Tensor:
     """Pick one token per row of logits (B, V): token ids (B,). temperature 0 is greedy (argmax).
 
-    Order: temperature first, then top-p, then a draw. The logits are divided by the temperature and
-    softmaxed; the nucleus is cut from *those* probabilities: the smallest set of most likely tokens whose
-    mass reaches top_p (>=: at an exact boundary, e.g. top_p 0.5 over four tokens of 0.25, two tokens and not
-    three). The most likely token always survives; the survivors are renormalised. top_p 1 keeps every token.
+    Order: temperature first, then top-p, then a draw (token_probs, then sample_from). The logits are divided
+    by the temperature and softmaxed; the nucleus is cut from *those* probabilities: the smallest set of most
+    likely tokens whose mass reaches top_p (>=: at an exact boundary, e.g. top_p 0.5 over four tokens of 0.25,
+    two tokens and not three). The most likely token always survives; the survivors are renormalised. top_p 1
+    keeps every token.
     """
-    if temperature < 0 or not 0 < top_p <= 1:
-        raise ValueError(f"need temperature >= 0 and top_p in (0, 1], got {temperature}, {top_p}")
+    check_sampling(temperature, top_p)
     if temperature == 0:
         return logits.argmax(-1)
+    return sample_from(token_probs(logits, temperature, top_p), generator)
+
+
+def check_sampling(temperature: float, top_p: float) -> None:
+    if temperature < 0 or not 0 < top_p <= 1:
+        raise ValueError(f"need temperature >= 0 and top_p in (0, 1], got {temperature}, {top_p}")
+
+
+def token_probs(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """The distribution sample_next draws from, (B, V) in float32: softmax(logits / temperature), cut to the
+    nucleus by top-p and not renormalised (the kept tokens' mass); temperature 0: one-hot on the argmax."""
+    if temperature == 0:
+        return F.one_hot(logits.argmax(-1), logits.size(-1)).float()
     probs = torch.softmax(logits.float() / temperature, dim=-1)
     if top_p < 1:
         # keep the smallest set of most likely tokens whose mass reaches top_p (the first always survives)
@@ -44,8 +58,13 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_p: float = 1
         drop = sorted_p.cumsum(-1) - sorted_p >= top_p
         sorted_p = sorted_p.masked_fill(drop, 0.0)
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
-    # inverse-CDF sampling: one uniform number per row, where torch.multinomial draws one per vocabulary
-    # entry (a sixth of a cpu-preset rollout's time). Zero-probability tokens have zero-width intervals.
+    return probs
+
+
+def sample_from(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One token per row of probs (B, V), which need not sum to 1. Inverse-CDF sampling: one uniform number
+    per row, where torch.multinomial draws one per vocabulary entry (a sixth of a cpu-preset rollout's
+    time). Zero-probability tokens have zero-width intervals."""
     cdf = probs.cumsum(-1)
     u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device, dtype=cdf.dtype) * cdf[:, -1:]
     return torch.searchsorted(cdf, u, right=True).clamp(max=cdf.shape[-1] - 1).squeeze(-1)
@@ -54,7 +73,8 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_p: float = 1
 @torch.no_grad()
 def generate(model: Transformer, prompts: list[list[int]], max_new_tokens: int, *, temperature: float = 1.0,
              top_p: float = 1.0, stop_ids: tuple[int, ...] | list[int] = (), pad_id: int = 0,
-             generator: torch.Generator | None = None, static: bool | None = None) -> list[list[int]]:
+             generator: torch.Generator | None = None, static: bool | None = None, speculative: bool = False,
+             stats: dict | None = None) -> list[list[int]]:
     """Continue every prompt; returns the new tokens of each, ending with its stop token if one came.
 
     Generation stops for a sequence at its first stop token, or after max_new_tokens, or when its total
@@ -64,11 +84,18 @@ def generate(model: Transformer, prompts: list[list[int]], max_new_tokens: int, 
     graphs on a GPU, eager under R1MINI_EMULATE_CUDA), the dynamic one elsewhere. True: the static one on
     any device (eager off CUDA: the same code, no compiler). False: the dynamic one. Both give the same
     tokens, up to float rounding (see decode_static).
+
+    `speculative`: the model's first MTP module drafts one token ahead and the model verifies it in the same
+    forward (decode_speculative); the tokens come from the same distribution. `stats`, a dict, receives the
+    drafts proposed and accepted (speculative decoding only).
     """
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("generate needs at least one prompt, and no empty prompt")
+    if speculative and not model.cfg.mtp_depth:
+        raise ValueError("speculative decoding drafts with an MTP module, and this model has none: pretrain "
+                         "one with --mtp_depth 1, or turn speculative decoding off")
     device = next(model.parameters()).device
-    static = cuda_paths(device) if static is None else static
+    static = (cuda_paths(device) if static is None else static) and not speculative
     cfg = model.cfg
     n_real = len(prompts)
     if static:  # rows up to a power of two: each batch size records (and compiles) a CUDA graph of its own
@@ -84,21 +111,30 @@ def generate(model: Transformer, prompts: list[list[int]], max_new_tokens: int, 
     # the cache is bf16 on CUDA, so the forward passes must run under bf16 autocast there: a float32
     # query against bf16 keys is an error in scaled_dot_product_attention
     dtype = cache_dtype(device, next(model.parameters()).dtype)
-    cache = static_cache(model, B, dtype) if static else KVCache(cfg, B, P + max_new_tokens, device, dtype)
+    # speculative decoding writes two slots a step (the token and the draft) whether or not the draft stays
+    n_slots = P + (2 * max_new_tokens if speculative else max_new_tokens)
+    cache = static_cache(model, B, dtype) if static else KVCache(cfg, B, n_slots, device, dtype)
     cache.valid[:, :P] = torch.arange(P, device=device)[None] >= (P - lengths)[:, None]
     positions = (torch.arange(P, device=device)[None] - (P - lengths)[:, None]).clamp(min=0)
 
     was_training = model.training
     model.eval()
-    with autocast(device):  # prefill: all prompts in one pass (eager on both paths: its shape varies)
-        logits = model(idx, cache=cache, positions=positions)[:, -1]
-    sample = functools.partial(sample_next, temperature=temperature, top_p=top_p, generator=generator)
     stop = torch.tensor(list(stop_ids) or [-1], device=device)
-    if static:
-        out = decode_static(model, cache, logits, lengths, max_new_tokens, pad_id=pad_id, stop=stop, sample=sample,
-                            n_real=n_real)
+    if speculative:
+        check_sampling(temperature, top_p)
+        probs = functools.partial(token_probs, temperature=temperature, top_p=top_p)
+        out = decode_speculative(model, cache, idx, positions, max_new_tokens, pad_id=pad_id, stop=stop, probs=probs,
+                                 generator=generator, stats=stats)
     else:
-        out = decode_dynamic(model, cache, logits, lengths, max_new_tokens, pad_id=pad_id, stop=stop, sample=sample)
+        with autocast(device):  # prefill: all prompts in one pass (eager on both paths: its shape varies)
+            logits = model(idx, cache=cache, positions=positions)[:, -1]
+        sample = functools.partial(sample_next, temperature=temperature, top_p=top_p, generator=generator)
+        if static:
+            out = decode_static(model, cache, logits, lengths, max_new_tokens, pad_id=pad_id, stop=stop,
+                                sample=sample, n_real=n_real)
+        else:
+            out = decode_dynamic(model, cache, logits, lengths, max_new_tokens, pad_id=pad_id, stop=stop,
+                                 sample=sample)
     model.train(was_training)
 
     results = []
@@ -135,6 +171,95 @@ def decode_dynamic(model: Transformer, cache: KVCache, logits: torch.Tensor, len
         with autocast(device):
             logits = model(tok[:, None], cache=cache, positions=(lengths + t)[:, None])[:, -1]
     return out[:, :n]
+
+
+def decode_speculative(model: Transformer, cache: KVCache, idx: torch.Tensor, positions: torch.Tensor,
+                       max_new_tokens: int, *, pad_id: int, stop: torch.Tensor, probs, generator=None,
+                       stats: dict | None = None) -> torch.Tensor:
+    """Speculative decoding with the model's own MTP draft (DeepSeek-V3 §2.2's suggested use; the accept /
+    resample rule of Leviathan et al. 2023 and Chen et al. 2023). Prefill, then each step:
+
+    1. the MTP module, from the hidden state before the next token `tok` and tok's embedding, gives q, the
+       distribution of the token after tok; the draft d ~ q;
+    2. one forward of the model over [tok, d] gives p1 (the distribution after tok) and p2 (after d);
+    3. d is kept with probability min(1, p1(d) / q(d)), and then the next token is drawn from p2; else
+       the next token is drawn from the residual max(0, p1 - q) (normalised) and d's cache slot becomes a
+       hole, masked like padding. Either way every emitted token has exactly the model's distribution
+       (p1 = q(d) min(1, p1/q) + (1 - sum min(p1, q)) residual), at temperature 0 too (one-hot p and q:
+       the greedy tokens).
+
+    A step writes two cache slots per row (kept or not), emits one or two tokens per row, and takes two
+    forwards (the model's over 2 tokens, the MTP block's over 2): at the cost of one extra block, an accepted
+    draft saves a whole forward of the model. `probs` maps logits to sample_next's distribution
+    (token_probs). Rows never leave the batch; a finished row decodes pad. Returns the new tokens (B, n)."""
+    device, (B, P), cfg = idx.device, idx.shape, model.cfg
+
+    def normalised(logits: torch.Tensor) -> torch.Tensor:  # the ratio p1(d) / q(d) needs true probabilities
+        p = probs(logits.float())
+        return p / p.sum(-1, keepdim=True)
+
+    with autocast(device):
+        h = model.trunk(idx, cache=cache, positions=positions)  # (B, P, C): the prompt's hidden states
+        tok = sample_from(normalised(model.head(model.norm(h[:, -1]))), generator)
+        # the MTP block over the prompt: at position i, h_i and the token after it (the last: tok)
+        q_logits = model.mtp_draft(h, torch.cat([idx[:, 1:], tok[:, None]], 1), positions, cache)[:, -1]
+    out = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
+    n_out = torch.zeros(B, dtype=torch.long, device=device)
+    done = torch.zeros(B, dtype=torch.bool, device=device)
+    rows = torch.arange(B, device=device)
+
+    def emit(tokens: torch.Tensor, where: torch.Tensor) -> None:
+        where = where & ~done
+        out[rows[where], n_out[where]] = tokens[where]
+        n_out.add_(where.long())
+        done.logical_or_(where & torch.isin(tokens, stop) | (n_out >= max_new_tokens))
+
+    emit(tok, torch.ones_like(done))
+    pos = positions[:, -1] + 1  # the position of tok
+    drafted = accepted = 0
+    for slot in range(P, P + 2 * max_new_tokens, 2):
+        if bool(done.all()):  # the one host sync per step
+            break
+        q = normalised(q_logits)
+        draft = sample_from(q, generator)
+        step_pos = torch.stack([pos, pos + 1], 1).clamp(max=cfg.block_size - 1)  # clamped: finished rows only
+        cache.valid[:, slot:slot + 2] = True
+        with autocast(device):
+            h = model.trunk(torch.stack([tok, draft], 1), step_pos, cache=cache)  # (B, 2, C), slots slot, slot + 1
+            logits = model.head(model.norm(h))
+        p1, p2 = normalised(logits[:, 0]), normalised(logits[:, 1])
+        accept, resampled = accept_draft(p1, q, draft, generator)
+        nxt = torch.where(accept, sample_from(p2, generator), resampled)
+        drafted += int((~done).sum())
+        accepted += int((accept & ~done).sum())
+        emit(draft, accept)
+        emit(nxt, torch.ones_like(done))
+        cache.valid[:, slot + 1] &= accept  # a rejected draft's slot: a hole, invisible from now on
+        # the MTP block at both slots: after tok came the draft (kept) or nxt; after the draft, nxt
+        with autocast(device):
+            q_logits = model.mtp_draft(h, torch.stack([torch.where(accept, draft, nxt), nxt], 1), step_pos, cache)
+        q_logits = torch.where(accept[:, None], q_logits[:, 1], q_logits[:, 0])
+        pos, tok = pos + 1 + accept.long(), nxt
+    if stats is not None:
+        stats["drafted"] = stats.get("drafted", 0) + drafted
+        stats["accepted"] = stats.get("accepted", 0) + accepted
+    return out[:, :int(n_out.max())]
+
+
+def accept_draft(p: torch.Tensor, q: torch.Tensor, draft: torch.Tensor,
+                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The accept / resample rule of speculative sampling, per row: the draft d (B,), drawn from q (B, V), is
+    accepted with probability min(1, p(d) / q(d)) (p, q normalised); where it is not, the token is drawn
+    from the residual max(0, p - q), normalised. Returns (accepted (B,) bool, the residual's token (B,),
+    meaningful where not accepted). The token that results has distribution p exactly: P(d = x accepted)
+    = q(x) min(1, p(x) / q(x)) = min(q(x), p(x)), and the rejections, of total probability
+    1 - sum_x min(p(x), q(x)) = sum_x max(0, p(x) - q(x)), add the rest, max(0, p(x) - q(x))."""
+    p_d, q_d = p.gather(1, draft[:, None])[:, 0], q.gather(1, draft[:, None])[:, 0]
+    u = torch.rand(p.size(0), generator=generator, device=p.device)
+    accept = u * q_d < p_d  # u < p(d) / q(d): probability min(1, p(d) / q(d)), no division by q(d)
+    residual = (p - q).clamp(min=0)
+    residual = torch.where(residual.sum(-1, keepdim=True) > 0, residual, p)  # p == q: never rejected anyway
+    return accept, sample_from(residual, generator)
 
 
 def decode_step(model: Transformer, cache: KVCache, tok: torch.Tensor, positions: torch.Tensor,

@@ -54,6 +54,7 @@ def train_sft(model, examples: list[tuple[list[int], list[bool]]], *, epochs: in
         raise ValueError("no SFT examples: the stage that builds them kept nothing")
     device = next(model.parameters()).device
     rank, world = rank_and_world()
+    model.mtp.requires_grad_(False)  # MTP drafts are trained in pretraining only; frozen, DDP waits for no grads
     forward = training_forward(model, device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.95))
     rng = random.Random(seed)  # the same on every rank: the same global batches

@@ -29,9 +29,10 @@ def make_model(seed: int = 0, scale: float = 8.0, **kw) -> Transformer:
     return model.eval()
 
 
-MODELS = {"dense": {}, "moe": {k: MOE[k] for k in ("n_routed_experts", "moe_top_k")}}
+MODELS = {"dense": {}, "moe": {k: MOE[k] for k in ("n_routed_experts", "moe_top_k")},
+          "mla": dict(attn="mla"), "mla-moe": dict(attn="mla", n_routed_experts=4, moe_top_k=2)}
 # assignment 4 (the KV cache) is graded on the dense model only: the MoE one also runs MoE.route (assignment 12)
-KV_KINDS = [pytest.param("dense", marks=pytest.mark.assignment4), "moe"]
+KV_KINDS = [pytest.param("dense", marks=pytest.mark.assignment4), "moe", "mla", "mla-moe"]
 
 
 # -- shapes and loss -----------------------------------------------------------------------------------

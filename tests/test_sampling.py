@@ -13,7 +13,7 @@ from r1mini.sampling import generate, generate_no_cache, sample_next
 V = 40
 # untied embeddings: a tied random model mostly repeats its last token, which would make the tests weak
 BASE = dict(vocab_size=V, block_size=32, n_layer=2, n_head=4, n_kv_head=2, n_embd=32, tie_embeddings=False)
-KINDS = {"dense": dict(seed=1), "moe": dict(seed=2, n_routed_experts=4, moe_top_k=2)}
+KINDS = {"dense": dict(seed=1), "moe": dict(seed=2, n_routed_experts=4, moe_top_k=2), "mla": dict(seed=3, attn="mla")}
 PROMPTS = [[5, 9, 3], [7, 1, 2, 8, 30, 4, 11], [17], [3, 3, 21, 6, 9]]  # different lengths, one batch
 
 
