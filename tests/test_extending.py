@@ -2,6 +2,7 @@
 that breaks a recipe fails here."""
 import json
 import re
+import shutil
 
 from conftest import ROOT, run_script
 
@@ -141,3 +142,18 @@ def test_a_config_field(tmp_path, monkeypatch, capsys):
     with pytest.raises(ConfigError) as e:
         WithoutTheRule()
     assert str(e.value) == " ".join(quoted.split())
+
+
+def test_your_own_problems_as_a_jsonl_file(toy_base, tmp_path):
+    """The page's JSONL lines, evaluated by the page's command: each line is one benchmark problem, checked."""
+    [lines] = code_blocks("jsonl")
+    [command] = commands("--tasks")
+    name = command[command.index("--tasks") + 1]
+    (tmp_path / name).write_text(lines, encoding="utf-8")
+    base = tmp_path / "base"
+    shutil.copytree(toy_base, base)  # eval.py writes eval.json into the checkpoint: not into the shared one
+    command = [str(base) if a == "out/toy/base" else a for a in command]
+    run_command(command, "--k", 1, "--n_problems", 3, "--show", 0, cwd=tmp_path)
+    record = json.loads((base / "eval.json").read_text())
+    [result] = record["results"].values()
+    assert len(result["problems"]) == 3 and 0.0 <= result["pass@1"] <= 1.0
