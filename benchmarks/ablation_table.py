@@ -23,6 +23,13 @@ def heldout_problems(meta: dict) -> int:
     return meta["config"]["eval_problems"] * len(suite(meta["config"]["suite"] or meta["base_config"]["suite"]))
 
 
+def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson interval of a rate p over n problems: conservative here, as each problem's k samples make
+    its pass rate less noisy than one Bernoulli draw, and sensible at p = 0 (unlike p +- 1.96 se)."""
+    center, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (center - half) / (1 + z * z / n), (center + half) / (1 + z * z / n)
+
+
 def main(out: Path) -> None:
     print("| variant | params | val loss | MTP val loss | pretrain tokens/s | pretrain s | pass@1 base | pass@1 R1-Zero "
           "| 95% interval | R1-Zero s |")
@@ -37,12 +44,10 @@ def main(out: Path) -> None:
         meta = json.loads((zero / "meta.json").read_text())
         params = load_checkpoint(base, "cpu")[0].num_params()
         p, n = evals[-1]["eval_pass@1"], heldout_problems(meta)
-        # a normal interval over the problems: conservative, as each problem's k samples make its pass rate
-        # less noisy than one Bernoulli draw
-        half = 1.96 * math.sqrt(p * (1 - p) / n)
+        low, high = wilson(p, n)
         print(f"| {variant} | {params:,} | {pre['val_loss']:.4f} | {pre.get('val_mtp_loss', '-')} "
               f"| {pre['tokens_per_s']:,} | {pre['time']:.0f} | {evals[0]['eval_pass@1']:.3f} | {p:.3f} "
-              f"| {max(0, p - half):.3f}-{min(1, p + half):.3f} | {evals[-1]['time']:.0f} |")
+              f"| {low:.3f}-{high:.3f} | {evals[-1]['time']:.0f} |")
 
 
 if __name__ == "__main__":

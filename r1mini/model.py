@@ -323,10 +323,15 @@ class LatentAttention(nn.Module):
         cfg = self.cfg
         w_uk, w_uv = self.wkv_b.weight.view(cfg.n_head, -1, cfg.kv_lora_rank).split(
             [cfg.qk_nope_head_dim, cfg.v_head_dim], dim=1)  # (H, d_h, d_c), (H, d_v, d_c)
+        B, H, T, _ = q_nope.shape
+        # every head attends over the same latents: fold the heads into the rows, (B, H*T, .) @ (B, ., S), so
+        # that no per-head copy of the cache is made (a broadcast matmul over heads would expand it)
         q_latent = torch.einsum("bhtd,hdc->bhtc", q_nope.float(), w_uk.float())  # W_UK^T q_nope, per head
-        scores = (q_latent @ c_kv.float().transpose(-1, -2) + q_pe.float() @ k_pe.float().transpose(-1, -2))
+        c_kv, k_pe = c_kv[:, 0].float(), k_pe[:, 0].float()  # (B, S, d_c), (B, S, d_h^R)
+        scores = (q_latent.reshape(B, H * T, -1) @ c_kv.transpose(1, 2)
+                  + q_pe.float().reshape(B, H * T, -1) @ k_pe.transpose(1, 2)).view(B, H, T, -1)
         weights = (scores * self.scale).masked_fill(~mask, float("-inf")).softmax(-1)  # (B, H, T, S)
-        latent_out = weights @ c_kv.float()  # sum_j a_j c_j: one latent per head and query, (B, H, T, d_c)
+        latent_out = (weights.view(B, H * T, -1) @ c_kv).view(B, H, T, -1)  # sum_j a_j c_j per head and query
         return torch.einsum("bhtc,hvc->bhtv", latent_out, w_uv.float()).type_as(q_nope)  # W_UV, per head
 
 

@@ -191,7 +191,8 @@ def decode_speculative(model: Transformer, cache: KVCache, idx: torch.Tensor, po
     A step writes two cache slots per row (kept or not), emits one or two tokens per row, and takes two
     forwards (the model's over 2 tokens, the MTP block's over 2): at the cost of one extra block, an accepted
     draft saves a whole forward of the model. `probs` maps logits to sample_next's distribution
-    (token_probs). Rows never leave the batch; a finished row decodes pad. Returns the new tokens (B, n)."""
+    (token_probs). As in decode_dynamic, finished rows are dropped once they are most of the batch.
+    Returns the new tokens (B, n)."""
     device, (B, P), cfg = idx.device, idx.shape, model.cfg
 
     def normalised(logits: torch.Tensor) -> torch.Tensor:  # the ratio p1(d) / q(d) needs true probabilities
@@ -208,18 +209,26 @@ def decode_speculative(model: Transformer, cache: KVCache, idx: torch.Tensor, po
     done = torch.zeros(B, dtype=torch.bool, device=device)
     rows = torch.arange(B, device=device)
 
-    def emit(tokens: torch.Tensor, where: torch.Tensor) -> None:
+    def emit(tokens: torch.Tensor, where: torch.Tensor) -> None:  # n_out and out by original row
         where = where & ~done
-        out[rows[where], n_out[where]] = tokens[where]
-        n_out.add_(where.long())
-        done.logical_or_(where & torch.isin(tokens, stop) | (n_out >= max_new_tokens))
+        original = rows[where]
+        out[original, n_out[original]] = tokens[where]
+        n_out[original] += 1
+        done.logical_or_(where & torch.isin(tokens, stop) | (n_out[rows] >= max_new_tokens))
 
     emit(tok, torch.ones_like(done))
     pos = positions[:, -1] + 1  # the position of tok
-    drafted = accepted = 0
+    drafted, accepted = 0, torch.zeros((), dtype=torch.long, device=device)
     for slot in range(P, P + 2 * max_new_tokens, 2):
-        if bool(done.all()):  # the one host sync per step
+        n_done = int(done.sum())  # the one host sync per step
+        if n_done == len(done):
             break
+        if 2 * n_done > len(done):  # most rows finished: drop them from the batch and the cache
+            keep = (~done).nonzero().squeeze(1)
+            cache.k, cache.v, cache.valid = cache.k[:, keep], cache.v[:, keep], cache.valid[keep]
+            rows, tok, pos, q_logits, done = rows[keep], tok[keep], pos[keep], q_logits[keep], done[keep]
+            n_done = 0
+        drafted += len(done) - n_done  # one draft per row still decoding
         q = normalised(q_logits)
         draft = sample_from(q, generator)
         step_pos = torch.stack([pos, pos + 1], 1).clamp(max=cfg.block_size - 1)  # clamped: finished rows only
@@ -230,8 +239,7 @@ def decode_speculative(model: Transformer, cache: KVCache, idx: torch.Tensor, po
         p1, p2 = normalised(logits[:, 0]), normalised(logits[:, 1])
         accept, resampled = accept_draft(p1, q, draft, generator)
         nxt = torch.where(accept, sample_from(p2, generator), resampled)
-        drafted += int((~done).sum())
-        accepted += int((accept & ~done).sum())
+        accepted += (accept & ~done).sum()
         emit(draft, accept)
         emit(nxt, torch.ones_like(done))
         cache.valid[:, slot + 1] &= accept  # a rejected draft's slot: a hole, invisible from now on
@@ -242,7 +250,7 @@ def decode_speculative(model: Transformer, cache: KVCache, idx: torch.Tensor, po
         pos, tok = pos + 1 + accept.long(), nxt
     if stats is not None:
         stats["drafted"] = stats.get("drafted", 0) + drafted
-        stats["accepted"] = stats.get("accepted", 0) + accepted
+        stats["accepted"] = stats.get("accepted", 0) + int(accepted)
     return out[:, :int(n_out.max())]
 
 

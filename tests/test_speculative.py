@@ -65,6 +65,10 @@ def test_speculative_stops_at_a_stop_token_and_at_block_size():
     got = generate(model, PROMPTS, 12, temperature=0, speculative=True, stop_ids=[stop])
     assert got == generate(model, PROMPTS, 12, temperature=0, stop_ids=[stop])
     assert got[1][-1] == stop and len(got[1]) <= 5
+    # most rows stop early: they are dropped from the batch and the cache, and the others go on unchanged
+    got = generate(model, PROMPTS, 12, temperature=0, speculative=True, stop_ids=[18, 20])
+    assert got == generate(model, PROMPTS, 12, temperature=0, stop_ids=[18, 20])
+    assert sum(len(g) < 6 for g in got) >= 3 and len({len(g) for g in got}) > 1, got  # stopped at different steps
     long = generate(model, [list(range(20))], 100, temperature=0, speculative=True)
     assert long == generate(model, [list(range(20))], 100, temperature=0) and len(long[0]) == 32 - 20
 
