@@ -58,7 +58,7 @@ class PretrainConfig:
     train_docs: int = 80_000  # corpus documents to pretrain on (tasks' worked solutions, chats, the world's facts)
     val_docs: int = 2_000  # documents of dev-split problems, for the validation loss
     # optimisation
-    batch_size: int = 32  # sequences per step (all ranks together)
+    batch_size: int = 24  # sequences per step (all ranks together): 24 x 256 tokens at the cpu preset
     grad_accum: int = 0  # micro-batches per rank and step; 0: the fewest that fit the device (1 on the CPU)
     max_steps: int = 700  # optimizer steps
     lr: float = 3e-3  # peak learning rate (AdamW), after the warm-up

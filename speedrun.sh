@@ -13,10 +13,13 @@
 # remade; it resumes an interrupted stage and remakes the others (the old checkpoint moves to NAME.old). After
 # editing code, a rerun therefore runs what the edit touches. KEEP=1 skips every complete stage whatever
 # changed; delete OUT to start over (rm -rf out/toy for toy). Extra flags for one stage: ZERO_FLAGS, R1_FLAGS,
-# DISTILL_FLAGS, STUDENT_RL_FLAGS, EVAL_FLAGS, PRETRAIN_FLAGS (e.g. ZERO_FLAGS="--steps 50").
+# DISTILL_FLAGS, STUDENT_RL_FLAGS, EVAL_FLAGS, PRETRAIN_FLAGS (e.g. ZERO_FLAGS="--steps 50"). SEED=N trains every
+# stage with --seed N (another run of the same recipe); the evaluation keeps its own seed, so that runs of
+# different seeds are tested on the same problems.
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python}
+SEED_FLAG=${SEED:+--seed $SEED}
 PRESET=${1:-$($PY -c "import torch; print('gpu' if torch.cuda.is_available() else 'cpu')")}
 case "$PRESET" in toy|cpu|gpu) ;; *) echo "usage: bash speedrun.sh [toy|cpu|gpu]" >&2; exit 2;; esac
 if [ "$PRESET" = toy ]; then OUT=${OUT:-out/toy}; else OUT=${OUT:-out}; fi
@@ -79,19 +82,19 @@ stage() {  # stage NAME CHECKPOINT OUT_DIR "INPUT_STAGES" command...: run unless
 
 T0=$SECONDS
 stage pretrain "$OUT/base" "$OUT/base" "" \
-  $PY pretrain.py --preset "$PRESET" --out "$OUT/base" ${PRETRAIN_FLAGS:-}
+  $PY pretrain.py --preset "$PRESET" --out "$OUT/base" ${PRETRAIN_FLAGS:-} $SEED_FLAG
 stage pretrain_student "$OUT/student_base" "$OUT/student_base" "" \
-  $PY pretrain.py --preset "$PRESET-student" --out "$OUT/student_base" ${PRETRAIN_FLAGS:-}
+  $PY pretrain.py --preset "$PRESET-student" --out "$OUT/student_base" ${PRETRAIN_FLAGS:-} $SEED_FLAG
 stage r1_zero "$OUT/zero" "$OUT/zero" pretrain \
-  $PY train_zero.py --preset "$PRESET" --init "$OUT/base" --out "$OUT/zero" ${ZERO_FLAGS:-}
+  $PY train_zero.py --preset "$PRESET" --init "$OUT/base" --out "$OUT/zero" ${ZERO_FLAGS:-} $SEED_FLAG
 stage r1 "$OUT/r1/final_rl" "$OUT/r1" r1_zero \
-  $PY train_r1.py --preset "$PRESET" --init "$OUT/zero" --out "$OUT/r1" ${R1_FLAGS:-}
+  $PY train_r1.py --preset "$PRESET" --init "$OUT/zero" --out "$OUT/r1" ${R1_FLAGS:-} $SEED_FLAG
 stage distill "$OUT/student" "$OUT/student" "r1 pretrain_student" \
   $PY distill.py --preset "$PRESET" --init "$OUT/r1/final_rl" --student "$OUT/student_base" --out "$OUT/student" \
-  ${DISTILL_FLAGS:-}
+  ${DISTILL_FLAGS:-} $SEED_FLAG
 # the same student base trained by R1-Zero's recipe and step budget instead of distillation
 stage student_rl_only "$OUT/student_zero" "$OUT/student_zero" pretrain_student \
-  $PY train_zero.py --preset "$PRESET" --init "$OUT/student_base" --out "$OUT/student_zero" ${STUDENT_RL_FLAGS:-}
+  $PY train_zero.py --preset "$PRESET" --init "$OUT/student_base" --out "$OUT/student_zero" ${STUDENT_RL_FLAGS:-} $SEED_FLAG
 CKPTS=""
 for c in base zero r1/cold_start r1/reasoning_rl r1/rejection_sft r1/final_rl student_base student student_zero; do
   CKPTS="$CKPTS${CKPTS:+,}$OUT/$c"

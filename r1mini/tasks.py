@@ -5,7 +5,10 @@ checks an answer string. The styles are what the small-scale experiment needs (D
 
 - "direct": the answer at once. A small model is bad at this, which leaves RL something better to find.
 - "steps": one small step per line of thought (digit by digit, with a running partial result).
-- "reflect": steps with one slip, then "wait, let me check", the check and the correction.
+- "reflect": steps, then a check by an independent route (subtract back, substitute x, recompute the
+  expression), as people check: the first pass is usually right and the check confirms it; when it slipped
+  (CHECK_FINDS_SLIP of these solutions), the check disagrees and a correction follows. Tasks without a cheap
+  check (`verify` returns None) write plain steps instead.
 - "wrong": steps with an uncorrected slip, so the answer is wrong (pretraining text is not all clean).
 Solutions are written in English or Chinese, or switch language part-way ("mixed").
 
@@ -39,6 +42,7 @@ SPLITS = ("train", "dev", "test")
 STYLES = ("direct", "steps", "reflect", "wrong")
 LANGS = ("en", "zh", "mixed")
 MAX_ANSWER_CHARS = 200
+CHECK_FINDS_SLIP = 0.3  # share of "reflect" solutions whose first pass slipped, so that the check disagrees
 
 _INT = re.compile(r"-?[0-9]{1,30}", re.ASCII)
 _LINEAR_ANSWER = re.compile(r"(?:x\s*=\s*)?(-?[0-9]{1,30})", re.ASCII)
@@ -127,8 +131,8 @@ class Task:
             raise ValueError(f"style must be in {STYLES} and lang in {LANGS}")
         if style == "direct":
             return self.direct(problem.data, "zh" if lang == "zh" else "en"), problem.answer
-        slip = style in ("reflect", "wrong")
-        steps, answer = self.steps(problem.data, rng, slip=slip, corrected=style == "reflect")
+        steps, answer = self.checked(problem.data, rng) if style == "reflect" else \
+            self.steps(problem.data, rng, slip=style == "wrong")
         if lang == "mixed":  # start in one language, finish in the other
             first = rng.choice(["en", "zh"])
             cut = rng.randint(1, max(1, len(steps) - 1))
@@ -137,26 +141,40 @@ class Task:
             langs = [lang] * len(steps)
         return " ".join(_say(lg, en, zh) for (en, zh), lg in zip(steps, langs)), answer
 
+    def checked(self, data: dict, rng: random.Random) -> tuple[list, str]:
+        """Steps, then the check (verify): a first pass that slipped (CHECK_FINDS_SLIP of the time) is caught and
+        corrected, a right one confirmed. Plain steps for a task without a check."""
+        slipped = rng.random() < CHECK_FINDS_SLIP
+        steps, answer = self.steps(data, rng, slip=slipped)
+        check = self.verify(data, answer, rng)
+        if check is None:
+            return self.steps(data, rng, slip=False)
+        more, answer = check
+        return steps + more, answer
+
+    def verify(self, data: dict, answer: str, rng: random.Random) -> tuple[list, str] | None:
+        """A check of `answer` by an independent route: (en, zh) steps, and the answer they leave (the same one
+        when the check confirms it; the right one, after "wait" and a correction, when it does not). None: the
+        task has no check cheap enough (its "reflect" solutions are plain steps)."""
+        return None
+
     # subclasses
     def draw(self, rng: random.Random) -> dict: raise NotImplementedError
     def key(self, data: dict) -> str: raise NotImplementedError
     def question(self, data: dict, lang: str, rng: random.Random) -> str: raise NotImplementedError
     def solve(self, data: dict) -> str: raise NotImplementedError
     def direct(self, data: dict, lang: str) -> str: raise NotImplementedError
-    def steps(self, data: dict, rng: random.Random, slip: bool, corrected: bool) -> tuple[list, str]:
+    def steps(self, data: dict, rng: random.Random, slip: bool) -> tuple[list, str]:
+        """(en, zh) pairs, one a step, and the answer they reach; slip: one step is off, and so is the answer."""
         raise NotImplementedError
 
 
-WAIT = ("Wait, let me check: {expr} = {right}, not {wrong}.", "等等，检查一下：{expr} = {right}，不是 {wrong}。")
-
-
-def column_steps(a: int, b: int, op: str, rng: random.Random, slip: bool, corrected: bool):
+def column_steps(a: int, b: int, op: str, rng: random.Random, slip: bool):
     """Digit-by-digit addition or one-digit multiplication from the right, with a running partial result.
 
     Each step restates what is left of the operands ("76 + 79:"), so the digits to combine always sit
     just before the "+" and the ":" nearby: a tiny model finds them by looking a few tokens back instead
-    of counting positions inside the question. A slip makes one column's value off by one; corrected,
-    a check and the right value follow.
+    of counting positions inside the question. A slip makes one column's value off by one.
     """
     n_cols = len(str(a)) if op == "*" else max(len(str(a)), len(str(b)))
     steps, carry, partial = [], 0, ""
@@ -172,12 +190,7 @@ def column_steps(a: int, b: int, op: str, rng: random.Random, slip: bool, correc
         value = (x + y if op == "+" else x * y) + carry
         last = i == n_cols - 1
         if i == slip_col:
-            wrong = value + 1 if value == 0 or rng.random() < 0.5 else value - 1
-            if corrected:
-                steps.append((f"{head}: {expr} = {wrong}.", f"{head}：{expr} = {wrong}。"))
-                steps.append(tuple(t.format(expr=expr, right=value, wrong=wrong) for t in WAIT))
-            else:
-                value = wrong
+            value = value + 1 if value == 0 or rng.random() < 0.5 else value - 1
         digit, carry = value % 10, value // 10
         partial = (str(value) if last else str(digit)) + partial
         en = f"{head}: {expr} = {value}, so far {partial}" + (f", carry {carry}." if carry and not last else ".")
@@ -221,10 +234,22 @@ class Addition(Task):
     def direct(self, d, lang):
         return f"{d['a']} + {d['b']} = {self.solve(d)}" + ("。" if lang == "zh" else ".")
 
-    def steps(self, d, rng, slip, corrected):
+    def steps(self, d, rng, slip):
         intro = ("Add digit by digit from the right.", "从右往左逐位相加。")
-        steps, answer = column_steps(d["a"], d["b"], "+", rng, slip, corrected)
+        steps, answer = column_steps(d["a"], d["b"], "+", rng, slip)
         return [intro] + steps + [(f"The sum is {answer}.", f"和是 {answer}。")], answer
+
+    def verify(self, d, answer, rng):
+        """Subtract back: sum - b must give a. When it does not, the difference says how far off the sum is."""
+        a, b, s = d["a"], d["b"], int(answer)
+        back = s - b
+        if back == a:
+            return [(f"Check: {s} - {b} = {back}. Right.", f"检查：{s} - {b} = {back}。对了。")], answer
+        off, fixed = abs(back - a), a + b
+        op, more, zh_more = ("-", "too much", "多了") if back > a else ("+", "too little", "少了")
+        steps = [(f"Check: {s} - {b} = {back}, not {a}. Wait, the sum is {off} {more}: {s} {op} {off} = {fixed}.",
+                  f"检查：{s} - {b} = {back}，不是 {a}。等等，和{zh_more} {off}：{s} {op} {off} = {fixed}。")]
+        return steps, str(fixed)
 
 
 class Multiplication(Task):
@@ -256,11 +281,11 @@ class Multiplication(Task):
     def direct(self, d, lang):
         return f"{d['a']} × {d['b']} = {self.solve(d)}" + ("。" if lang == "zh" else ".")
 
-    def steps(self, d, rng, slip, corrected):
+    def steps(self, d, rng, slip):
         a, b = d["a"], d["b"]
         if b < 10:  # one multiplier digit: the column method, like addition
             intro = ("Multiply digit by digit from the right.", "从右往左逐位相乘。")
-            steps, answer = column_steps(a, b, "*", rng, slip, corrected)
+            steps, answer = column_steps(a, b, "*", rng, slip)
             return [intro] + steps + [(f"The product is {answer}.", f"积是 {answer}。")], answer
         # several multiplier digits: one partial product per digit, then their sum
         parts = [a * dg * 10 ** i for i, dg in enumerate(digits(b)) if dg]
@@ -269,12 +294,7 @@ class Multiplication(Task):
         slip_at = rng.randrange(len(parts)) if slip else -1
         for i, (term, part) in enumerate(zip(terms, parts)):
             if i == slip_at:
-                wrong = part + rng.choice([-1, 1]) * 10 ** rng.randint(0, len(str(part)) - 1)
-                if corrected:
-                    steps.append((f"{term} = {wrong}.", f"{term} = {wrong}。"))
-                    steps.append(tuple(t.format(expr=term, right=part, wrong=wrong) for t in WAIT))
-                else:
-                    parts[i] = part = wrong
+                parts[i] = part = part + rng.choice([-1, 1]) * 10 ** rng.randint(0, len(str(part)) - 1)
             steps.append((f"{term} = {part}.", f"{term} = {part}。"))
         answer = str(sum(parts))
         total = " + ".join(map(str, parts))
@@ -332,25 +352,28 @@ class LinearEquation(Task):
     def direct(self, d, lang):
         return f"{self.equation(d)}, x = {d['x']}" + ("。" if lang == "zh" else ".")
 
-    def steps(self, d, rng, slip, corrected):
+    def steps(self, d, rng, slip):
         a, b, c, x = d["a"], d["b"], d["c"], d["x"]
         rhs = c - b
+        if slip:
+            rhs += rng.choice([-1, 1]) * a  # still divisible by a, so the slip does not show
+        x = rhs // a
         ax = f"{c} - {b}" if b > 0 else f"{c} + {-b}"
         move, verb = ("Subtract", "减") if b > 0 else ("Add", "加")
-        first = lambda v: (f"{move} {abs(b)} on both sides: {a}x = {ax} = {v}.",
-                           f"两边{verb} {abs(b)}：{a}x = {ax} = {v}。")
-        if not slip:
-            steps = [first(rhs)]
-        else:
-            wrong = rhs + rng.choice([-1, 1]) * a  # still divisible by a, so the slip does not show
-            steps = [first(wrong)]
-            if corrected:
-                steps.append(tuple(t.format(expr=ax, right=rhs, wrong=wrong) for t in WAIT))
-                steps.append((f"So {a}x = {rhs}.", f"所以 {a}x = {rhs}。"))
-            else:
-                rhs, x = wrong, wrong // a
-        steps.append((f"Divide by {a}: x = {rhs} / {a} = {x}.", f"两边除以 {a}：x = {rhs} / {a} = {x}。"))
-        return steps, str(x)
+        return [(f"{move} {abs(b)} on both sides: {a}x = {ax} = {rhs}.", f"两边{verb} {abs(b)}：{a}x = {ax} = {rhs}。"),
+                (f"Divide by {a}: x = {rhs} / {a} = {x}.", f"两边除以 {a}：x = {rhs} / {a} = {x}。")], str(x)
+
+    def verify(self, d, answer, rng):
+        """Substitute x back: a x + b must give c. When it does not, solve again."""
+        a, b, c, x = d["a"], d["b"], d["c"], int(answer)
+        value = a * x + b
+        plus = f"{a * x} + {b}" if b > 0 else f"{a * x} - {-b}"
+        check = (f"Check: {a} × {x} = {a * x}, {plus} = {value}", f"检查：{a} × {x} = {a * x}，{plus} = {value}")
+        if value == c:
+            return [(check[0] + ". Right.", check[1] + "。对了。")], answer
+        steps = [(check[0] + f", not {c}. Wait, solve again.", check[1] + f"，不是 {c}。等等，重新解。")]
+        again, right = self.steps(d, rng, slip=False)
+        return steps + again, right
 
 
 # -- countdown: reach the target with each given number used exactly once ------------------------------
@@ -456,23 +479,27 @@ class Countdown(Task):
     def direct(self, d, lang):
         return f"{d['expr']} = {d['target']}" + ("。" if lang == "zh" else ".")
 
-    def steps(self, d, rng, slip, corrected):
-        steps = []
-        if slip:  # a dead end first: a wrong combination, noticed (reflect) or believed (wrong)
+    def steps(self, d, rng, slip):
+        if slip:  # a dead end: a wrong combination, believed
             a, b = rng.sample(d["numbers"], 2)
-            off = a * b + a + b
-            if corrected:
-                steps.append((f"Try {a} × {b} + {a + b} = {off}.", f"试试 {a} × {b} + {a + b} = {off}。"))
-                steps.append((f"Wait, let me check: {off} is not {d['target']}. Try another way.",
-                              f"等等，检查一下：{off} 不是 {d['target']}。换一种方法。"))
-            else:
-                steps.append((f"{a} × {b} = {a * b}. This makes {d['target']}.",
-                              f"{a} × {b} = {a * b}。这就得到 {d['target']}。"))
-                return steps, f"{a} * {b}"
-        for x, op, y, z in d["chain"]:
-            steps.append((f"{x} {op} {y} = {z}.", f"{x} {op} {y} = {z}。"))
+            return [(f"{a} × {b} = {a * b}. This makes {d['target']}.",
+                     f"{a} × {b} = {a * b}。这就得到 {d['target']}。")], f"{a} * {b}"
+        steps = [(f"{x} {op} {y} = {z}.", f"{x} {op} {y} = {z}。") for x, op, y, z in d["chain"]]
         steps.append((f"So {d['expr']} = {d['target']}.", f"所以 {d['expr']} = {d['target']}。"))
         return steps, d["expr"]
+
+    def verify(self, d, answer, rng):
+        """Recompute the expression and compare with the target (and the numbers used); another way when it fails."""
+        result = evaluate_expression(answer)
+        value = result[0] if result else None
+        shown = value if value is None or value.denominator != 1 else value.numerator
+        if self.check(answer, Problem(self.name, "", "en", d["expr"], d)):
+            return [(f"Check: {answer} = {shown}, each number once. Right.",
+                     f"检查：{answer} = {shown}，每个数各用一次。对了。")], answer
+        steps = [(f"Check: {answer} = {shown}, not {d['target']} with each number once. Wait, try another way.",
+                  f"检查：{answer} = {shown}，不是每个数各用一次得到 {d['target']}。等等，换一种方法。")]
+        again, right = self.steps(d, rng, slip=False)
+        return steps + again, right
 
 
 TASKS: dict[str, Task] = {
@@ -485,7 +512,7 @@ TASKS: dict[str, Task] = {
 # task mixtures per preset; difficulty knobs as constructor arguments
 SUITES: dict[str, dict[str, dict]] = {
     "toy": {"add": dict(min_digits=1, max_digits=2)},
-    "cpu": {"add": dict(min_digits=3, max_digits=3), "mul": dict(a_digits=(2, 3), b_digits=(1, 1))},
+    "cpu": {"add": dict(min_digits=3, max_digits=3), "mul": dict(a_digits=(2, 3), b_digits=(1, 1)), "linear": dict()},
     "gpu": {"add": dict(min_digits=3, max_digits=5), "mul": dict(a_digits=(2, 3), b_digits=(1, 2)),
             "linear": dict(), "countdown": dict(n_numbers=4)},
 }

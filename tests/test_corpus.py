@@ -67,8 +67,10 @@ def test_corpus_mix(cpu_docs):
     assert 0.15 <= len(steps) / len(task_docs) <= 0.35  # step by step: a minority, but there
     zh = [d for d in cpu_docs if HAN.search(d)]
     assert 0.05 < len(zh) / 3000 < 0.5  # Chinese present, a minority
-    reflect = [d for d in cpu_docs if "Wait, let me check" in d or "等等" in d]
-    assert 0.005 < len(reflect) / 3000 < 0.1
+    checked = [d for d in cpu_docs if "Check: " in d or "检查：" in d]  # add and linear have a check, mul none
+    assert 0.02 < len(checked) / 3000 < 0.12
+    corrected = [d for d in checked if "Wait" in d or "等等" in d]
+    assert 0.15 < len(corrected) / len(checked) < 0.45  # most checks confirm the first pass
     well_formed = [c for c in convs if format_reward(c[c.index("Assistant:") + len("Assistant:"):]) == 1.0]
     assert 0.5 < len(well_formed) / len(convs) < 1.0  # mostly in the format, not all of it
     for c in convs:
@@ -77,6 +79,10 @@ def test_corpus_mix(cpu_docs):
 
 def question_key(question: str) -> tuple[str, str] | None:
     """(task, key) of a cpu-suite question, parsed back out of its text."""
+    linear = re.search(r"(\d+)x ([+-]) (\d+) = (-?\d+)", question)
+    if linear:
+        a, sign, b, c = linear.groups()
+        return "linear", f"{a}x+{int(b) * (1 if sign == '+' else -1)}={c}"
     nums = re.findall(r"\d+", question)
     if len(nums) != 2:
         return None

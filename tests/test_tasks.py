@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import pytest
 
-from r1mini.tasks import (DEV_PERCENT, HELDOUT_PERCENT, LANGS, MAX_NESTING, SPLITS, STYLES, SUITES, TASKS, Problem,
+from r1mini.tasks import (CHECK_FINDS_SLIP, DEV_PERCENT, HELDOUT_PERCENT, LANGS, MAX_NESTING, SPLITS, STYLES, SUITES, TASKS, Problem,
                           draw_problems, evaluate_expression, get_task, split_of, suite)
 
 HAN = re.compile(r"[\u4e00-\u9fff]")  # Chinese characters
@@ -70,9 +70,8 @@ def test_canonical_answers_and_knobs(name, knobs):
 
 def step_list(task, p, style, seed):
     """The (en, zh) steps a solution in `style` is made of (the same rng seed draws the same steps)."""
-    steps, answer = task.steps(p.data, random.Random(seed), slip=style in ("reflect", "wrong"),
-                               corrected=style == "reflect")
-    return steps, answer
+    rng = random.Random(seed)
+    return task.checked(p.data, rng) if style == "reflect" else task.steps(p.data, rng, slip=style == "wrong")
 
 
 @pytest.mark.parametrize("name,knobs", CONFIGS, ids=IDS)
@@ -88,8 +87,8 @@ def test_solutions_in_every_style_and_language(name, knobs):
                 assert ok == (style != "wrong"), (style, lang, text, answer)
                 if name != "countdown" or style != "wrong":
                     assert answer in text  # the reasoning reaches the answer it gives
-                if style == "reflect":
-                    assert "Wait" in text or "等等" in text
+                if style == "reflect" and name != "mul":  # multiplication has no check cheap enough
+                    assert "Check" in text or "检查" in text
                 if lang == "en":
                     assert not HAN.search(text) and not CJK_PUNCT.search(text)
                 elif lang == "zh":
@@ -105,6 +104,30 @@ def test_solutions_in_every_style_and_language(name, knobs):
                     assert text in options, text
                     if name != "countdown":  # countdown's chain steps are bare equations in both languages
                         assert HAN.search(text) and EN_WORD.search(text), text
+
+
+@pytest.mark.parametrize("name", ["add", "linear", "countdown"])
+def test_a_check_confirms_a_right_first_pass_and_corrects_a_slipped_one(name):
+    """Reflection as people do it: the check goes by another route (subtract back, substitute x, recompute the
+    expression); it never changes a right first pass, and it catches every slipped one, which it then corrects.
+    About CHECK_FINDS_SLIP of the checked solutions disagree."""
+    task, disagreements, n = TASKS[name], 0, 0
+    route = {"add": lambda d: f"- {d['b']} =", "linear": lambda d: f"Check: {d['a']} ×",
+             "countdown": lambda d: "Check: "}[name]
+    for i, p in enumerate(problems(task, 200, seed=3)):
+        first, first_answer = task.steps(p.data, random.Random(i), slip=random.Random(i).random() < 0.5)
+        more, answer = task.verify(p.data, first_answer, random.Random(i))
+        text = " ".join(en for en, _ in more)
+        assert text.startswith("Check") and route(p.data) in text and task.check(answer, p)
+        if task.check(first_answer, p):
+            assert answer == first_answer and "Wait" not in text and "Right" in text
+        else:
+            assert "Wait" in text and "Right" not in text
+        solution, final = task.solution(p, "reflect", "en", random.Random(i))
+        assert task.check(final, p)
+        disagreements, n = disagreements + ("Wait" in solution), n + 1
+    assert abs(disagreements / n - CHECK_FINDS_SLIP) < 0.1
+    assert TASKS["mul"].verify(problems(TASKS["mul"], 1, seed=3)[0].data, "1", random.Random(0)) is None
 
 
 @pytest.mark.parametrize("name", TASKS)
