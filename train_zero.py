@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
@@ -48,7 +49,7 @@ from r1mini.distributed import is_main, print0, report_replicas_in_sync, setup_d
 from r1mini.evaluate import heldout_eval, heldout_problems
 from r1mini.formats import prompt_ids, stop_ids
 from r1mini.jsonl import JsonlLogger, write_jsonl
-from r1mini.rewards import count_reflection_words, load_reward, zero_rewards
+from r1mini.rewards import corrects_itself, count_reflection_words, load_reward, zero_rewards
 from r1mini.rl import GRPOConfig, Policy, grpo_step, make_policy, resume_policy
 from r1mini.tasks import SUITES, draw_problems, task_set
 
@@ -58,6 +59,7 @@ class ZeroConfig(GRPOConfig):  # every GRPO option (r1mini/rl.py), then these
     # problems
     suite: str = ""  # task suite; "" means the one the base model was pretrained on
     zh_share: float = 0.2  # share of prompts asked in Chinese
+    format_weight: float = 1.0  # the format reward's weight beside accuracy's 1 (the paper: equal weights)
     steps: int = 150  # GRPO steps, each a batch of rollouts
     # evaluation and bookkeeping
     eval_every: int = 25  # steps between dev-split checks
@@ -68,6 +70,7 @@ class ZeroConfig(GRPOConfig):  # every GRPO option (r1mini/rl.py), then these
     tasks: str = ""  # a JSONL task file (FILE.jsonl or FILE.jsonl:CHECKER) instead of the suite
 
     RULES: ClassVar[dict] = {"suite": name_in(SUITES, allow_empty=True, allow_import=True), "zh_share": SHARE,
+                             "format_weight": NON_NEGATIVE,
                              "log_samples": NON_NEGATIVE, "tasks": TASKS_FILE}
 
 
@@ -98,7 +101,8 @@ class ZeroRun:
 def main(argv=None):
     cfg, args = parse_config(ZeroConfig, PRESETS, __doc__, argv, default_init="out/base", default_out="out/zero")
     seen = {}  # what the reward saw last: each step's replies, for aha.jsonl
-    reward_fn = keeping(load_reward(cfg.reward) if cfg.reward else zero_rewards, seen)  # a wrong name fails here
+    rule_rewards = partial(zero_rewards, format_weight=cfg.format_weight)
+    reward_fn = keeping(load_reward(cfg.reward) if cfg.reward else rule_rewards, seen)  # a wrong name fails here
     device = pick_device(args.device)
     rank, world = setup_distributed(device)
     n_prompts = cfg.prompts_per_rank(world)  # whole groups stay on one rank: each rank draws its own prompts
@@ -177,14 +181,16 @@ def keeping(reward_fn, seen: dict):
 
 
 def log_aha(path: Path, step: int, seen: dict) -> None:
-    """The step's first training reply (this rank's) that reflects ("wait", "let me check", ...) and is
-    right, if any, with its prompt: the candidates for the aha moment the report quotes (R1's Table 3)."""
+    """The step's first training reply (this rank's) that reflects ("wait", "check", ...) and is right, if any,
+    with its prompt: the candidates for the aha moment the report quotes (R1's Table 3). One that corrects
+    itself ("wait" after a check that failed) comes before one whose check only confirms."""
     accuracy = seen.get("accuracy") or []
-    for reply, problem, right in zip(seen.get("completions", []), seen.get("items", []), accuracy):
-        if right and count_reflection_words(reply):
-            write_jsonl(path, [{"step": step, "question": problem.question, "answer": problem.answer,
-                                "completion": reply}], append=True)
-            return
+    right = [(reply, problem) for reply, problem, ok in zip(seen.get("completions", []), seen.get("items", []),
+                                                            accuracy) if ok and count_reflection_words(reply)]
+    for reply, problem in sorted(right, key=lambda rp: not corrects_itself(rp[0])):  # a stable sort
+        write_jsonl(path, [{"step": step, "question": problem.question, "answer": problem.answer,
+                            "completion": reply, "corrects": corrects_itself(reply)}], append=True)
+        return
 
 
 def heldout_check(run: ZeroRun, problems: list, out: Path) -> dict:

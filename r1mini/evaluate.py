@@ -101,11 +101,13 @@ def score(samples: list[Sampled], k: int, chat: bool = False) -> dict:
     reasoning with the prompt's language, mean length (tokens), and accuracy split by style (step by step or
     direct) and by reflection (replies with a reflection word, "reflect", or without, "plain"). pass@1 and
     cons@k come with 95% bootstrap intervals over problems ("pass@1_ci") and their per-problem values
-    ("per_problem"), which a paired comparison of two checkpoints on the same problems needs."""
+    ("per_problem"), which a paired comparison of two checkpoints on the same problems needs; so do the
+    accuracy of the replies that reflect and of those that do not, per problem (None where it had none)."""
     rows = {"pass@1": [], f"pass@{k}": [], f"cons@{k}": [], "format": [], "length": [], "chars": [],
             "reflection": [], "lang_consistency": []}
     fmt = reply_format_reward if chat else format_reward
     by_style = {"steps": [0, 0], "direct": [0, 0], "reflect": [0, 0], "plain": [0, 0]}  # [replies, right ones]
+    split = {"reflect_acc": [], "plain_acc": []}  # per problem
     for s in samples:
         correct = [accuracy_reward(c, s.problem) for c in s.completions]
         rows["pass@1"].append(sum(correct) / len(correct))
@@ -124,9 +126,14 @@ def score(samples: list[Sampled], k: int, chat: bool = False) -> dict:
                           by_style["reflect" if reflects else "plain"]):
                 style[0] += 1
                 style[1] += ok
+        reflected = [count_reflection_words(c) > 0 for c in s.completions]
+        for name, want in (("reflect_acc", True), ("plain_acc", False)):
+            right = [ok for ok, r in zip(correct, reflected) if r == want]
+            split[name].append(sum(right) / len(right) if right else None)
     result = {name: sum(v) / max(1, len(v)) for name, v in rows.items()}
     per_problem = {name: rows[name] for name in ("pass@1", f"cons@{k}")}
     per_problem["lang_consistency"] = [sum(lang) / len(lang) for lang in _chunks(rows["lang_consistency"], samples)]
+    per_problem.update(split)
     for name in ("pass@1", f"cons@{k}"):
         result[f"{name}_ci"] = bootstrap_ci(per_problem[name])
     n_all = len(rows["format"])

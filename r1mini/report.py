@@ -43,6 +43,7 @@ def summary_row(results: dict, k: int) -> dict:
     zh = [r["by_lang"]["zh"]["lang_consistency"] for r in results.values() if "zh" in r.get("by_lang", {})]
     row["lang zh"] = mean(zh)
     row["length"] = mean(r["length"] for r in results.values())
+    row["reflect share"] = mean(r.get("reflect_share", float("nan")) for r in results.values())
     row["pass@1"] = mean(r["pass@1"] for r in results.values())
     row[f"cons@{k}"] = mean(r[f"cons@{k}"] for r in results.values())
     return row
@@ -51,12 +52,14 @@ def summary_row(results: dict, k: int) -> dict:
 def per_problem(results: dict, k: int) -> dict[str, list]:
     """One checkpoint's per-problem values over every benchmark (each has as many problems, so their mean is
     the mean over benchmarks), and which problems they are: what a paired interval needs. Per benchmark too."""
-    out = {"problems": [], "pass@1": [], "cons": [], "lang zh": []}
+    out = {"problems": [], "pass@1": [], "cons": [], "lang zh": [], "reflect_acc": [], "plain_acc": []}
     for bench, r in results.items():
         values = r.get("per_problem", {})
         out["problems"] += [f"{bench}:{key}" for key in r.get("problems", [])]
         out["pass@1"] += values.get("pass@1", [])
         out["cons"] += values.get(f"cons@{k}", [])
+        for split in ("reflect_acc", "plain_acc"):
+            out[split] += values.get(split, [])
         out[f"{bench} pass@1"] = values.get("pass@1", [])
         out["lang zh"] += r.get("by_lang", {}).get("zh", {}).get("per_problem", {}).get("lang_consistency", [])
     return out
@@ -105,6 +108,15 @@ def findings(table: dict[str, dict], per: dict[str, dict], zero_log: list[dict],
         first, last = curve(zero_log, "reflection")
         add("reflection words increase during RL", last, first,
             f"{mean(first):.3f} -> {mean(last):.3f} per response, first and last 10 steps", paired=False)
+    if "R1-Zero" in per:  # on the same problems: reflection may happen more on harder ones
+        both = [(r, p) for r, p in zip(per["R1-Zero"]["reflect_acc"], per["R1-Zero"]["plain_acc"])
+                if r is not None and p is not None]
+        share = table["R1-Zero"].get("reflect share", float("nan"))
+        add("R1-Zero's replies that reflect are at least as accurate as those that do not (within 0.02)",
+            [r for r, _ in both], [p for _, p in both],
+            f"{share:.2f} of the test replies reflect; on the {len(both)} problems with replies of both kinds, "
+            f"accuracy {mean(p for _, p in both):.3f} without reflection -> {mean(r for r, _ in both):.3f} with",
+            margin=0.02)
     final_lang = table.get("R1 final RL", {}).get("lang zh", float("nan"))
     compare("R1 fixes language mixing (consistency on Chinese prompts, to above 0.9)", "R1 final RL", "R1-Zero",
             "lang zh", need=final_lang > 0.9)
@@ -131,9 +143,11 @@ def findings(table: dict[str, dict], per: dict[str, dict], zero_log: list[dict],
 
 def aha_sample(zero_dir: Path) -> dict | None:
     """The aha moment of the paper's Table 3, picked by code, not by hand: the latest training reply of R1-Zero
-    that reflects and is right (train_zero.py logs each step's first in aha.jsonl)."""
+    that reflects and is right (train_zero.py logs each step's first in aha.jsonl), one that corrects itself
+    ("wait") when there is one."""
     rows = load_jsonl(zero_dir / "aha.jsonl")
-    return rows[-1] if rows else None
+    corrected = [r for r in rows if r.get("corrects")]
+    return (corrected or rows or [None])[-1]
 
 
 def plot(zero_log: list[dict], path: Path) -> bool:

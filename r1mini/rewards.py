@@ -106,6 +106,12 @@ def is_step_by_step(completion: str) -> bool:
     return len(_STEP.findall(think[:MAX_COMPLETION_CHARS])) > 1
 
 
+def corrects_itself(text: str) -> bool:
+    """Does the reply stop itself ("wait", "等等"), as after a check that disagreed, rather than only check?"""
+    low = text.lower()
+    return "wait" in low or "等等" in text
+
+
 def count_reflection_words(text: str) -> int:
     low = text[:MAX_COMPLETION_CHARS].lower()
     return sum(low.count(w) for w in REFLECTION_WORDS)
@@ -143,11 +149,12 @@ def language_consistency(text: str, lang: str) -> float:
 # returns (rewards, parts): the scalar reward of every completion and the named parts it was made of, which
 # the RL engine logs (a part may cover only some completions, e.g. accuracy only the reasoning prompts).
 
-def zero_rewards(completions: list[str], problems: list[Problem]) -> tuple[list[float], dict[str, list[float]]]:
-    """R1-Zero's rule rewards (§2.2.2): accuracy + format, each 0 or 1, with equal weight."""
+def zero_rewards(completions: list[str], problems: list[Problem],
+                 format_weight: float = 1.0) -> tuple[list[float], dict[str, list[float]]]:
+    """R1-Zero's rule rewards (§2.2.2): accuracy + format, each 0 or 1, with equal weight (format_weight 1)."""
     accuracy = [accuracy_reward(c, p) for c, p in zip(completions, problems)]
     fmt = [format_reward(c) for c in completions]
-    return [a + f for a, f in zip(accuracy, fmt)], {"accuracy": accuracy, "format": fmt}
+    return [a + format_weight * f for a, f in zip(accuracy, fmt)], {"accuracy": accuracy, "format": fmt}
 
 
 def load_reward(spec: str):

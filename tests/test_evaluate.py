@@ -166,5 +166,9 @@ def test_accuracy_with_and_without_reflection():
                            completion(wrong)])], 5)
     assert (r["reflect_share"], r["reflect_acc"], r["plain_share"]) == (0.4, 0.5, 0.6)
     assert r["plain_acc"] == pytest.approx(1 / 3)
+    assert r["per_problem"]["reflect_acc"] == [0.5] and r["per_problem"]["plain_acc"] == [pytest.approx(1 / 3)]
+    r = score([Sampled(p, [completion(p.answer)]), Sampled(p, [reflect(wrong)])], 1)
+    assert r["reflect_acc"] == 0.0 and r["plain_acc"] == 1.0
+    assert r["per_problem"]["reflect_acc"] == [None, 0.0] and r["per_problem"]["plain_acc"] == [1.0, None]
     r = score([Sampled(p, [completion(p.answer)])], 1)
     assert math.isnan(r["reflect_acc"]) and r["plain_acc"] == 1.0  # no reply reflected: undefined, not 0

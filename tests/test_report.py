@@ -46,3 +46,41 @@ def test_a_finding_is_decided_on_its_interval(tmp_path, zero, expected):
     assert f"- {expected}: R1-Zero raises pass@1 over the base model" in md
     assert "| base | ?L/? | 0." in md and "[0.00, 1.00]" in md  # the value, then the evaluation's interval
     json.loads((tmp_path / "report.json").read_text(), parse_constant=lambda c: 1 / 0)  # strict: no NaN
+
+
+def test_reflecting_replies_are_compared_on_the_problems_with_both_kinds(tmp_path):
+    """The reflection finding pairs, per problem, the accuracy of R1-Zero's replies that reflect with that of
+    those that do not, over the problems with replies of both kinds only (None elsewhere)."""
+    fake_eval(tmp_path / "base", [0.5] * 6)
+    fake_eval(tmp_path / "zero", [0.5] * 6)
+    record = json.loads((tmp_path / "zero" / "eval.json").read_text())
+    per = record["results"]["add-3d"]["per_problem"]
+    per["reflect_acc"] = [1.0, 1.0, 0.5, None, 1.0, 1.0]
+    per["plain_acc"] = [0.0, 0.5, 0.5, 0.0, None, 0.0]
+    record["results"]["add-3d"]["reflect_share"] = 0.4
+    (tmp_path / "zero" / "eval.json").write_text(json.dumps(record))
+    found = {f["claim"].split(" (")[0]: f for f in report(tmp_path)["findings"]}
+    f = found["R1-Zero's replies that reflect are at least as accurate as those that do not"]
+    assert f["difference"] == pytest.approx((1 + 1 + 0.5 + 1) / 4 - (0 + 0.5 + 0.5 + 0) / 4)
+    assert "0.40 of the test replies reflect; on the 4 problems" in f["detail"] and f["verdict"] == "reproduced"
+
+
+def test_the_aha_sample_is_a_reply_that_corrects_itself(tmp_path):
+    """train_zero.py logs per step a right reply that reflects, one that corrects itself ("wait") first; the
+    report quotes the latest that corrects itself, else the latest that reflects."""
+    from r1mini.report import aha_sample
+    from train_zero import log_aha
+    from r1mini.tasks import Problem
+    p = Problem("add", "What is 1 + 2?", "en", "3", {"a": 1, "b": 2})
+    confirm = "<think>1 + 2 = 3. Check: 3 - 2 = 1. Right.</think><answer>3</answer>"
+    fixed = "<think>1 + 2 = 4. Check: 4 - 2 = 2, not 1. Wait, 4 - 1 = 3.</think><answer>3</answer>"
+    plain = "<think>1 + 2 = 3.</think><answer>3</answer>"
+    log_aha(tmp_path / "aha.jsonl", 1, {"completions": [plain, confirm, fixed], "items": [p] * 3,
+                                        "accuracy": [1.0, 1.0, 1.0]})
+    log_aha(tmp_path / "aha.jsonl", 2, {"completions": [confirm, plain], "items": [p] * 2, "accuracy": [1.0, 1.0]})
+    log_aha(tmp_path / "aha.jsonl", 3, {"completions": [fixed], "items": [p], "accuracy": [0.0]})  # wrong: not kept
+    rows = [json.loads(line) for line in (tmp_path / "aha.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["completion"], r["corrects"]) for r in rows] == [(1, fixed, True), (2, confirm, False)]
+    assert aha_sample(tmp_path)["step"] == 1
+    (tmp_path / "aha.jsonl").write_text(json.dumps(rows[1]) + "\n")
+    assert aha_sample(tmp_path)["step"] == 2

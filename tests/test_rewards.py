@@ -198,6 +198,7 @@ def test_zero_rewards_by_hand():
     rewards, parts = zero_rewards(completions, [P_EN] * 5)
     assert parts == {"accuracy": [1.0, 0.0, 1.0, 0.0, 1.0], "format": [1.0, 1.0, 0.0, 0.0, 0.0]}
     assert rewards == [2.0, 1.0, 1.0, 0.0, 1.0]
+    assert zero_rewards(completions, [P_EN] * 5, format_weight=0.25)[0] == [1.25, 0.25, 1.0, 0.0, 1.0]
     assert zero_rewards([], []) == ([], {"accuracy": [], "format": []})
 
 
