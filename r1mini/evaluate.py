@@ -115,18 +115,18 @@ def score(samples: list[Sampled], k: int, chat: bool = False) -> dict:
         task = get_task(s.problem.task)
         vote = majority_vote([extract_answer(c) for c in s.completions], key=lambda a: task.normalize(a, s.problem))
         rows[f"cons@{k}"].append(float(vote is not None and accuracy_reward(f"<answer>{vote}</answer>", s.problem) > 0))
+        reflected = []
         for c, ok, n in zip(s.completions, correct, s.lengths or [None] * len(correct)):
             rows["format"].append(fmt(c))
             rows["lang_consistency"].append(language_consistency(reasoning_text(c), s.problem.lang))
             rows["length"].append(len(c) if n is None else n)  # tokens when known, else characters
             rows["chars"].append(len(c))
             rows["reflection"].append(count_reflection_words(c))
-            reflects = count_reflection_words(c) > 0
+            reflected.append(rows["reflection"][-1] > 0)
             for style in (by_style["steps" if is_step_by_step(c) else "direct"],
-                          by_style["reflect" if reflects else "plain"]):
+                          by_style["reflect" if reflected[-1] else "plain"]):
                 style[0] += 1
                 style[1] += ok
-        reflected = [count_reflection_words(c) > 0 for c in s.completions]
         for name, want in (("reflect_acc", True), ("plain_acc", False)):
             right = [ok for ok, r in zip(correct, reflected) if r == want]
             split[name].append(sum(right) / len(right) if right else None)
