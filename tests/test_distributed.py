@@ -134,7 +134,7 @@ def test_train_zero_torchrun_replicas_stay_identical(base, tmp_path):
     # depends on the completion's length, so the groups differ and each rank's gradient is its own.
     script = tmp_path / "zero_length_reward.py"
     script.write_text(f"import sys; sys.path.insert(0, {str(ROOT)!r})\nimport train_zero\n"
-                      "def length_reward(completions, problems):\n"
+                      "def length_reward(completions, problems, format_weight=1.0):\n"
                       "    rewards = [float(len(c) % 3 == 0) for c in completions]\n"
                       "    return rewards, {'accuracy': rewards, 'format': [0.0] * len(rewards)}\n"
                       "train_zero.zero_rewards = length_reward\ntrain_zero.main()\n")

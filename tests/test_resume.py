@@ -105,7 +105,7 @@ def test_train_zero_killed_mid_run_resumes_exactly(tmp_path):
     # reward depends on the completion's length instead (deterministically, so runs stay comparable).
     # KL on, with a reference reset that falls between checkpoints: the resumed run must restore the reference.
     script = ("import sys, train_zero\n"
-              "def length_reward(completions, problems):\n"
+              "def length_reward(completions, problems, format_weight=1.0):\n"
               "    rewards = [float(len(c) % 3 == 0) for c in completions]\n"
               "    return rewards, {'accuracy': rewards, 'format': [0.0] * len(rewards)}\n"
               "train_zero.zero_rewards = length_reward\n"
