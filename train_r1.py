@@ -98,7 +98,7 @@ class R1Config(GRPOConfig):  # every GRPO option (r1mini/rl.py) for both RL stag
     rl_ckpt_every: int = 10  # a GRPO stage saves a checkpoint to resume from every this many steps
     general_share: float = 0.25  # share of general prompts in the final RL stage
     # stage 3: rejection sampling
-    rs_prompts: int = 2000  # many prompts, few samples each: the samples of one prompt are often identical
+    rs_prompts: int = 1000  # many prompts, few samples each: the samples of one prompt are often identical
     rs_samples: int = 2  # samples per prompt
     reasoning_ratio: float = 3.0  # reasoning : non-reasoning examples
     # stage 4: reward model
@@ -108,7 +108,7 @@ class R1Config(GRPOConfig):  # every GRPO option (r1mini/rl.py) for both RL stag
     rm_lr: float = 5e-4  # the reward model's learning rate
     # evaluation
     eval_problems: int = 25  # dev-split problems per task and language (eval.py tests on the test split)
-    eval_k: int = 4  # samples per dev problem
+    eval_k: int = 2  # samples per dev problem
     tasks: str = ""  # a JSONL task file (FILE.jsonl or FILE.jsonl:CHECKER) instead of the suite; "": R1-Zero's
 
     RULES: ClassVar[dict] = {

@@ -60,11 +60,11 @@ class ZeroConfig(GRPOConfig):  # every GRPO option (r1mini/rl.py), then these
     suite: str = ""  # task suite; "" means the one the base model was pretrained on
     zh_share: float = 0.2  # share of prompts asked in Chinese
     format_weight: float = 1.0  # the format reward's weight beside accuracy's 1 (the paper: equal weights)
-    steps: int = 150  # GRPO steps, each a batch of rollouts
+    steps: int = 120  # GRPO steps, each a batch of rollouts
     # evaluation and bookkeeping
-    eval_every: int = 25  # steps between dev-split checks
+    eval_every: int = 40  # steps between dev-split checks
     eval_problems: int = 25  # dev-split problems per task (English prompts; eval.py tests on the test split)
-    eval_k: int = 8  # samples per dev problem (pass@1 averages them)
+    eval_k: int = 4  # samples per dev problem (pass@1 averages them)
     log_samples: int = 4  # dev completions written to samples.jsonl per check
     ckpt_every: int = 25  # steps between checkpoints to resume from
     tasks: str = ""  # a JSONL task file (FILE.jsonl or FILE.jsonl:CHECKER) instead of the suite

@@ -144,6 +144,8 @@ class Task:
     def checked(self, data: dict, rng: random.Random) -> tuple[list, str]:
         """Steps, then the check (verify): a first pass that slipped (CHECK_FINDS_SLIP of the time) is caught and
         corrected, a right one confirmed. Plain steps for a task without a check."""
+        if type(self).verify is Task.verify:  # no check at all: one clean pass
+            return self.steps(data, rng, slip=False)
         slipped = rng.random() < CHECK_FINDS_SLIP
         steps, answer = self.steps(data, rng, slip=slipped)
         check = self.verify(data, answer, rng)
@@ -306,8 +308,8 @@ class LinearEquation(Task):
     """a x + b = c with an integer solution."""
     name = "linear"
 
-    def __init__(self, max_coef: int = 9, max_x: int = 20):
-        self.max_coef, self.max_x = max_coef, max_x
+    def __init__(self, max_coef: int = 9, max_x: int = 20, max_b: int = 0):
+        self.max_coef, self.max_x, self.max_b = max_coef, max_x, max_b  # |b| <= max_b, or 10 max_coef if 0
 
     @property
     def label(self):
@@ -316,7 +318,7 @@ class LinearEquation(Task):
     def draw(self, rng):
         a = rng.randint(2, self.max_coef)
         x = rng.randint(-self.max_x, self.max_x)
-        b = rng.randint(1, 10 * self.max_coef) * rng.choice([-1, 1])
+        b = rng.randint(1, self.max_b or 10 * self.max_coef) * rng.choice([-1, 1])
         return {"a": a, "b": b, "x": x, "c": a * x + b}
 
     def key(self, d):
@@ -512,7 +514,7 @@ TASKS: dict[str, Task] = {
 # task mixtures per preset; difficulty knobs as constructor arguments
 SUITES: dict[str, dict[str, dict]] = {
     "toy": {"add": dict(min_digits=1, max_digits=2)},
-    "cpu": {"add": dict(min_digits=3, max_digits=3), "mul": dict(a_digits=(2, 3), b_digits=(1, 1)), "linear": dict()},
+    "cpu": {"add": dict(min_digits=3, max_digits=3), "mul": dict(a_digits=(2, 3), b_digits=(1, 1)), "linear": dict(max_coef=5, max_x=9, max_b=20)},
     "gpu": {"add": dict(min_digits=3, max_digits=5), "mul": dict(a_digits=(2, 3), b_digits=(1, 2)),
             "linear": dict(), "countdown": dict(n_numbers=4)},
 }

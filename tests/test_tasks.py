@@ -57,6 +57,7 @@ def test_canonical_answers_and_knobs(name, knobs):
             assert int(p.answer) == d["a"] * d["b"]
         elif name == "linear":
             assert 2 <= d["a"] <= knobs.get("max_coef", 9) and abs(d["x"]) <= knobs.get("max_x", 20)
+            assert 1 <= abs(d["b"]) <= (knobs.get("max_b") or 10 * knobs.get("max_coef", 9))
             assert d["a"] * int(p.answer) + d["b"] == d["c"]
         else:
             assert len(d["numbers"]) == knobs.get("n_numbers", 4)
