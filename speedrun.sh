@@ -92,9 +92,13 @@ stage r1 "$OUT/r1/final_rl" "$OUT/r1" r1_zero \
 stage distill "$OUT/student" "$OUT/student" "r1 pretrain_student" \
   $PY distill.py --preset "$PRESET" --init "$OUT/r1/final_rl" --student "$OUT/student_base" --out "$OUT/student" \
   ${DISTILL_FLAGS:-} $SEED_FLAG
-# the same student base trained by R1-Zero's recipe and step budget instead of distillation
+# the same student base trained by R1-Zero's recipe and step budget instead of distillation, with the learning
+# rate and reply length chosen for the student on the dev split (cpu: benchmarks/sweep_student_rl.py,
+# docs/runs/student_sweep.md); STUDENT_RL_FLAGS replaces them
+[ "$PRESET" = cpu ] && STUDENT_CHOSEN="--lr 3e-5 --max_new_tokens 128" || STUDENT_CHOSEN=""
 stage student_rl_only "$OUT/student_zero" "$OUT/student_zero" pretrain_student \
-  $PY train_zero.py --preset "$PRESET" --init "$OUT/student_base" --out "$OUT/student_zero" ${STUDENT_RL_FLAGS:-} $SEED_FLAG
+  $PY train_zero.py --preset "$PRESET" --init "$OUT/student_base" --out "$OUT/student_zero" \
+  ${STUDENT_RL_FLAGS-$STUDENT_CHOSEN} $SEED_FLAG
 CKPTS=""
 for c in base zero r1/cold_start r1/reasoning_rl r1/rejection_sft r1/final_rl student_base student student_zero; do
   CKPTS="$CKPTS${CKPTS:+,}$OUT/$c"
