@@ -60,7 +60,7 @@ class PretrainConfig:
     # optimisation
     batch_size: int = 24  # sequences per step (all ranks together): 24 x 256 tokens at the cpu preset
     grad_accum: int = 0  # micro-batches per rank and step; 0: the fewest that fit the device (1 on the CPU)
-    max_steps: int = 500  # optimizer steps
+    max_steps: int = 700  # optimizer steps (500 left the base too weak at step-by-step for R1-Zero to climb)
     lr: float = 3e-3  # peak learning rate (AdamW), after the warm-up
     min_lr_ratio: float = 0.1  # the cosine decay ends at lr times this
     warmup_steps: int = 50  # steps of linear warm-up from 0 to lr

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from r1mini.checkpoint import atomic_write_json
 from r1mini.evaluate import bootstrap_ci, interval, markdown_table
+from r1mini.jsonl import read_jsonl
 
 # (row name, checkpoint directory under OUT)
 ROWS = [("base", "base"), ("R1-Zero", "zero"), ("R1 cold start", "r1/cold_start"),
@@ -23,8 +24,8 @@ CURVES = ("reward", "accuracy", "length", "reflection")
 
 
 def load_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()] \
-        if path.exists() else []
+    """The rows of a training log, or none if the stage wrote none."""
+    return read_jsonl(path) if path.exists() else []
 
 
 def mean(xs) -> float:
