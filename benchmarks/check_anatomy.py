@@ -15,7 +15,8 @@ counts, per checkpoint and task, over the replies that check:
 
     python benchmarks/check_anatomy.py out/base,out/zero --problems 100 --k 4
 
-Dev split, R1-Zero template, T 0.6, top-p 0.95. Prints a markdown table and a few replies that check.
+Dev split, R1-Zero template, T 0.6 (--temperature 1 samples as R1-Zero's rollouts do), top-p 0.95. Prints a
+markdown table and a few replies that check.
 """
 import argparse
 import re
@@ -82,6 +83,7 @@ def main(argv=None):
     p.add_argument("--max_new_tokens", type=int, default=176)
     p.add_argument("--show", type=int, default=2, help="replies that check to print per checkpoint")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--temperature", type=float, default=0.6, help="1.0: as R1-Zero's rollouts sample")
     args = p.parse_args(argv)
     cols = ["first right", "check sums right", "agrees", "says right", "right, not agreeing", "final right"]
     rows = []
@@ -94,8 +96,8 @@ def main(argv=None):
         for name, task in tasks.items():
             problems = heldout_problems({name: task}, args.problems, seed=args.seed, lang="en", split="dev")
             with torch.no_grad():
-                samples = sample_completions(model, tokenizer, problems, args.k, temperature=0.6, top_p=0.95,
-                                             max_new_tokens=args.max_new_tokens, seed=args.seed)
+                samples = sample_completions(model, tokenizer, problems, args.k, temperature=args.temperature,
+                                             top_p=0.95, max_new_tokens=args.max_new_tokens, seed=args.seed)
             parts, n_replies = [], 0
             for s in samples:
                 for reply in s.completions:
