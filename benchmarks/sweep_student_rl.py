@@ -7,7 +7,8 @@ each run's dev-split pass@1 from its log (train_zero.py checks the dev split, ne
 run's flags are what speedrun.sh's STUDENT_RL_FLAGS should say.
 
     python benchmarks/sweep_student_rl.py --init out/student_base --out /tmp/sweep
-    python benchmarks/sweep_student_rl.py --init out/student_base --out /tmp/sweep --lr 1e-4,3e-4 --max_new_tokens 176 --parallel 2
+    python benchmarks/sweep_student_rl.py --init out/student_base --out /tmp/sweep --lr 1e-4,3e-4 \
+        --max_new_tokens 176 --parallel 2
 
 Prints one row per run (the last dev pass@1, the best over the run, the last training accuracy and length) and
 writes sweep.json under --out. Reruns skip the runs that are complete. --parallel 2 runs two at a time with
@@ -49,9 +50,9 @@ def main(argv=None):
     p.add_argument("--parallel", type=int, default=1, help="runs at a time (each then gets one thread)")
     args, extra = p.parse_known_args(argv)  # anything else goes to every train_zero.py run
     out = Path(args.out)
-    grid = [(["--lr", lr, "--max_new_tokens", length, "--format_weight", fw] + extra,
-             out / f"lr{lr}_len{length}_fw{fw}") for lr, length, fw in itertools.product(args.lr.split(","), args.max_new_tokens.split(","),
-                                                    args.format_weight.split(","))]
+    points = itertools.product(args.lr.split(","), args.max_new_tokens.split(","), args.format_weight.split(","))
+    grid = [(["--lr", lr, "--max_new_tokens", length, "--format_weight", fw] + extra, out / f"lr{lr}_len{length}_fw{fw}")
+            for lr, length, fw in points]
     todo = [(flags, run) for flags, run in grid
             if not ((run / "meta.json").exists() and json.loads((run / "meta.json").read_text()).get("done"))]
     env = {**os.environ, "OMP_NUM_THREADS": "1"} if args.parallel > 1 else None

@@ -514,7 +514,8 @@ TASKS: dict[str, Task] = {
 # task mixtures per preset; difficulty knobs as constructor arguments
 SUITES: dict[str, dict[str, dict]] = {
     "toy": {"add": dict(min_digits=1, max_digits=2)},
-    "cpu": {"add": dict(min_digits=3, max_digits=3), "mul": dict(a_digits=(2, 3), b_digits=(1, 1)), "linear": dict(max_coef=5, max_x=9, max_b=20)},
+    "cpu": {"add": dict(min_digits=3, max_digits=3), "mul": dict(a_digits=(2, 3), b_digits=(1, 1)),
+            "linear": dict(max_coef=5, max_x=9, max_b=20)},
     "gpu": {"add": dict(min_digits=3, max_digits=5), "mul": dict(a_digits=(2, 3), b_digits=(1, 2)),
             "linear": dict(), "countdown": dict(n_numbers=4)},
 }

@@ -160,7 +160,7 @@ def test_train_zero_nan_reward_stops_before_the_update(base, tmp_path, monkeypat
     calls = {"n": 0}
     real = train_zero.zero_rewards
 
-    def nan_from_step_4(completions, problems, format_weight=1.0):  # toy: one call a step, 2 prompts x 4 samples = 8 completions
+    def nan_from_step_4(completions, problems, format_weight=1.0):  # toy: one call a step, 2 x 4 = 8 completions
         calls["n"] += 1
         if calls["n"] <= 3:
             return real(completions, problems, format_weight=format_weight)
