@@ -57,7 +57,7 @@ class DistillConfig:
     batch_size: int = 32  # all ranks together
     micro_batch_size: int = 0  # > 0: gradient accumulation over micro-batches of this many rows per rank
     lr: float = 1e-3  # SFT's peak learning rate
-    batch_gen: int = 128  # sequences per generation batch
+    batch_gen: int = 512  # sequences per generation batch
     eval_problems: int = 25  # dev-split problems per task and language, for meta.json
     eval_k: int = 4  # samples per dev problem
     tasks: str = ""  # a JSONL task file (FILE.jsonl or FILE.jsonl:CHECKER) instead of the suite; "": the teacher's

@@ -105,9 +105,10 @@ class R1Config(GRPOConfig):  # every GRPO option (r1mini/rl.py) for both RL stag
     reasoning_ratio: float = 3.0  # reasoning : non-reasoning examples
     # stage 4: reward model
     rm_pairs: int = 2000  # preference pairs the reward model trains on
-    rm_steps: int = 200  # reward-model training steps
+    # 60 steps at 1e-3 reach the held-out pair accuracy of 200 at 5e-4 (0.91), in 28 s instead of 93
+    rm_steps: int = 60  # reward-model training steps
     rm_batch_size: int = 32  # pairs per step
-    rm_lr: float = 5e-4  # the reward model's learning rate
+    rm_lr: float = 1e-3  # the reward model's learning rate
     # evaluation
     eval_problems: int = 25  # dev-split problems per task and language (eval.py tests on the test split)
     eval_k: int = 2  # samples per dev problem
@@ -128,7 +129,8 @@ PRESETS = {
     "cpu": dict(),
     "gpu": dict(cold_prompts=2000, cold_samples=4, cold_examples=8000, sft_batch_size=64, rl_steps=300,
                 final_steps=100, prompts_per_step=32, group_size=16, max_new_tokens=384, lr=1e-4, rl_ckpt_every=50,
-                rs_prompts=2000, rm_pairs=10000, rm_steps=600, rm_batch_size=64, eval_problems=100, eval_k=16),
+                rs_prompts=2000, rm_pairs=10000, rm_steps=600, rm_batch_size=64, rm_lr=5e-4, eval_problems=100,
+                eval_k=16),
 }
 
 

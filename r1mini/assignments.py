@@ -47,7 +47,7 @@ ASSIGNMENTS = (
     Assignment(3, "per-token log-probs and entropy", "r1mini/grpo.py",
                ("logprobs_from_logits", "entropy_from_logits")),
     Assignment(4, "the KV cache with left padding", "r1mini/model.py", ("KVCache.__init__", "KVCache.update")),
-    Assignment(5, "temperature and top-p (nucleus) sampling", "r1mini/sampling.py", ("sample_next", "token_probs")),
+    Assignment(5, "temperature and top-p (nucleus) sampling", "r1mini/sampling.py", ("sample_next", "token_probs", "nucleus")),
     Assignment(6, "rotary position embeddings", "r1mini/model.py", ("rope_tables", "apply_rope")),
     Assignment(7, "the format reward", "r1mini/rewards.py", ("parse_completion", "format_reward")),
     Assignment(8, "the language-consistency reward", "r1mini/rewards.py",

@@ -54,7 +54,7 @@ def sample_completions(model, tokenizer, problems: list[Problem], k: int, *, tem
                        max_new_tokens: int, batch_size: int = 0, seed: int = 0, chat: bool = False,
                        progress: str | None = None, draft_stats: dict | None = None) -> list[Sampled]:
     """k completions for each problem, in the chat format or under the R1-Zero template, batch_size rows
-    at a time (0: memory.generation_batch, 64 on the CPU and up to 512 on a GPU). With `progress`, a
+    at a time (0: memory.generation_batch, 256 on the CPU and up to 512 on a GPU). With `progress`, a
     progress bar of that name counts the batches. With draft_stats (a dict), by speculative decoding with
     the MTP draft, counting drafts proposed and accepted in it."""
     device = next(model.parameters()).device

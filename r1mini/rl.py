@@ -25,7 +25,7 @@ from r1mini.distributed import accumulate, print0, rank_and_world, sum_over_rank
 from r1mini.filters import mixed_language
 from r1mini.grpo import (AGGREGATIONS, Aggregation, aggregation_count, entropy_from_logits, group_advantages, grpo_loss,
                          logprobs_from_logits)
-from r1mini.memory import micro_batch
+from r1mini.memory import length_chunks, micro_batch
 from r1mini.optim import apply_update, step_guard
 from r1mini.rewards import count_reflection_words, is_step_by_step
 from r1mini.sampling import generate
@@ -209,8 +209,10 @@ def grpo_update(policy: Policy, ro: Rollout, advantages: torch.Tensor, keep: tor
     world, device = rank_and_world()[1], ro.ids.device
     idx = keep.nonzero().squeeze(1)
     ids, mask, adv = ro.ids[idx], ro.mask[idx], advantages[idx]
+    # the columns each row needs, up to its last target: the update's chunks are cut there (length_chunks)
+    widths = (mask * torch.arange(2, mask.size(1) + 2, device=device)).amax(1).clamp(min=2)
     slices = torch.arange(len(idx), device=device).tensor_split(cfg.minibatches)
-    counts = sum_over_ranks([float(aggregation_count(mask[rows], cfg.agg)) for rows in slices]
+    counts = sum_over_ranks([float(aggregation_count(mask[rows], cfg.agg, cfg.max_new_tokens)) for rows in slices]
                             + [len(rows) for rows in slices], device)  # one collective for the whole update
     totals, sizes = counts[:len(slices)], counts[len(slices):]
     # micro-batches: --micro_batch_size, else what fits the device's memory (all rows on the CPU)
@@ -234,7 +236,7 @@ def grpo_update(policy: Policy, ro: Rollout, advantages: torch.Tensor, keep: tor
                 _idle_update(policy, ro.ids[:1], cfg)
                 continue
             stats.append(_minibatch_update(policy, ids, mask, adv, old_logp, ref_logp, rows, max(1.0, total), world,
-                                           micro, cfg, entropies))
+                                           micro, cfg, entropies, widths))
     if not stats:
         return {"kl": None, "clip_frac": None, "entropy": None, "ratio_dev": None}
     mean = lambda key: sum(s[key] for s in stats) / len(stats)  # noqa: E731
@@ -264,31 +266,33 @@ def _idle_update(policy: Policy, row: torch.Tensor, cfg: GRPOConfig) -> None:
 
 
 def _minibatch_update(policy: Policy, ids, mask, adv, old_logp, ref_logp, rows, total: float, world: int,
-                      micro: int, cfg: GRPOConfig, entropies: list[float]) -> dict:
-    """One optimizer update on `rows` of the batch. Each chunk of `micro` rows (0: all; their gradients
-    accumulate) weighs its loss by its share of `total`, what the aggregation divides by summed over all
-    ranks, times `world`, since DDP averages the ranks' gradients: the update is that of the whole minibatch
-    of every rank. Returns the loss's stats, weighted by tokens; appends each chunk's mean entropy over its
-    response tokens to `entropies`."""
-    chunks = rows.split(micro or len(rows))
+                      micro: int, cfg: GRPOConfig, entropies: list[float], widths: torch.Tensor) -> dict:
+    """One optimizer update on `rows` of the batch, in chunks by length (memory.length_chunks: each cut to
+    its longest row, `widths` the columns each row needs) whose gradients accumulate. Each chunk weighs its
+    loss by its share of `total`, what the aggregation divides by summed over all ranks, times `world`, since
+    DDP averages the ranks' gradients: the update is that of the whole minibatch of every rank. Returns the
+    loss's stats, weighted by tokens; appends each chunk's mean entropy over its response tokens to
+    `entropies`."""
+    chunks = [(rows[c], width) for c, width in length_chunks(widths[rows], micro)]
     n_tokens = max(1, mask[rows].sum().item())
     policy.optimizer.zero_grad(set_to_none=True)
     loss_sum, stats_sum = 0.0, {}
-    for _, c in accumulate(policy.forward, chunks):
-        chunk_weight = float(aggregation_count(mask[c], cfg.agg)) * world / total
+    for _, (c, width) in accumulate(policy.forward, chunks):
+        m = mask[c, :width - 1]
+        chunk_weight = float(aggregation_count(m, cfg.agg, cfg.max_new_tokens)) * world / total  # not m's width
         with autocast(ids.device):
-            logits = policy.forward(ids[c])[:, :-1]
-        logp = logprobs_from_logits(logits, ids[c, 1:])
-        loss, stats = grpo_loss(logp, logp.detach() if old_logp is None else old_logp[c],
-                                None if ref_logp is None else ref_logp[c], adv[c], mask[c],
+            logits = policy.forward(ids[c, :width])[:, :-1]
+        logp = logprobs_from_logits(logits, ids[c, 1:width])
+        loss, stats = grpo_loss(logp, logp.detach() if old_logp is None else old_logp[c, :width - 1],
+                                None if ref_logp is None else ref_logp[c, :width - 1], adv[c], m,
                                 clip_eps=cfg.clip_eps, clip_eps_high=cfg.clip_eps_high, kl_coef=cfg.kl_coef,
                                 agg=cfg.agg, max_len=cfg.max_new_tokens)
         (loss * chunk_weight).backward()
         loss_sum += loss.detach() * chunk_weight
-        share = mask[c].sum().item() / n_tokens  # token-weighted diagnostics
+        share = m.sum().item() / n_tokens  # token-weighted diagnostics
         stats_sum = {k: stats_sum.get(k, 0.0) + v * share for k, v in stats.items()}
-        if mask[c].any():  # the entropy of response tokens only: (tokens, V), not (rows, T, V)
-            entropies.append(entropy_from_logits(logits.detach()[mask[c]]).mean().item())
+        if m.any():  # the entropy of response tokens only: (tokens, V), not (rows, T, V)
+            entropies.append(entropy_from_logits(logits.detach()[m]).mean().item())
     apply_update(policy.model, policy.optimizer, loss_sum, cfg.grad_clip)
     return stats_sum
 

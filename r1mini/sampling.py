@@ -52,13 +52,31 @@ def token_probs(logits: torch.Tensor, temperature: float, top_p: float) -> torch
     if temperature == 0:
         return F.one_hot(logits.argmax(-1), logits.size(-1)).float()
     probs = torch.softmax(logits.float() / temperature, dim=-1)
-    if top_p < 1:
-        # keep the smallest set of most likely tokens whose mass reaches top_p (the first always survives)
-        sorted_p, order = probs.sort(dim=-1, descending=True)
-        drop = sorted_p.cumsum(-1) - sorted_p >= top_p
-        sorted_p = sorted_p.masked_fill(drop, 0.0)
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
-    return probs
+    return nucleus(probs, top_p) if top_p < 1 else probs
+
+
+NUCLEUS_HEAD = 64  # nucleus() looks for the nucleus among this many most likely tokens first
+
+
+def nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """probs (B, V) cut to the smallest set of most likely tokens whose mass reaches top_p (the first
+    always survives), not renormalised: token j of the ranking is dropped when the mass ranked above it
+    reaches top_p.
+
+    On the CPU the ranking is first taken of the NUCLEUS_HEAD + 1 most likely tokens only (torch.topk,
+    sorted): when the last of them is dropped in every row, so is every token after it, and the cut is the
+    full sort's at a quarter of its cost (the sort is a fifth of a decode step at 512 rows, temperature
+    0.6). A row that keeps it sends the batch through the full sort. On CUDA always the full sort: the
+    check is a host sync, and a branch that a CUDA graph cannot hold."""
+    def cut(top, order):  # top: probabilities ranked largest first, order: their token ids
+        drop = top.cumsum(-1) - top >= top_p
+        return drop, torch.zeros_like(probs).scatter(-1, order, top.masked_fill(drop, 0.0))
+
+    if not probs.is_cuda and NUCLEUS_HEAD + 1 < probs.size(-1):
+        drop, cut_probs = cut(*probs.topk(NUCLEUS_HEAD + 1, dim=-1))
+        if bool(drop[:, -1].all()):
+            return cut_probs
+    return cut(*probs.sort(dim=-1, descending=True))[1]
 
 
 def sample_from(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from r1mini.device import autocast
 from r1mini.distributed import accumulate, is_main, rank_and_world, training_forward
-from r1mini.memory import micro_batch
+from r1mini.memory import length_chunks, micro_batch
 from r1mini.optim import apply_update
 
 
@@ -44,11 +44,13 @@ def train_sft(model, examples: list[tuple[list[int], list[bool]]], *, epochs: in
               micro_batch_size: int = 0, desc: str = "sft", log=None) -> list[float]:
     """AdamW with warmup and cosine decay over `epochs` passes; returns the loss of every step.
 
-    Under torchrun every rank draws the same global batches and trains on its contiguous slice (DDP); a
-    slice larger than micro_batch_size (0: as many rows as fit the device's memory, all of them on the
-    CPU) is run in micro-batches with gradient accumulation. The loss is the mean over the global batch's
-    assistant tokens, whatever the number of ranks and micro-batches: each micro-batch's mean is weighted by
-    its share of those tokens (times the world size, as DDP averages the ranks' gradients). One process without micro-batches computes exactly what it always did.
+    Under torchrun every rank draws the same global batches and trains on its contiguous slice (DDP). A
+    slice runs in chunks by length whose gradients accumulate, each cut after its longest row's last target
+    (memory.length_chunks: the padding after it changes nothing but the work), and in micro-batches of
+    micro_batch_size rows if fewer (0: as many rows as fit the device's memory, all of them on the CPU).
+    The loss is the mean over the global batch's assistant tokens, whatever the number of ranks and
+    chunks: each chunk's mean is weighted by its share of those tokens (times the world size, as DDP
+    averages the ranks' gradients).
     """
     if not examples:
         raise ValueError("no SFT examples: the stage that builds them kept nothing")
@@ -74,7 +76,9 @@ def train_sft(model, examples: list[tuple[list[int], list[bool]]], *, epochs: in
             if len(x) == 0:  # a short last batch left this rank nothing: a zero-weight row keeps DDP in step
                 x, y = x.new_full((1, 1), pad_id), y.new_full((1, 1), -1)
             micro = micro_batch(model, "train", len(x), x.size(1), micro_batch_size) or len(x)
-            chunks = list(zip(x.split(micro), y.split(micro)))
+            # chunks by length, each cut after its last target (memory.length_chunks)
+            widths = ((y >= 0) * torch.arange(1, y.size(1) + 1)).amax(1).clamp(min=1)
+            chunks = [(x[rows, :width], y[rows, :width]) for rows, width in length_chunks(widths, micro)]
             optimizer.zero_grad(set_to_none=True)
             total_loss = torch.zeros((), device=device)
             for _, (xm, ym) in accumulate(forward, chunks):

@@ -157,7 +157,9 @@ class Tokenizer:
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         if self._added_re is not None:
             return [self.encode(t) for t in texts]
-        return self.enc.encode_ordinary_batch([self._normalize(t) for t in texts])
+        # one text at a time: tiktoken's batch call hands every text to a thread pool, which is three times
+        # slower on 2 cores for short documents (20,000 corpus documents: 2.3 s against 0.7 s)
+        return [self.enc.encode_ordinary(self._normalize(t)) for t in texts]
 
     def _normalize(self, text: str) -> str:
         if self.hf is not None and self.hf.get("normalization"):

@@ -235,14 +235,14 @@ def test_errors_and_device_memory():
 # -- the stages pick their micro-batches from the budget -------------------------------------------------------
 
 def test_without_a_budget_every_stage_keeps_its_whole_batch(monkeypatch):
-    """On the CPU the memory is unknown: GRPO and SFT run all rows at once, generation 64 rows, pretraining
-    one micro-batch, exactly what every CPU run did before the stages sized themselves; a flag always wins."""
+    """On the CPU the memory is unknown: GRPO and SFT run all rows at once, generation CPU_GENERATION_ROWS
+    (256) rows, pretraining one micro-batch; a flag always wins."""
     from pretrain import fewest_micro_batches
     monkeypatch.delenv("R1MINI_MEMORY_GIB", raising=False)
     model = Transformer(config("toy"))
     assert memory.micro_batch(model, "train", 512, 100) == 512
     assert memory.micro_batch(model, "train", 512, 100, requested=7) == 7
-    assert memory.generation_batch(model, 100) == 64 and memory.generation_batch(model, 100, 9) == 9
+    assert memory.generation_batch(model, 100) == 256 and memory.generation_batch(model, 100, 9) == 9
     assert fewest_micro_batches(model, 32) == 1
 
 
@@ -265,10 +265,21 @@ def test_a_budget_sizes_every_stage(monkeypatch):
     assert estimate_peak_bytes(cfg, "generate", g + 1, 192, bf16=False)["total"] > 0.8 * budget
 
 
+def test_length_chunks_sort_rows_and_cut_each_chunk_at_its_longest():
+    widths = torch.tensor([9, 3, 7, 3, 12, 5, 4])
+    # 7 rows in LENGTH_CHUNKS = 4 chunks of at most 2, shortest first (ties in row order), each as wide as its longest
+    assert [(rows.tolist(), w) for rows, w in memory.length_chunks(widths)] == \
+        [([1, 3], 3), ([6, 5], 5), ([2, 0], 9), ([4], 12)]
+    assert [(rows.tolist(), w) for rows, w in memory.length_chunks(widths, micro=1)] == \
+        [([1], 3), ([3], 3), ([6], 4), ([5], 5), ([2], 7), ([0], 9), ([4], 12)]  # micro-batches of 1 row fit
+    assert [len(rows) for rows, _ in memory.length_chunks(torch.tensor([5]))] == [1]
+
+
 def test_grpo_update_under_a_budget_is_the_whole_batch_update(monkeypatch):
     """A budget that fits 2 rows of an update: it runs in micro-batches of 2 (counted) and equals the update
-    of the whole batch at once."""
+    of the whole batch at once (the chunks by length set aside: one chunk, as the rows are all as long)."""
     from r1mini.rl import GRPOConfig, Policy, Rollout, grpo_update
+    monkeypatch.setattr(memory, "LENGTH_CHUNKS", 1)
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, V, (6, 40), generator=g)
     mask = torch.zeros(6, 39, dtype=torch.bool)

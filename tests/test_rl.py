@@ -1,15 +1,16 @@
 """Tests for r1mini.rl, the RL engine: the rollout's packing and masks (log-probs unchanged by the padding),
-the GRPO update (through a compiled forward, and in micro-batches, equal to the plain update), the options'
+the GRPO update (through a compiled forward, in micro-batches and in chunks by length, equal to the plain update), the options'
 checks, and one whole GRPO step on a toy model: the metrics are the means of what the reward function
 returned, and dynamic sampling leaves the weights alone when no group carries a signal."""
 
+import copy
 import math
 
 import pytest
 import torch
 
 from r1mini.config import ConfigError
-from r1mini.grpo import logprobs_from_logits, sequence_logprobs
+from r1mini.grpo import grpo_loss, logprobs_from_logits, sequence_logprobs
 from r1mini.model import Transformer, model_config
 from r1mini.rl import GRPOConfig, Policy, Rollout, grpo_step, grpo_update, make_policy, rollout
 from r1mini.tokenizer import Tokenizer
@@ -86,6 +87,40 @@ def test_grpo_update_through_a_compiled_forward_equals_eager():
     start = torch.cat([p.detach().flatten() for p in Transformer(model_config("toy", vocab_size=100)).parameters()])
     assert not torch.equal(weights[0], start)  # the update moved the weights
     assert torch.allclose(weights[0], weights[1], atol=1e-5)
+
+
+@pytest.mark.parametrize("agg", ["seq-mean", "token-mean", "constant"])
+def test_grpo_update_in_length_chunks_is_the_plain_update_by_hand(agg):
+    """Eight rows whose prompt + completion end at very different columns of a 30-column batch: the update
+    runs in 4 chunks of 2 rows by length, each forward only as wide as its longest row (counted), and moves
+    the weights as the plain update over the whole padded batch does, computed here by hand (one forward,
+    grpo_loss, backward, clipping, SGD)."""
+    T, g = 30, torch.Generator().manual_seed(2)
+    spans = [(3, 6), (2, 20), (4, 9), (3, 28), (5, 12), (2, 4), (3, 15), (6, 25)]  # (prompt, prompt + reply) tokens
+    ids = torch.randint(1, 100, (8, T), generator=g)
+    mask = torch.zeros(8, T - 1, dtype=torch.bool)
+    for i, (prompt, end) in enumerate(spans):
+        ids[i, end:] = 0  # padding
+        mask[i, prompt - 1:end - 1] = True  # targets ids[prompt .. end - 1]
+    ro, adv = Rollout(ids, mask, [""] * 8, mask.sum(1).tolist()), torch.linspace(-1, 1, 8)
+    cfg = config(T=T - 1, agg=agg)
+    torch.manual_seed(0)
+    model = Transformer(model_config("toy", vocab_size=100))
+    by_hand, start = copy.deepcopy(model), flat_weights(model)
+    widths = []
+    model.register_forward_hook(lambda m, i, o: widths.append(tuple(i[0].shape)))
+    grpo_update(Policy(model, torch.optim.SGD(model.parameters(), lr=0.5), model), ro, adv,
+                torch.ones(8, dtype=torch.bool), cfg)
+    assert widths == [(2, 6), (2, 12), (2, 20), (2, 28)]  # rows ending at 4 and 6, 9 and 12, 15 and 20, 25 and 28
+
+    logp = logprobs_from_logits(by_hand(ids)[:, :-1], ids[:, 1:])
+    loss, _ = grpo_loss(logp, logp.detach(), None, adv, mask, clip_eps=cfg.clip_eps, clip_eps_high=cfg.clip_eps_high,
+                        agg=agg, max_len=T - 1)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(by_hand.parameters(), cfg.grad_clip)
+    torch.optim.SGD(by_hand.parameters(), lr=0.5).step()
+    assert torch.allclose(flat_weights(model), flat_weights(by_hand), atol=1e-6)
+    assert (flat_weights(model) - start).abs().max() > 1e-3  # and the update did move the weights
 
 
 @pytest.mark.parametrize("agg", ["seq-mean", "token-mean", "constant"])

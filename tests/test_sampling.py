@@ -150,6 +150,45 @@ def test_top_p_at_an_exact_boundary_stops_there():
         assert len(counts) == size, (top_p, counts)
 
 
+def nucleus_by_hand(row: list[float], top_p: float) -> list[float]:
+    """The nucleus of one row, in plain Python: walk the tokens from the most likely, keep each while the
+    mass of those before it is below top_p."""
+    kept, mass = [0.0] * len(row), 0.0
+    for j in sorted(range(len(row)), key=lambda j: -row[j]):
+        if mass >= top_p:
+            break
+        kept[j], mass = row[j], mass + row[j]
+    return kept
+
+
+@pytest.mark.assignment5
+@pytest.mark.parametrize("sharpness", [0.3, 3.0, 8.0])  # flat: nucleus past the first 65 tokens; sharp: within
+def test_nucleus_matches_a_hand_computation(sharpness):
+    g = torch.Generator().manual_seed(5)
+    probs = torch.softmax(torch.randn(64, 300, generator=g, dtype=torch.float64) * sharpness, -1)
+    for top_p in (0.3, 0.9, 0.95):
+        got = sampling.nucleus(probs, top_p)
+        want = torch.tensor([nucleus_by_hand(row, top_p) for row in probs.tolist()], dtype=torch.float64)
+        assert torch.allclose(got, want, rtol=0, atol=1e-12), (sharpness, top_p)
+
+
+def test_nucleus_skips_the_full_sort_only_when_every_row_fits_the_head(monkeypatch):
+    """Peaked rows (temperature 0.6 on a trained model) take the top-k path; one flat row in the batch sends
+    it through the full sort, with the same answer as without the shortcut."""
+    g = torch.Generator().manual_seed(6)
+    peaked = torch.softmax(torch.randn(32, 300, generator=g) * 8, -1)
+    sorts = []
+    real_sort = torch.Tensor.sort
+    monkeypatch.setattr(torch.Tensor, "sort", lambda self, *a, **kw: sorts.append(1) or real_sort(self, *a, **kw))
+    fast = sampling.nucleus(peaked, 0.95)
+    assert not sorts
+    mixed = torch.cat([peaked, torch.full((1, 300), 1 / 300)])
+    assert torch.equal(sampling.nucleus(mixed, 0.95)[:32], fast) and sorts == [1]
+    assert int((sampling.nucleus(mixed, 0.95)[32] > 0).sum()) == 285  # 285 / 300 of the mass reaches 0.95
+    monkeypatch.setattr(sampling, "NUCLEUS_HEAD", 300)  # a head as large as the vocabulary: the full sort
+    assert torch.equal(sampling.nucleus(peaked, 0.95), fast)
+
+
 def test_sample_next_rejects_bad_arguments():
     logits = torch.zeros(1, 5)
     for kw in (dict(temperature=-0.1), dict(top_p=0.0), dict(top_p=1.5), dict(top_p=-1.0)):

@@ -2,15 +2,18 @@
 loss of a batch against cross-entropy summed by hand over exactly the reply tokens. (That micro-batches and
 ranks train on the same global batch is tested with two processes in test_distributed.py.)"""
 
+import copy
 import random
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from r1mini import memory, sft
 from r1mini.formats import chat_ids
 from r1mini.model import Transformer, model_config
-from r1mini.sft import sft_batches, sft_targets
+from r1mini.optim import apply_update
+from r1mini.sft import sft_batches, sft_targets, train_sft
 from r1mini.tokenizer import Tokenizer
 
 
@@ -40,3 +43,34 @@ def test_sft_loss_is_cross_entropy_on_assistant_tokens_only(tok):
     assert torch.allclose(loss, torch.stack(terms).mean(), atol=1e-5)
     n_reply = sum(sum(m[1:]) for _, m in examples)
     assert len(terms) == n_reply  # every reply token (and its <|end|>) is a target, no prompt token is
+
+
+def test_sft_in_length_chunks_is_the_plain_step_by_hand(tok, monkeypatch):
+    """A batch of four examples of very different lengths: train_sft runs it in chunks by length, each forward
+    only as wide as its longest row's last target (counted), and its loss and accumulated gradient are those
+    of the plain loss over the whole padded batch, computed here by hand (the mean over every reply token)."""
+    pairs = [("Hi", "Hello."), ("What is 2 + 2?", "It is 4, since 2 + 2 = 4; " * 6), ("Say yes", "Yes " * 3),
+             ("Count to ten", "1 2 3 4 5 6 7 8 9 10 " * 3)]
+    examples = [chat_ids(tok, user, reply) for user, reply in pairs]
+    torch.manual_seed(0)
+    model = Transformer(model_config("toy", vocab_size=tok.vocab_size))
+    by_hand = copy.deepcopy(model)
+    widths, grads = [], []
+    model.register_forward_hook(lambda m, i, o: widths.append(i[0].shape[1]))
+
+    def keep_gradient(model, optimizer, loss, grad_clip):  # the gradient train_sft is about to apply
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+        return apply_update(model, optimizer, loss, grad_clip)
+    monkeypatch.setattr(sft, "apply_update", keep_gradient)
+    monkeypatch.setattr(memory, "LENGTH_CHUNKS", 4)
+    losses = train_sft(model, examples, epochs=1, batch_size=4, lr=1e-2, pad_id=tok.eot_id)
+    ends = sorted(max(j for j, m in enumerate(mask) if m) for _, mask in examples)  # each row's last target
+    assert widths == ends and len(set(widths)) == 4
+
+    x, y = next(sft_batches(examples, 4, model.cfg.block_size, tok.eot_id, random.Random(0)))
+    logits = by_hand(x)
+    loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=-1)
+    loss.backward()
+    assert losses == [pytest.approx(loss.item(), rel=1e-5)]
+    assert torch.allclose(grads[0], torch.cat([p.grad.flatten() for p in by_hand.parameters()]), atol=1e-6)
+    assert grads[0].abs().max() > 1e-2
