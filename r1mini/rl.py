@@ -209,8 +209,6 @@ def grpo_update(policy: Policy, ro: Rollout, advantages: torch.Tensor, keep: tor
     world, device = rank_and_world()[1], ro.ids.device
     idx = keep.nonzero().squeeze(1)
     ids, mask, adv = ro.ids[idx], ro.mask[idx], advantages[idx]
-    # the columns each row needs, up to its last target: the update's chunks are cut there (length_chunks)
-    widths = (mask * torch.arange(2, mask.size(1) + 2, device=device)).amax(1).clamp(min=2)
     slices = torch.arange(len(idx), device=device).tensor_split(cfg.minibatches)
     counts = sum_over_ranks([float(aggregation_count(mask[rows], cfg.agg, cfg.max_new_tokens)) for rows in slices]
                             + [len(rows) for rows in slices], device)  # one collective for the whole update
@@ -236,7 +234,7 @@ def grpo_update(policy: Policy, ro: Rollout, advantages: torch.Tensor, keep: tor
                 _idle_update(policy, ro.ids[:1], cfg)
                 continue
             stats.append(_minibatch_update(policy, ids, mask, adv, old_logp, ref_logp, rows, max(1.0, total), world,
-                                           micro, cfg, entropies, widths))
+                                           micro, cfg, entropies))
     if not stats:
         return {"kl": None, "clip_frac": None, "entropy": None, "ratio_dev": None}
     mean = lambda key: sum(s[key] for s in stats) / len(stats)  # noqa: E731
@@ -266,14 +264,15 @@ def _idle_update(policy: Policy, row: torch.Tensor, cfg: GRPOConfig) -> None:
 
 
 def _minibatch_update(policy: Policy, ids, mask, adv, old_logp, ref_logp, rows, total: float, world: int,
-                      micro: int, cfg: GRPOConfig, entropies: list[float], widths: torch.Tensor) -> dict:
-    """One optimizer update on `rows` of the batch, in chunks by length (memory.length_chunks: each cut to
-    its longest row, `widths` the columns each row needs) whose gradients accumulate. Each chunk weighs its
+                      micro: int, cfg: GRPOConfig, entropies: list[float]) -> dict:
+    """One optimizer update on `rows` of the batch, in chunks by length (memory.length_chunks: each cut
+    after its longest row's last target) whose gradients accumulate. Each chunk weighs its
     loss by its share of `total`, what the aggregation divides by summed over all ranks, times `world`, since
     DDP averages the ranks' gradients: the update is that of the whole minibatch of every rank. Returns the
     loss's stats, weighted by tokens; appends each chunk's mean entropy over its response tokens to
     `entropies`."""
-    chunks = [(rows[c], width) for c, width in length_chunks(widths[rows], micro)]
+    # mask column j marks the target ids[:, j + 1]: a chunk whose targets end before mask column w needs w + 1 ids
+    chunks = [(rows[c], width + 1) for c, width in length_chunks(mask[rows], micro)]
     n_tokens = max(1, mask[rows].sum().item())
     policy.optimizer.zero_grad(set_to_none=True)
     loss_sum, stats_sum = 0.0, {}

@@ -77,8 +77,7 @@ def train_sft(model, examples: list[tuple[list[int], list[bool]]], *, epochs: in
                 x, y = x.new_full((1, 1), pad_id), y.new_full((1, 1), -1)
             micro = micro_batch(model, "train", len(x), x.size(1), micro_batch_size) or len(x)
             # chunks by length, each cut after its last target (memory.length_chunks)
-            widths = ((y >= 0) * torch.arange(1, y.size(1) + 1)).amax(1).clamp(min=1)
-            chunks = [(x[rows, :width], y[rows, :width]) for rows, width in length_chunks(widths, micro)]
+            chunks = [(x[rows, :width], y[rows, :width]) for rows, width in length_chunks(y >= 0, micro)]
             optimizer.zero_grad(set_to_none=True)
             total_loss = torch.zeros((), device=device)
             for _, (xm, ym) in accumulate(forward, chunks):

@@ -267,12 +267,14 @@ def test_a_budget_sizes_every_stage(monkeypatch):
 
 def test_length_chunks_sort_rows_and_cut_each_chunk_at_its_longest():
     widths = torch.tensor([9, 3, 7, 3, 12, 5, 4])
+    needed = torch.arange(14)[None] < widths[:, None]  # each row's last needed column is width - 1
+    needed[1, 0] = False  # a gap before the end changes nothing
     # 7 rows in LENGTH_CHUNKS = 4 chunks of at most 2, shortest first (ties in row order), each as wide as its longest
-    assert [(rows.tolist(), w) for rows, w in memory.length_chunks(widths)] == \
+    assert [(rows.tolist(), w) for rows, w in memory.length_chunks(needed)] == \
         [([1, 3], 3), ([6, 5], 5), ([2, 0], 9), ([4], 12)]
-    assert [(rows.tolist(), w) for rows, w in memory.length_chunks(widths, micro=1)] == \
+    assert [(rows.tolist(), w) for rows, w in memory.length_chunks(needed, micro=1)] == \
         [([1], 3), ([3], 3), ([6], 4), ([5], 5), ([2], 7), ([0], 9), ([4], 12)]  # micro-batches of 1 row fit
-    assert [len(rows) for rows, _ in memory.length_chunks(torch.tensor([5]))] == [1]
+    assert [len(rows) for rows, _ in memory.length_chunks(torch.ones(1, 5, dtype=torch.bool))] == [1]
 
 
 def test_grpo_update_under_a_budget_is_the_whole_batch_update(monkeypatch):
