@@ -39,7 +39,8 @@ from r1mini.jsonl import JsonlLogger, read_jsonl, write_jsonl
 from r1mini.optim import step_guard
 from r1mini.sft import train_sft
 from r1mini.sft_data import rejection_sampling_data
-from r1mini.tasks import SUITES, draw_problems, task_set
+from r1mini.task_files import task_set
+from r1mini.tasks import SUITES, draw_problems
 
 
 @dataclass

@@ -31,7 +31,8 @@ from r1mini.device import pick_device
 from r1mini.distributed import is_main, print0, setup_distributed, teardown_distributed
 from r1mini.evaluate import evaluate_model, heldout_problems, interval, markdown_table, sample_completions
 from r1mini.optim import step_guard
-from r1mini.tasks import SUITES, FileTask, task_set
+from r1mini.task_files import FileTask, task_set
+from r1mini.tasks import SUITES
 
 
 @dataclass

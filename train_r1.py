@@ -69,7 +69,8 @@ from r1mini.rewards import all_scenario_rewards, load_reward, reasoning_rewards
 from r1mini.rl import GRPOConfig, grpo_step, make_policy, resume_policy
 from r1mini.sft import train_sft
 from r1mini.sft_data import cold_start_data, rejection_sampling_data
-from r1mini.tasks import SUITES, Problem, draw_problems, task_set
+from r1mini.task_files import task_set
+from r1mini.tasks import SUITES, Problem, draw_problems
 
 STAGE_NAMES = ("cold_start", "reasoning_rl", "rejection_sft", "final_rl")
 PREVIOUS = dict(zip(STAGE_NAMES[1:], STAGE_NAMES))  # the stage each later one follows

@@ -51,7 +51,8 @@ from r1mini.formats import prompt_ids, stop_ids
 from r1mini.jsonl import JsonlLogger, write_jsonl
 from r1mini.rewards import corrects_itself, count_reflection_words, load_reward, zero_rewards
 from r1mini.rl import GRPOConfig, Policy, grpo_step, make_policy, resume_policy
-from r1mini.tasks import SUITES, draw_problems, task_set
+from r1mini.task_files import task_set
+from r1mini.tasks import SUITES, draw_problems
 
 
 @dataclass

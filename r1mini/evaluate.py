@@ -17,7 +17,8 @@ from r1mini.memory import generation_batch
 from r1mini.rewards import (accuracy_reward, count_reflection_words, extract_answer, format_reward,
                             is_step_by_step, language_consistency, reasoning_text, reply_format_reward)
 from r1mini.sampling import generate
-from r1mini.tasks import FileTask, Problem, Task, get_task
+from r1mini.task_files import FileTask, task_for
+from r1mini.tasks import Problem, Task
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -112,7 +113,7 @@ def score(samples: list[Sampled], k: int, chat: bool = False) -> dict:
         correct = [accuracy_reward(c, s.problem) for c in s.completions]
         rows["pass@1"].append(sum(correct) / len(correct))
         rows[f"pass@{k}"].append(pass_at_k(len(correct), int(sum(correct)), k))
-        task = get_task(s.problem.task)
+        task = task_for(s.problem)
         vote = majority_vote([extract_answer(c) for c in s.completions], key=lambda a: task.normalize(a, s.problem))
         rows[f"cons@{k}"].append(float(vote is not None and accuracy_reward(f"<answer>{vote}</answer>", s.problem) > 0))
         reflected = []

@@ -10,7 +10,8 @@ import re
 from functools import partial
 
 from r1mini.config import import_named
-from r1mini.tasks import Problem, get_task
+from r1mini.task_files import task_for
+from r1mini.tasks import Problem
 
 MAX_COMPLETION_CHARS = 20_000
 TAGS = ("<think>", "</think>", "<answer>", "</answer>")
@@ -96,7 +97,7 @@ def format_reward(completion: str) -> float:
 
 def accuracy_reward(completion: str, problem: Problem) -> float:
     answer = extract_answer(completion)
-    return 1.0 if answer is not None and get_task(problem.task).check(answer, problem) else 0.0
+    return 1.0 if answer is not None and task_for(problem).check(answer, problem) else 0.0
 
 
 def is_step_by_step(completion: str) -> bool:

@@ -1,4 +1,4 @@
-"""JSONL task files (r1mini/tasks.py, FileTask): the four checkers against hand-worked answers, the held-out split,
+"""JSONL task files (r1mini/task_files.py, FileTask): the four checkers against hand-worked answers, the held-out split,
 and every kind of malformed line, which must name the file, the line and what is wrong."""
 import json
 import random
@@ -7,8 +7,8 @@ import pytest
 
 from r1mini.evaluate import heldout_problems
 from r1mini.rewards import accuracy_reward
-from r1mini.tasks import (CHECKERS, FileTask, Problem, choice_letter, draw_problems, final_number, get_task, load_task_file,
-                          split_of, task_set)
+from r1mini.task_files import CHECKERS, FileTask, choice_letter, final_number, load_task_file, task_for, task_set
+from r1mini.tasks import Problem, draw_problems, split_of
 
 
 def write(path, rows):
@@ -58,7 +58,7 @@ def test_checkers_never_raise_on_odd_answers():
                          ("countdown", {"target": 3, "numbers": [1, 2]})]:
         problem = Problem("jsonl", "q", "en", "", {"checker": checker, **row})
         for junk in [None, 5, "", "x" * 10_000, "((((((((((((((((1))))))))))))))))"]:
-            assert get_task("jsonl").check(junk, problem) is False
+            assert task_for(problem).check(junk, problem) is False
 
 
 def test_split_by_question_hash_and_test_files(tmp_path):
@@ -86,7 +86,7 @@ def test_majority_votes_count_meanings(tmp_path):
     countdown = one(tmp_path, {"target": 24, "nums": [1, 2, 3, 4]})
     choice = one(tmp_path, {"question": "q", "answer": "B"}, ":choice")
     exact = one(tmp_path, {"question": "q", "answer": "a b"}, ":exact")
-    task = get_task("jsonl")
+    task = task_for(number)
     for problem, same, other in [(number, ["$1,234.50", "1234.5 in all"], "1234"),
                                  (countdown, ["(1 + 2 + 3) * 4", "4 * 3 * 2 * 1"], "4 * 6"),
                                  (choice, ["B", "(B)", "B) two"], "C"), (exact, ["a  b", " a b"], "ab")]:
@@ -128,4 +128,5 @@ def test_bad_task_file_specs(tmp_path):
         load_task_file(str(write(tmp_path / "empty.jsonl", [""])))
     with pytest.raises(SystemExit, match="no such file"):  # what the scripts call: a message, no traceback
         task_set("toy", str(tmp_path / "missing.jsonl"))
-    assert isinstance(get_task("jsonl"), FileTask)
+    assert isinstance(task_for(number_problem := Problem("jsonl", "q", "en", "1", {"checker": "number", "answer": "1"})), FileTask)
+    assert task_for(number_problem).check("1", number_problem)

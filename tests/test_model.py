@@ -165,10 +165,11 @@ def test_static_decode_step_matches_dynamic(kind):
     idx, valid, positions, lengths = left_padded(prompts)
     P = idx.size(1)
 
-    def decode(static: bool) -> torch.Tensor:
+    def decode(static: bool, garbage: bool = True) -> torch.Tensor:
         cache = KVCache(model.cfg, 2, model.cfg.block_size if static else P + extra.size(1), "cpu", torch.float32)
-        cache.k.normal_(0, 10, generator=g)
-        cache.v.normal_(0, 10, generator=g)
+        if garbage:
+            cache.k.normal_(0, 10, generator=g)
+            cache.v.normal_(0, 10, generator=g)
         cache.valid[:, :P] = valid
         logits = [model(idx, cache=cache, positions=positions)[:, -1]]  # prefill: the dynamic write in both
         for t in range(extra.size(1)):
@@ -177,14 +178,11 @@ def test_static_decode_step_matches_dynamic(kind):
             logits.append(model(extra[:, t:t + 1], cache=cache, positions=(lengths + t)[:, None], slots=slots)[:, -1])
         assert cache.length == (P if static else P + extra.size(1))  # static writes leave `length` alone
         return torch.stack(logits)
+    # the two paths attend over caches of different lengths, which kernels may sum in a different order: equal
+    # within float32 rounding, not to the bit (a slot that leaked would move the logits by ~1, as above)
     assert torch.allclose(decode(static=True), decode(static=False), atol=1e-5)
-    # the masked slots add exactly 0: with the math attention kernel, whose sums do not depend on the number
-    # of keys, the dense model's logits are equal to the bit (the default CPU kernel sums in blocks, and the
-    # MoE's static routing runs every expert on every row, either of which moves the last bits)
-    if kind == "dense":
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-        with sdpa_kernel(SDPBackend.MATH):
-            assert torch.equal(decode(static=True), decode(static=False))
+    # the masked slots add exactly 0: one path, one kernel, one shape, garbage or zeros in the unwritten slots
+    assert torch.equal(decode(static=True), decode(static=True, garbage=False))
 
 
 # -- grouped-query attention ---------------------------------------------------------------------------
