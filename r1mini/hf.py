@@ -10,11 +10,11 @@ only: `transformers` is never imported here, so loading and training need none o
 Our layout differs in two places, both fused matrices: wkv holds k_proj's rows then v_proj's, and w_gate_up
 holds gate_proj's rows then up_proj's.
 
-    python -m r1mini.hf export out/zero out/zero-hf     # any of our checkpoints, in Hugging Face form
+Its command line, `python -m r1mini.export out/zero out/zero-hf`, writes any of our checkpoints in Hugging Face
+form (r1mini/export.py).
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 from pathlib import Path
@@ -392,24 +392,3 @@ def template_chat_ids(tokenizer: Tokenizer, user: str, assistant: str | None = N
     reply = tokenizer.encode(full[len(prompt):], allow_special=True)
     return ids + reply, [False] * len(ids) + [True] * len(reply)
 
-
-# -- the command line: export one of our checkpoints ----------------------------------------------------------
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description="Write one of our checkpoints as a Hugging Face directory.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    export = sub.add_parser("export", help="our checkpoint directory -> a Hugging Face checkpoint directory")
-    export.add_argument("checkpoint", help="one of ours, e.g. out/zero")
-    export.add_argument("out", help="the directory to write, e.g. out/zero-hf")
-    args = parser.parse_args(argv)
-    from r1mini.checkpoint import load_checkpoint  # here: checkpoint.py reads hf: paths through this module
-    model, tokenizer, _ = load_checkpoint(args.checkpoint)
-    try:
-        save_pretrained(model, tokenizer, args.out)
-    except ValueError as e:
-        raise SystemExit(f"cannot export {args.checkpoint}: {e}") from None
-    print(f"wrote {args.out} ({model.num_params():,} parameters, {hf_config(model.cfg)['architectures'][0]})")
-
-
-if __name__ == "__main__":
-    main()

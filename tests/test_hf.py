@@ -332,7 +332,7 @@ def test_train_zero_and_eval_from_hf_checkpoint(family_dirs, tmp_path):
 def test_export_command_writes_our_checkpoint_for_transformers(toy_base, tmp_path):
     from conftest import run_script
     from r1mini.checkpoint import load_checkpoint
-    r = run_script("-m", "r1mini.hf", "export", toy_base, tmp_path / "hf")
+    r = run_script("-m", "r1mini.export", toy_base, tmp_path / "hf")
     assert r.returncode == 0, r.stdout + r.stderr
     ours, _, _ = load_checkpoint(toy_base)
     theirs = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
