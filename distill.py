@@ -31,12 +31,12 @@ import torch
 from r1mini.checkpoint import check_preset, load_checkpoint, save_checkpoint, seed_everything
 from r1mini.config import NON_NEGATIVE, POSITIVE, SHARE, TASKS_FILE, TOP_P, name_in, parse_config, validate
 from r1mini.device import pick_device
-from r1mini.distributed import (is_main, map_striped, print0, rank_and_world, report_replicas_in_sync,
-                                setup_distributed, teardown_distributed)
-from r1mini.evaluate import heldout_eval, heldout_problems, sample_completions
+from r1mini.distributed import is_main, print0, report_replicas_in_sync, setup_distributed, teardown_distributed
+from r1mini.evaluate import heldout_eval, heldout_problems
 from r1mini.formats import chat_ids, stop_ids
 from r1mini.jsonl import JsonlLogger, read_jsonl, write_jsonl
 from r1mini.optim import step_guard
+from r1mini.sampling import sample_striped
 from r1mini.sft import train_sft
 from r1mini.sft_data import rejection_sampling_data
 from r1mini.task_files import task_set
@@ -146,12 +146,10 @@ def teacher_data(teacher, tokenizer, tasks: dict, cfg: DistillConfig, seed: int,
         print0(f"reusing {len(rows)} examples from {data_file}")
         return rows, {}
     problems = draw_problems(random.Random(seed), tasks, cfg.prompts, cfg.zh_share)
-    rank = rank_and_world()[0]
     with torch.no_grad():
-        sampled = map_striped(lambda ps: sample_completions(
-            teacher, tokenizer, ps, cfg.samples, temperature=cfg.temperature, top_p=cfg.top_p,
-            max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_gen, seed=seed + rank, chat=True,
-            progress="teacher samples" if is_main() else None), problems)
+        sampled = sample_striped(teacher, tokenizer, problems, cfg.samples, temperature=cfg.temperature,
+                                 top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_gen,
+                                 seed=seed, chat=True, progress="teacher samples" if is_main() else None)
     rows, counts = rejection_sampling_data([(s.problem, s.completions) for s in sampled], cfg.reasoning_ratio,
                                            seed=seed)
     if is_main():

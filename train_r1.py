@@ -59,14 +59,15 @@ from r1mini.checkpoint import (atomic_save, atomic_write_json, check_preset, is_
                                restore_rngs, save_checkpoint, save_rngs, seed_everything)
 from r1mini.config import NON_NEGATIVE, POSITIVE, SHARE, TASKS_FILE, name_in, parse_config
 from r1mini.device import autocast, pick_device
-from r1mini.distributed import map_striped, print0, report_replicas_in_sync, setup_distributed, teardown_distributed
-from r1mini.evaluate import heldout_eval, heldout_problems, sample_completions
+from r1mini.distributed import print0, report_replicas_in_sync, setup_distributed, teardown_distributed
+from r1mini.evaluate import heldout_eval, heldout_problems
 from r1mini.formats import chat_ids, stop_ids
 from r1mini.jsonl import JsonlLogger, write_jsonl
 from r1mini.optim import step_guard
 from r1mini.reward_model import RewardModel, pairwise_accuracy, score_texts, train_reward_model
 from r1mini.rewards import all_scenario_rewards, load_reward, reasoning_rewards
 from r1mini.rl import GRPOConfig, grpo_step, make_policy, resume_policy
+from r1mini.sampling import sample_striped
 from r1mini.sft import train_sft
 from r1mini.sft_data import cold_start_data, rejection_sampling_data
 from r1mini.task_files import task_set
@@ -343,10 +344,9 @@ def sft_from_base(run: R1Run, pairs: list[tuple[str, str]], epochs: int, desc: s
 
 def sample_texts(run: R1Run, model, problems, k: int, chat: bool, temperature: float = 0.8) -> list[list[str]]:
     """k sampled completions per problem (top-p 0.95), striped across ranks."""
-    seed = run.rng.randrange(2 ** 31) + run.rank
-    return map_striped(lambda ps: [s.completions for s in sample_completions(
-        model, run.tokenizer, ps, k, temperature=temperature, top_p=0.95, max_new_tokens=run.cfg.max_new_tokens,
-        seed=seed, chat=chat)], problems)
+    samples = sample_striped(model, run.tokenizer, problems, k, temperature=temperature, top_p=0.95,
+                             max_new_tokens=run.cfg.max_new_tokens, seed=run.rng.randrange(2 ** 31), chat=chat)
+    return [s.completions for s in samples]
 
 
 def evaluate(run: R1Run, model, chat: bool = True) -> dict:

@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from dataclasses import dataclass
 from math import comb
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from r1mini.distributed import map_striped, rank_and_world
-from r1mini.formats import prompt_ids
-from r1mini.memory import generation_batch
 from r1mini.rewards import (accuracy_reward, count_reflection_words, extract_answer, format_reward,
                             is_step_by_step, language_consistency, reasoning_text, reply_format_reward)
-from r1mini.sampling import generate
+from r1mini.sampling import Sampled, sample_striped
 from r1mini.task_files import FileTask, task_for
 from r1mini.tasks import Problem, Task
 
@@ -42,38 +37,6 @@ def majority_vote(answers: list[str | None], key=None) -> str | None:
         return None
     best = max(counts.values())
     return next(a for a in answers if a and counts[key(a)] == best)
-
-
-@dataclass
-class Sampled:
-    problem: Problem
-    completions: list[str]
-    lengths: list[int] | None = None  # tokens of each completion, stop token excluded
-
-
-def sample_completions(model, tokenizer, problems: list[Problem], k: int, *, temperature: float, top_p: float,
-                       max_new_tokens: int, batch_size: int = 0, seed: int = 0, chat: bool = False,
-                       progress: str | None = None, draft_stats: dict | None = None) -> list[Sampled]:
-    """k completions for each problem, in the chat format or under the R1-Zero template, batch_size rows
-    at a time (0: memory.generation_batch, 256 on the CPU and up to 512 on a GPU). With `progress`, a
-    progress bar of that name counts the batches. With draft_stats (a dict), by speculative decoding with
-    the MTP draft, counting drafts proposed and accepted in it."""
-    device = next(model.parameters()).device
-    gen = torch.Generator(device=device).manual_seed(seed)
-    stop = prompt_ids(tokenizer, "", chat)[1]
-    prompts = [prompt_ids(tokenizer, p.question, chat)[0] for p in problems for _ in range(k)]
-    longest = max((len(p) for p in prompts), default=0) + max_new_tokens
-    batch_size = generation_batch(model, min(longest, model.cfg.block_size), batch_size)
-    seqs: list[list[int]] = []
-    for i in tqdm(range(0, len(prompts), batch_size), desc=progress, disable=progress is None, leave=False,
-                  dynamic_ncols=True):
-        seqs += generate(model, prompts[i:i + batch_size], max_new_tokens, temperature=temperature, top_p=top_p,
-                         stop_ids=stop, pad_id=stop[0], generator=gen, speculative=draft_stats is not None,
-                         stats=draft_stats)
-    seqs = [[t for t in seq if t not in stop] for seq in seqs]
-    outs = [tokenizer.decode(seq) for seq in seqs]
-    return [Sampled(p, outs[j * k:(j + 1) * k], [len(s) for s in seqs[j * k:(j + 1) * k]])
-            for j, p in enumerate(problems)]
 
 
 def bootstrap_ci(values, minus=None, paired: bool = True, level: float = 0.95, n_boot: int = 2000,
@@ -181,14 +144,12 @@ def heldout_eval(model, tokenizer, eval_sets: dict[str, list[Problem]], *, k: in
     """The check a training stage runs on held-out problems as it goes: k samples per problem at the
     paper's temperature 0.6 and top-p 0.95, each language's problems striped across ranks. Returns, per
     language that has problems, score()'s metrics and the samples."""
-    rank = rank_and_world()[0]
     results = {}
     for lang, problems in eval_sets.items():
         if not problems:  # a JSONL file's problems are in its own languages only
             continue
-        samples = map_striped(lambda ps: sample_completions(model, tokenizer, ps, k, temperature=0.6, top_p=0.95,
-                                                            max_new_tokens=max_new_tokens, seed=seed + rank,
-                                                            chat=chat), problems)
+        samples = sample_striped(model, tokenizer, problems, k, temperature=0.6, top_p=0.95,
+                                 max_new_tokens=max_new_tokens, seed=seed, chat=chat)
         results[lang] = (score(samples, k, chat=chat), samples)
     return results
 
@@ -203,20 +164,17 @@ def evaluate_model(model, tokenizer, tasks: dict[str, Task], *, chat: bool, n_pr
     "by_lang", and the problems in order ("problems": language and canonical key), so that two checkpoints'
     per-problem values can be paired. Under torchrun the problems are striped over the ranks (each its own
     sampling seed) and every rank gets the whole result. With draft_stats, by speculative decoding (see
-    sample_completions)."""
-    rank = rank_and_world()[0]
+    sampling.sample_completions)."""
     results = {}
     for task in tasks.values():
         pooled, pooled_greedy, by_lang = [], [], {}
         for lang in langs:
             problems = heldout_problems({task.name: task}, n_problems, seed=seed, lang=lang, split="test")
-            common = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed + rank, chat=chat,
+            common = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed, chat=chat,
                           draft_stats=draft_stats)
-            samples = map_striped(lambda ps: sample_completions(
-                model, tokenizer, ps, k, temperature=temperature, top_p=top_p, progress=f"{task.label} {lang}",
-                **common), problems)
-            greedy = map_striped(lambda ps: sample_completions(model, tokenizer, ps, 1, temperature=0.0, top_p=1.0,
-                                                               **common), problems)
+            samples = sample_striped(model, tokenizer, problems, k, temperature=temperature, top_p=top_p,
+                                     progress=f"{task.label} {lang}", **common)
+            greedy = sample_striped(model, tokenizer, problems, 1, temperature=0.0, top_p=1.0, **common)
             by_lang[lang] = {**score(samples, k, chat), "greedy": score(greedy, 1, chat)["pass@1"]}
             pooled += samples
             pooled_greedy += greedy

@@ -12,17 +12,29 @@ batch), so on CUDA generate takes a static decode loop instead (`decode_static`,
 step has the same shapes (the cache spans block_size, the new token goes to a slot given as a tensor, finished
 rows decode pad instead of leaving), so torch.compile can capture the step as a CUDA graph and replay it with
 one launch. The first call compiles (a minute or so); `static=False` turns it off.
+
+For problems rather than token ids, `sample_completions` prompts k completions of each problem and decodes them
+(evaluation, rejection sampling, distillation), and `sample_striped` splits that work over the ranks.
 """
 from __future__ import annotations
 
 import functools
 import weakref
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from r1mini.device import autocast, cache_dtype, cuda_paths
+from r1mini.distributed import map_striped, rank_and_world
+from r1mini.formats import prompt_ids
+from r1mini.memory import generation_batch
 from r1mini.model import KVCache, Transformer
+
+if TYPE_CHECKING:  # for the annotations only: tasks.py needs nothing from here
+    from r1mini.tasks import Problem
 
 
 def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_p: float = 1.0,
@@ -403,3 +415,44 @@ def generate_no_cache(model: Transformer, prompt: list[int], max_new_tokens: int
             break
     model.train(was_training)
     return new
+
+
+# -- k completions per problem: evaluation, SFT data, distillation -------------------------------------------
+
+@dataclass
+class Sampled:
+    problem: Problem
+    completions: list[str]
+    lengths: list[int] | None = None  # tokens of each completion, stop token excluded
+
+
+def sample_completions(model, tokenizer, problems: list[Problem], k: int, *, temperature: float, top_p: float,
+                       max_new_tokens: int, batch_size: int = 0, seed: int = 0, chat: bool = False,
+                       progress: str | None = None, draft_stats: dict | None = None) -> list[Sampled]:
+    """k completions for each problem, in the chat format or under the R1-Zero template, batch_size rows
+    at a time (0: memory.generation_batch, 256 on the CPU and up to 512 on a GPU). With `progress`, a
+    progress bar of that name counts the batches. With draft_stats (a dict), by speculative decoding with
+    the MTP draft, counting drafts proposed and accepted in it."""
+    device = next(model.parameters()).device
+    gen = torch.Generator(device=device).manual_seed(seed)
+    stop = prompt_ids(tokenizer, "", chat)[1]
+    prompts = [prompt_ids(tokenizer, p.question, chat)[0] for p in problems for _ in range(k)]
+    longest = max((len(p) for p in prompts), default=0) + max_new_tokens
+    batch_size = generation_batch(model, min(longest, model.cfg.block_size), batch_size)
+    seqs: list[list[int]] = []
+    for i in tqdm(range(0, len(prompts), batch_size), desc=progress, disable=progress is None, leave=False,
+                  dynamic_ncols=True):
+        seqs += generate(model, prompts[i:i + batch_size], max_new_tokens, temperature=temperature, top_p=top_p,
+                         stop_ids=stop, pad_id=stop[0], generator=gen, speculative=draft_stats is not None,
+                         stats=draft_stats)
+    seqs = [[t for t in seq if t not in stop] for seq in seqs]
+    outs = [tokenizer.decode(seq) for seq in seqs]
+    return [Sampled(p, outs[j * k:(j + 1) * k], [len(s) for s in seqs[j * k:(j + 1) * k]])
+            for j, p in enumerate(problems)]
+
+
+def sample_striped(model, tokenizer, problems: list[Problem], k: int, *, seed: int, **options) -> list[Sampled]:
+    """sample_completions striped over the ranks under torchrun: rank r samples problems r, r + world, ...
+    with its own seed (seed + r), and every rank gets all the samples back in the problems' order."""
+    rank = rank_and_world()[0]
+    return map_striped(lambda ps: sample_completions(model, tokenizer, ps, k, seed=seed + rank, **options), problems)

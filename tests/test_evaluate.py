@@ -5,7 +5,8 @@ import math
 
 import pytest
 
-from r1mini.evaluate import Sampled, majority_vote, markdown_table, pass_at_k, score
+from r1mini.evaluate import majority_vote, markdown_table, pass_at_k, score
+from r1mini.sampling import Sampled
 from r1mini.tasks import get_task
 
 
