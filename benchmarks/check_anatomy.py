@@ -29,7 +29,8 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from r1mini.checkpoint import load_checkpoint, seed_everything  # noqa: E402
-from r1mini.evaluate import heldout_problems, markdown_table  # noqa: E402
+from r1mini.evaluate import heldout_problems  # noqa: E402
+from r1mini.report import markdown_table  # noqa: E402
 from r1mini.sampling import sample_completions  # noqa: E402
 from r1mini.rewards import accuracy_reward, reasoning_text  # noqa: E402
 from r1mini.tasks import suite  # noqa: E402

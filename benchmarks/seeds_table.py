@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from r1mini.evaluate import interval, markdown_table  # noqa: E402
+from r1mini.report import interval, markdown_table  # noqa: E402
 
 
 def main(outs: list[str]) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from r1mini.evaluate import markdown_table  # noqa: E402
+from r1mini.report import markdown_table  # noqa: E402
 from r1mini.jsonl import read_jsonl  # noqa: E402
 
 

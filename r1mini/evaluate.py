@@ -182,15 +182,3 @@ def evaluate_model(model, tokenizer, tasks: dict[str, Task], *, chat: bool, n_pr
                                "by_lang": by_lang, "problems": [f"{s.problem.lang}:{task.key(s.problem.data)}"
                                                                 for s in pooled]}
     return results
-
-
-def interval(ci: list[float]) -> str:
-    """[lo, hi] with two decimals, as the tables print a 95% interval."""
-    return f"[{ci[0]:.2f}, {ci[1]:.2f}]"
-
-
-def markdown_table(header: list[str], rows: list[list]) -> str:
-    """A markdown table; floats with three decimals."""
-    cell = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows])

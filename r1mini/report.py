@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from r1mini.checkpoint import atomic_write_json
-from r1mini.evaluate import bootstrap_ci, interval, markdown_table
+from r1mini.evaluate import bootstrap_ci
 from r1mini.jsonl import read_jsonl
 
 # (row name, checkpoint directory under OUT)
@@ -21,6 +21,18 @@ ROWS = [("base", "base"), ("R1-Zero", "zero"), ("R1 cold start", "r1/cold_start"
         ("R1 final RL", "r1/final_rl"), ("student base", "student_base"), ("student distilled", "student"),
         ("student RL-only", "student_zero")]
 CURVES = ("reward", "accuracy", "length", "reflection")
+
+
+def interval(ci: list[float]) -> str:
+    """[lo, hi] with two decimals, as the tables print a 95% interval."""
+    return f"[{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    """A markdown table; floats with three decimals."""
+    cell = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows])
 
 
 def load_jsonl(path: Path) -> list[dict]:

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from r1mini.evaluate import majority_vote, markdown_table, pass_at_k, score
+from r1mini.evaluate import majority_vote, pass_at_k, score
 from r1mini.sampling import Sampled
 from r1mini.tasks import get_task
 
@@ -95,12 +95,6 @@ def test_votes_are_on_normalised_answers():
     lin = get_task("linear")
     e = lin.sample(rng)
     assert lin.normalize(f"x = {e.answer}", e) == lin.normalize(f" {e.answer}", e) == str(int(e.answer))
-
-
-def test_markdown_table():
-    table = markdown_table(["a", "b"], [["x", 0.12345], ["y", 2]])
-    assert table.splitlines() == ["| a | b |", "|---|---|", "| x | 0.123 |", "| y | 2 |"]
-    assert math.isclose(float(table.splitlines()[2].split("|")[2]), 0.123)
 
 
 def test_heldout_problems_are_distinct_across_languages_and_from_their_split():

@@ -1,11 +1,12 @@
 """The report's verdicts, on evaluations made up so that the answer is known: a clear gain is reproduced,
 no difference is within noise, a loss is reversed; the numbers in the table are the evaluations'."""
 import json
+import math
 import random
 
 import pytest
 
-from r1mini.report import report, verdict
+from r1mini.report import interval, markdown_table, report, verdict
 
 
 def test_verdict_reads_the_interval():
@@ -84,3 +85,13 @@ def test_the_aha_sample_is_a_reply_that_corrects_itself(tmp_path):
     assert aha_sample(tmp_path)["step"] == 1
     (tmp_path / "aha.jsonl").write_text(json.dumps(rows[1]) + "\n")
     assert aha_sample(tmp_path)["step"] == 2
+
+
+def test_markdown_table():
+    table = markdown_table(["a", "b"], [["x", 0.12345], ["y", 2]])
+    assert table.splitlines() == ["| a | b |", "|---|---|", "| x | 0.123 |", "| y | 2 |"]
+    assert math.isclose(float(table.splitlines()[2].split("|")[2]), 0.123)
+
+
+def test_interval_has_two_decimals():
+    assert interval([0.12345, 0.9]) == "[0.12, 0.90]"
