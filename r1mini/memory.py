@@ -294,22 +294,6 @@ def micro_batch(model: torch.nn.Module, kind: str, rows: int, seq_len: int, requ
                             **options)
 
 
-LENGTH_CHUNKS = 4  # a training batch of rows of different lengths goes in this many chunks, each cut short
-
-
-def length_chunks(needed: torch.Tensor, micro: int = 0) -> list[tuple[torch.Tensor, int]]:
-    """Micro-batches for right-padded rows of different lengths, `needed` (rows, T) True at the columns a
-    row needs computed (its targets): (row indices, width) pairs, shortest rows first, LENGTH_CHUNKS chunks
-    (or chunks of `micro` rows, the most that fit, if smaller), each to be cut to the width of its longest
-    row (the column after its last True, at least 1). A causal model's outputs before a row's end do not
-    depend on the padding after it, so the cut changes nothing but the work: about half of the tokens of a
-    cpu-preset rollout batch are padding, and the GRPO update runs in 0.58 of the time."""
-    widths = (needed * torch.arange(1, needed.size(1) + 1, device=needed.device)).amax(1).clamp(min=1)
-    order = widths.argsort(stable=True)
-    size = max(1, min(micro or len(order), -(-len(order) // LENGTH_CHUNKS)))
-    return [(rows, int(widths[rows].max())) for rows in order.split(size)]
-
-
 GENERATION_ROWS = 512  # the most rows a generation batch takes on a device whose memory is known
 # elsewhere (the CPU): 2 cores decode the cpu-preset model at 7.9k tokens/s in 64 rows, 12.8k in 256
 CPU_GENERATION_ROWS = 256

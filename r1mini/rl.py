@@ -21,11 +21,12 @@ import torch
 from r1mini.checkpoint import resume
 from r1mini.config import NON_NEGATIVE, POSITIVE, TOP_P, import_named, importable, one_of, validate
 from r1mini.device import autocast, throughput
-from r1mini.distributed import accumulate, print0, rank_and_world, sum_over_ranks, training_forward
+from r1mini.distributed import (accumulate, length_chunks, print0, rank_and_world, sum_over_ranks,
+                                training_forward)
 from r1mini.filters import mixed_language
 from r1mini.grpo import (AGGREGATIONS, Aggregation, aggregation_count, entropy_from_logits, group_advantages, grpo_loss,
                          logprobs_from_logits)
-from r1mini.memory import length_chunks, micro_batch
+from r1mini.memory import micro_batch
 from r1mini.optim import apply_update, step_guard
 from r1mini.rewards import count_reflection_words, is_step_by_step
 from r1mini.sampling import generate
@@ -265,7 +266,7 @@ def _idle_update(policy: Policy, row: torch.Tensor, cfg: GRPOConfig) -> None:
 
 def _minibatch_update(policy: Policy, ids, mask, adv, old_logp, ref_logp, rows, total: float, world: int,
                       micro: int, cfg: GRPOConfig, entropies: list[float]) -> dict:
-    """One optimizer update on `rows` of the batch, in chunks by length (memory.length_chunks: each cut
+    """One optimizer update on `rows` of the batch, in chunks by length (distributed.length_chunks: each cut
     after its longest row's last target) whose gradients accumulate. Each chunk weighs its
     loss by its share of `total`, what the aggregation divides by summed over all ranks, times `world`, since
     DDP averages the ranks' gradients: the update is that of the whole minibatch of every rank. Returns the

@@ -13,8 +13,8 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from r1mini.device import autocast
-from r1mini.distributed import accumulate, is_main, rank_and_world, training_forward
-from r1mini.memory import length_chunks, micro_batch
+from r1mini.distributed import accumulate, is_main, length_chunks, rank_and_world, training_forward
+from r1mini.memory import micro_batch
 from r1mini.optim import apply_update
 
 
@@ -46,7 +46,7 @@ def train_sft(model, examples: list[tuple[list[int], list[bool]]], *, epochs: in
 
     Under torchrun every rank draws the same global batches and trains on its contiguous slice (DDP). A
     slice runs in chunks by length whose gradients accumulate, each cut after its longest row's last target
-    (memory.length_chunks: the padding after it changes nothing but the work), and in micro-batches of
+    (distributed.length_chunks: the padding after it changes nothing but the work), and in micro-batches of
     micro_batch_size rows if fewer (0: as many rows as fit the device's memory, all of them on the CPU).
     The loss is the mean over the global batch's assistant tokens, whatever the number of ranks and
     chunks: each chunk's mean is weighted by its share of those tokens (times the world size, as DDP
@@ -76,7 +76,7 @@ def train_sft(model, examples: list[tuple[list[int], list[bool]]], *, epochs: in
             if len(x) == 0:  # a short last batch left this rank nothing: a zero-weight row keeps DDP in step
                 x, y = x.new_full((1, 1), pad_id), y.new_full((1, 1), -1)
             micro = micro_batch(model, "train", len(x), x.size(1), micro_batch_size) or len(x)
-            # chunks by length, each cut after its last target (memory.length_chunks)
+            # chunks by length, each cut after its last target (distributed.length_chunks)
             chunks = [(x[rows, :width], y[rows, :width]) for rows, width in length_chunks(y >= 0, micro)]
             optimizer.zero_grad(set_to_none=True)
             total_loss = torch.zeros((), device=device)

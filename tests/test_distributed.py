@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from r1mini import distributed
 from r1mini.checkpoint import load_checkpoint
 from r1mini.distributed import (accumulate, check_replicas_in_sync, is_main, map_striped, param_checksum, print0,
                                 rank_and_world, report_replicas_in_sync, sum_over_ranks, teardown_distributed,
@@ -392,3 +393,15 @@ def test_train_r1_torchrun_all_stages(base, tmp_path):
     assert logged_checksum(r.stdout) == pytest.approx(param_checksum(model).sum().item(), rel=1e-12)
     assert meta["metrics"]["filter/total"] == 6 * 2  # every prompt's samples gathered from both ranks
     assert model.cfg.n_layer < load_checkpoint(r1 / "final_rl")[0].cfg.n_layer
+
+
+def test_length_chunks_sort_rows_and_cut_each_chunk_at_its_longest():
+    widths = torch.tensor([9, 3, 7, 3, 12, 5, 4])
+    needed = torch.arange(14)[None] < widths[:, None]  # each row's last needed column is width - 1
+    needed[1, 0] = False  # a gap before the end changes nothing
+    # 7 rows in LENGTH_CHUNKS = 4 chunks of at most 2, shortest first (ties in row order), each as wide as its longest
+    assert [(rows.tolist(), w) for rows, w in distributed.length_chunks(needed)] == \
+        [([1, 3], 3), ([6, 5], 5), ([2, 0], 9), ([4], 12)]
+    assert [(rows.tolist(), w) for rows, w in distributed.length_chunks(needed, micro=1)] == \
+        [([1], 3), ([3], 3), ([6], 4), ([5], 5), ([2], 7), ([0], 9), ([4], 12)]  # micro-batches of 1 row fit
+    assert [len(rows) for rows, _ in distributed.length_chunks(torch.ones(1, 5, dtype=torch.bool))] == [1]

@@ -6,7 +6,7 @@ step, the KV cache by hand, and auto_micro_batch against budgets built by hand."
 import pytest
 import torch
 
-from r1mini import memory
+from r1mini import distributed, memory
 from r1mini.grpo import grpo_loss, logprobs_from_logits
 from r1mini.memory import (activation_bytes_per_token, auto_micro_batch, device_memory_bytes, estimate_peak_bytes,
                            measure_peak_bytes, measure_saved_bytes, param_counts)
@@ -265,23 +265,11 @@ def test_a_budget_sizes_every_stage(monkeypatch):
     assert estimate_peak_bytes(cfg, "generate", g + 1, 192, bf16=False)["total"] > 0.8 * budget
 
 
-def test_length_chunks_sort_rows_and_cut_each_chunk_at_its_longest():
-    widths = torch.tensor([9, 3, 7, 3, 12, 5, 4])
-    needed = torch.arange(14)[None] < widths[:, None]  # each row's last needed column is width - 1
-    needed[1, 0] = False  # a gap before the end changes nothing
-    # 7 rows in LENGTH_CHUNKS = 4 chunks of at most 2, shortest first (ties in row order), each as wide as its longest
-    assert [(rows.tolist(), w) for rows, w in memory.length_chunks(needed)] == \
-        [([1, 3], 3), ([6, 5], 5), ([2, 0], 9), ([4], 12)]
-    assert [(rows.tolist(), w) for rows, w in memory.length_chunks(needed, micro=1)] == \
-        [([1], 3), ([3], 3), ([6], 4), ([5], 5), ([2], 7), ([0], 9), ([4], 12)]  # micro-batches of 1 row fit
-    assert [len(rows) for rows, _ in memory.length_chunks(torch.ones(1, 5, dtype=torch.bool))] == [1]
-
-
 def test_grpo_update_under_a_budget_is_the_whole_batch_update(monkeypatch):
     """A budget that fits 2 rows of an update: it runs in micro-batches of 2 (counted) and equals the update
     of the whole batch at once (the chunks by length set aside: one chunk, as the rows are all as long)."""
     from r1mini.rl import GRPOConfig, Policy, Rollout, grpo_update
-    monkeypatch.setattr(memory, "LENGTH_CHUNKS", 1)
+    monkeypatch.setattr(distributed, "LENGTH_CHUNKS", 1)
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, V, (6, 40), generator=g)
     mask = torch.zeros(6, 39, dtype=torch.bool)

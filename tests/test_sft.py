@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from r1mini import memory, sft
+from r1mini import distributed, sft
 from r1mini.formats import chat_ids
 from r1mini.model import Transformer, model_config
 from r1mini.optim import apply_update
@@ -62,7 +62,7 @@ def test_sft_in_length_chunks_is_the_plain_step_by_hand(tok, monkeypatch):
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
         return apply_update(model, optimizer, loss, grad_clip)
     monkeypatch.setattr(sft, "apply_update", keep_gradient)
-    monkeypatch.setattr(memory, "LENGTH_CHUNKS", 4)
+    monkeypatch.setattr(distributed, "LENGTH_CHUNKS", 4)
     losses = train_sft(model, examples, epochs=1, batch_size=4, lr=1e-2, pad_id=tok.eot_id)
     ends = sorted(max(j for j, m in enumerate(mask) if m) for _, mask in examples)  # each row's last target
     assert widths == ends and len(set(widths)) == 4
