@@ -33,6 +33,7 @@ from r1mini.config import NON_NEGATIVE, POSITIVE, SHARE, TASKS_FILE, TOP_P, name
 from r1mini.device import pick_device
 from r1mini.distributed import is_main, print0, report_replicas_in_sync, setup_distributed, teardown_distributed
 from r1mini.evaluate import heldout_eval, heldout_problems
+from r1mini.files import atomic_write
 from r1mini.formats import chat_ids, stop_ids
 from r1mini.jsonl import JsonlLogger, read_jsonl, write_jsonl
 from r1mini.optim import step_guard
@@ -154,9 +155,7 @@ def teacher_data(teacher, tokenizer, tasks: dict, cfg: DistillConfig, seed: int,
                                            seed=seed)
     if is_main():
         data_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = data_file.with_name(data_file.name + ".tmp")
-        write_jsonl(tmp, rows)
-        tmp.replace(data_file)
+        atomic_write(data_file, lambda tmp: write_jsonl(tmp, rows))
     print0(f"teacher samples: {counts['total']}, kept {counts['kept']} "
            f"({', '.join(f'{k} -{v}' for k, v in counts.items() if k not in ('total', 'kept'))}); "
            f"+ {len(rows) - counts['kept']} non-reasoning examples")

@@ -25,11 +25,12 @@ from typing import ClassVar
 
 import torch
 
-from r1mini.checkpoint import atomic_write_json, load_checkpoint, seed_everything
+from r1mini.checkpoint import load_checkpoint, seed_everything
 from r1mini.config import NON_NEGATIVE, TASKS_FILE, TOP_P, name_in, one_of, parse_config, validate
 from r1mini.device import pick_device
 from r1mini.distributed import is_main, print0, setup_distributed, teardown_distributed
 from r1mini.evaluate import evaluate_model, heldout_problems
+from r1mini.files import atomic_write_json
 from r1mini.optim import step_guard
 from r1mini.report import interval, markdown_table
 from r1mini.sampling import sample_completions

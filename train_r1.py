@@ -55,12 +55,13 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from r1mini.chat_data import general_prompts, preference_pairs
-from r1mini.checkpoint import (atomic_save, atomic_write_json, check_preset, is_done, load_checkpoint, load_train_state,
-                               restore_rngs, save_checkpoint, save_rngs, seed_everything)
+from r1mini.checkpoint import (check_preset, is_done, load_checkpoint, load_train_state, restore_rngs, save_checkpoint,
+                               save_rngs, seed_everything)
 from r1mini.config import NON_NEGATIVE, POSITIVE, SHARE, TASKS_FILE, name_in, parse_config
 from r1mini.device import autocast, pick_device
 from r1mini.distributed import print0, report_replicas_in_sync, setup_distributed, teardown_distributed
 from r1mini.evaluate import heldout_eval, heldout_problems
+from r1mini.files import atomic_save, atomic_write_json
 from r1mini.formats import chat_ids, stop_ids
 from r1mini.jsonl import JsonlLogger, write_jsonl
 from r1mini.optim import step_guard

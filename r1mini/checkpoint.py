@@ -10,15 +10,14 @@ from __future__ import annotations
 import json
 import os
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from r1mini.distributed import is_main, print0, unwrap
+from r1mini.files import atomic_save, atomic_write_json
 from r1mini.hf import load_pretrained
-from r1mini.jsonl import dumps
 from r1mini.model import ModelConfig, Transformer
 from r1mini.tokenizer import Tokenizer
 
@@ -133,26 +132,6 @@ def _load(f: Path):
     except Exception as e:  # truncated, not a torch file, or objects weights_only refuses
         raise SystemExit(f"cannot read {f} ({type(e).__name__}); it is damaged or from another program: "
                          f"delete it and rerun the stage that writes it") from None
-
-
-def atomic_save(obj, path: str | Path) -> None:
-    """torch.save to a temporary file, then rename: a kill mid-save never leaves a broken file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def atomic_write_json(obj, path: str | Path) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(dumps(obj, indent=2), encoding="utf-8")  # strict JSON: NaN as null
-    os.replace(tmp, path)
 
 
 # -- random states: seeding a run, and saving and restoring it so that a resume goes on exactly -------------

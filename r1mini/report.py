@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from r1mini.checkpoint import atomic_write_json
+from r1mini.files import atomic_write_json
 from r1mini.evaluate import bootstrap_ci
 from r1mini.jsonl import read_jsonl
 

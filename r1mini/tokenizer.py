@@ -15,13 +15,14 @@ import base64
 import heapq
 import json
 import os
-import tempfile
 import unicodedata
 from collections import Counter, defaultdict
 from typing import Iterable
 
 import regex  # tiktoken itself depends on `regex`, so it is always installed alongside it
 import tiktoken
+
+from r1mini.files import atomic_write_text
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
 
@@ -200,8 +201,9 @@ class Tokenizer:
                         for b, r in sorted(self.ranks.items(), key=lambda kv: kv[1]))
         config = {"name": self.name, "pattern": self.pattern, "special_tokens": self.special_tokens}
         config = json.dumps(config if self.hf is None else {**config, "hf": self.hf}, indent=2, ensure_ascii=False)
-        _write_atomic(os.path.join(directory, RANKS_FILE), ranks)
-        _write_atomic(os.path.join(directory, CONFIG_FILE), config + "\n")
+        # written atomically: a crash mid-write must never leave a truncated tokenizer beside a good checkpoint
+        atomic_write_text(ranks, os.path.join(directory, RANKS_FILE))
+        atomic_write_text(config + "\n", os.path.join(directory, CONFIG_FILE))
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> Tokenizer:
@@ -235,16 +237,3 @@ def _alternatives(tokens) -> regex.Pattern | None:
     """A pattern that matches any of the tokens, longest first (a token that begins with another is matched
     whole); None for none."""
     return regex.compile("|".join(map(regex.escape, sorted(tokens, key=len, reverse=True)))) if tokens else None
-
-
-def _write_atomic(path: str, text: str) -> None:
-    # A crash mid-write must never leave a truncated tokenizer next to a good checkpoint.
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a saved tokenizer should be shareable
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise

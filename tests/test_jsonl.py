@@ -65,7 +65,7 @@ def test_logger_drop_after_only_touches_the_matching_rows(tmp_path):
 def test_json_is_strict_nan_is_null(tmp_path):
     """Python writes a bare NaN, which strict parsers reject; ours writes null, everywhere it writes JSON."""
     import json
-    from r1mini.checkpoint import atomic_write_json
+    from r1mini.files import atomic_write_json
     from r1mini.jsonl import JsonlLogger, dumps
 
     def strict(text):

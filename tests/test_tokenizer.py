@@ -157,7 +157,7 @@ def test_save_load(tok, tmp_path, monkeypatch):
     assert tok2.vocab_size == tok.vocab_size
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "")  # read the file directly, no cache side effects
     assert tiktoken.load.load_tiktoken_bpe(str(tmp_path / "tokenizer.tiktoken")) == tok.ranks
-    assert not list(tmp_path.glob(".tmp-*"))  # atomic writes leave no temp files behind
+    assert not list(tmp_path.glob("*.tmp"))  # atomic writes leave no temp files behind
 
 
 def test_errors(tok, tmp_path):
