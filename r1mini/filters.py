@@ -10,9 +10,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from r1mini.rewards import language_counts
+from r1mini.rewards import TAG, language_counts
 
-_TAG = re.compile(r"</?(?:think|answer)>")
 _ONE_LETTER = re.compile(r"(?<![A-Za-z])[A-Za-z](?![A-Za-z])")
 _CODE_LINE = re.compile(r"^[ \t]*(?:def \w+\(|class \w+[:(]|import \w|from [\w.]+ import |print\()", re.MULTILINE)
 _SENTENCE = re.compile(r"[^.!?。！？\n]+")
@@ -23,7 +22,7 @@ MAX_CHARS = 100_000  # completions are bounded long before this; the bound keeps
 def mixed_language(text: str) -> bool:
     """Both English words and Chinese characters occur. The R1 tags and one-letter words (the x of an
     equation) are not language; any other Latin word counts, names included, so use it on reasoning text."""
-    text = _ONE_LETTER.sub(" ", _TAG.sub(" ", text[:MAX_CHARS]))
+    text = _ONE_LETTER.sub(" ", TAG.sub(" ", text[:MAX_CHARS]))
     en, zh = language_counts(text)
     return en > 0 and zh > 0
 

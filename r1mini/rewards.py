@@ -15,7 +15,7 @@ from r1mini.tasks import Problem
 
 MAX_COMPLETION_CHARS = 20_000
 TAGS = ("<think>", "</think>", "<answer>", "</answer>")
-_TAG = re.compile(r"</?(?:think|answer)>")
+TAG = re.compile(r"</?(?:think|answer)>")  # any of TAGS (filters.py strips them too)
 # exactly one think block, then exactly one non-empty answer block, then nothing but whitespace
 _FORMAT = re.compile(r"\s*<think>(.*?)</think>\s*<answer>(.*?)</answer>\s*", re.DOTALL)
 REFLECTION_WORDS = ("wait", "check", "verify", "等等", "检查", "验证")
@@ -39,7 +39,7 @@ def parse_completion(completion: str) -> tuple[str, str] | None:
     if not isinstance(completion, str) or len(completion) > MAX_COMPLETION_CHARS or not _one_of_each_tag(completion):
         return None
     m = _FORMAT.fullmatch(completion)
-    if m is None or _TAG.search(m.group(1)) or _TAG.search(m.group(2)):
+    if m is None or TAG.search(m.group(1)) or TAG.search(m.group(2)):
         return None
     think, answer = m.group(1).strip(), m.group(2).strip()
     return (think, answer) if answer else None
@@ -54,7 +54,7 @@ def parse_reasoning_reply(reply: str) -> tuple[str, str, str] | None:
     if not isinstance(reply, str) or len(reply) > MAX_COMPLETION_CHARS or not _one_of_each_tag(reply):
         return None
     m = _REPLY.fullmatch(reply)
-    if m is None or any(_TAG.search(g) for g in m.groups()):
+    if m is None or any(TAG.search(g) for g in m.groups()):
         return None
     think, summary, answer = (g.strip() for g in m.groups())
     return (think, summary, answer) if summary and answer else None
