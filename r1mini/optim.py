@@ -1,8 +1,9 @@
-"""One optimizer update, the same in every stage, and the guard that turns the failures a user can fix
+"""One optimizer update, the same in every stage, the learning-rate schedule, and the guard that turns the failures a user can fix
 (a NaN loss, CUDA out of memory) into a message that says what to do."""
 from __future__ import annotations
 
 import contextlib
+import math
 from pathlib import Path
 
 import torch
@@ -23,6 +24,21 @@ def apply_update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss:
     optimizer.step()
     moe_layers = (unwrap(model) if moe_model is None else moe_model).moe_layers()
     return grad_norm, [moe.update_bias() for moe in moe_layers]
+
+
+def learning_rate(step: int, total: int, *, warmup: int, peak: float = 1.0, decay_from: int | None = None,
+                  min_ratio: float = 0.0) -> float:
+    """The learning rate at `step` (counted from 0) of `total`: linear warmup to `peak` over the first `warmup`
+    steps, `peak` until `decay_from` (default: the warmup's end; later, a stable phase: warmup-stable-decay),
+    then cosine decay to peak * min_ratio at `total`. With the default peak of 1 it is the factor that a stage
+    multiplies its peak learning rate by (sft.py); pretrain.py asks for the rate itself."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    start = warmup if decay_from is None else decay_from
+    if step < start:
+        return peak
+    progress = min(1.0, (step - start) / max(1, total - start))
+    return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from r1mini.device import autocast
 from r1mini.distributed import accumulate, is_main, length_chunks, rank_and_world, training_forward
 from r1mini.memory import micro_batch
-from r1mini.optim import apply_update
+from r1mini.optim import apply_update, learning_rate
 
 
 def sft_targets(ids: list[int], mask: list[bool], pad_id: int, length: int) -> tuple[list[int], list[int]]:
@@ -67,7 +67,8 @@ def train_sft(model, examples: list[tuple[list[int], list[bool]]], *, epochs: in
     for epoch in range(epochs):
         for x, y in sft_batches(examples, batch_size, model.cfg.block_size, pad_id, rng):
             step = len(losses)
-            scale = (step + 1) / warmup if step < warmup else 0.5 * (1 + math.cos(math.pi * step / total))
+            # SFT's cosine runs over all of its steps, the warmup's included (decay_from=0)
+            scale = learning_rate(step, total, warmup=warmup, decay_from=0)
             for group in optimizer.param_groups:
                 group["lr"] = lr * scale
             n_tokens = (y >= 0).sum().clamp(min=1)  # assistant tokens in the global batch

@@ -1,12 +1,15 @@
 """Tests for r1mini.optim: one optimizer update by hand (the gradient norm clipped, the norm before clipping
-returned, every MoE routing bias nudged once), a NaN refused before the step, and the guard that turns a NaN
+returned, every MoE routing bias nudged once), a NaN refused before the step, the learning-rate schedule at
+its landmarks, and the guard that turns a NaN
 or CUDA out of memory into a message that says what to do."""
+
+import math
 
 import pytest
 import torch
 
 from r1mini.model import Transformer, model_config
-from r1mini.optim import apply_update, step_guard
+from r1mini.optim import apply_update, learning_rate, step_guard
 
 
 class Linear2(torch.nn.Module):
@@ -88,3 +91,25 @@ def test_step_guard_says_what_to_do():
             raise KeyError("x")
     with step_guard("step 2", None):  # and nothing happens when nothing fails
         pass
+
+
+def test_learning_rate_warms_up_holds_then_decays_by_hand():
+    lr = lambda step, **kw: learning_rate(step, 10, warmup=2, peak=0.5, **kw)  # noqa: E731
+    assert [lr(s) for s in (0, 1)] == [0.25, 0.5]  # linear warmup: (step + 1) / warmup of the peak
+    assert lr(2) == 0.5 and lr(6) == pytest.approx(0.25) and lr(10) == pytest.approx(0.0)  # cosine from step 2
+    assert lr(10, min_ratio=0.1) == pytest.approx(0.05) and lr(99, min_ratio=0.1) == pytest.approx(0.05)  # the floor
+    # warmup-stable-decay: the peak until step 6, then half the cosine at step 8, of 10
+    assert [lr(s, decay_from=6) for s in (2, 5, 6)] == [0.5, 0.5, 0.5] and lr(8, decay_from=6) == pytest.approx(0.25)
+    # SFT's: the cosine over every step, the warmup's included, as a factor of the peak
+    assert learning_rate(5, 10, warmup=2, decay_from=0) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
+
+
+def test_learning_rate_is_pretrainings_curve_bit_for_bit():
+    """pretrain.py's schedule as it was written before it moved here (linear warmup, cosine to min_lr_ratio):
+    the same floats, so that a run gives the same weights."""
+    def before(step, lr=3e-3, warmup=50, total=700, floor=0.1):
+        if step < warmup:
+            return lr * (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+    assert all(learning_rate(s, 700, warmup=50, peak=3e-3, min_ratio=0.1) == before(s) for s in range(800))
