@@ -22,7 +22,6 @@ Writes out/base: model.pt, model.json, tokenizer.tiktoken/json, meta.json, log.j
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +41,7 @@ from r1mini.distributed import (accumulate, print0, report_replicas_in_sync, set
 from r1mini.jsonl import JsonlLogger
 from r1mini.memory import micro_batch
 from r1mini.model import PRESETS as MODEL_PRESETS, Transformer, model_config
-from r1mini.optim import apply_update, step_guard
+from r1mini.optim import apply_update, learning_rate, step_guard
 from r1mini.tasks import SUITES, suite
 from r1mini.tokenizer import Tokenizer
 
@@ -100,11 +99,8 @@ PRESETS.update({f"{name}-student": {**PRESETS[name], "model": f"{name}-student"}
 
 
 def lr_at(step: int, cfg: PretrainConfig) -> float:
-    """Linear warmup to lr, then cosine decay to lr * min_lr_ratio."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+    """Linear warmup to lr, then cosine decay to lr * min_lr_ratio (optim.learning_rate)."""
+    return learning_rate(step, cfg.max_steps, warmup=cfg.warmup_steps, peak=cfg.lr, min_ratio=cfg.min_lr_ratio)
 
 
 def main(argv=None):
