@@ -6,7 +6,12 @@ must be > 0 if an int, >= 0 if a float (the common case: a size, a count, a weig
 finite. `validate` runs in the dataclass's __post_init__, so a bad value fails where the config is made, from a
 script's flags or from Python. Adding a field: docs/extending.md.
 
-A few fields name code of your own as `module:name` (--reward, --suite, --agg); `import_named` imports it."""
+A few fields name code of your own as `module:name` (reward, suite, agg); `import_named` imports it.
+
+The failures a user can fix are ordinary exceptions, UserError (a ValueError) and ConfigError, a UserError
+about one field: their messages say what to do and name no command-line flag, so a notebook catches them like
+any other. The scripts turn them into one line and exit status 1 (r1mini/stage.py's exits_with_message, which
+names a ConfigError's field as its flag: --field ...); docs/errors.md lists them."""
 from __future__ import annotations
 
 import argparse
@@ -47,30 +52,43 @@ def importable(spec: str) -> bool:
     return bool(module) and name.isidentifier()
 
 
-def import_named(spec: str, flag: str):
+class UserError(ValueError):
+    """A failure the user can fix (a missing or mismatched checkpoint, a damaged file, a value no run can use):
+    the message says what was wrong and what to do."""
+
+
+class ConfigError(UserError):
+    """A value of the config field `field` that no run can use; message says why ("must be > 0, got 0")."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field} {message}")
+        self.field, self.message = field, message
+
+
+def command_line_message(error: UserError) -> str:
+    """What a script prints for a UserError: its message, with a ConfigError's field named as its flag."""
+    return f"--{error.field} {error.message}" if isinstance(error, ConfigError) else str(error)
+
+
+def import_named(spec: str, field: str):
     """The object that `module:name` names: your own code (a reward, a task suite, a GRPO aggregation) in a
     module on the Python path, as `import` finds it, the working directory first (e.g. my_rewards:short for
-    my_rewards.py beside the command). SystemExit naming the flag when it is not there."""
+    my_rewards.py beside the command). ConfigError about `field` (the config field that named it) when it is not
+    there."""
     module_name, _, name = spec.partition(":")
     if not importable(spec):
-        raise SystemExit(f"{flag} must be module:name, e.g. my_rewards:short_and_right; got {spec!r}")
+        raise ConfigError(field, f"must be module:name, e.g. my_rewards:short_and_right; got {spec!r}")
     sys.path.insert(0, os.getcwd())  # a module beside the command, as `python -m` would find it
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
-        raise SystemExit(f"{flag} {spec}: no module {e.name!r} on the Python path (run from the folder that "
-                         f"holds {module_name.replace('.', '/')}.py, or set PYTHONPATH)") from None
+        raise ConfigError(field, f"{spec}: no module {e.name!r} on the Python path (run from the folder that holds "
+                                 f"{module_name.replace('.', '/')}.py, or set PYTHONPATH)") from None
     finally:
         sys.path.remove(os.getcwd())
     if not hasattr(module, name):
-        raise SystemExit(f"{flag} {spec}: {module.__file__} has no {name!r}")
+        raise ConfigError(field, f"{spec}: {module.__file__} has no {name!r}")
     return getattr(module, name)
-
-
-class ConfigError(ValueError):
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field} {message}")
-        self.field, self.message = field, message
 
 
 def validate(config) -> None:
@@ -187,7 +205,7 @@ def _make(config_cls, values: dict):
     try:
         return config_cls(**values)
     except ConfigError as e:
-        raise SystemExit(f"--{e.field} {e.message}") from None
+        raise SystemExit(command_line_message(e)) from None
 
 
 def _parse_bool(s: str) -> bool:
