@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from r1mini.config import import_named
+from r1mini.config import ConfigError, UserError, import_named
 
 HELDOUT_PERCENT = 10  # test
 DEV_PERCENT = 5
@@ -52,6 +52,9 @@ class Problem:
     lang: str  # language of the question, "en" or "zh"
     answer: str  # a canonical correct answer
     data: dict = field(default_factory=dict)  # operands, for writing solutions
+    # the Task that made it, which checks its answers (your own suite's too: task_files.task_for); None: the
+    # one called `task`
+    maker: Task | None = field(default=None, repr=False, compare=False)
 
 
 def split_of(task: str, key: str) -> str:
@@ -86,7 +89,7 @@ class Task:
 
     def problem(self, data: dict, lang: str, rng: random.Random) -> Problem:
         """The problem `data` holds, asked in lang (the wording drawn from rng)."""
-        return Problem(self.name, self.question(data, lang, rng), lang, self.solve(data), data)
+        return Problem(self.name, self.question(data, lang, rng), lang, self.solve(data), data, maker=self)
 
     def distinct(self, rng: random.Random, split: str, n: int) -> list[dict]:
         """n problems of the split, all different (by canonical key): draws without replacement."""
@@ -101,8 +104,8 @@ class Task:
                 misses = 0
         if len(out) == n:
             return out
-        raise SystemExit(f"{self.label}: found only {len(out)} distinct {split} problems of the {n} asked for; ask "
-                         f"for fewer (--n_problems, --eval_problems) or make the task harder")
+        raise UserError(f"{self.label}: found only {len(out)} distinct {split} problems of the {n} asked for; ask "
+                        f"for fewer (n_problems, eval_problems) or make the task harder")
 
     @property
     def label(self) -> str:
@@ -531,16 +534,17 @@ def get_task(name: str, **knobs) -> Task:
 
 def suite(name: str) -> dict[str, Task]:
     """The tasks of a suite: one of SUITES by name, or your own as module:name, a dict of tasks by name or
-    one Task (docs/extending.md, a task)."""
+    one Task (docs/extending.md, a task). Yours join no table: their problems carry them (Problem.maker)."""
     if ":" in name:
-        tasks = import_named(name, "--suite")
+        tasks = import_named(name, "suite")
         tasks = {tasks.name: tasks} if isinstance(tasks, Task) else tasks
         if not isinstance(tasks, dict) or not tasks or not all(isinstance(t, Task) for t in tasks.values()):
-            raise SystemExit(f"--suite {name}: must name a Task or a dict of Tasks by name, got {type(tasks).__name__}")
-        for task in tasks.values():  # known by name from now on, as rewards and evaluation look tasks up
-            if type(TASKS.setdefault(task.name, task)) is not type(task):
-                raise SystemExit(f"--suite {name}: the task name {task.name!r} is taken by r1mini's own "
-                                 f"{type(TASKS[task.name]).__name__}; give yours another `name`")
+            got = type(tasks).__name__
+            raise ConfigError("suite", f"{name}: must name a Task or a dict of Tasks by name, got {got}")
+        for task in tasks.values():  # one name, one task: benchmarks, splits and logs go by the name
+            if task.name in TASKS and type(TASKS[task.name]) is not type(task):
+                raise ConfigError("suite", f"{name}: the task name {task.name!r} is taken by r1mini's own "
+                                           f"{type(TASKS[task.name]).__name__}; give yours another `name`")
         return tasks
     if name not in SUITES:
         raise ValueError(f"unknown suite {name!r}; choose from {sorted(SUITES)}")
