@@ -15,9 +15,11 @@ import sys
 
 import torch
 
+from r1mini.config import ConfigError
+
 
 def pick_device(requested: str | None = None) -> torch.device:
-    """cuda > mps > cpu, unless --device says otherwise. Under torchrun each rank takes the GPU of its
+    """cuda > mps > cpu, unless `requested` (a script's --device) says otherwise. Under torchrun each rank takes the GPU of its
     LOCAL_RANK: "cuda" means cuda:LOCAL_RANK there, and a fixed index ("cuda:0") would put every rank on
     one GPU, so it is refused unless it is that rank's own."""
     local_rank, world = int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
@@ -26,12 +28,12 @@ def pick_device(requested: str | None = None) -> torch.device:
         if device.type != "cuda":
             return device
         if not torch.cuda.is_available():
-            raise SystemExit("--device cuda requested but CUDA is not available; use --device cpu")
+            raise ConfigError("device", f"{requested} requested but CUDA is not available; use cpu")
         if device.index is None:
             return torch.device("cuda", local_rank)
         if world > 1 and device.index != local_rank:
-            raise SystemExit(f"--device {requested} under torchrun would put all {world} ranks on one GPU; "
-                             f"pass --device cuda and each rank takes the GPU of its LOCAL_RANK")
+            raise ConfigError("device", f"{requested} under torchrun would put all {world} ranks on one GPU; ask for "
+                                        f"cuda and each rank takes the GPU of its LOCAL_RANK")
         return device
     if torch.cuda.is_available():
         return torch.device("cuda", local_rank)

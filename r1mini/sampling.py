@@ -123,7 +123,7 @@ def generate(model: Transformer, prompts: list[list[int]], max_new_tokens: int, 
         raise ValueError("generate needs at least one prompt, and no empty prompt")
     if speculative and not model.cfg.mtp_depth:
         raise ValueError("speculative decoding drafts with an MTP module, and this model has none: pretrain "
-                         "one with --mtp_depth 1, or turn speculative decoding off")
+                         "one with mtp_depth 1, or turn speculative decoding off")
     device = next(model.parameters()).device
     static = (cuda_paths(device) if static is None else static) and not speculative
     cfg = model.cfg

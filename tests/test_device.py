@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import r1mini.device as device_module
+from r1mini.config import ConfigError, command_line_message
 from r1mini.device import autocast, cache_dtype, peak_flops, peak_memory_mb, pick_device, throughput, uses_bf16
 
 CPU = torch.device("cpu")
@@ -15,8 +16,9 @@ CPU = torch.device("cpu")
 def test_pick_device_when_told():
     assert pick_device("cpu") == CPU
     if not torch.cuda.is_available():
-        with pytest.raises(SystemExit, match="--device cuda requested but CUDA is not available"):
+        with pytest.raises(ConfigError) as e:
             pick_device("cuda")
+        assert command_line_message(e.value) == "--device cuda requested but CUDA is not available; use cpu"
     assert pick_device(None).type in ("cpu", "cuda", "mps")
 
 
@@ -39,8 +41,10 @@ def test_a_fixed_gpu_under_torchrun_is_refused(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setenv("LOCAL_RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
-    with pytest.raises(SystemExit, match="would put all 2 ranks on one GPU; pass --device cuda"):
+    with pytest.raises(ConfigError) as e:
         pick_device("cuda:0")
+    assert command_line_message(e.value) == ("--device cuda:0 under torchrun would put all 2 ranks on one GPU; ask "
+                                             "for cuda and each rank takes the GPU of its LOCAL_RANK")
 
 
 def test_no_autocast_and_no_peak_off_cuda(monkeypatch):
