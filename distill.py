@@ -19,7 +19,6 @@ sampled data is saved before the SFT starts: an interrupted run reuses it when r
 """
 from __future__ import annotations
 
-import dataclasses
 import random
 import time
 from dataclasses import dataclass
@@ -29,18 +28,14 @@ from typing import ClassVar
 import torch
 
 from r1mini.checkpoint import check_preset, load_checkpoint, save_checkpoint, seed_everything
-from r1mini.config import NON_NEGATIVE, POSITIVE, SHARE, TASKS_FILE, TOP_P, name_in, parse_config, validate
+from r1mini.config import NON_NEGATIVE, POSITIVE, SHARE, TASKS_FILE, TOP_P, UserError, name_in, parse_config, validate
 from r1mini.device import pick_device
 from r1mini.distributed import is_main, print0, report_replicas_in_sync, setup_distributed, teardown_distributed
-from r1mini.evaluate import heldout_eval, heldout_problems
 from r1mini.files import atomic_write
-from r1mini.formats import chat_ids, stop_ids
 from r1mini.jsonl import JsonlLogger, read_jsonl, write_jsonl
-from r1mini.optim import step_guard
 from r1mini.sampling import sample_striped
-from r1mini.sft import train_sft
 from r1mini.sft_data import rejection_sampling_data
-from r1mini.task_files import task_set
+from r1mini.stage import dev_check, dev_sets, exits_with_message, sft_from_base, stage_meta, stage_tasks, step_guard
 from r1mini.tasks import SUITES, draw_problems
 
 
@@ -82,6 +77,7 @@ PRESETS = {
 }
 
 
+@exits_with_message
 def main(argv=None):
     cfg, args = parse_config(DistillConfig, PRESETS, __doc__, argv, default_init="out/r1/final_rl",
                              default_out="out/student")
@@ -95,38 +91,30 @@ def main(argv=None):
     check_preset(out, args.preset)  # a run of another preset in --out is not resumed
     teacher, teacher_tok, teacher_meta = load_checkpoint(args.init, device, expect_stage="r1", made_by="train_r1.py",
                                                          preset=args.preset)
-    suite_name = cfg.suite or teacher_meta.get("config", {}).get("suite") or args.preset
-    tasks = task_set(suite_name, cfg.tasks or teacher_meta.get("config", {}).get("tasks", ""))
+    suite_name, tasks = stage_tasks(cfg.suite, cfg.tasks, teacher_meta, args.preset)
     rows, counts = teacher_data(teacher, teacher_tok, tasks, cfg, args.seed, out / "distill_data.jsonl")
     teacher = None  # free it before the student trains
     t_data = time.time() - t0
 
     # -- 3: SFT of the student's base on the teacher's text -------------------------------------------------
-    model, tokenizer, student_meta = load_checkpoint(cfg.student, device, expect_stage="base",
-                                                     made_by="pretrain.py --preset cpu-student", preset=args.preset)
-    examples = [chat_ids(tokenizer, r["user"], r["assistant"]) for r in rows]
-    model.checkpoint_blocks = cfg.activation_checkpointing
     logger = JsonlLogger(out / "log.jsonl")
     with step_guard("the distillation SFT", None, "--lr", "--batch_size (or set --micro_batch_size)"):
-        losses = train_sft(model, examples, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                           pad_id=stop_ids(tokenizer, chat=True)[0], seed=args.seed,
-                           micro_batch_size=cfg.micro_batch_size, desc="distill SFT", log=logger.log)
+        model, tokenizer, student_meta, losses = sft_from_base(
+            cfg.student, "pretrain.py --preset cpu-student", [(r["user"], r["assistant"]) for r in rows],
+            epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, micro_batch_size=cfg.micro_batch_size,
+            activation_checkpointing=cfg.activation_checkpointing, seed=args.seed, device=device,
+            desc="distill SFT", preset=args.preset, log=logger.log)
     report_replicas_in_sync(model)
 
     # -- a quick dev-split check for meta.json (eval.py gives the full picture) -----------------------------
     metrics = {"examples": len(rows), "reasoning": sum(r.get("kind") == "reasoning" for r in rows),
                **{f"filter/{k}": v for k, v in counts.items()}, "sft_loss": round(losses[-1], 4),
                "sft_steps": len(losses), "seconds_data": round(t_data, 1)}
-    eval_sets = {lang: heldout_problems(tasks, cfg.eval_problems, seed=args.seed, lang=lang, split="dev")
-                 for lang in ("en", "zh")}
-    with torch.no_grad():
-        for lang, (r, _) in heldout_eval(model, tokenizer, eval_sets, k=cfg.eval_k, max_new_tokens=cfg.max_new_tokens,
-                                         chat=True).items():
-            metrics.update({f"pass@1/{lang}": round(r["pass@1"], 4), f"lang/{lang}": round(r["lang_consistency"], 4)})
+    metrics.update(dev_check(model, tokenizer, dev_sets(tasks, cfg.eval_problems, args.seed), k=cfg.eval_k,
+                             max_new_tokens=cfg.max_new_tokens))
     metrics["seconds"] = round(time.time() - t0, 1)
-    meta = {"stage": "student/distill", "parent": cfg.student, "teacher": args.init, "step": len(losses), "done": True,
-            "preset": args.preset, "seed": args.seed, "config": {**dataclasses.asdict(cfg), "suite": suite_name},
-            "base_config": student_meta.get("config", {}), "metrics": metrics}
+    meta = stage_meta("student/distill", args, cfg, parent=cfg.student, step=len(losses), metrics=metrics,
+                      suite=suite_name, teacher=args.init, base_config=student_meta.get("config", {}))
     save_checkpoint(out, model, tokenizer, meta)
     print0("distilled: " + " ".join(f"{k}={v}" for k, v in metrics.items()) + f"\nwrote {out}")
     teardown_distributed()
@@ -139,11 +127,11 @@ def teacher_data(teacher, tokenizer, tasks: dict, cfg: DistillConfig, seed: int,
     if data_file.exists():
         try:
             rows = read_jsonl(data_file)
-        except ValueError as e:
-            raise SystemExit(f"{e}; or delete {data_file} to sample the teacher again")
+        except UserError as e:
+            raise UserError(f"{e}; or delete {data_file} to sample the teacher again") from None
         if any(not isinstance(r.get("user"), str) or not isinstance(r.get("assistant"), str) for r in rows):
-            raise SystemExit(f"{data_file}: every line needs \"user\" and \"assistant\" strings; fix it or delete "
-                             f"the file to sample the teacher again")
+            raise UserError(f"{data_file}: every line needs \"user\" and \"assistant\" strings; fix it or delete "
+                            f"the file to sample the teacher again")
         print0(f"reusing {len(rows)} examples from {data_file}")
         return rows, {}
     problems = draw_problems(random.Random(seed), tasks, cfg.prompts, cfg.zh_share)

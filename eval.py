@@ -31,9 +31,9 @@ from r1mini.device import pick_device
 from r1mini.distributed import is_main, print0, setup_distributed, teardown_distributed
 from r1mini.evaluate import evaluate_model, heldout_problems
 from r1mini.files import atomic_write_json
-from r1mini.optim import step_guard
 from r1mini.report import interval, markdown_table
 from r1mini.sampling import sample_completions
+from r1mini.stage import exits_with_message, parent_suite, step_guard
 from r1mini.task_files import FileTask, task_set
 from r1mini.tasks import SUITES
 
@@ -71,11 +71,7 @@ def uses_chat(meta: dict, chat: str) -> bool:
     return chat == "yes" or (chat == "auto" and (stage.startswith("r1/") or stage.startswith("student")))
 
 
-def checkpoint_suite(meta: dict, preset: str) -> str:
-    config = meta.get("config", {})
-    return config.get("suite") or meta.get("base_config", {}).get("suite") or preset
-
-
+@exits_with_message
 def main(argv=None):
     cfg, args = parse_config(EvalConfig, PRESETS, __doc__, argv, default_init="out/base", default_out="",
                              init_help="checkpoint directories to evaluate, comma-separated",
@@ -89,7 +85,7 @@ def main(argv=None):
         seed_everything(args.seed)
         t0 = time.time()
         model, tokenizer, meta = load_checkpoint(init, device)
-        tasks = task_set(cfg.suite or checkpoint_suite(meta, args.preset), cfg.tasks)
+        tasks = task_set(cfg.suite or parent_suite(meta, args.preset), cfg.tasks)
         if isinstance(tasks.get(FileTask.name), FileTask):  # a file's languages only (its own, not en and zh)
             langs = tuple(lang for lang in cfg.langs.split(",") if tasks[FileTask.name].heldout(1, lang, "test")) or ("en",)
         chat = uses_chat(meta, cfg.chat)

@@ -41,7 +41,8 @@ from r1mini.distributed import (accumulate, print0, report_replicas_in_sync, set
 from r1mini.jsonl import JsonlLogger
 from r1mini.memory import micro_batch
 from r1mini.model import PRESETS as MODEL_PRESETS, Transformer, model_config
-from r1mini.optim import apply_update, learning_rate, step_guard
+from r1mini.optim import apply_update, learning_rate
+from r1mini.stage import exits_with_message, stage_meta, step_guard
 from r1mini.tasks import SUITES, suite
 from r1mini.tokenizer import Tokenizer
 
@@ -103,6 +104,7 @@ def lr_at(step: int, cfg: PretrainConfig) -> float:
     return learning_rate(step, cfg.max_steps, warmup=cfg.warmup_steps, peak=cfg.lr, min_ratio=cfg.min_lr_ratio)
 
 
+@exits_with_message
 def main(argv=None):
     cfg, args = parse_config(PretrainConfig, PRESETS, __doc__, argv, default_out="out/base")
     device = pick_device(args.device)
@@ -173,8 +175,8 @@ def main(argv=None):
             logger.log(metrics)
             bar.set_postfix(loss=metrics["loss"], tok_s=metrics["tokens_per_s"])
         if step % cfg.ckpt_every == 0 or step == cfg.max_steps:
-            meta = {"stage": "base", "parent": None, "step": step, "done": step == cfg.max_steps, "preset": args.preset,
-                    "seed": args.seed, "config": dataclasses.asdict(cfg), "model": mcfg.to_dict(), "metrics": metrics}
+            meta = stage_meta("base", args, cfg, parent=None, step=step, done=step == cfg.max_steps, metrics=metrics,
+                              model=mcfg.to_dict())
             save_checkpoint(out, model, tokenizer, meta, {"optimizer": optimizer.state_dict(), "step": step,
                                                           "data_generator": data_gen.get_state(), **save_rngs()})
     bar.close()

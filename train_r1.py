@@ -42,7 +42,6 @@ logs and saves; the sampled data differ from a one-process run (each rank has it
 """
 from __future__ import annotations
 
-import dataclasses
 import random
 import time
 from dataclasses import dataclass
@@ -60,18 +59,16 @@ from r1mini.checkpoint import (check_preset, is_done, load_checkpoint, load_trai
 from r1mini.config import NON_NEGATIVE, POSITIVE, SHARE, TASKS_FILE, name_in, parse_config
 from r1mini.device import autocast, pick_device
 from r1mini.distributed import print0, report_replicas_in_sync, setup_distributed, teardown_distributed
-from r1mini.evaluate import heldout_eval, heldout_problems
 from r1mini.files import atomic_save, atomic_write_json
 from r1mini.formats import chat_ids, stop_ids
 from r1mini.jsonl import JsonlLogger, write_jsonl
-from r1mini.optim import step_guard
 from r1mini.reward_model import RewardModel, pairwise_accuracy, score_texts, train_reward_model
 from r1mini.rewards import all_scenario_rewards, load_reward, reasoning_rewards
 from r1mini.rl import GRPOConfig, grpo_step, make_policy, resume_policy
 from r1mini.sampling import sample_striped
-from r1mini.sft import train_sft
 from r1mini.sft_data import cold_start_data, rejection_sampling_data
-from r1mini.task_files import task_set
+from r1mini.stage import (GRPO_MEMORY_FLAGS, dev_check, dev_sets, exits_with_message, sft_from_base, stage_meta,
+                          stage_tasks, step_guard)
 from r1mini.tasks import SUITES, Problem, draw_problems
 
 STAGE_NAMES = ("cold_start", "reasoning_rl", "rejection_sft", "final_rl")
@@ -90,7 +87,7 @@ class R1Config(GRPOConfig):  # every GRPO option (r1mini/rl.py) for both RL stag
     cold_prompts: int = 300  # training prompts the R1-Zero model is sampled on
     cold_samples: int = 4  # R1-Zero samples per prompt
     cold_examples: int = 1200  # topped up with worked solutions to this many
-    sft_epochs: int = 2  # of the cold-start SFT (rejection SFT runs 2, as the paper)
+    sft_epochs: int = 2  # of the cold-start SFT
     sft_batch_size: int = 32  # SFT sequences per step, all ranks together
     sft_lr: float = 1e-3  # SFT's peak learning rate
     sft_micro_batch_size: int = 0  # > 0: gradient accumulation over micro-batches of this many rows per rank
@@ -106,6 +103,7 @@ class R1Config(GRPOConfig):  # every GRPO option (r1mini/rl.py) for both RL stag
     rs_prompts: int = 3000  # many prompts, few samples each: the samples of one prompt are often identical
     rs_samples: int = 2  # samples per prompt
     reasoning_ratio: float = 3.0  # reasoning : non-reasoning examples
+    rs_epochs: int = 2  # of the rejection SFT (the paper ran 2)
     # stage 4: reward model
     rm_pairs: int = 2000  # preference pairs the reward model trains on
     # 60 steps at 1e-3 took 28 s and reached the held-out pair accuracy 200 steps at 5e-4 reach in 93 s (0.91 on
@@ -157,6 +155,7 @@ class R1Run:
     logger: JsonlLogger
 
 
+@exits_with_message
 def main(argv=None):
     cfg, args = parse_config(R1Config, PRESETS, __doc__, argv, default_init="out/zero", default_out="out/r1")
     reasoning_reward(cfg)  # a wrong --reward fails before any work
@@ -168,7 +167,8 @@ def main(argv=None):
     todo = [s for s in STAGE_NAMES if not is_done(run.out / s)] if cfg.stage == "all" else [cfg.stage]
     if cfg.stage == "all" and not (run.out / "zero_eval.json").exists():
         zero_model, _, _ = load_checkpoint(args.init, device, expect_stage="zero", made_by="train_zero.py")
-        zero_eval = evaluate(run, zero_model, chat=False)
+        zero_eval = dev_check(zero_model, run.tokenizer, run.eval_sets, k=cfg.eval_k,
+                              max_new_tokens=cfg.max_new_tokens, chat=False)
         if rank == 0:
             atomic_write_json(zero_eval, run.out / "zero_eval.json")
         print0("[r1-zero] " + " ".join(f"{k}={v}" for k, v in zero_eval.items()))
@@ -183,7 +183,8 @@ def main(argv=None):
         t0 = time.time()
         model, metrics = STAGES[stage](run)
         parent = run.base_dir if stage == "cold_start" else str(run.out / PREVIOUS[stage])
-        metrics = {**metrics, **evaluate(run, model), "seconds": round(time.time() - t0, 1)}
+        metrics = {**metrics, **dev_check(model, run.tokenizer, run.eval_sets, k=cfg.eval_k,
+                                          max_new_tokens=cfg.max_new_tokens), "seconds": round(time.time() - t0, 1)}
         save_stage(run, stage, model, parent, metrics)
     teardown_distributed()
 
@@ -195,14 +196,11 @@ def start(cfg: R1Config, args, device: torch.device, rank: int, world: int) -> R
                                               preset=args.preset)
     for stage in STAGE_NAMES:  # a run of another preset in --out is not resumed
         check_preset(Path(args.out) / stage, args.preset)
-    suite_name = cfg.suite or zero_meta.get("config", {}).get("suite") or args.preset
-    tasks = task_set(suite_name, cfg.tasks or zero_meta.get("config", {}).get("tasks", ""))
+    suite_name, tasks = stage_tasks(cfg.suite, cfg.tasks, zero_meta, args.preset)
     return R1Run(cfg, args, out, device, rank, world, tokenizer,
                  base_dir=cfg.base or zero_meta.get("parent") or "out/base", suite_name=suite_name, tasks=tasks,
                  rng=random.Random(args.seed), sampler=torch.Generator(device=device).manual_seed(args.seed + rank),
-                 eval_sets={lang: heldout_problems(tasks, cfg.eval_problems, seed=args.seed, lang=lang, split="dev")
-                            for lang in ("en", "zh")},
-                 logger=JsonlLogger(out / "log.jsonl"))
+                 eval_sets=dev_sets(tasks, cfg.eval_problems, args.seed), logger=JsonlLogger(out / "log.jsonl"))
 
 
 # -- the four stages: each returns its model and metrics; main saves them ---------------------------------------
@@ -216,7 +214,7 @@ def cold_start(run: R1Run):
     pairs, from_zero = cold_start_data(sampled, cfg.cold_examples, run.tasks, run.rng, cfg.zh_share)
     if run.rank == 0:
         write_jsonl(run.out / "cold_start_data.jsonl", [{"user": u, "assistant": a} for u, a in pairs])
-    model, losses = sft_from_base(run, pairs, cfg.sft_epochs, "cold start SFT")
+    model, losses = sft_on(run, pairs, cfg.sft_epochs, "cold start SFT")
     return model, {"from_zero": from_zero, "from_tasks": len(pairs) - min(from_zero, cfg.cold_examples),
                    "zero_samples": cfg.cold_prompts * cfg.cold_samples, "sft_loss": round(losses[-1], 4)}
 
@@ -231,7 +229,7 @@ def reasoning_rl(run: R1Run):
 
 def rejection_sft(run: R1Run):
     """Sample the reasoning-RL model, keep the correct and readable replies, add non-reasoning chat data,
-    SFT the base model for 2 epochs."""
+    SFT the base model for rs_epochs (the paper: 2)."""
     cfg = run.cfg
     model = load_stage(run, "reasoning_rl")
     problems = draw_problems(run.rng, run.tasks, cfg.rs_prompts, cfg.zh_share)
@@ -239,7 +237,7 @@ def rejection_sft(run: R1Run):
     rows, counts = rejection_sampling_data(sampled, cfg.reasoning_ratio, seed=run.args.seed)
     if run.rank == 0:
         write_jsonl(run.out / "rejection_sft_data.jsonl", rows)
-    model, losses = sft_from_base(run, [(r["user"], r["assistant"]) for r in rows], 2, "rejection SFT")
+    model, losses = sft_on(run, [(r["user"], r["assistant"]) for r in rows], cfg.rs_epochs, "rejection SFT")
     return model, {**{f"filter/{k}": v for k, v in counts.items()}, "non_reasoning": len(rows) - counts["kept"],
                    "sft_loss": round(losses[-1], 4)}
 
@@ -300,14 +298,15 @@ def grpo_stage(run: R1Run, model, stage: str, steps: int, reward_fn, general_poo
         items = [drawn[i] for i in range(run.rank, cfg.prompts_per_step, run.world)]
         questions = [item.question if isinstance(item, Problem) else item["user"] for item in items]
         prompts = [chat_ids(tokenizer, q)[0] for q in questions]
-        row = grpo_step(policy, tokenizer, prompts, items, reward_fn, cfg, step=step,
-                        stop_ids=stop_ids(tokenizer, chat=True), generator=run.sampler, out=run.out, stage=stage)
+        with step_guard(f"{stage} step {step + 1}", run.out, f"--lr (now {cfg.lr})", GRPO_MEMORY_FLAGS):
+            row = grpo_step(policy, tokenizer, prompts, items, reward_fn, cfg, step=step,
+                            stop_ids=stop_ids(tokenizer, chat=True), generator=run.sampler, stage=stage)
         step += 1
         bar.update(1)
         run.logger.log({"stage": stage, "step": step, **row})
         if step % cfg.rl_ckpt_every == 0 and step < steps:
             metrics = (extra_state or {}).get("metrics", {})  # the stage's metrics so far (the reward model's)
-            meta = stage_meta(run, stage, str(run.out / PREVIOUS[stage]), metrics, step, done=False)
+            meta = r1_meta(run, stage, str(run.out / PREVIOUS[stage]), metrics, step, done=False)
             save_checkpoint(run.out / stage, model, tokenizer, meta, {**policy.train_state(), "step": step,
                                                                       **save_rngs(run.rng, run.sampler),
                                                                       **(extra_state or {})})
@@ -330,16 +329,14 @@ def train_rm(run: R1Run, rm: RewardModel) -> dict:
     return metrics
 
 
-def sft_from_base(run: R1Run, pairs: list[tuple[str, str]], epochs: int, desc: str):
+def sft_on(run: R1Run, pairs: list[tuple[str, str]], epochs: int, desc: str):
     """SFT of a fresh copy of the base model on (user, assistant) pairs; (model, loss of every step)."""
     cfg = run.cfg
-    model, _, _ = load_checkpoint(run.base_dir, run.device, expect_stage="base", made_by="pretrain.py")
-    examples = [chat_ids(run.tokenizer, user, reply) for user, reply in pairs]
-    model.checkpoint_blocks = cfg.activation_checkpointing
     with step_guard("the SFT stage", run.out, "--sft_lr", "--sft_batch_size (or set --sft_micro_batch_size)"):
-        losses = train_sft(model, examples, epochs=epochs, batch_size=cfg.sft_batch_size, lr=cfg.sft_lr,
-                           pad_id=stop_ids(run.tokenizer, chat=True)[0], seed=run.args.seed,
-                           micro_batch_size=cfg.sft_micro_batch_size, desc=desc)
+        model, _, _, losses = sft_from_base(
+            run.base_dir, "pretrain.py", pairs, epochs=epochs, batch_size=cfg.sft_batch_size, lr=cfg.sft_lr,
+            micro_batch_size=cfg.sft_micro_batch_size, activation_checkpointing=cfg.activation_checkpointing,
+            seed=run.args.seed, device=run.device, desc=desc)
     return model, losses
 
 
@@ -350,20 +347,9 @@ def sample_texts(run: R1Run, model, problems, k: int, chat: bool, temperature: f
     return [s.completions for s in samples]
 
 
-def evaluate(run: R1Run, model, chat: bool = True) -> dict:
-    """Held-out pass@1, language consistency and format, English and Chinese prompts separately."""
-    result = {}
-    for lang, (r, _) in heldout_eval(model, run.tokenizer, run.eval_sets, k=run.cfg.eval_k,
-                                     max_new_tokens=run.cfg.max_new_tokens, chat=chat).items():
-        result.update({f"pass@1/{lang}": round(r["pass@1"], 4), f"lang/{lang}": round(r["lang_consistency"], 4),
-                       f"format/{lang}": round(r["format"], 4)})
-    return result
-
-
-def stage_meta(run: R1Run, stage: str, parent: str, metrics: dict, step: int = 0, done: bool = True) -> dict:
-    return {"stage": f"r1/{stage}", "parent": parent, "step": step, "done": done, "preset": run.args.preset,
-            "seed": run.args.seed, "config": {**dataclasses.asdict(run.cfg), "suite": run.suite_name},
-            "metrics": metrics}
+def r1_meta(run: R1Run, stage: str, parent: str, metrics: dict, step: int = 0, done: bool = True) -> dict:
+    return stage_meta(f"r1/{stage}", run.args, run.cfg, parent=parent, step=step, done=done, metrics=metrics,
+                      suite=run.suite_name)
 
 
 def unfinished_state(run: R1Run, stage: str) -> dict | None:
@@ -382,7 +368,7 @@ def load_stage(run: R1Run, stage: str):
 def save_stage(run: R1Run, stage: str, model, parent: str, metrics: dict) -> None:
     """The finished stage's checkpoint, and the random states the next stage starts from."""
     report_replicas_in_sync(model, f"[{stage}] ")
-    save_checkpoint(run.out / stage, model, run.tokenizer, stage_meta(run, stage, parent, metrics))
+    save_checkpoint(run.out / stage, model, run.tokenizer, r1_meta(run, stage, parent, metrics))
     if run.rank == 0:
         (run.out / stage / "train_state.pt").unlink(missing_ok=True)  # what resumed a GRPO stage, now finished
         atomic_save({"after": stage, **save_rngs(run.rng, run.sampler)}, run.out / "train_state.pt")

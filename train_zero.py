@@ -31,7 +31,6 @@ reflects and is right. Rerun the same command to resume.
 """
 from __future__ import annotations
 
-import dataclasses
 import random
 from dataclasses import dataclass
 from functools import partial
@@ -51,7 +50,7 @@ from r1mini.formats import prompt_ids, stop_ids
 from r1mini.jsonl import JsonlLogger, write_jsonl
 from r1mini.rewards import corrects_itself, count_reflection_words, load_reward, zero_rewards
 from r1mini.rl import GRPOConfig, Policy, grpo_step, make_policy, resume_policy
-from r1mini.task_files import task_set
+from r1mini.stage import GRPO_MEMORY_FLAGS, exits_with_message, stage_meta, stage_tasks, step_guard
 from r1mini.tasks import SUITES, draw_problems
 
 
@@ -99,6 +98,7 @@ class ZeroRun:
     step: int = 0
 
 
+@exits_with_message
 def main(argv=None):
     cfg, args = parse_config(ZeroConfig, PRESETS, __doc__, argv, default_init="out/base", default_out="out/zero")
     seen = {}  # what the reward saw last: each step's replies, for aha.jsonl
@@ -124,8 +124,9 @@ def main(argv=None):
         # -- GRPO: this rank's prompts -> G samples each -> accuracy + format rewards -> advantages -> update ----
         problems = draw_problems(run.problem_rng, run.tasks, n_prompts, cfg.zh_share)
         prompts = [prompt_ids(tokenizer, p.question, chat=False)[0] for p in problems]
-        metrics = grpo_step(policy, tokenizer, prompts, problems, reward_fn, cfg, step=run.step,
-                            stop_ids=stop_ids(tokenizer, chat=False), generator=run.sampler, out=out)
+        with step_guard(f"step {run.step + 1}", out, f"--lr (now {cfg.lr})", GRPO_MEMORY_FLAGS):
+            metrics = grpo_step(policy, tokenizer, prompts, problems, reward_fn, cfg, step=run.step,
+                                stop_ids=stop_ids(tokenizer, chat=False), generator=run.sampler)
         run.step += 1
         metrics = {"step": run.step, **metrics}
         if is_main():
@@ -158,9 +159,9 @@ def start(cfg: ZeroConfig, args, device: torch.device, rank: int) -> ZeroRun:
     else:
         model, tokenizer, meta = load_checkpoint(out, device, preset=args.preset)
         base_config = meta.get("base_config", {})
-    suite_name = cfg.suite or base_config.get("suite") or args.preset
+    suite_name, tasks = stage_tasks(cfg.suite, cfg.tasks, {"config": base_config}, args.preset)
     policy = make_policy(model, cfg, device)
-    run = ZeroRun(cfg, args, policy, tokenizer, suite_name, task_set(suite_name, cfg.tasks), random.Random(args.seed * 1000 + rank),
+    run = ZeroRun(cfg, args, policy, tokenizer, suite_name, tasks, random.Random(args.seed * 1000 + rank),
                   torch.Generator(device=device).manual_seed(args.seed + rank), base_config)
     if state is not None:
         run.step = resume_policy(policy, state, out, cfg.lr)
@@ -216,9 +217,8 @@ def heldout_check(run: ZeroRun, problems: list, out: Path) -> dict:
 
 def save(run: ZeroRun, out: Path, metrics: dict) -> None:
     cfg, args = run.cfg, run.args
-    meta = {"stage": "zero", "parent": str(args.init), "step": run.step, "done": run.step == cfg.steps,
-            "preset": args.preset, "seed": args.seed, "config": {**dataclasses.asdict(cfg), "suite": run.suite_name},
-            "base_config": run.base_config, "metrics": metrics}
+    meta = stage_meta("zero", args, cfg, parent=str(args.init), step=run.step, done=run.step == cfg.steps,
+                      metrics=metrics, suite=run.suite_name, base_config=run.base_config)
     state = {**run.policy.train_state(), "step": run.step, **save_rngs(run.problem_rng, run.sampler)}
     save_checkpoint(out, run.policy.model, run.tokenizer, meta, state)
 

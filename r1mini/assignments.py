@@ -127,11 +127,11 @@ def blank(root: Path, number: int) -> Path:
 def copy_tree(dest: Path, src: Path = ROOT) -> Path:
     """The repository at src (its code, tests, docs and scripts) copied to dest, a new or empty directory."""
     if not (src / "tests").is_dir() or not (src / "pyproject.toml").is_file():
-        raise SystemExit(f"{src} is not a clone of the r1mini repository (no tests/ or pyproject.toml): run "
+        raise ValueError(f"{src} is not a clone of the r1mini repository (no tests/ or pyproject.toml): run "
                          f"this from a clone, with the package installed from it (pip install -e .)")
     dest = Path(dest)
     if dest.exists() and any(dest.iterdir()):
-        raise SystemExit(f"{dest} exists and is not empty: name a new directory for the student copy")
+        raise ValueError(f"{dest} exists and is not empty: name a new directory for the student copy")
     shutil.copytree(src, dest, ignore=shutil.ignore_patterns(*NOT_COPIED), dirs_exist_ok=True)
     return dest
 
@@ -156,11 +156,11 @@ def main(argv: list[str] | None = None) -> None:
         for a in ASSIGNMENTS:
             print(f"{a.number:>2}  {a.command:<22} {a.module}: {', '.join(a.functions)}")
         return
-    try:
+    try:  # an unknown number, or a destination that is not new: a message, not a traceback
         a = get_assignment(args.number)
+        dest = make(a.number, args.dir)
     except ValueError as e:
         raise SystemExit(str(e)) from None
-    dest = make(a.number, args.dir)
     print(f"{dest}: assignment {a.number} ({a.title}); {', '.join(a.functions)} in {a.module} are blank.\n"
           f"Write them, then in {dest} run: {a.command}")
 

@@ -4,7 +4,8 @@ A checkpoint holds the weights (model.pt), the model config (model.json), the to
 parent, step, done, resolved config, metrics) and, while a run is unfinished, train_state.pt: the optimizer,
 the step, the random states and its own copy of the weights, so rerunning the same command goes on exactly
 where the last checkpoint left off. Files are written to a temporary name and renamed, meta.json last: a kill
-mid-save never leaves a broken or half-new checkpoint."""
+mid-save never leaves a broken or half-new checkpoint (r1mini/files.py). What a user can fix (a missing,
+mismatched or damaged checkpoint) raises config.UserError, whose message says what to do."""
 from __future__ import annotations
 
 import json
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from r1mini.config import UserError
 from r1mini.distributed import is_main, print0, unwrap
 from r1mini.files import atomic_save, atomic_write_json
 from r1mini.hf import load_pretrained
@@ -33,8 +35,9 @@ def save_checkpoint(out: str | Path, model: torch.nn.Module, tokenizer: Tokenize
     out.mkdir(parents=True, exist_ok=True)
     model = unwrap(model)
     if not all(t.isfinite().all() for t in model.state_dict().values() if t.is_floating_point()):
-        raise SystemExit(f"not saving step {meta.get('step')} to {out}: the weights hold NaN or inf (the learning "
-                         f"rate is likely too high); the checkpoint already there is the last good one")
+        raise FloatingPointError(f"not saving step {meta.get('step')} to {out}: the weights hold NaN or inf (the "
+                                 f"learning rate is likely too high); the checkpoint already there is the last good "
+                                 f"one")
     tokenizer.save(out)
     atomic_write_json(model.cfg.to_dict(), out / "model.json")
     atomic_save(model.state_dict(), out / "model.pt")
@@ -47,18 +50,17 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", expect
                     made_by: str | None = None, preset: str | None = None) -> tuple[Transformer, Tokenizer, dict]:
     """(model, tokenizer, meta) of a checkpoint directory. expect_stage: the stage meta.json must name (a
     prefix: "r1" takes every R1 stage); made_by: what to run when there is none ("pretrain.py"); preset: the
-    run's --preset, which the checkpoint's must match (check_preset). "hf:DIR" reads a Hugging Face checkpoint
+    run's preset, which the checkpoint's must match (check_preset). "hf:DIR" reads a Hugging Face checkpoint
     directory instead (r1mini/hf.py), which stands for any stage and any preset."""
     if str(path).startswith("hf:"):
         return load_hf(str(path)[3:], device)
     path = Path(path)
     if not (path / "meta.json").exists() or not (path / "model.pt").exists():
-        hint = f"run {made_by} first" if made_by else \
-            "pass --init with a checkpoint directory written by an earlier stage"
-        raise SystemExit(f"no checkpoint at {path}: {hint}")
+        hint = f"run {made_by} first" if made_by else "start from a checkpoint directory that an earlier stage wrote"
+        raise UserError(f"no checkpoint at {path}: {hint}")
     meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
     if expect_stage and not str(meta.get("stage", "")).startswith(expect_stage):
-        raise SystemExit(f"{path} holds a {meta.get('stage')!r} checkpoint, expected {expect_stage!r}")
+        raise UserError(f"{path} holds a {meta.get('stage')!r} checkpoint, expected {expect_stage!r}")
     if preset is not None:
         check_preset(path, preset)
     cfg = ModelConfig.from_dict(json.loads((path / "model.json").read_text(encoding="utf-8")))
@@ -66,7 +68,7 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", expect
     # a Hugging Face model's embedding often has rows past its tokenizer's last token (Qwen's: 151,936 for 151,665)
     fits = tokenizer.vocab_size <= cfg.vocab_size if tokenizer.hf else tokenizer.vocab_size == cfg.vocab_size
     if not fits:
-        raise SystemExit(f"{path}: tokenizer has {tokenizer.vocab_size} tokens but the model expects "
+        raise UserError(f"{path}: tokenizer has {tokenizer.vocab_size} tokens but the model expects "
                          f"{cfg.vocab_size}; the files come from different runs")
     model = Transformer(cfg)
     model.load_state_dict(_load(path / "model.pt"))
@@ -82,19 +84,19 @@ def load_hf(path: str, device: torch.device | str) -> tuple[Transformer, Tokeniz
     try:
         model, tokenizer = load_pretrained(path, device, block_size=context)
     except (OSError, ValueError) as e:
-        raise SystemExit(f"cannot load hf:{path}: {e}") from None
+        raise UserError(f"cannot load hf:{path}: {e}") from None
     return model, tokenizer, {"stage": "hf", "parent": f"hf:{path}", "config": {}}
 
 
 def check_preset(path: str | Path, preset: str) -> None:
     """Refuse a checkpoint made at another preset than this run's (toy and toy-student count as one, likewise
-    cpu and gpu): a cpu R1-Zero would otherwise train on a toy base that happened to be in its --init."""
+    cpu and gpu): a cpu R1-Zero would otherwise train on a toy base that happened to be where it starts from."""
     f = Path(path) / "meta.json"
     theirs = json.loads(f.read_text(encoding="utf-8")).get("preset") if f.exists() else None
     if theirs and theirs.split("-")[0] != preset.split("-")[0]:
-        raise SystemExit(f"{path} was made with --preset {theirs}, and this run is --preset {preset}: pass "
-                         f"--preset {theirs}, or a checkpoint made with --preset {preset} (toy runs live under "
-                         f"out/toy/), or delete {path} to start it over")
+        raise UserError(f"{path} was made at preset {theirs}, and this run is at preset {preset}: run at preset "
+                        f"{theirs}, or start from a checkpoint made at preset {preset} (toy runs live under out/toy/), "
+                        f"or delete {path} to start it over")
 
 
 def is_done(path: str | Path) -> bool:
@@ -116,8 +118,8 @@ def resume(state: dict, model: torch.nn.Module, optimizer: torch.optim.Optimizer
     try:
         model.load_state_dict(state["model"])
     except RuntimeError:  # the flags now ask for another model than the run in out/ trained
-        raise SystemExit(f"{out} holds a run of another model (its config: {Path(out) / 'model.json'}); to resume "
-                         f"it, rerun with that run's flags (meta.json), or pass another --out") from None
+        raise UserError(f"{out} holds a run of another model (its config: {Path(out) / 'model.json'}); to resume it, "
+                        f"rerun with that run's settings (its meta.json), or write the new run elsewhere") from None
     optimizer.load_state_dict(state["optimizer"])
     if lr is not None:
         for group in optimizer.param_groups:
@@ -130,8 +132,8 @@ def _load(f: Path):
     try:
         return torch.load(f, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, not a torch file, or objects weights_only refuses
-        raise SystemExit(f"cannot read {f} ({type(e).__name__}); it is damaged or from another program: "
-                         f"delete it and rerun the stage that writes it") from None
+        raise UserError(f"cannot read {f} ({type(e).__name__}); it is damaged or from another program: "
+                        f"delete it and rerun the stage that writes it") from None
 
 
 # -- random states: seeding a run, and saving and restoring it so that a resume goes on exactly -------------

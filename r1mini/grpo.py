@@ -24,8 +24,8 @@ Options, and which are the papers' defaults:
   over all tokens of the batch and divides by their number, so long completions are not down-weighted
   (DAPO, Yu et al. 2025); "constant" divides the sum by B * max_len, a constant (Dr. GRPO), which removes
   the length bias of 1/|o_i| altogether. Each is one entry of the AGGREGATIONS table, which grpo_loss, the
-  gradient accumulation (aggregation_count) and the --agg flag all read; add your own there, or name it on
-  the command line as module:name (docs/extending.md, a GRPO variant).
+  gradient accumulation (aggregation_count) and GRPOConfig's `agg` read by name; your own is an Aggregation
+  passed as `agg` itself, or named as module:name on the command line (docs/extending.md, a GRPO variant).
 - clipping: `clip_eps` is the papers' symmetric eps; `clip_eps_high` > clip_eps raises only the upper bound
   ("clip-higher", DAPO: 0.2 / 0.28), so unlikely tokens with A > 0 can grow more and entropy lasts longer.
 - KL: `kl_coef` is beta. DeepSeekMath used beta = 0.04; our default 0.0 drops the term (as DAPO and Dr. GRPO
@@ -78,16 +78,17 @@ def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "std")
 
 def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor | None,
               advantages: torch.Tensor, mask: torch.Tensor, *, clip_eps: float = 0.2,
-              clip_eps_high: float | None = None, kl_coef: float = 0.0, agg: str = "seq-mean",
+              clip_eps_high: float | None = None, kl_coef: float = 0.0, agg: str | Aggregation = "seq-mean",
               max_len: int | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """The GRPO loss, -J of R1 eq. 1, and diagnostics.
 
     logp, old_logp, ref_logp: (B, T) log-probs of the sampled tokens under pi_theta (with grad), pi_old and
     pi_ref (both treated as constants: detached here). advantages: (B,). mask: (B, T), bool or 0/1, True on
     response tokens; other positions (prompt, padding) get exactly zero gradient whatever their values.
-    clip_eps_high=None means symmetric clipping (an explicit 0.0 is honoured). max_len is the "constant"
-    aggregation's length budget, T when None. With agg="seq-mean", a row with no response tokens contributes
-    nothing and is not counted among the sequences (no division by zero; an all-empty batch gives loss 0).
+    clip_eps_high=None means symmetric clipping (an explicit 0.0 is honoured). agg: a name in AGGREGATIONS or
+    an Aggregation of your own. max_len is the "constant" aggregation's length budget, T when None. With
+    agg="seq-mean", a row with no response tokens contributes nothing and is not counted among the sequences
+    (no division by zero; an all-empty batch gives loss 0).
 
     stats (floats): "kl" (mean k3 KL over response tokens, 0.0 without ref_logp), "clip_frac" (share of
     response tokens where the clipped term is the active min, i.e. A > 0 and rho > 1+eps_high or A < 0 and
@@ -117,7 +118,7 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor
         kl = torch.zeros_like(logp)
     objective = (surrogate - kl_coef * kl) * m
 
-    aggregation = AGGREGATIONS[agg]
+    aggregation = AGGREGATIONS[agg] if isinstance(agg, str) else agg
     J = aggregation.total(objective, m) / aggregation.count(m, max_len).clamp(min=1)  # an empty batch: J = 0
     loss = -J
 
@@ -132,12 +133,13 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor
     return loss, dict(zip(names, values))
 
 
-def aggregation_count(mask: torch.Tensor, agg: str, max_len: int | None = None) -> torch.Tensor:
+def aggregation_count(mask: torch.Tensor, agg: str | Aggregation, max_len: int | None = None) -> torch.Tensor:
     """What an aggregation divides the summed objective by, for a (B, T) response mask: the number of
     non-empty sequences (seq-mean, after each is averaged over its tokens), of response tokens
     (token-mean) or B * max_len (constant). Gradient accumulation weights a micro-batch's loss by its count
     over the whole batch's, so that the accumulated update is the whole batch's."""
-    return AGGREGATIONS[agg].count((mask != 0).float(), mask.shape[1] if max_len is None else max_len)
+    aggregation = AGGREGATIONS[agg] if isinstance(agg, str) else agg
+    return aggregation.count((mask != 0).float(), mask.shape[1] if max_len is None else max_len)
 
 
 def sequence_logprobs(model: torch.nn.Module, input_ids: torch.Tensor,
@@ -192,8 +194,8 @@ def _check_loss_inputs(logp, old_logp, ref_logp, advantages, mask, clip_eps, cli
                          f"{'None' if ref_logp is None else 'given'})")
     if clip_eps < 0 or (clip_eps_high is not None and clip_eps_high < 0):
         raise ValueError(f"clip_eps and clip_eps_high must be >= 0, got {clip_eps}, {clip_eps_high}")
-    if agg not in AGGREGATIONS:
-        raise ValueError(f"unknown aggregation {agg!r}; choose one of {tuple(AGGREGATIONS)}")
+    if not isinstance(agg, Aggregation) and agg not in AGGREGATIONS:
+        raise ValueError(f"unknown aggregation {agg!r}; choose one of {tuple(AGGREGATIONS)} or pass an Aggregation")
     if max_len is not None and max_len < 1:
         raise ValueError(f"max_len must be >= 1, got {max_len}")
 

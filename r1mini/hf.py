@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from r1mini.config import UserError
 from r1mini.model import ModelConfig, Transformer
 from r1mini.tokenizer import Tokenizer
 
@@ -361,8 +362,8 @@ def render_chat(tokenizer: Tokenizer, messages: list[dict], add_generation_promp
         import jinja2.ext
         from jinja2.sandbox import ImmutableSandboxedEnvironment
     except ImportError:
-        raise SystemExit("rendering the checkpoint's chat template needs jinja2: pip install 'r1mini[hf]' "
-                         "(or pip install jinja2)") from None
+        raise UserError("rendering the checkpoint's chat template needs jinja2: pip install 'r1mini[hf]' "
+                        "(or pip install jinja2)") from None
 
     def raise_exception(message):
         raise ValueError(f"the chat template refused the conversation: {message}")

@@ -7,6 +7,7 @@ import math
 import time
 from pathlib import Path
 
+from r1mini.config import UserError
 from r1mini.distributed import is_main
 
 
@@ -33,13 +34,13 @@ def write_jsonl(path: str | Path, rows, append: bool = False) -> None:
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
-    """Rows of a JSONL file; a malformed line raises ValueError naming the file and the line."""
+    """Rows of a JSONL file; a malformed line raises UserError (a ValueError) naming the file and the line."""
     return [row for _, row in numbered_rows(path)]
 
 
 def numbered_rows(path: str | Path):
     """(line number, row) of each non-blank line of a JSONL file, for errors that name the line of a bad
-    field; a line that is not a JSON object raises ValueError naming the file and the line."""
+    field; a line that is not a JSON object raises UserError naming the file and the line."""
     with open(path, "rb") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
@@ -47,11 +48,11 @@ def numbered_rows(path: str | Path):
             try:
                 row = json.loads(line.decode("utf-8"))
             except UnicodeDecodeError:
-                raise ValueError(f"{path}, line {n}: not UTF-8 text; fix or delete that line") from None
+                raise UserError(f"{path}, line {n}: not UTF-8 text; fix or delete that line") from None
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path}, line {n}: not valid JSON ({e.msg}); fix or delete that line") from None
+                raise UserError(f"{path}, line {n}: not valid JSON ({e.msg}); fix or delete that line") from None
             if not isinstance(row, dict):
-                raise ValueError(f"{path}, line {n}: expected a JSON object, got {type(row).__name__}")
+                raise UserError(f"{path}, line {n}: expected a JSON object, got {type(row).__name__}")
             yield n, row
 
 

@@ -1,10 +1,9 @@
-"""One optimizer update, the same in every stage, the learning-rate schedule, and the guard that turns the failures a user can fix
-(a NaN loss, CUDA out of memory) into a message that says what to do."""
+"""One optimizer update, the same in every stage, and the learning-rate schedule. A NaN or inf loss or
+gradient is refused before the update with a FloatingPointError, which the scripts turn into what to do
+(r1mini/stage.py, step_guard)."""
 from __future__ import annotations
 
-import contextlib
 import math
-from pathlib import Path
 
 import torch
 
@@ -39,19 +38,3 @@ def learning_rate(step: int, total: int, *, warmup: int, peak: float = 1.0, deca
         return peak
     progress = min(1.0, (step - start) / max(1, total - start))
     return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-@contextlib.contextmanager
-def step_guard(where: str, out: str | Path | None, lr_flag: str = "--lr", memory_flags: str = "--batch_size"):
-    """Turn the failures a user can fix into a SystemExit that says what to do: a NaN/inf loss or gradient
-    (FloatingPointError from apply_update, raised before the update) and CUDA running out of memory.
-    Either way nothing was saved after the last checkpoint in `out`, so a rerun resumes from it."""
-    resume = f" The last checkpoint in {out} is intact; rerun the same command to resume from it." if out else ""
-    try:
-        yield
-    except FloatingPointError as e:
-        raise SystemExit(f"{e} at {where}; stopped before applying the update. Lower {lr_flag} or --grad_clip."
-                         + resume) from None
-    except torch.cuda.OutOfMemoryError:
-        raise SystemExit(f"CUDA out of memory at {where}: lower {memory_flags}, or use a smaller --preset."
-                         + resume) from None

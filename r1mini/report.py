@@ -11,8 +11,9 @@ import json
 import sys
 from pathlib import Path
 
-from r1mini.files import atomic_write_json
+from r1mini.config import UserError
 from r1mini.evaluate import bootstrap_ci
+from r1mini.files import atomic_write_json
 from r1mini.jsonl import read_jsonl
 
 # (row name, checkpoint directory under OUT)
@@ -215,7 +216,7 @@ def report(out: str | Path) -> dict:
         model_cfg = json.loads((out / sub / "model.json").read_text()) if (out / sub / "model.json").exists() else {}
         params[name] = f"{model_cfg.get('n_layer', '?')}L/{model_cfg.get('n_embd', '?')}"
     if not table:
-        raise SystemExit(f"no eval.json under {out}: run eval.py on the checkpoints first (speedrun.sh does)")
+        raise UserError(f"no eval.json under {out}: run eval.py on the checkpoints first (speedrun.sh does)")
     times = [line.split("\t") for line in (out / "times.tsv").read_text().splitlines()] \
         if (out / "times.tsv").exists() else []
     if (out / "hardware.txt").exists():
@@ -278,5 +279,8 @@ def report(out: str | Path) -> dict:
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         raise SystemExit("usage: python -m r1mini.report OUT_DIR")
-    report(sys.argv[1])
+    try:
+        report(sys.argv[1])
+    except UserError as e:
+        raise SystemExit(str(e)) from None
     print((Path(sys.argv[1]) / "report.md").read_text(encoding="utf-8"))

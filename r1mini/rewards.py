@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from functools import partial
 
-from r1mini.config import import_named
+from r1mini.config import ConfigError, import_named
 from r1mini.task_files import task_for
 from r1mini.tasks import Problem
 
@@ -162,9 +162,9 @@ def load_reward(spec: str):
     """Your own reward function, named `module:function` (config.import_named; e.g. my_rewards:length_bonus
     for my_rewards.py in the working directory). It takes what zero_rewards takes and returns what it returns.
     The module is your code, imported; model output is never executed."""
-    fn = import_named(spec, "--reward")
+    fn = import_named(spec, "reward")
     if not callable(fn):
-        raise SystemExit(f"--reward {spec}: {spec.partition(':')[2]!r} is not a function")
+        raise ConfigError("reward", f"{spec}: {spec.partition(':')[2]!r} is not a function")
     return fn
 
 

@@ -19,7 +19,7 @@ from typing import ClassVar
 import torch
 
 from r1mini.checkpoint import resume
-from r1mini.config import NON_NEGATIVE, POSITIVE, TOP_P, import_named, importable, one_of, validate
+from r1mini.config import NON_NEGATIVE, POSITIVE, TOP_P, ConfigError, import_named, importable, one_of, validate
 from r1mini.device import autocast, throughput
 from r1mini.distributed import (accumulate, length_chunks, print0, rank_and_world, sum_over_ranks,
                                 training_forward)
@@ -27,7 +27,7 @@ from r1mini.filters import mixed_language
 from r1mini.grpo import (AGGREGATIONS, Aggregation, aggregation_count, entropy_from_logits, group_advantages, grpo_loss,
                          logprobs_from_logits)
 from r1mini.memory import micro_batch
-from r1mini.optim import apply_update, step_guard
+from r1mini.optim import apply_update
 from r1mini.rewards import count_reflection_words, is_step_by_step
 from r1mini.sampling import generate
 
@@ -58,7 +58,7 @@ class GRPOConfig:
     drop_uniform_groups: bool = False  # dynamic sampling (DAPO): no update on groups whose rewards are all equal
     compile: bool = False  # torch.compile the training forward (dynamic shapes: rollout lengths vary)
     reward: str = ""  # "": the stage's rule rewards, as the paper; module:function for your own (docs/extending.md)
-    activation_checkpointing: bool = False  # recompute each block in backward: less memory (0.5B+ models), ~1/3 more compute
+    activation_checkpointing: bool = False  # recompute each block in backward: less memory (0.5B+), ~1/3 more compute
     speculative: bool = False  # roll out by speculative decoding with the MTP draft (an MTP base; same samples' law)
 
     RULES: ClassVar[dict] = {"top_p": TOP_P, "lr": POSITIVE, "grad_clip": POSITIVE, "micro_batch_size": NON_NEGATIVE,
@@ -69,17 +69,23 @@ class GRPOConfig:
 
     def __post_init__(self):
         validate(self)
-        if self.agg not in AGGREGATIONS:  # your own, module:name: it joins the table (docs/extending.md)
-            aggregation = import_named(self.agg, "--agg")
-            if not isinstance(aggregation, Aggregation):
-                raise SystemExit(f"--agg {self.agg}: must name an r1mini.grpo.Aggregation, got "
-                                 f"{type(aggregation).__name__}")
-            AGGREGATIONS[self.agg] = aggregation
+        self.aggregation()  # your own aggregation is imported here: a wrong name fails where the config is made
+
+    def aggregation(self) -> Aggregation:
+        """The Aggregation that `agg` names: a built-in one of grpo.AGGREGATIONS, or your own as module:name
+        (docs/extending.md), imported, not added to the table."""
+        if self.agg in AGGREGATIONS:
+            return AGGREGATIONS[self.agg]
+        aggregation = import_named(self.agg, "agg")
+        if not isinstance(aggregation, Aggregation):
+            got = type(aggregation).__name__
+            raise ConfigError("agg", f"{self.agg}: must name an r1mini.grpo.Aggregation, got {got}")
+        return aggregation
 
     def prompts_per_rank(self, world: int) -> int:
         """Each rank's share of prompts_per_step under torchrun (whole groups stay on one rank)."""
         if self.prompts_per_step % world:
-            raise SystemExit(f"--prompts_per_step {self.prompts_per_step} must divide by the {world} ranks")
+            raise ConfigError("prompts_per_step", f"{self.prompts_per_step} must divide by the {world} ranks")
         return self.prompts_per_step // world
 
 
@@ -148,14 +154,14 @@ def rollout(model, tokenizer, prompt_ids: list[list[int]], group_size: int, *, m
 
 
 def grpo_step(policy: Policy, tokenizer, prompts: list[list[int]], items: list, reward_fn, cfg: GRPOConfig, *,
-              step: int, stop_ids: list[int], generator: torch.Generator, out=None, stage: str = "") -> dict:
+              step: int, stop_ids: list[int], generator: torch.Generator, stage: str = "") -> dict:
     """One GRPO step on this rank's prompts (token ids; `items[i]` is what prompts[i] asks, handed to
     reward_fn(completions, items) -> (rewards, parts) once per completion). Returns the step's metrics,
-    averaged over all ranks. `step` counts the steps done before this one; `out` and `stage` only name
-    where a failure happened."""
+    averaged over all ranks. `step` counts the steps done before this one; `stage` names it in warnings. A NaN
+    loss (FloatingPointError) or CUDA running out of memory is raised as it comes: the script's step_guard
+    turns it into what to do (r1mini/stage.py)."""
     model, device = policy.model, next(policy.model.parameters()).device
     where = f"{stage} step {step + 1}".strip()
-    memory_flags = "--group_size, --prompts_per_step or --max_new_tokens"
     if policy.ref_model is not None and step % cfg.ref_reset_every == 0:
         policy.ref_model.load_state_dict(model.state_dict())  # reset the reference to the current policy
 
@@ -163,7 +169,7 @@ def grpo_step(policy: Policy, tokenizer, prompts: list[list[int]], items: list, 
     t0 = time.time()
     model.eval()
     draft_stats = {} if cfg.speculative else None
-    with autocast(device), step_guard(f"{where} (rollout)", out, "--lr", memory_flags):
+    with autocast(device):
         ro = rollout(model, tokenizer, prompts, cfg.group_size, max_new_tokens=cfg.max_new_tokens,
                      stop_ids=stop_ids, temperature=cfg.temperature, top_p=cfg.top_p, generator=generator,
                      draft_stats=draft_stats)
@@ -179,8 +185,7 @@ def grpo_step(policy: Policy, tokenizer, prompts: list[list[int]], items: list, 
 
     # -- update: mu passes over the batch, in minibatches -------------------------------------------------------
     t0 = time.time()
-    with step_guard(f"{where} (update)", out, f"--lr (now {cfg.lr})", memory_flags + " (or set --micro_batch_size)"):
-        update = grpo_update(policy, ro, advantages, keep, cfg)
+    update = grpo_update(policy, ro, advantages, keep, cfg)
     t_train = time.time() - t0
     metrics = step_metrics(ro, rewards, parts, mixed, update, t_gen, t_train, cfg, model)
     if draft_stats:  # this rank's share of MTP drafts the model accepted
@@ -211,7 +216,8 @@ def grpo_update(policy: Policy, ro: Rollout, advantages: torch.Tensor, keep: tor
     idx = keep.nonzero().squeeze(1)
     ids, mask, adv = ro.ids[idx], ro.mask[idx], advantages[idx]
     slices = torch.arange(len(idx), device=device).tensor_split(cfg.minibatches)
-    counts = sum_over_ranks([float(aggregation_count(mask[rows], cfg.agg, cfg.max_new_tokens)) for rows in slices]
+    agg = cfg.aggregation()
+    counts = sum_over_ranks([float(aggregation_count(mask[rows], agg, cfg.max_new_tokens)) for rows in slices]
                             + [len(rows) for rows in slices], device)  # one collective for the whole update
     totals, sizes = counts[:len(slices)], counts[len(slices):]
     # micro-batches: --micro_batch_size, else what fits the device's memory (all rows on the CPU)
@@ -274,19 +280,20 @@ def _minibatch_update(policy: Policy, ids, mask, adv, old_logp, ref_logp, rows, 
     `entropies`."""
     # mask column j marks the target ids[:, j + 1]: a chunk whose targets end before mask column w needs w + 1 ids
     chunks = [(rows[c], width + 1) for c, width in length_chunks(mask[rows], micro)]
+    agg = cfg.aggregation()
     n_tokens = max(1, mask[rows].sum().item())
     policy.optimizer.zero_grad(set_to_none=True)
     loss_sum, stats_sum = 0.0, {}
     for _, (c, width) in accumulate(policy.forward, chunks):
         m = mask[c, :width - 1]
-        chunk_weight = float(aggregation_count(m, cfg.agg, cfg.max_new_tokens)) * world / total  # not m's width
+        chunk_weight = float(aggregation_count(m, agg, cfg.max_new_tokens)) * world / total  # not m's width
         with autocast(ids.device):
             logits = policy.forward(ids[c, :width])[:, :-1]
         logp = logprobs_from_logits(logits, ids[c, 1:width])
         loss, stats = grpo_loss(logp, logp.detach() if old_logp is None else old_logp[c, :width - 1],
                                 None if ref_logp is None else ref_logp[c, :width - 1], adv[c], m,
                                 clip_eps=cfg.clip_eps, clip_eps_high=cfg.clip_eps_high, kl_coef=cfg.kl_coef,
-                                agg=cfg.agg, max_len=cfg.max_new_tokens)
+                                agg=agg, max_len=cfg.max_new_tokens)
         (loss * chunk_weight).backward()
         loss_sum += loss.detach() * chunk_weight
         share = m.sum().item() / n_tokens  # token-weighted diagnostics

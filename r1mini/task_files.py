@@ -13,6 +13,7 @@ import re
 from fractions import Fraction
 from pathlib import Path
 
+from r1mini.config import ConfigError, UserError
 from r1mini.jsonl import numbered_rows
 from r1mini.tasks import MAX_ANSWER_CHARS, SPLITS, TASKS, Problem, Task, get_task, split_of, suite
 
@@ -71,15 +72,15 @@ class FileTask(Task):
         """A problem of the split at random; the file's own language, whatever `lang` asks."""
         if not self.pool.get(split):
             why = " (a test file is held out whole)" if is_test_file(self.path) else ""
-            raise SystemExit(f"{self.path} has no {split} problems{why}: pass a file with {split} problems")
+            raise UserError(f"{self.path} has no {split} problems{why}: use a file with {split} problems")
         return rng.choice(self.pool[split])
 
     def heldout(self, n: int, lang: str, split: str) -> list[Problem]:
         """The first n problems of the split (dev or test) in `lang`: distinct, the same for every model. A
         training run asks for dev problems first, so a test file stops it here, before any work."""
         if split != "test" and is_test_file(self.path):
-            raise SystemExit(f"{self.path} has no {split} problems (a test file is held out whole): train on a file "
-                             f"with train problems, and evaluate on this one with eval.py")
+            raise UserError(f"{self.path} has no {split} problems (a test file is held out whole): train on a file "
+                            f"with train problems, and evaluate on this one with eval.py")
         return [p for p in self.pool[split] if p.lang == lang][:n]
 
     def key(self, data: dict) -> str:
@@ -104,63 +105,63 @@ class FileTask(Task):
             return answer.strip() if isinstance(answer, str) else ""
 
     def solution(self, problem, style, lang, rng):
-        raise ValueError(f"a JSONL task ({self.path}) has no worked solutions to write: the stages that need them "
-                         f"(R1's cold start) run on the synthetic suites only")
+        raise UserError(f"a JSONL task ({self.path}) has no worked solutions to write: the stages that need them "
+                        f"(R1's cold start) run on the synthetic suites only")
 
 
 def load_task_file(spec: str) -> FileTask:
-    """A FileTask from "FILE.jsonl" or "FILE.jsonl:CHECKER"; a malformed line raises ValueError naming the file,
+    """A FileTask from "FILE.jsonl" or "FILE.jsonl:CHECKER"; a malformed line raises UserError naming the file,
     the line and what is wrong (nothing is trained or run before every line has passed)."""
     path, _, default = spec.partition(":") if not Path(spec).exists() else (spec, "", "")
     if default and default not in CHECKERS:
-        raise ValueError(f"--tasks {spec}: unknown checker {default!r}; choose from {', '.join(CHECKERS)}")
+        raise ConfigError("tasks", f"{spec}: unknown checker {default!r}; choose from {', '.join(CHECKERS)}")
     if not Path(path).is_file():
-        raise ValueError(f"--tasks {path}: no such file")
+        raise ConfigError("tasks", f"{path}: no such file")
     problems = [_problem(row, default, f"{path}, line {n}") for n, row in numbered_rows(path)]
     if not problems:
-        raise ValueError(f"{path} holds no problems")
+        raise UserError(f"{path} holds no problems")
     return FileTask(path, problems)
 
 
 def _problem(row: dict, default_checker: str, where: str) -> Problem:
-    """One line as a Problem, or ValueError saying what is wrong with it."""
+    """One line as a Problem, or UserError saying what is wrong with it."""
     countdown = "target" in row and ("nums" in row or "numbers" in row)  # TinyZero's lines name no checker
     checker = row.get("checker", default_checker or ("countdown" if countdown else ""))
     if checker not in CHECKERS:
         named = f"checker {checker!r} is" if checker else "no checker is named;"
-        raise ValueError(f"{where}: {named} not one of {', '.join(CHECKERS)} (name it on the line "
-                         f"as \"checker\", or for the whole file as --tasks FILE.jsonl:CHECKER)")
+        raise UserError(f"{where}: {named} not one of {', '.join(CHECKERS)} (name it on the line "
+                        f"as \"checker\", or for the whole file after its name, FILE.jsonl:CHECKER)")
     lang = row.get("lang", "en")
     if lang not in ("en", "zh"):
-        raise ValueError(f"{where}: lang must be \"en\" or \"zh\", got {lang!r}")
+        raise UserError(f"{where}: lang must be \"en\" or \"zh\", got {lang!r}")
     data = {"checker": checker}
     if checker == "countdown":
         numbers, target = row.get("numbers", row.get("nums")), row.get("target")
         if not (isinstance(numbers, list) and numbers and all(type(x) is int and x >= 0 for x in numbers)):
-            raise ValueError(f"{where}: a countdown line needs \"numbers\" (or \"nums\"), a list of integers >= 0")
+            raise UserError(f"{where}: a countdown line needs \"numbers\" (or \"nums\"), a list of integers >= 0")
         if type(target) is not int:
-            raise ValueError(f"{where}: a countdown line needs an integer \"target\", got {target!r}")
+            raise UserError(f"{where}: a countdown line needs an integer \"target\", got {target!r}")
         data |= {"numbers": numbers, "target": target}
         question = row.get("question") or TASKS["countdown"].question(data, lang, None)
         answer = str(row.get("answer", ""))
     else:
         question, answer = row.get("question"), row.get("answer")
         if not isinstance(question, str) or not question.strip():
-            raise ValueError(f"{where}: \"question\" must be a non-empty string")
+            raise UserError(f"{where}: \"question\" must be a non-empty string")
         if isinstance(answer, (int, float)) and not isinstance(answer, bool):
             answer = str(answer)
         if not isinstance(answer, str) or not answer.strip():
-            raise ValueError(f"{where}: \"answer\" must be a non-empty string or a number")
+            raise UserError(f"{where}: \"answer\" must be a non-empty string or a number")
         if checker == "number":
             value = final_number(answer)
             if value is None:
-                raise ValueError(f"{where}: the number checker needs a number in \"answer\", got {answer!r}")
+                raise UserError(f"{where}: the number checker needs a number in \"answer\", got {answer!r}")
             answer = str(value)  # "1,234" -> "1234", "0.50" -> "1/2": what Fraction reads back
         if checker == "choice":
             question, answer = _choice_question(row, question, answer.strip(), where)
         data["answer"] = answer
     if not isinstance(question, str):
-        raise ValueError(f"{where}: \"question\" must be a string")
+        raise UserError(f"{where}: \"question\" must be a string")
     return Problem(FileTask.name, question, lang, answer, {**data, "question": question})
 
 
@@ -168,25 +169,24 @@ def _choice_question(row: dict, question: str, answer: str, where: str) -> tuple
     """The question with its options (if the line lists "choices") lettered under it, and the answer letter."""
     choices = row.get("choices", [])
     if not isinstance(choices, list) or not all(isinstance(c, str) for c in choices) or len(choices) > 26:
-        raise ValueError(f"{where}: \"choices\" must be a list of at most 26 strings")
+        raise UserError(f"{where}: \"choices\" must be a list of at most 26 strings")
     letters = [chr(ord("A") + i) for i in range(len(choices) or 26)]
     if answer not in letters:
-        raise ValueError(f"{where}: a choice answer must be one letter of {letters[0]}-{letters[-1]}, got {answer!r}")
+        raise UserError(f"{where}: a choice answer must be one letter of {letters[0]}-{letters[-1]}, got {answer!r}")
     options = "".join(f"\n{letter}. {c}" for letter, c in zip(letters, choices))
     return question + options, answer
 
 
 def task_for(problem: Problem) -> Task:
-    """The task that checks a problem: its synthetic task by name, or a FileTask for a JSONL file's problem
-    (which carries its own checker and data)."""
+    """The task that checks a problem: the task that made it (a synthetic one, or your own suite's), else its
+    task by name, or a FileTask for a JSONL file's problem (which carries its own checker and data)."""
+    if problem.maker is not None:
+        return problem.maker
     return FileTask() if problem.task == FileTask.name else get_task(problem.task)
 
 
 def task_set(suite_name: str, tasks_file: str = "") -> dict[str, Task]:
     """The tasks a run draws from: the JSONL file's when one is given (--tasks), else the suite's."""
     if tasks_file:
-        try:
-            return {FileTask.name: load_task_file(tasks_file)}
-        except ValueError as e:
-            raise SystemExit(str(e)) from None
+        return {FileTask.name: load_task_file(tasks_file)}
     return suite(suite_name)

@@ -101,8 +101,10 @@ def test_make_copies_the_tree_with_one_assignment_blanked(tmp_path):
     assert ast.unparse(fn.args) == ast.unparse(original.args)
     assert textwrap.dedent(ast.unparse(fn.body[1])).startswith("raise NotImplementedError('assignment 5: write")
     assert len(fn.body) == 2
-    with pytest.raises(SystemExit, match="not empty"):
+    with pytest.raises(ValueError, match="not empty"):
         make(5, dest)
+    with pytest.raises(SystemExit, match="not empty"):  # the command line: a message
+        main(["make", "5", str(dest)])
 
 
 def test_command_line(tmp_path, capsys):
@@ -116,7 +118,7 @@ def test_command_line(tmp_path, capsys):
     assert "pytest -m assignment9" in capsys.readouterr().out
     blanked = (tmp_path / "nine" / "r1mini" / "evaluate.py").read_text()
     assert "raise NotImplementedError('assignment 9: write majority_vote" in blanked
-    with pytest.raises(SystemExit, match="not a clone"):
+    with pytest.raises(ValueError, match="not a clone"):
         copy_tree(tmp_path / "other", src=tmp_path / "nine" / "r1mini")
 
 

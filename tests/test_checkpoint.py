@@ -11,6 +11,7 @@ import torch
 
 from r1mini.checkpoint import (is_done, load_checkpoint, load_train_state, restore_rngs, resume, save_checkpoint,
                                save_rngs, seed_everything)
+from r1mini.config import UserError
 from r1mini.model import Transformer, model_config
 from r1mini.tokenizer import Tokenizer
 
@@ -43,21 +44,20 @@ def test_checkpoint_round_trip(tmp_path, tiny_tokenizer):
 
 
 def test_checkpoint_errors(tmp_path, tiny_tokenizer):
-    with pytest.raises(SystemExit) as e:
+    with pytest.raises(UserError, match=f"no checkpoint at {tmp_path}: run pretrain.py first"):
         load_checkpoint(tmp_path, expect_stage="base", made_by="pretrain.py")
-    assert "pretrain.py" in str(e.value.code)
-    with pytest.raises(SystemExit, match="--init"):
+    with pytest.raises(UserError, match="start from a checkpoint directory that an earlier stage wrote"):
         load_checkpoint(tmp_path / "missing")
     model = Transformer(model_config("toy", vocab_size=tiny_tokenizer.vocab_size))
     save_checkpoint(tmp_path, model, tiny_tokenizer, {"stage": "base"})
-    with pytest.raises(SystemExit, match="expected 'zero'"):
+    with pytest.raises(UserError, match="expected 'zero'"):
         load_checkpoint(tmp_path, expect_stage="zero")
     assert load_train_state(tmp_path) is None
     # a model.json that does not fit the tokenizer: files from different runs
     cfg = json.loads((tmp_path / "model.json").read_text())
     cfg["vocab_size"] += 1
     (tmp_path / "model.json").write_text(json.dumps(cfg))
-    with pytest.raises(SystemExit, match="different runs"):
+    with pytest.raises(UserError, match="different runs"):
         load_checkpoint(tmp_path)
 
 
@@ -91,9 +91,9 @@ def test_resume_loads_weights_and_optimizer(tmp_path, capsys):
     assert fresh_optimizer.param_groups[0]["lr"] == 5e-4  # ...unless the command line gives another
     # the flags now ask for another model than the run in out/ trained
     other = Transformer(model_config("toy", vocab_size=65))
-    with pytest.raises(SystemExit) as e:
+    with pytest.raises(UserError) as e:
         resume(state, other, torch.optim.AdamW(other.parameters()), tmp_path / "run")
-    assert str(e.value.code).startswith(f"{tmp_path / 'run'} holds a run of another model")
+    assert str(e.value).startswith(f"{tmp_path / 'run'} holds a run of another model")
 
 
 def draw_everything(problem_rng: random.Random, sampler: torch.Generator) -> list:
@@ -139,8 +139,8 @@ def test_check_preset_refuses_a_checkpoint_of_another_preset(tmp_path):
     (tmp_path / "meta.json").write_text(json.dumps({"stage": "base", "preset": "toy"}))
     check_preset(tmp_path, "toy")
     check_preset(tmp_path, "toy-student")  # the student of the same preset: the same family
-    with pytest.raises(SystemExit, match=r"was made with --preset toy, and this run is --preset cpu: pass "
-                                         r"--preset toy, or a checkpoint made with --preset cpu"):
+    with pytest.raises(UserError, match=r"was made at preset toy, and this run is at preset cpu: run at preset "
+                                        r"toy, or start from a checkpoint made at preset cpu"):
         check_preset(tmp_path, "cpu")
     (tmp_path / "meta.json").write_text(json.dumps({"stage": "base"}))  # written before presets were recorded
     check_preset(tmp_path, "cpu")

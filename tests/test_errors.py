@@ -17,7 +17,7 @@ import train_r1  # noqa: E402
 import train_zero  # noqa: E402
 import r1mini.rl  # noqa: E402
 from r1mini.checkpoint import load_checkpoint, load_train_state  # noqa: E402
-from r1mini.config import parse_config  # noqa: E402
+from r1mini.config import UserError, parse_config  # noqa: E402
 from r1mini.jsonl import read_jsonl  # noqa: E402
 from r1mini.model import Transformer, model_config  # noqa: E402
 from r1mini.sft import train_sft  # noqa: E402
@@ -94,14 +94,14 @@ def test_resuming_with_another_model_is_refused(base, tmp_path):
     out = tmp_path / "base"
     shutil.copytree(base, out)
     msg = exit_message("pretrain", ["--out", out, *SMALL, "--model", "toy-student"])
-    assert msg.startswith(f"{out} holds a run of another model") and "pass another --out" in msg
+    assert msg.startswith(f"{out} holds a run of another model") and "or write the new run elsewhere" in msg
     assert json.loads((out / "meta.json").read_text())["step"] == 6  # the run in out/ is untouched
 
 
 def test_missing_checkpoint_names_the_script_that_makes_it(tmp_path):
     assert "run pretrain.py first" in exit_message("train_zero", ["--init", tmp_path / "none", "--out", tmp_path / "z"])
     assert "run train_zero.py first" in exit_message("train_r1", ["--init", tmp_path / "none", "--out", tmp_path / "r"])
-    assert "pass --init with a checkpoint directory" in exit_message("eval", ["--init", tmp_path / "none"])
+    assert "start from a checkpoint directory that an earlier stage wrote" in exit_message("eval", ["--init", tmp_path / "none"])
 
 
 def test_checkpoint_of_the_wrong_stage(base, tmp_path):
@@ -114,7 +114,7 @@ def test_tokenizer_and_model_from_different_runs(base, tmp_path):
     shutil.copytree(base, bad)
     cfg = json.loads((bad / "model.json").read_text())
     (bad / "model.json").write_text(json.dumps({**cfg, "vocab_size": cfg["vocab_size"] + 1}))
-    with pytest.raises(SystemExit, match="tokenizer has .* tokens but the model expects"):
+    with pytest.raises(UserError, match="tokenizer has .* tokens but the model expects"):
         load_checkpoint(bad)
 
 
@@ -125,7 +125,7 @@ def test_damaged_weights_or_train_state(base, tmp_path, damage):
     for f in ("model.pt", "train_state.pt"):
         data = (bad / f).read_bytes()
         (bad / f).write_bytes(data[:len(data) // 2] if damage == "truncate" else b"not a checkpoint\n" * 10)
-    with pytest.raises(SystemExit, match="cannot read .*model.pt .*delete it and rerun"):
+    with pytest.raises(UserError, match="cannot read .*model.pt .*delete it and rerun"):
         load_checkpoint(bad)
     # rerunning the pretraining to resume it reads train_state.pt: the same kind of message
     assert "train_state.pt" in exit_message("pretrain", ["--out", bad, *SMALL, "--max_steps", 9])
@@ -169,7 +169,7 @@ def test_train_zero_nan_reward_stops_before_the_update(base, tmp_path, monkeypat
     monkeypatch.setattr(train_zero, "zero_rewards", nan_from_step_4)
     argv = ["--init", base, "--out", tmp_path, "--steps", 6, "--ckpt_every", 2]
     msg = exit_message("train_zero", argv)
-    assert "loss is nan" in msg and "at step 4 (update)" in msg and "--lr" in msg
+    assert "loss is nan" in msg and "at step 4; stopped before applying the update" in msg and "--lr" in msg
     finite_and_loadable(tmp_path, 2)
     monkeypatch.setattr(train_zero, "zero_rewards", real)
     train_zero.main(["--preset", "toy", "--device", "cpu", *map(str, argv)])

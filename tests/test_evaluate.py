@@ -5,6 +5,7 @@ import math
 
 import pytest
 
+from r1mini.config import UserError
 from r1mini.evaluate import majority_vote, pass_at_k, score
 from r1mini.sampling import Sampled
 from r1mini.tasks import get_task
@@ -114,7 +115,7 @@ def test_heldout_problems_are_distinct_across_languages_and_from_their_split():
     assert not {p.question for p in dev} & {p.question for p in test}
     with pytest.raises(ValueError, match="dev or the test split"):
         heldout_problems(tasks, 5, seed=0, split="train")
-    with pytest.raises(SystemExit, match="found only .* distinct test problems"):
+    with pytest.raises(UserError, match="found only .* distinct test problems"):
         heldout_problems(suite("toy"), 5000, seed=0, split="test")  # 1-2 digit sums: a few hundred in test
 
 

@@ -80,8 +80,9 @@ def test_the_task_writes_right_solutions_and_checks_answers(tmp_path, monkeypatc
     from r1mini.rewards import accuracy_reward
     from r1mini.tasks import TASKS, suite
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("r1mini.tasks.TASKS", dict(TASKS))  # forgotten after this test
-    SUITE = suite("my_tasks:SUITE")  # as the scripts load it: the task is known by name from then on
+    before = dict(TASKS)
+    SUITE = suite("my_tasks:SUITE")  # as the scripts load it; its problems carry the task that checks them
+    assert TASKS == before  # and no global table changed
     task, rng = SUITE["sub"], random.Random(0)
     for _ in range(50):
         p = task.sample(rng, "test", "en")
@@ -104,15 +105,13 @@ def test_a_grpo_variant(toy_base, tmp_path, monkeypatch):
     write_module("my_grpo", tmp_path)
     [command] = commands("--agg")
     spec = command[command.index("--agg") + 1]
-    try:
-        assert GRPOConfig(agg=spec).agg == spec and spec in AGGREGATIONS  # the config adds it to the table
-        mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0], [0, 0, 0, 0]])
-        logp = torch.zeros(3, 4)
-        loss, _ = grpo_loss(logp, logp, None, torch.tensor([1.0, -2.0, 5.0]), mask, agg=spec)
-        assert loss.item() == -(1.0 * 3 + -2.0 * 1) / 2  # on-policy, objective = A per token: summed per
-        # completion, averaged over the 2 completions with tokens
-    finally:
-        AGGREGATIONS.pop(spec, None)
+    cfg = GRPOConfig(agg=spec)
+    assert cfg.agg == spec and spec not in AGGREGATIONS  # imported, not added to the table
+    mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0], [0, 0, 0, 0]])
+    logp = torch.zeros(3, 4)
+    loss, _ = grpo_loss(logp, logp, None, torch.tensor([1.0, -2.0, 5.0]), mask, agg=cfg.aggregation())
+    assert loss.item() == -(1.0 * 3 + -2.0 * 1) / 2  # on-policy, objective = A per token: summed per
+    # completion, averaged over the 2 completions with tokens
     out = tmp_path / "zero"
     run_command(command, "--init", toy_base, "--out", out, "--steps", 2, "--eval_every", 100, cwd=tmp_path)
     assert json.loads((out / "meta.json").read_text())["config"]["agg"] == spec

@@ -5,6 +5,7 @@ import random
 
 import pytest
 
+from r1mini.config import ConfigError, UserError, command_line_message
 from r1mini.evaluate import heldout_problems
 from r1mini.rewards import accuracy_reward
 from r1mini.task_files import CHECKERS, FileTask, choice_letter, final_number, load_task_file, task_for, task_set
@@ -74,9 +75,9 @@ def test_split_by_question_hash_and_test_files(tmp_path):
     assert not {p.question for p in drawn} & (test | dev)
     whole = load_task_file(str(write(tmp_path / "gsm8k_test.jsonl", rows)))
     assert len(whole.pool["test"]) == 300 and not whole.pool["train"]
-    with pytest.raises(SystemExit, match="no train problems .a test file is held out whole"):
+    with pytest.raises(UserError, match="no train problems .a test file is held out whole"):
         whole.sample(random.Random(0))
-    with pytest.raises(SystemExit, match="no dev problems .a test file is held out whole"):  # a run's first ask
+    with pytest.raises(UserError, match="no dev problems .a test file is held out whole"):  # a run's first ask
         heldout_problems({"jsonl": whole}, 5, seed=0, split="dev")
 
 
@@ -126,7 +127,8 @@ def test_bad_task_file_specs(tmp_path):
         load_task_file(str(write(tmp_path / "a.jsonl", [{"question": "q", "answer": "1"}])) + ":float")
     with pytest.raises(ValueError, match="holds no problems"):
         load_task_file(str(write(tmp_path / "empty.jsonl", [""])))
-    with pytest.raises(SystemExit, match="no such file"):  # what the scripts call: a message, no traceback
+    with pytest.raises(ConfigError) as e:  # what the scripts print: the flag, the file, what is wrong
         task_set("toy", str(tmp_path / "missing.jsonl"))
+    assert command_line_message(e.value) == f"--tasks {tmp_path / 'missing.jsonl'}: no such file"
     assert isinstance(task_for(number_problem := Problem("jsonl", "q", "en", "1", {"checker": "number", "answer": "1"})), FileTask)
     assert task_for(number_problem).check("1", number_problem)

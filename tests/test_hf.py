@@ -211,10 +211,11 @@ def test_unsupported_config_is_refused(family_dirs, tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({**config, "architectures": ["GPT2LMHeadModel"]}))
     with pytest.raises(ValueError, match="GPT2LMHeadModel is not supported"):
         load_pretrained(tmp_path)
-    from r1mini.checkpoint import load_checkpoint  # what the scripts call: a message, no traceback
-    with pytest.raises(SystemExit, match=f"cannot load hf:{tmp_path}: .*GPT2LMHeadModel is not supported"):
+    from r1mini.checkpoint import load_checkpoint  # what the scripts call: a UserError, which they print
+    from r1mini.config import UserError
+    with pytest.raises(UserError, match=f"cannot load hf:{tmp_path}: .*GPT2LMHeadModel is not supported"):
         load_checkpoint(f"hf:{tmp_path}")
-    with pytest.raises(SystemExit, match="no config.json"):
+    with pytest.raises(UserError, match="no config.json"):
         load_checkpoint(f"hf:{tmp_path / 'nothing'}")
 
 

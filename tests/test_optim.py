@@ -1,7 +1,6 @@
 """Tests for r1mini.optim: one optimizer update by hand (the gradient norm clipped, the norm before clipping
-returned, every MoE routing bias nudged once), a NaN refused before the step, the learning-rate schedule at
-its landmarks, and the guard that turns a NaN
-or CUDA out of memory into a message that says what to do."""
+returned, every MoE routing bias nudged once), a NaN refused before the step, and the learning-rate schedule
+at its landmarks."""
 
 import math
 
@@ -9,7 +8,7 @@ import pytest
 import torch
 
 from r1mini.model import Transformer, model_config
-from r1mini.optim import apply_update, learning_rate, step_guard
+from r1mini.optim import apply_update, learning_rate
 
 
 class Linear2(torch.nn.Module):
@@ -73,24 +72,6 @@ def test_apply_update_nudges_every_moe_bias_once():
     loss.backward()
     _, loads = apply_update(wrapper, optimizer, loss.detach(), grad_clip=1.0, moe_model=model)
     assert len(loads) == len(model.moe_layers())
-
-
-def test_step_guard_says_what_to_do():
-    with pytest.raises(SystemExit) as e:
-        with step_guard("step 4 (update)", "out/zero", lr_flag="--lr (now 0.1)"):
-            raise FloatingPointError("loss is nan, gradient norm nan")
-    assert e.value.code == ("loss is nan, gradient norm nan at step 4 (update); stopped before applying the update. "
-                            "Lower --lr (now 0.1) or --grad_clip. The last checkpoint in out/zero is intact; rerun the "
-                            "same command to resume from it.")
-    with pytest.raises(SystemExit) as e:
-        with step_guard("step 2", None, memory_flags="--batch_size"):
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-    assert e.value.code == "CUDA out of memory at step 2: lower --batch_size, or use a smaller --preset."
-    with pytest.raises(KeyError):  # anything else is not the guard's business
-        with step_guard("step 2", None):
-            raise KeyError("x")
-    with step_guard("step 2", None):  # and nothing happens when nothing fails
-        pass
 
 
 def test_learning_rate_warms_up_holds_then_decays_by_hand():
