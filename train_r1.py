@@ -67,8 +67,8 @@ from r1mini.rewards import all_scenario_rewards, load_reward, reasoning_rewards
 from r1mini.rl import GRPOConfig, grpo_step, make_policy, resume_policy
 from r1mini.sampling import sample_striped
 from r1mini.sft_data import cold_start_data, rejection_sampling_data
-from r1mini.stage import (GRPO_MEMORY_FLAGS, dev_check, dev_sets, exits_with_message, sft_from_base, stage_meta,
-                          stage_tasks, step_guard)
+from r1mini.stage import (GRPO_MEMORY_FLAGS, dev_check, dev_sets, exits_with_message, reply_metrics, sft_from_base,
+                          stage_meta, stage_tasks, step_guard)
 from r1mini.tasks import SUITES, Problem, draw_problems
 
 STAGE_NAMES = ("cold_start", "reasoning_rl", "rejection_sft", "final_rl")
@@ -300,7 +300,8 @@ def grpo_stage(run: R1Run, model, stage: str, steps: int, reward_fn, general_poo
         prompts = [chat_ids(tokenizer, q)[0] for q in questions]
         with step_guard(f"{stage} step {step + 1}", run.out, f"--lr (now {cfg.lr})", GRPO_MEMORY_FLAGS):
             row = grpo_step(policy, tokenizer, prompts, items, reward_fn, cfg, step=step,
-                            stop_ids=stop_ids(tokenizer, chat=True), generator=run.sampler, stage=stage)
+                            stop_ids=stop_ids(tokenizer, chat=True), generator=run.sampler, stage=stage,
+                            reply_metrics=reply_metrics)
         step += 1
         bar.update(1)
         run.logger.log({"stage": stage, "step": step, **row})

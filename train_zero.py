@@ -50,7 +50,7 @@ from r1mini.formats import prompt_ids, stop_ids
 from r1mini.jsonl import JsonlLogger, write_jsonl
 from r1mini.rewards import corrects_itself, count_reflection_words, load_reward, zero_rewards
 from r1mini.rl import GRPOConfig, Policy, grpo_step, make_policy, resume_policy
-from r1mini.stage import GRPO_MEMORY_FLAGS, exits_with_message, stage_meta, stage_tasks, step_guard
+from r1mini.stage import GRPO_MEMORY_FLAGS, exits_with_message, reply_metrics, stage_meta, stage_tasks, step_guard
 from r1mini.tasks import SUITES, draw_problems
 
 
@@ -126,7 +126,8 @@ def main(argv=None):
         prompts = [prompt_ids(tokenizer, p.question, chat=False)[0] for p in problems]
         with step_guard(f"step {run.step + 1}", out, f"--lr (now {cfg.lr})", GRPO_MEMORY_FLAGS):
             metrics = grpo_step(policy, tokenizer, prompts, problems, reward_fn, cfg, step=run.step,
-                                stop_ids=stop_ids(tokenizer, chat=False), generator=run.sampler)
+                                stop_ids=stop_ids(tokenizer, chat=False), generator=run.sampler,
+                                reply_metrics=reply_metrics)
         run.step += 1
         metrics = {"step": run.step, **metrics}
         if is_main():

@@ -2,9 +2,14 @@
 
     prompts -> rollout (G samples per prompt) -> rewards -> group advantages -> update -> metrics
 
-A stage brings its prompts, what each prompt asks (a Problem, or a general chat prompt) and its reward
-function (r1mini/rewards.py); everything else, every option of GRPOConfig included, is the same in every
-stage. The math (advantages, the loss, log-probs) is r1mini/grpo.py.
+A stage brings its prompts, what each prompt asks (a Problem, or a general chat prompt), its reward
+function (r1mini/rewards.py) and what else it wants measured of each reply; everything else, every option of
+GRPOConfig included, is the same in every stage. The math (advantages, the loss, log-probs) is r1mini/grpo.py.
+
+Start reading at `plain_update`: one GRPO update as the paper writes it, the whole batch in one forward on one
+process. `grpo_update` is the same update for batches that do not fit (micro-batches, chunks cut by length),
+for several passes over one rollout (mu, minibatches), for dynamic sampling and for DDP, and
+tests/test_rl.py holds its gradients to plain_update's.
 
 Under torchrun each rank works on its own prompts, whole groups on one rank (a group's advantages need all of
 its rewards), DDP averages the gradients, and the metrics are summed over ranks before they are averaged.
@@ -23,12 +28,10 @@ from r1mini.config import NON_NEGATIVE, POSITIVE, TOP_P, ConfigError, import_nam
 from r1mini.device import autocast, throughput
 from r1mini.distributed import (accumulate, length_chunks, print0, rank_and_world, sum_over_ranks,
                                 training_forward)
-from r1mini.filters import mixed_language
 from r1mini.grpo import (AGGREGATIONS, Aggregation, aggregation_count, entropy_from_logits, group_advantages, grpo_loss,
                          logprobs_from_logits)
 from r1mini.memory import micro_batch
 from r1mini.optim import apply_update
-from r1mini.rewards import count_reflection_words, is_step_by_step
 from r1mini.sampling import generate
 
 
@@ -154,12 +157,15 @@ def rollout(model, tokenizer, prompt_ids: list[list[int]], group_size: int, *, m
 
 
 def grpo_step(policy: Policy, tokenizer, prompts: list[list[int]], items: list, reward_fn, cfg: GRPOConfig, *,
-              step: int, stop_ids: list[int], generator: torch.Generator, stage: str = "") -> dict:
+              step: int, stop_ids: list[int], generator: torch.Generator, stage: str = "",
+              reply_metrics=None) -> dict:
     """One GRPO step on this rank's prompts (token ids; `items[i]` is what prompts[i] asks, handed to
     reward_fn(completions, items) -> (rewards, parts) once per completion). Returns the step's metrics,
-    averaged over all ranks. `step` counts the steps done before this one; `stage` names it in warnings. A NaN
-    loss (FloatingPointError) or CUDA running out of memory is raised as it comes: the script's step_guard
-    turns it into what to do (r1mini/stage.py)."""
+    averaged over all ranks: the rewards and their parts, lengths, the update's diagnostics, timings, and what
+    reply_metrics(completions, parts) -> {name: values} measures for the stage (R1's reflection and
+    step-by-step shares: stage.reply_metrics). `step` counts the steps done before this one; `stage` names it
+    in warnings. A NaN loss (FloatingPointError) or CUDA running out of memory is raised as it comes: the
+    script's step_guard turns it into what to do (r1mini/stage.py)."""
     model, device = policy.model, next(policy.model.parameters()).device
     where = f"{stage} step {step + 1}".strip()
     if policy.ref_model is not None and step % cfg.ref_reset_every == 0:
@@ -187,7 +193,8 @@ def grpo_step(policy: Policy, tokenizer, prompts: list[list[int]], items: list, 
     t0 = time.time()
     update = grpo_update(policy, ro, advantages, keep, cfg)
     t_train = time.time() - t0
-    metrics = step_metrics(ro, rewards, parts, mixed, update, t_gen, t_train, cfg, model)
+    measured = reply_metrics(ro.completions, parts) if reply_metrics else {}
+    metrics = step_metrics(ro, rewards, parts, mixed, update, t_gen, t_train, cfg, model, measured)
     if draft_stats:  # this rank's share of MTP drafts the model accepted
         metrics["draft_acceptance"] = round(draft_stats["accepted"] / max(1, draft_stats["drafted"]), 4)
     if metrics["ratio_dev"] > RATIO_DEV_WARN:
@@ -197,8 +204,30 @@ def grpo_step(policy: Policy, tokenizer, prompts: list[list[int]], items: list, 
     return metrics
 
 
+def plain_update(model, optimizer, ro: Rollout, advantages: torch.Tensor, cfg: GRPOConfig,
+                 ref_model=None) -> dict:
+    """One GRPO update (R1 eq. 1-3) on one process, the whole rollout in one forward: what grpo_update computes,
+    written to be read. On-policy, as R1 ran it (mu = minibatches = 1): pi_old is the policy before this very
+    update, so the ratio is 1 in value and its gradient is that of log pi_theta. Returns grpo_loss's stats."""
+    logits = model(ro.ids)[:, :-1]  # position t predicts token t + 1
+    logp = logprobs_from_logits(logits, ro.ids[:, 1:])  # log pi_theta(o_t | q, o_<t), (B, T-1)
+    old_logp = logp.detach()  # log pi_old: the same numbers, no gradient
+    ref_logp = None
+    if ref_model is not None:  # the KL term's pi_ref (kl_coef > 0)
+        with torch.no_grad():
+            ref_logp = logprobs_from_logits(ref_model(ro.ids)[:, :-1], ro.ids[:, 1:])
+    loss, stats = grpo_loss(logp, old_logp, ref_logp, advantages, ro.mask, clip_eps=cfg.clip_eps,
+                            clip_eps_high=cfg.clip_eps_high, kl_coef=cfg.kl_coef, agg=cfg.aggregation(),
+                            max_len=cfg.max_new_tokens)  # -J, the surrogate's aggregate minus beta KL
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    optimizer.step()
+    return stats
+
+
 def grpo_update(policy: Policy, ro: Rollout, advantages: torch.Tensor, keep: torch.Tensor, cfg: GRPOConfig) -> dict:
-    """cfg.mu passes of GRPO updates over the kept rows of a rollout, each pass in cfg.minibatches slices;
+    """plain_update, for every case a run meets: cfg.mu passes of GRPO updates over the kept rows of a rollout, each pass in cfg.minibatches slices;
     returns the mean kl, clip_frac and entropy, and ratio_dev, the mean |rho - 1| of the first update (None
     for what this rank has no rows for).
 
@@ -305,22 +334,18 @@ def _minibatch_update(policy: Policy, ids, mask, adv, old_logp, ref_logp, rows, 
 
 
 def step_metrics(ro: Rollout, rewards: torch.Tensor, parts: dict[str, list[float]], mixed: torch.Tensor,
-                 update: dict, t_gen: float, t_train: float, cfg: GRPOConfig, model) -> dict:
+                 update: dict, t_gen: float, t_train: float, cfg: GRPOConfig, model,
+                 measured: dict[str, list[float]] | None = None) -> dict:
     """The step's metrics, each a mean over every rank's completions (or groups, or ranks for the update's
-    kl, clip_frac and entropy): sums and counts are added over ranks, then divided. Every rank must report
-    the same parts."""
+    kl, clip_frac and entropy; or the values the stage `measured`): sums and counts are added over ranks, then
+    divided. Every rank must report the same parts and measures. A measure with no values on any rank (the
+    accuracy of the replies that reflect, when none does) is null."""
     world, device = rank_and_world()[1], ro.ids.device
-    per_completion = {"reward": rewards.tolist(), **parts, "length": ro.lengths,
-                      "steps_share": [is_step_by_step(c) for c in ro.completions],
-                      "reflection": [count_reflection_words(c) for c in ro.completions],
-                      "mixed_lang": [mixed_language(c) for c in ro.completions],
+    measured = measured or {}
+    per_completion = {"reward": rewards.tolist(), **parts, "length": ro.lengths, **measured,
                       "mixed_groups": mixed.tolist(), **{k: [] if v is None else [v] for k, v in update.items()}}
-    accuracy, reflection = parts.get("accuracy"), per_completion["reflection"]
-    if accuracy is not None and len(accuracy) == len(reflection):  # the accuracy of replies that reflect, and not
-        per_completion["reflect_acc"] = [a for a, r in zip(accuracy, reflection) if r]
-        per_completion["plain_acc"] = [a for a, r in zip(accuracy, reflection) if not r]
     sums = sum_over_ranks([x for v in per_completion.values() for x in (sum(v), len(v))], device)
-    metrics = {k: None if n == 0 and k.endswith("_acc") else round(s / max(1, n), 4)  # no reply of the kind: null
+    metrics = {k: None if n == 0 and k in measured else round(s / max(1, n), 4)
                for k, s, n in zip(per_completion, sums[::2], sums[1::2])}
     train_rate = world * ro.ids.numel() * cfg.mu / max(t_train, 1e-6)  # forward + backward over the padded batch
     return {**metrics, "t_gen": round(t_gen, 2), "t_train": round(t_train, 2),

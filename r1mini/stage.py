@@ -1,6 +1,6 @@
 """What every stage script shares, written once: turning the library's errors into messages and exit codes,
-the suite a stage inherits from its parent checkpoint, the SFT of a base model, the dev-split check a stage
-stores, and the meta.json it saves. The scripts (pretrain.py, train_zero.py, train_r1.py, distill.py, eval.py)
+the suite a stage inherits from its parent checkpoint, the SFT of a base model, what the RL stages measure of
+each reply, the dev-split check a stage stores, and the meta.json it saves. The scripts (pretrain.py, train_zero.py, train_r1.py, distill.py, eval.py)
 read as their stage's algorithm; this is their plumbing, and the one place in r1mini that speaks in
 command-line flags.
 
@@ -21,7 +21,9 @@ import torch
 from r1mini.checkpoint import load_checkpoint
 from r1mini.config import UserError, command_line_message
 from r1mini.evaluate import EVAL_LANGS, heldout_eval, heldout_problems
+from r1mini.filters import mixed_language
 from r1mini.formats import chat_ids, stop_ids
+from r1mini.rewards import count_reflection_words, is_step_by_step
 from r1mini.sft import train_sft
 from r1mini.task_files import task_set
 from r1mini.tasks import Problem, Task
@@ -95,7 +97,22 @@ def sft_from_base(base: str | Path, made_by: str, pairs: list[tuple[str, str]], 
     return model, tokenizer, meta, losses
 
 
-# -- what a stage leaves --------------------------------------------------------------------------------------------
+# -- what a stage measures and leaves --------------------------------------------------------------------------------------------
+
+def reply_metrics(completions: list[str], parts: dict[str, list[float]]) -> dict[str, list[float]]:
+    """What R1-Zero and R1's RL stages log of a step's replies besides the reward (rl.grpo_step averages each
+    over every rank's values): the share that work step by step, reflection words per reply, the share that
+    mix languages, and the accuracy of the replies that reflect and of those that do not (when the reward has
+    an accuracy part)."""
+    reflection = [count_reflection_words(c) for c in completions]
+    measured = {"steps_share": [is_step_by_step(c) for c in completions], "reflection": reflection,
+                "mixed_lang": [mixed_language(c) for c in completions]}
+    accuracy = parts.get("accuracy")
+    if accuracy is not None and len(accuracy) == len(completions):
+        measured["reflect_acc"] = [a for a, r in zip(accuracy, reflection) if r]
+        measured["plain_acc"] = [a for a, r in zip(accuracy, reflection) if not r]
+    return measured
+
 
 def dev_sets(tasks: dict[str, Task], n: int, seed: int) -> dict[str, list[Problem]]:
     """n dev-split problems per task, in each language (different problems in each)."""

@@ -24,7 +24,7 @@ from r1mini.distributed import (accumulate, check_replicas_in_sync, is_main, map
                                 training_forward, unwrap)
 from r1mini.model import Transformer, model_config
 from r1mini.optim import apply_update
-from r1mini.rl import GRPOConfig, Policy, Rollout, grpo_update
+from r1mini.rl import GRPOConfig, Policy, Rollout, grpo_update, plain_update
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
@@ -235,6 +235,51 @@ def test_grpo_update_under_ddp_keeps_replicas_identical(tmp_path, use_ddp):
     mp.spawn(_grpo_worker, args=(free_address(), use_ddp, str(tmp_path)), nprocs=2)
     outcomes = [(tmp_path / str(r)).read_text() for r in range(2)]
     assert outcomes == [("in sync" if use_ddp else "diverged") + " moved=True"] * 2
+
+
+def _two_ranks_rollout():
+    """Eight rows of very different response lengths, and their advantages; rank r takes rows 4r .. 4r + 3."""
+    g = torch.Generator().manual_seed(3)
+    ids = torch.randint(1, 100, (8, 16), generator=g)
+    mask = torch.zeros(8, 15, dtype=torch.bool)
+    for i, (start, end) in enumerate([(2, 5), (1, 14), (3, 8), (2, 11), (4, 15), (1, 3), (2, 9), (5, 13)]):
+        mask[i, start:end] = True
+    return Rollout(ids, mask, [""] * 8, mask.sum(1).tolist()), torch.linspace(-1, 1, 8)
+
+
+def _gradient_worker(rank: int, store: str, results: str):
+    import r1mini.rl
+    dist.init_process_group("gloo", init_method=store, rank=rank, world_size=2, timeout=timedelta(seconds=60))
+    torch.manual_seed(0)
+    model = Transformer(model_config("toy", vocab_size=100))
+    ro, adv = _two_ranks_rollout()
+    rows = slice(4 * rank, 4 * rank + 4)
+    mine = Rollout(ro.ids[rows], ro.mask[rows], [""] * 4, ro.lengths[rows])
+
+    def keep_gradient(model, optimizer, loss, grad_clip):  # after the last backward: DDP has averaged the ranks'
+        torch.save(torch.cat([p.grad.flatten() for p in model.parameters()]), Path(results, f"grad{rank}.pt"))
+        return apply_update(model, optimizer, loss, grad_clip)
+    r1mini.rl.apply_update = keep_gradient
+    policy = Policy(model, torch.optim.SGD(model.parameters(), lr=0.1), training_forward(model, torch.device("cpu")))
+    grpo_update(policy, mine, adv[rows], torch.ones(4, dtype=torch.bool),
+                GRPOConfig(max_new_tokens=15, agg="token-mean", micro_batch_size=1))
+    teardown_distributed()
+
+
+def test_ddp_update_has_the_plain_updates_gradient(tmp_path):
+    """Two ranks, four rows each, in micro-batches of one row: each chunk's loss weighs its share of both
+    ranks' tokens, times the world size, as DDP averages the gradients; the gradient every rank applies is
+    then plain_update's over all eight rows in one process."""
+    mp.spawn(_gradient_worker, args=(free_address(), str(tmp_path)), nprocs=2)
+    grads = [torch.load(tmp_path / f"grad{r}.pt", weights_only=True) for r in range(2)]
+    torch.manual_seed(0)
+    model = Transformer(model_config("toy", vocab_size=100))
+    ro, adv = _two_ranks_rollout()
+    plain_update(model, torch.optim.SGD(model.parameters(), lr=0.1), ro, adv,
+                 GRPOConfig(max_new_tokens=15, agg="token-mean", grad_clip=1e9))
+    plain = torch.cat([p.grad.flatten() for p in model.parameters()])
+    assert torch.equal(grads[0], grads[1]) and plain.abs().max() > 1e-3
+    assert torch.allclose(grads[0], plain, atol=1e-6)
 
 
 def _moe_worker(rank: int, store: str, results: str):

@@ -1,7 +1,8 @@
 """Tests for r1mini.rl, the RL engine: the rollout's packing and masks (log-probs unchanged by the padding),
-the GRPO update (through a compiled forward, in micro-batches and in chunks by length, equal to the plain update), the options'
-checks, and one whole GRPO step on a toy model: the metrics are the means of what the reward function
-returned, and dynamic sampling leaves the weights alone when no group carries a signal."""
+the plain update against the policy gradient by hand, the engine's update (through a compiled forward, in
+micro-batches and in chunks by length) against the plain update, the options' checks, and one whole GRPO step
+on a toy model: the metrics are the means of what the reward function and the stage returned, and dynamic
+sampling leaves the weights alone when no group carries a signal."""
 
 import copy
 import math
@@ -9,10 +10,12 @@ import math
 import pytest
 import torch
 
+from r1mini import rl
 from r1mini.config import ConfigError
 from r1mini.grpo import grpo_loss, logprobs_from_logits, sequence_logprobs
 from r1mini.model import Transformer, model_config
-from r1mini.rl import GRPOConfig, Policy, Rollout, grpo_step, grpo_update, make_policy, rollout
+from r1mini.optim import apply_update
+from r1mini.rl import GRPOConfig, Policy, Rollout, grpo_step, grpo_update, make_policy, plain_update, rollout
 from r1mini.tokenizer import Tokenizer
 
 
@@ -89,37 +92,76 @@ def test_grpo_update_through_a_compiled_forward_equals_eager():
     assert torch.allclose(weights[0], weights[1], atol=1e-5)
 
 
-@pytest.mark.parametrize("agg", ["seq-mean", "token-mean", "constant"])
-def test_grpo_update_in_length_chunks_is_the_plain_update_by_hand(agg):
-    """Eight rows whose prompt + completion end at very different columns of a 30-column batch: the update
-    runs in 4 chunks of 2 rows by length, each forward only as wide as its longest row (counted), and moves
-    the weights as the plain update over the whole padded batch does, computed here by hand (one forward,
-    grpo_loss, backward, clipping, SGD)."""
-    T, g = 30, torch.Generator().manual_seed(2)
+def varied_rollout(T: int = 30):
+    """Eight rows whose prompt + completion end at very different columns of a T-column batch."""
+    g = torch.Generator().manual_seed(2)
     spans = [(3, 6), (2, 20), (4, 9), (3, 28), (5, 12), (2, 4), (3, 15), (6, 25)]  # (prompt, prompt + reply) tokens
     ids = torch.randint(1, 100, (8, T), generator=g)
     mask = torch.zeros(8, T - 1, dtype=torch.bool)
     for i, (prompt, end) in enumerate(spans):
         ids[i, end:] = 0  # padding
         mask[i, prompt - 1:end - 1] = True  # targets ids[prompt .. end - 1]
-    ro, adv = Rollout(ids, mask, [""] * 8, mask.sum(1).tolist()), torch.linspace(-1, 1, 8)
-    cfg = config(T=T - 1, agg=agg)
+    return Rollout(ids, mask, [""] * 8, mask.sum(1).tolist()), torch.linspace(-1, 1, 8)
+
+
+def gradient(model) -> torch.Tensor:
+    return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+
+def test_plain_update_is_the_policy_gradient_by_hand():
+    """On-policy the ratio is 1 and its gradient that of log pi, and no token is clipped: the update's gradient
+    is that of -(1/G) sum_i A_i (1/|o_i|) sum_t log pi(o_it) (seq-mean), written here without grpo_loss."""
+    ro, adv = varied_rollout()
     torch.manual_seed(0)
     model = Transformer(model_config("toy", vocab_size=100))
-    by_hand, start = copy.deepcopy(model), flat_weights(model)
+    by_hand = copy.deepcopy(model)
+    plain_update(model, torch.optim.SGD(model.parameters(), lr=0.0), ro, adv, config(T=29, grad_clip=1e9))
+    logp = torch.log_softmax(by_hand(ro.ids)[:, :-1], -1).gather(-1, ro.ids[:, 1:, None])[..., 0]
+    m = ro.mask.float()
+    (-(adv * (logp * m).sum(1) / m.sum(1)).mean()).backward()
+    assert torch.allclose(gradient(model), gradient(by_hand), atol=1e-6) and gradient(model).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("agg", ["seq-mean", "token-mean", "constant"])
+@pytest.mark.parametrize("micro, kl_coef", [(0, 0.0), (1, 0.1), (3, 0.0)])
+def test_engine_update_has_the_plain_updates_gradient(agg, micro, kl_coef, monkeypatch):
+    """grpo_update runs the batch in chunks cut by length (micro 0: 4 chunks of 2 rows) or in micro-batches of
+    `micro` rows, each chunk's loss weighted by its share of the aggregation's count, and takes the reference's
+    log-probs in chunks of their own: its accumulated gradient is plain_update's over the whole padded batch."""
+    ro, adv = varied_rollout()
+    cfg = config(T=29, agg=agg, micro_batch_size=micro, kl_coef=kl_coef, grad_clip=1e9)
+    torch.manual_seed(0)
+    model = Transformer(model_config("toy", vocab_size=100))
+    plain, ref = copy.deepcopy(model), Transformer(model_config("toy", vocab_size=100)) if kl_coef else None
+    grads = []
+
+    def keep_gradient(model, optimizer, loss, grad_clip):  # the gradient the engine is about to apply
+        grads.append(gradient(model))
+        return apply_update(model, optimizer, loss, grad_clip)
+    monkeypatch.setattr(rl, "apply_update", keep_gradient)
+    grpo_update(Policy(model, torch.optim.SGD(model.parameters(), lr=0.1), model, ref), ro, adv,
+                torch.ones(8, dtype=torch.bool), cfg)
+    plain_update(plain, torch.optim.SGD(plain.parameters(), lr=0.1), ro, adv, cfg, ref_model=ref)
+    assert len(grads) == 1 and torch.allclose(grads[0], gradient(plain), atol=1e-6)
+    assert grads[0].abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("agg", ["seq-mean", "token-mean", "constant"])
+def test_grpo_update_in_length_chunks_is_the_plain_update(agg):
+    """The update runs in 4 chunks of 2 rows by length, each forward only as wide as its longest row (counted),
+    and moves the weights as plain_update over the whole padded batch does (clipping and the step included)."""
+    ro, adv = varied_rollout()
+    cfg = config(T=29, agg=agg)
+    torch.manual_seed(0)
+    model = Transformer(model_config("toy", vocab_size=100))
+    plain, start = copy.deepcopy(model), flat_weights(model)
     widths = []
     model.register_forward_hook(lambda m, i, o: widths.append(tuple(i[0].shape)))
     grpo_update(Policy(model, torch.optim.SGD(model.parameters(), lr=0.5), model), ro, adv,
                 torch.ones(8, dtype=torch.bool), cfg)
     assert widths == [(2, 6), (2, 12), (2, 20), (2, 28)]  # rows ending at 4 and 6, 9 and 12, 15 and 20, 25 and 28
-
-    logp = logprobs_from_logits(by_hand(ids)[:, :-1], ids[:, 1:])
-    loss, _ = grpo_loss(logp, logp.detach(), None, adv, mask, clip_eps=cfg.clip_eps, clip_eps_high=cfg.clip_eps_high,
-                        agg=agg, max_len=T - 1)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(by_hand.parameters(), cfg.grad_clip)
-    torch.optim.SGD(by_hand.parameters(), lr=0.5).step()
-    assert torch.allclose(flat_weights(model), flat_weights(by_hand), atol=1e-6)
+    plain_update(plain, torch.optim.SGD(plain.parameters(), lr=0.5), ro, adv, cfg)
+    assert torch.allclose(flat_weights(model), flat_weights(plain), atol=1e-6)
     assert (flat_weights(model) - start).abs().max() > 1e-3  # and the update did move the weights
 
 
@@ -201,8 +243,9 @@ def step_once(tok, reward_fn, seed: int = 0, **options):
     cfg = GRPOConfig(group_size=4, max_new_tokens=8, **options)
     policy = make_policy(model, cfg, torch.device("cpu"))
     before = flat_weights(model)
+    chars = lambda completions, parts: {"chars": [len(c) for c in completions]}  # noqa: E731 (a stage's measure)
     metrics = grpo_step(policy, tok, [tok.encode(p) for p in PROMPTS], ["q0", "q1", "q2"], reward_fn, cfg, step=0,
-                        stop_ids=[tok.eot_id], generator=torch.Generator().manual_seed(seed))
+                        stop_ids=[tok.eot_id], generator=torch.Generator().manual_seed(seed), reply_metrics=chars)
     return metrics, before, flat_weights(model), policy
 
 
@@ -220,7 +263,7 @@ def test_grpo_step_metrics_are_the_rewards_means(tiny):
     assert metrics["reward"] == round(sum(rewards) / 12, 4)
     assert metrics["half"] == round(sum(rewards) / 24, 4)  # a part of the reward, averaged the same way
     assert metrics["mixed_groups"] == round(mixed, 4)
-    assert 1 <= metrics["length"] <= 8 and 0 <= metrics["mixed_lang"] <= 1
+    assert 1 <= metrics["length"] <= 8 and metrics["chars"] == round(sum(map(len, completions)) / 12, 4)
     assert metrics["entropy"] > 0 and metrics["kl"] == 0.0 and metrics["clip_frac"] == 0.0  # on-policy, no KL
     assert not torch.equal(before, after)  # the mixed groups were trained on
 
@@ -260,21 +303,17 @@ def test_grpo_step_resets_the_reference_every_ref_reset_every_steps(tiny):
         assert (metrics["kl"] == 0.0) == reset and metrics["kl"] >= 0, (step, metrics["kl"])
 
 
-def test_step_metrics_split_accuracy_by_reflection(tiny):
-    """reflect_acc and plain_acc: the accuracy of the replies with a reflection word and of the others, over
-    the whole batch; null when no reply is of the kind, and absent when the reward has no accuracy part."""
+def test_step_metrics_average_what_the_stage_measured(tiny):
+    """The stage's measures are averaged like the rewards (over their own values: a measure of some replies
+    only averages those), and one with no value anywhere is null, not 0; the engine knows none of them."""
     from r1mini.rl import step_metrics
     model, _ = tiny
-    completions = ["<think>2 + 2 = 5. Wait, 2 + 2 = 4.</think><answer>4</answer>", "<answer>4</answer>",
-                   "<think>hmm, let me check</think><answer>5</answer>", "<answer>5</answer>"]
-    ro = Rollout(torch.zeros(4, 6, dtype=torch.long), torch.ones(4, 5, dtype=torch.bool), completions, [5] * 4)
-    cfg = GRPOConfig(group_size=4)
-    common = dict(mixed=torch.tensor([1.0]), update={}, t_gen=1.0, t_train=1.0, cfg=cfg, model=model)
-    metrics = step_metrics(ro, torch.tensor([1.0, 1.0, 0.0, 0.0]), {"accuracy": [1.0, 1.0, 0.0, 1.0]}, **common)
-    reflects = [c for c in completions if "wait" in c.lower() or "check" in c.lower()]
-    assert len(reflects) == 2 and metrics["reflect_acc"] == 0.5 and metrics["plain_acc"] == 1.0
-    metrics = step_metrics(ro, torch.zeros(4), {"accuracy": [0.0, 1.0, 0.0, 1.0]}, **common)
-    assert metrics["reflect_acc"] == 0.0 and metrics["plain_acc"] == 1.0
-    ro.completions = [c for c in completions if c not in reflects] * 2
-    assert step_metrics(ro, torch.zeros(4), {"accuracy": [1.0] * 4}, **common)["reflect_acc"] is None
-    assert "reflect_acc" not in step_metrics(ro, torch.zeros(4), {"other": [1.0] * 4}, **common)
+    ro = Rollout(torch.zeros(4, 6, dtype=torch.long), torch.ones(4, 5, dtype=torch.bool), [""] * 4, [5, 3, 5, 3])
+    common = dict(mixed=torch.tensor([1.0]), update={"kl": None}, t_gen=1.0, t_train=1.0, cfg=GRPOConfig(), model=model)
+    metrics = step_metrics(ro, torch.tensor([1.0, 1.0, 0.0, 0.0]), {"accuracy": [1.0, 1.0, 0.0, 1.0]}, **common,
+                           measured={"long": [1.0, 0.0, 1.0, 0.0], "long_acc": [1.0, 0.0], "none_yet": []})
+    assert (metrics["reward"], metrics["accuracy"], metrics["length"]) == (0.5, 0.75, 4.0)
+    assert (metrics["long"], metrics["long_acc"], metrics["none_yet"]) == (0.5, 0.5, None)
+    assert metrics["kl"] == 0.0  # the engine's own empty value (no update) stays 0
+    plain = step_metrics(ro, torch.zeros(4), {}, **common)
+    assert "steps_share" not in plain and "reflection" not in plain and "long" not in plain

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from r1mini.config import ConfigError, UserError
-from r1mini.stage import exits_with_message, parent_suite, stage_meta, stage_tasks, step_guard
+from r1mini.stage import exits_with_message, parent_suite, reply_metrics, stage_meta, stage_tasks, step_guard
 from r1mini.task_files import FileTask
 from r1mini.tasks import SUITES
 
@@ -75,3 +75,17 @@ def test_stage_meta_holds_what_made_the_checkpoint():
                     "config": {"lr": 0.1, "suite": "toy"}, "base_config": {"suite": "toy"},
                     "metrics": {"reward": 1.0}}
     assert stage_meta("base", args, Cfg(), parent=None, step=1, metrics={})["config"] == {"lr": 0.1}  # no suite
+
+
+def test_reply_metrics_split_accuracy_by_reflection():
+    """reflect_acc and plain_acc: the accuracy of the replies with a reflection word and of the others; empty
+    (null once averaged) when no reply is of the kind, and absent when the reward has no accuracy part."""
+    completions = ["<think>2 + 2 = 5. Wait, 2 + 2 = 4.</think><answer>4</answer>", "<answer>4</answer>",
+                   "<think>hmm, let me check</think><answer>5</answer>", "<answer>5</answer>"]
+    measured = reply_metrics(completions, {"accuracy": [1.0, 1.0, 0.0, 1.0]})
+    assert measured["reflection"] == [1, 0, 1, 0] and measured["steps_share"] == [True, False, False, False]
+    assert measured["reflect_acc"] == [1.0, 0.0] and measured["plain_acc"] == [1.0, 1.0]
+    assert measured["mixed_lang"] == [False] * 4 and reply_metrics(["2 + 2 = 4，等于四"], {})["mixed_lang"] == [False]
+    assert reply_metrics(["The sum 是 4"], {})["mixed_lang"] == [True]
+    assert reply_metrics(completions[1::2], {"accuracy": [1.0, 1.0]})["reflect_acc"] == []
+    assert "reflect_acc" not in reply_metrics(completions, {"other": [1.0] * 4})
