@@ -46,7 +46,8 @@ class ModelConfig:
     attn_bias: bool = False  # biases on the q, k and v projections (Qwen2)
     qk_norm: bool = False  # RMSNorm over each head's q and k before RoPE (Qwen3)
     attn_head_dim: int = 0  # 0: n_embd // n_head; else the head size, apart from n_embd and n_head (Qwen3)
-    rope_scaling: dict | None = None  # Llama 3.1's: rope_type "llama3", factor, low/high_freq_factor, original_max_position_embeddings
+    # Llama 3.1's: rope_type "llama3", factor, low/high_freq_factor, original_max_position_embeddings
+    rope_scaling: dict | None = None
     # multi-head latent attention (DeepSeek-V2 §2.1); every 0 below is derived in __post_init__ when attn="mla"
     attn: str = "gqa"  # "gqa" (grouped-query) or "mla" (multi-head latent attention, latent KV cache)
     q_lora_rank: int = 0  # d_c': rank of the query latent (0: n_embd // 2)
@@ -188,7 +189,7 @@ class KVCache:
     decode step captured as a CUDA graph) writes at those slots and returns the whole cache: every step then
     has the same shapes and no Python int that changes, and the mask hides the slots not yet written.
     `length` counts the dynamic writes only. A model with MTP modules gets one more layer per module, for
-    speculative decoding's drafts (sampling.generate_speculative).
+    speculative decoding's drafts (sampling.decode_speculative).
 
     Attributes the model and generation read: k, v (n_layer, B, n_kv_head, max_len, head_dim) in `dtype`,
     zeros at first; valid (B, max_len) bool, all False at first (the caller marks the real slots); length
@@ -219,7 +220,7 @@ class KVCache:
         and return that layer's keys and values to attend to.
 
         Dynamic (slots None): write slots length .. length + T - 1 and return slots 0 .. length + T - 1.
-        `length` is not changed here: Transformer.hidden advances it once all layers have written.
+        `length` is not changed here: Transformer.trunk advances it once all layers have written.
         Static (slots a (T,) tensor of slot indices): write those slots and return all max_len slots.
         """
         if slots is not None:  # static: index_copy_ takes the slot as a tensor (dim 2 of k[layer] is the slot)
