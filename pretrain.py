@@ -1,6 +1,6 @@
 """Pretrain the tiny base model that every later stage starts from (the stand-in for DeepSeek-V3-Base).
 
-1. Generate the synthetic corpus (r1mini/data.py): task documents in every solution style, conversations
+1. Generate the synthetic corpus (r1mini/corpus.py): task documents in every solution style, conversations
    in the R1-Zero template of mixed quality, facts and small talk. Problems come from the training split;
    the validation stream uses dev-split problems only (held out from training; the test split is eval.py's).
 2. Train our byte-level BPE on a sample of it (digits always single tokens).
