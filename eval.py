@@ -86,8 +86,9 @@ def main(argv=None):
         t0 = time.time()
         model, tokenizer, meta = load_checkpoint(init, device)
         tasks = task_set(cfg.suite or parent_suite(meta, args.preset), cfg.tasks)
-        if isinstance(tasks.get(FileTask.name), FileTask):  # a file's languages only (its own, not en and zh)
-            langs = tuple(lang for lang in cfg.langs.split(",") if tasks[FileTask.name].heldout(1, lang, "test")) or ("en",)
+        file_task = tasks.get(FileTask.name)
+        if isinstance(file_task, FileTask):  # a file's languages only (its own, not en and zh)
+            langs = tuple(lang for lang in cfg.langs.split(",") if file_task.heldout(1, lang, "test")) or ("en",)
         chat = uses_chat(meta, cfg.chat)
         print0(f"\n{init} (stage {meta.get('stage')}, step {meta.get('step')}): {cfg.n_problems} problems per "
                f"benchmark and language, k={cfg.k}, T={cfg.temperature}, top-p {cfg.top_p}, "

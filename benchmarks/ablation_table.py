@@ -31,8 +31,8 @@ def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def main(out: Path) -> None:
-    print("| variant | params | val loss | MTP val loss | pretrain tokens/s | pretrain s | pass@1 base | pass@1 R1-Zero "
-          "| 95% interval | R1-Zero s |")
+    print("| variant | params | val loss | MTP val loss | pretrain tokens/s | pretrain s | pass@1 base "
+          "| pass@1 R1-Zero | 95% interval | R1-Zero s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for variant in ("gqa", "mla", "mtp", "mla_mtp"):
         base, zero = out / variant / "base", out / variant / "zero"

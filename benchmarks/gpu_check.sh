@@ -36,7 +36,8 @@ part cuda_tests $PY -m pytest -q -x tests/test_cuda_paths.py tests/test_sampling
   tests/test_device.py
 part speedrun_toy env OUT="$OUT/speedrun_toy" bash speedrun.sh toy
 part pretrain_gpu $PY pretrain.py --preset gpu --out "$OUT/base" --max_steps 40 --warmup_steps 5 --eval_every 1000 \
-  --ckpt_every 1000 --log_every 10 --tokenizer_docs 5000 --train_docs 20000 --val_docs 500 --eval_batches 2 --compile true
+  --ckpt_every 1000 --log_every 10 --tokenizer_docs 5000 --train_docs 20000 --val_docs 500 --eval_batches 2 \
+  --compile true
 part zero_gpu $PY train_zero.py --preset gpu --init "$OUT/base" --out "$OUT/zero" --steps 3 --eval_every 1000 \
   --eval_problems 4 --eval_k 2 --ckpt_every 1000 --mu 2 --kl_coef 0.01
 part bench_generate $PY benchmarks/bench_generate.py --device cuda --model gpu --vocab 2056 --prompts 32 --samples 16 \

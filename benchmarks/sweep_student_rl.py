@@ -51,8 +51,8 @@ def main(argv=None):
     args, extra = p.parse_known_args(argv)  # anything else goes to every train_zero.py run
     out = Path(args.out)
     points = itertools.product(args.lr.split(","), args.max_new_tokens.split(","), args.format_weight.split(","))
-    grid = [(["--lr", lr, "--max_new_tokens", length, "--format_weight", fw] + extra, out / f"lr{lr}_len{length}_fw{fw}")
-            for lr, length, fw in points]
+    grid = [(["--lr", lr, "--max_new_tokens", length, "--format_weight", fw] + extra,
+             out / f"lr{lr}_len{length}_fw{fw}") for lr, length, fw in points]
     todo = [(flags, run) for flags, run in grid
             if not ((run / "meta.json").exists() and json.loads((run / "meta.json").read_text()).get("done"))]
     env = {**os.environ, "OMP_NUM_THREADS": "1"} if args.parallel > 1 else None

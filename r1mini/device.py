@@ -19,9 +19,9 @@ from r1mini.config import ConfigError
 
 
 def pick_device(requested: str | None = None) -> torch.device:
-    """cuda > mps > cpu, unless `requested` (a script's --device) says otherwise. Under torchrun each rank takes the GPU of its
-    LOCAL_RANK: "cuda" means cuda:LOCAL_RANK there, and a fixed index ("cuda:0") would put every rank on
-    one GPU, so it is refused unless it is that rank's own."""
+    """cuda > mps > cpu, unless `requested` (a script's --device) says otherwise. Under torchrun each rank
+    takes the GPU of its LOCAL_RANK: "cuda" means cuda:LOCAL_RANK there, and a fixed index ("cuda:0") would
+    put every rank on one GPU, so it is refused unless it is that rank's own."""
     local_rank, world = int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     if requested:
         device = torch.device(requested)

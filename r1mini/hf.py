@@ -160,9 +160,10 @@ def load_pretrained(path: str | Path, device: str | torch.device = "cpu", dtype:
     block_size: the longest sequence to allow, at most the checkpoint's max_position_embeddings (the default)."""
     path = Path(path)
     if not (path / "config.json").exists():
-        raise FileNotFoundError(f"no config.json in {path}: pass a Hugging Face checkpoint directory "
-                                f"(e.g. one `huggingface-cli download Qwen/Qwen2.5-0.5B-Instruct --local-dir DIR` made)")
-    cfg = model_config_from_hf(json.loads((path / "config.json").read_text(encoding="utf-8")), str(path / "config.json"))
+        raise FileNotFoundError(f"no config.json in {path}: pass a Hugging Face checkpoint directory (e.g. one "
+                                f"`huggingface-cli download Qwen/Qwen2.5-0.5B-Instruct --local-dir DIR` made)")
+    config_file = path / "config.json"
+    cfg = model_config_from_hf(json.loads(config_file.read_text(encoding="utf-8")), str(config_file))
     if block_size is not None:
         cfg.block_size = min(cfg.block_size, block_size)
     model = Transformer(cfg)

@@ -1,8 +1,8 @@
 """What every stage script shares, written once: turning the library's errors into messages and exit codes,
 the suite a stage inherits from its parent checkpoint, the SFT of a base model, what the RL stages measure of
-each reply, the dev-split check a stage stores, and the meta.json it saves. The scripts (pretrain.py, train_zero.py, train_r1.py, distill.py, eval.py)
-read as their stage's algorithm; this is their plumbing, and the one place in r1mini that speaks in
-command-line flags.
+each reply, the dev-split check a stage stores, and the meta.json it saves. The scripts (pretrain.py,
+train_zero.py, train_r1.py, distill.py, eval.py) read as their stage's algorithm; this is their plumbing, and
+the one place in r1mini besides config.parse_config that speaks in command-line flags.
 
     @exits_with_message                 # a UserError prints its message and exits 1 (docs/errors.md)
     def main(argv=None): ...
@@ -32,7 +32,7 @@ from r1mini.tasks import Problem, Task
 GRPO_MEMORY_FLAGS = "--group_size, --prompts_per_step or --max_new_tokens (or set --micro_batch_size)"
 
 
-# -- failures: the library raises, the script says what to do -----------------------------------------------------
+# -- failures: the library raises, the script says what to do ---------------------------------------------------------
 
 def exits_with_message(main):
     """main(argv), with the failures a user can fix ending the process as one line and exit status 1 instead of
@@ -67,7 +67,7 @@ def step_guard(where: str, out: str | Path | None, lr_flag: str = "--lr", memory
                          + resume) from None
 
 
-# -- what a stage starts from ---------------------------------------------------------------------------------------
+# -- what a stage starts from -----------------------------------------------------------------------------------------
 
 def parent_suite(meta: dict, preset: str) -> str:
     """The suite a checkpoint was trained on: its own config's, else its base model's (base_config), else the
@@ -97,7 +97,7 @@ def sft_from_base(base: str | Path, made_by: str, pairs: list[tuple[str, str]], 
     return model, tokenizer, meta, losses
 
 
-# -- what a stage measures and leaves --------------------------------------------------------------------------------------------
+# -- what a stage measures and leaves ---------------------------------------------------------------------------------
 
 def reply_metrics(completions: list[str], parts: dict[str, list[float]]) -> dict[str, list[float]]:
     """What R1-Zero and R1's RL stages log of a step's replies besides the reward (rl.grpo_step averages each

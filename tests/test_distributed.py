@@ -431,8 +431,8 @@ def test_train_r1_torchrun_all_stages(base, tmp_path):
     r = subprocess.run([sys.executable, "pretrain.py", "--preset", "toy-student", "--out", str(student_base),
                         "--max_steps", "4"], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    r = torchrun("distill.py", "--preset", "toy", "--init", r1 / "final_rl", "--student", student_base, "--out", student,
-                 "--device", "cpu", "--micro_batch_size", "2")
+    r = torchrun("distill.py", "--preset", "toy", "--init", r1 / "final_rl", "--student", student_base,
+                 "--out", student, "--device", "cpu", "--micro_batch_size", "2")
     assert r.returncode == 0, r.stderr[-3000:]
     model, _, meta = load_checkpoint(student, expect_stage="student")
     assert logged_checksum(r.stdout) == pytest.approx(param_checksum(model).sum().item(), rel=1e-12)

@@ -101,7 +101,8 @@ def test_resuming_with_another_model_is_refused(base, tmp_path):
 def test_missing_checkpoint_names_the_script_that_makes_it(tmp_path):
     assert "run pretrain.py first" in exit_message("train_zero", ["--init", tmp_path / "none", "--out", tmp_path / "z"])
     assert "run train_zero.py first" in exit_message("train_r1", ["--init", tmp_path / "none", "--out", tmp_path / "r"])
-    assert "start from a checkpoint directory that an earlier stage wrote" in exit_message("eval", ["--init", tmp_path / "none"])
+    message = exit_message("eval", ["--init", tmp_path / "none"])
+    assert "start from a checkpoint directory that an earlier stage wrote" in message
 
 
 def test_checkpoint_of_the_wrong_stage(base, tmp_path):
@@ -192,7 +193,8 @@ def oom(*args, **kwargs):
 @pytest.mark.parametrize("script, target, flags", [
     ("pretrain", "apply_update", "lower --batch_size"),
     ("train_zero", "rollout", "lower --group_size, --prompts_per_step or --max_new_tokens"),
-    ("train_zero", "grpo_update", "lower --group_size, --prompts_per_step or --max_new_tokens (or set --micro_batch_size)"),
+    ("train_zero", "grpo_update",
+     "lower --group_size, --prompts_per_step or --max_new_tokens (or set --micro_batch_size)"),
     ("eval", "evaluate_model", "lower --batch_size or --max_new_tokens"),
 ])
 def test_cuda_out_of_memory_names_the_flag_that_lowers_memory(base, tmp_path, monkeypatch, script, target, flags):

@@ -130,5 +130,6 @@ def test_bad_task_file_specs(tmp_path):
     with pytest.raises(ConfigError) as e:  # what the scripts print: the flag, the file, what is wrong
         task_set("toy", str(tmp_path / "missing.jsonl"))
     assert command_line_message(e.value) == f"--tasks {tmp_path / 'missing.jsonl'}: no such file"
-    assert isinstance(task_for(number_problem := Problem("jsonl", "q", "en", "1", {"checker": "number", "answer": "1"})), FileTask)
+    number_problem = Problem("jsonl", "q", "en", "1", {"checker": "number", "answer": "1"})
+    assert isinstance(task_for(number_problem), FileTask)
     assert task_for(number_problem).check("1", number_problem)

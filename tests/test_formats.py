@@ -16,7 +16,8 @@ def tok():
 def test_chat_ids_mask_covers_exactly_the_reply(tok):
     ids, mask = chat_ids(tok, "What is 2 + 3?", " Hello there")
     prompt, _ = chat_ids(tok, "What is 2 + 3?")
-    assert ids[:len(prompt)] == prompt and prompt[0] == tok.special("<|user|>") and prompt[-1] == tok.special("<|assistant|>")
+    assert ids[:len(prompt)] == prompt
+    assert prompt[0] == tok.special("<|user|>") and prompt[-1] == tok.special("<|assistant|>")
     assert mask == [False] * len(prompt) + [True] * (len(ids) - len(prompt))
     assert ids[-1] == tok.special("<|end|>")
     assert tok.decode(ids[len(prompt):-1]) == " Hello there"

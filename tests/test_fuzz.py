@@ -27,7 +27,8 @@ PIECES = ["<think>", "</think>", "<answer>", "</answer>", "<think", "answer>", "
 def problems():
     rng = random.Random(0)
     tasks = {name: get_task(name, **knobs) for suite in SUITES.values() for name, knobs in suite.items()}
-    return [task.sample(rng, split, lang) for task in tasks.values() for split in ("train", "test") for lang in ("en", "zh")]
+    return [task.sample(rng, split, lang) for task in tasks.values() for split in ("train", "test")
+            for lang in ("en", "zh")]
 
 
 PROBLEMS = problems()
@@ -86,7 +87,8 @@ def calls(text: str, problem):
     yield "overlong_paragraph", lambda: filters.overlong_paragraph(text), boolean
     yield "has_code_block", lambda: filters.has_code_block(text), boolean
     yield "repeats", lambda: filters.repeats(text), boolean
-    yield "rejection_filter", lambda: filters.rejection_filter([{"prompt": "q", "completion": text, "correct": True}]), \
+    row = {"prompt": "q", "completion": text, "correct": True}
+    yield "rejection_filter", lambda: filters.rejection_filter([row]), \
         lambda v: v[1]["total"] == 1 and len(v[0]) == v[1]["kept"] <= 1
 
 

@@ -207,9 +207,9 @@ def test_mtp_loss_by_hand():
     _, total = model(idx, targets, mtp_weight=0.3)
     assert torch.allclose(total, main + 0.3 * (want[0] + want[1]) / 2, atol=1e-5)  # L + lambda / D sum_k L_k
     # a shifted target (predicting t_{i+k} instead of t_{i+k+1}) gives another value
-    assert abs(want[0].item() - F.cross_entropy(
-        model.head(model.mtp[0].norm(model.mtp[0](h0[:, :7], model.tok_emb(seq[:, 1:8]), model.rope_cos[:7],
-                                                  model.rope_sin[:7]))).reshape(-1, V), seq[:, 1:8].reshape(-1)).item()) > 1e-3
+    shifted = model.head(model.mtp[0].norm(model.mtp[0](h0[:, :7], model.tok_emb(seq[:, 1:8]), model.rope_cos[:7],
+                                                        model.rope_sin[:7])))
+    assert abs(want[0].item() - F.cross_entropy(shifted.reshape(-1, V), seq[:, 1:8].reshape(-1)).item()) > 1e-3
 
 
 @pytest.mark.assignment14

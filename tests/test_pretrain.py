@@ -115,8 +115,8 @@ def test_torchrun_two_ranks_match_one_process(tmp_path):
     r = run_script("pretrain.py", "--preset", "toy", "--out", str(one), "--max_steps", "6")
     assert r.returncode == 0, r.stderr[-2000:]
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "pretrain.py", "--preset",
-                        "toy", "--out", str(two), "--max_steps", "6"], cwd=ROOT, env=ENV, capture_output=True, text=True,
-                       timeout=300)
+                        "toy", "--out", str(two), "--max_steps", "6"], cwd=ROOT, env=ENV, capture_output=True,
+                       text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "world 2" in r.stdout
     a = torch.load(one / "model.pt", weights_only=True)

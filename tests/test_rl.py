@@ -42,8 +42,8 @@ def tiny():
 def test_rollout_packs_prompt_and_completion_with_response_mask(tiny):
     model, tok = tiny
     prompts = ["What is 12 + 7?", "Hi"]
-    ro = rollout(model, tok, [tok.encode(p) for p in prompts], group_size=3, stop_ids=[tok.eot_id], max_new_tokens=6, temperature=1.0,
-                 generator=torch.Generator().manual_seed(0))
+    ro = rollout(model, tok, [tok.encode(p) for p in prompts], group_size=3, stop_ids=[tok.eot_id], max_new_tokens=6,
+                 temperature=1.0, generator=torch.Generator().manual_seed(0))
     assert ro.ids.shape[0] == 6 and ro.mask.shape == (6, ro.ids.shape[1] - 1)
     for i in range(6):
         p = tok.encode(prompts[i // 3])  # groups are contiguous
@@ -58,8 +58,8 @@ def test_rollout_packs_prompt_and_completion_with_response_mask(tiny):
 def test_rollout_logprobs_match_a_single_sequence_forward(tiny):
     """Right padding must not change a sequence's log-probs: compare to each sequence alone."""
     model, tok = tiny
-    ro = rollout(model, tok, [tok.encode(p) for p in ["What is 12 + 7?", "Hi"]], group_size=2, stop_ids=[tok.eot_id], max_new_tokens=5,
-                 generator=torch.Generator().manual_seed(1))
+    ro = rollout(model, tok, [tok.encode(p) for p in ["What is 12 + 7?", "Hi"]], group_size=2, stop_ids=[tok.eot_id],
+                 max_new_tokens=5, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         batched = sequence_logprobs(model, ro.ids)
         for i in range(4):
@@ -77,7 +77,8 @@ def test_grpo_update_through_a_compiled_forward_equals_eager():
     ids = torch.randint(0, 100, (4, 12), generator=g)
     mask = torch.zeros(4, 11, dtype=torch.bool)
     mask[:, 5:] = True
-    ro, adv, keep = Rollout(ids, mask, [""] * 4, [6] * 4), torch.tensor([1.0, -1.0, 0.5, -0.5]), torch.ones(4, dtype=torch.bool)
+    ro, adv = Rollout(ids, mask, [""] * 4, [6] * 4), torch.tensor([1.0, -1.0, 0.5, -0.5])
+    keep = torch.ones(4, dtype=torch.bool)
     weights = []
     for compiled in (False, True):
         torch.manual_seed(0)

@@ -8,8 +8,8 @@ from fractions import Fraction
 
 import pytest
 
-from r1mini.tasks import (CHECK_FINDS_SLIP, DEV_PERCENT, HELDOUT_PERCENT, LANGS, MAX_NESTING, SPLITS, STYLES, SUITES, TASKS, Problem,
-                          draw_problems, evaluate_expression, get_task, split_of, suite)
+from r1mini.tasks import (CHECK_FINDS_SLIP, DEV_PERCENT, HELDOUT_PERCENT, LANGS, MAX_NESTING, SPLITS, STYLES, SUITES,
+                          TASKS, Problem, draw_problems, evaluate_expression, get_task, split_of, suite)
 
 HAN = re.compile(r"[\u4e00-\u9fff]")  # Chinese characters
 CJK_PUNCT = re.compile(r"[\u3000-\u303f\uff00-\uffef]")  # 。，： and friends
