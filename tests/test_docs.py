@@ -1,6 +1,7 @@
-"""The course handout, docs/assignments.md, describes the assignments of r1mini/assignments.py: the same
-numbers, titles, functions, modules and grading commands, and for each a note that says what to delete and
-the classic mistake. (tests/test_assignments.py checks the table against the code and the tests.)"""
+"""The docs: every link of the README and docs/ resolves, and the README links every page; the course
+handout, docs/assignments.md, describes the assignments of r1mini/assignments.py: the same numbers, titles,
+functions, modules and grading commands, and for each a note that says what to delete and the classic
+mistake. (tests/test_assignments.py checks the table against the code and the tests.)"""
 
 import re
 from pathlib import Path
@@ -33,3 +34,24 @@ def test_handout_notes_say_what_to_delete_and_the_classic_mistake():
         assert set(a.functions) <= set(re.findall(r"`([\w.]+)`", delete)), a.number
         assert len(note.split("*Classic mistake:*")[1].strip()) > 20, a.number
     assert "python -m r1mini.assignments make 5 DIR" in HANDOUT
+
+
+LINK = re.compile(r"\[[^\]]*\]\(([^)#\s]+)(?:#[^)]*)?\)")
+
+
+def test_every_relative_link_of_the_readme_and_docs_resolves():
+    """A page moved or renamed leaves no dangling link behind (web links are not followed)."""
+    pages = [ROOT / "README.md", ROOT / "benchmarks" / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    broken = [f"{page.relative_to(ROOT)}: {target}" for page in pages
+              for target in LINK.findall(page.read_text(encoding="utf-8"))
+              if "://" not in target and not (page.parent / target).exists()]
+    assert len(pages) > 8 and not broken, broken
+
+
+def test_the_readme_links_every_page_of_docs():
+    """The README is the way in: every page of docs/ (the runs' measurements aside) is one link away."""
+    linked = set(LINK.findall((ROOT / "README.md").read_text(encoding="utf-8")))
+    pages = {f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md")} - {"docs/speedrun_cpu_report.md",
+                                                                         "docs/speedrun_cpu_seed1_report.md"}
+    assert pages >= {"docs/results.md", "docs/gpu.md", "docs/your_model.md", "docs/errors.md",
+                     "docs/assignments.md", "docs/extending.md"} and pages <= linked, pages - linked

@@ -1,5 +1,7 @@
-"""The README's figures cannot drift from what they come from: the results from the reports of the runs they
-describe (and the measurements next to them in docs/runs), the vocabulary from the cpu preset."""
+"""The results' figures cannot drift from what they come from: docs/results.md's from the reports of the runs
+they describe (and the measurements next to them in docs/runs), the README's summary from the same sources,
+the vocabulary from the cpu preset; and the README's first screen says what the project is, how to run it,
+how to test it and what a run shows."""
 import re
 from pathlib import Path
 
@@ -9,11 +11,16 @@ FIGURE = re.compile(r"(?<![\d.])\d\.\d{3}\b")
 
 
 def results_section() -> str:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    return readme[readme.index("## Results"):readme.index("**The same command on another machine")]
+    results = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
+    return results[results.index("## Results"):results.index("**The same command on another machine")]
 
 
-def test_readme_table_is_seed_0s_report():
+def sources() -> str:
+    """The two runs' reports and every measurement of docs/runs."""
+    return "".join(p.read_text(encoding="utf-8") for p in REPORTS + sorted((ROOT / "docs" / "runs").glob("*.md")))
+
+
+def test_results_table_is_seed_0s_report():
     """Seed 0's table, row for row, is its report's."""
     def table(text):
         return [line for line in text.splitlines() if line.startswith("| ") and "|---" not in line]
@@ -23,13 +30,12 @@ def test_readme_table_is_seed_0s_report():
     assert table(seed0) == table(report)[:10] and len(table(seed0)) == 10  # the header and 9 checkpoints
 
 
-def test_readme_figures_come_from_the_runs():
+def test_results_figures_come_from_the_runs():
     """Every three-decimal figure of the results is in one of the two reports or in a measurement of
     docs/runs; every stage time is its report's."""
     results = results_section()
-    sources = "".join(p.read_text(encoding="utf-8") for p in REPORTS + sorted((ROOT / "docs" / "runs").glob("*.md")))
-    figures = set(FIGURE.findall(results))
-    assert len(figures) >= 30 and figures <= set(FIGURE.findall(sources)), figures - set(FIGURE.findall(sources))
+    figures, known = set(FIGURE.findall(results)), set(FIGURE.findall(sources()))
+    assert len(figures) >= 30 and figures <= known, figures - known
     words = {"pretraining": "pretrain", "the student's base": "pretrain_student", "R1-Zero": "r1_zero",
              "the four R1 stages": "r1", "distillation": "distill", "the RL-only student": "student_rl_only",
              "evaluation of 9 checkpoints": "eval"}
@@ -40,10 +46,31 @@ def test_readme_figures_come_from_the_runs():
         assert {words[k.strip()]: v for k, v in said.items()} == {v: times[v] for v in words.values()}
 
 
-def test_readme_vocabulary_is_the_cpu_presets():
+def first_screen() -> str:
+    """The README up to its first page of further reading: what a newcomer sees before scrolling."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    return readme[:readme.index("## Read on")]
+
+
+def test_readme_summary_figures_come_from_the_runs():
+    """The README's summary quotes the runs: each of its figures is in a report or a measurement."""
+    figures = set(FIGURE.findall(first_screen()))
+    assert len(figures) >= 8 and figures <= set(FIGURE.findall(sources())), figures - set(FIGURE.findall(sources()))
+
+
+def test_readme_first_screen_is_what_it_is_how_to_run_and_test_and_what_it_shows():
+    screen = first_screen()
+    assert len(screen.splitlines()) <= 50
+    assert "DeepSeek-R1 recipe" in screen.split("\n\n")[1]  # the first paragraph says what the project is
+    commands = re.search(r"```bash\n(.*?)```", screen, re.S).group(1)
+    assert "bash speedrun.sh" in commands and "python -m pytest -q" in commands
+    assert "## What the speedrun shows" in screen and "docs/results.md" in screen
+
+
+def test_results_vocabulary_is_the_cpu_presets():
     """768 BPE ranks (pretrain.py's cpu preset) plus the chat special tokens."""
     from pretrain import PRESETS, PretrainConfig
     from r1mini.tokenizer import SPECIAL_TOKENS
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    results = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
     ranks = PRESETS["cpu"].get("vocab_size", PretrainConfig.vocab_size)
-    assert f"vocabulary {ranks + len(SPECIAL_TOKENS)})" in readme
+    assert f"vocabulary {ranks + len(SPECIAL_TOKENS)})" in results
