@@ -1,7 +1,7 @@
 """The pretraining corpus, made by code, and its packing into random training windows.
 
 The corpus stands in for the web text a base model is pretrained on. Its mix is what makes the R1
-effects show up at small scale (DESIGN.md, "the small-scale experiment"):
+effects show up at small scale (docs/results.md, "How the small-scale experiment is set up"):
 - task documents: questions with worked solutions, mostly direct answers (which a small model gets
   wrong), step-by-step in a minority (which it gets right), a few with a slip and a "wait" correction,
   a few wrong; Chinese prompts rarer and their solutions less reliable, some switching language;
