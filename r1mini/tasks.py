@@ -1,7 +1,7 @@
 """Synthetic reasoning tasks with exact verifiers: addition, multiplication, linear equations, countdown.
 
 Each task draws problems from a seeded `random.Random`, writes worked solutions in several styles, and
-checks an answer string. The styles are what the small-scale experiment needs (DESIGN.md):
+checks an answer string. The styles are what the small-scale experiment needs (docs/results.md):
 
 - "direct": the answer at once. A small model is bad at this, which leaves RL something better to find.
 - "steps": one small step per line of thought (digit by digit, with a running partial result).
