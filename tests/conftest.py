@@ -1,8 +1,11 @@
 """What the end-to-end script tests share: running a script as a user does (a subprocess from the repository
-root, one thread), and one toy base model pretrained for the tests that start from it."""
+root, one thread), one toy base model pretrained for the tests that start from it, and one toy speedrun whose
+checkpoints (bases, R1-Zero, the four R1 stages, the students) serve every test that reads them, so that each
+stage is trained once per session instead of once per test file."""
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,58 @@ def run_script(*args, timeout=120, cwd=ROOT) -> subprocess.CompletedProcess:
     """python SCRIPT ARGS...; from another working directory (cwd), name the script by its full path."""
     return subprocess.run([sys.executable, *map(str, args)], cwd=cwd, env=ENV, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def start_speedrun(out: Path, SPEEDRUN_PRESET: str = "toy", root: Path = ROOT, **env_vars) -> subprocess.Popen:
+    """bash speedrun.sh PRESET with OUT=out, from the repository at root (a copy, for a test that edits code),
+    started; finish() waits for it."""
+    env = {**ENV, "OUT": str(out), "PYTHON": sys.executable, "PYTHONPATH": str(root), **env_vars}
+    return start(["bash", "speedrun.sh", SPEEDRUN_PRESET], cwd=root, env=env)
+
+
+def start(command: list, **options) -> subprocess.Popen:
+    """A command started in the background, what it prints going to temporary files (a pipe nobody reads
+    would fill and stall it); finish() waits for it."""
+    out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+    proc = subprocess.Popen(command, text=True, stdout=out, stderr=err, **options)
+    proc.files = (out, err)
+    return proc
+
+
+def finish(proc: subprocess.Popen, timeout: float = 600) -> subprocess.CompletedProcess:
+    proc.wait(timeout=timeout)
+    out, err = proc.files
+    out.seek(0)
+    err.seek(0)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), err.read())
+
+
+def speedrun(out: Path, SPEEDRUN_PRESET: str = "toy", root: Path = ROOT, **env_vars) -> subprocess.CompletedProcess:
+    return finish(start_speedrun(out, SPEEDRUN_PRESET, root, **env_vars))
+
+
+# a speedrun's scripts run one thread each, one at a time: the MoE run on the CUDA branches (test_speedrun.py)
+# goes beside the plain one, on the second core
+MOE_ON_CUDA_BRANCHES = dict(R1MINI_EMULATE_CUDA="1", PRETRAIN_FLAGS="--n_routed_experts 4")
+
+
+@pytest.fixture(scope="session")
+def toy_speedruns(tmp_path_factory) -> dict[str, tuple[Path, subprocess.CompletedProcess]]:
+    """`bash speedrun.sh toy` into OUT, once per session, as "plain", and beside it the same with an MoE base on
+    the CUDA branches emulated on the CPU, as "moe": (OUT, what it printed) each. OUT holds base,
+    student_base, zero, r1/<stage>, student, student_zero with their evaluations and the report. Read them;
+    a test that writes copies what it changes first."""
+    root = tmp_path_factory.mktemp("speedrun")
+    started = {"plain": start_speedrun(root / "plain"), "moe": start_speedrun(root / "moe", **MOE_ON_CUDA_BRANCHES)}
+    return {name: (root / name, finish(proc)) for name, proc in started.items()}
+
+
+@pytest.fixture(scope="session")
+def toy_speedrun(toy_speedruns) -> tuple[Path, subprocess.CompletedProcess]:
+    """The plain toy speedrun: (OUT, what it printed)."""
+    out, r = toy_speedruns["plain"]
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return out, r
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -134,14 +135,24 @@ def run_selection(root: Path, *markers: str) -> subprocess.CompletedProcess:
 
 
 def test_each_grading_selection_passes_here_and_fails_when_blanked(tmp_path):
-    """One copy of the tree; each assignment in turn is blanked in it, graded, and restored."""
-    copy = copy_tree(tmp_path / "copy")
+    """Two copies of the tree; in each, half of the assignments in turn are blanked, graded and restored, the
+    two halves side by side (each pytest runs one thread: two cores take the two)."""
     r = run_selection(ROOT, *(a.marker for a in ASSIGNMENTS))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    for a in ASSIGNMENTS:
-        original = (copy / a.module).read_text()
-        blank(copy, a.number)
-        r = run_selection(copy, a.marker)
-        (copy / a.module).write_text(original)
+
+    def grade_blanked(copy: Path, assignments) -> list:
+        graded = []
+        for a in assignments:
+            original = (copy / a.module).read_text()
+            blank(copy, a.number)
+            graded.append((a, run_selection(copy, a.marker)))
+            (copy / a.module).write_text(original)
+        return graded
+    copies = [copy_tree(tmp_path / f"copy{i}") for i in range(2)]
+    with ThreadPoolExecutor(2) as pool:
+        halves = pool.map(grade_blanked, copies, [ASSIGNMENTS[::2], ASSIGNMENTS[1::2]])
+        graded = [pair for half in halves for pair in half]
+    assert sorted(a.number for a, _ in graded) == [a.number for a in ASSIGNMENTS]
+    for a, r in graded:
         # 1: tests ran and failed (not 5: nothing selected, nor 2: an error before any test ran)
         assert r.returncode == 1 and f"assignment {a.number}: write" in r.stdout, (a.number, r.stdout[-3000:])

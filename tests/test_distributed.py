@@ -405,12 +405,10 @@ def test_sft_micro_batches_and_ranks_match_one_batch(tmp_path):
     assert not torch.allclose(fresh.state_dict()["blocks.0.attn.wq.weight"], ref["blocks.0.attn.wq.weight"])
 
 
-def test_train_r1_torchrun_all_stages(base, tmp_path):
-    """Every R1 stage under torchrun: SFT with micro-batches, striped sampling, GRPO; replicas identical."""
-    zero, r1 = tmp_path / "zero", tmp_path / "r1"
-    r = subprocess.run([sys.executable, "train_zero.py", "--preset", "toy", "--init", str(base), "--out", str(zero),
-                        "--steps", "1"], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
+def test_train_r1_torchrun_all_stages(toy_speedrun, tmp_path):
+    """Every R1 stage under torchrun: SFT with micro-batches, striped sampling, GRPO; replicas identical. (From
+    the session toy speedrun's R1-Zero, and its student base.)"""
+    zero, r1 = toy_speedrun[0] / "zero", tmp_path / "r1"
     r = torchrun("train_r1.py", "--preset", "toy", "--init", zero, "--out", r1, "--device", "cpu",
                  "--sft_micro_batch_size", "3")
     assert r.returncode == 0, r.stderr[-3000:]
@@ -427,10 +425,7 @@ def test_train_r1_torchrun_all_stages(base, tmp_path):
     assert [row["step"] for row in rl] == [1, 2] and all(0 <= row["accuracy"] <= 1 for row in rl)
     # distillation of that R1 model into a smaller student under torchrun: striped teacher sampling, data-
     # parallel SFT with micro-batches, replicas identical
-    student_base, student = tmp_path / "student_base", tmp_path / "student"
-    r = subprocess.run([sys.executable, "pretrain.py", "--preset", "toy-student", "--out", str(student_base),
-                        "--max_steps", "4"], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
+    student_base, student = toy_speedrun[0] / "student_base", tmp_path / "student"
     r = torchrun("distill.py", "--preset", "toy", "--init", r1 / "final_rl", "--student", student_base,
                  "--out", student, "--device", "cpu", "--micro_batch_size", "2")
     assert r.returncode == 0, r.stderr[-3000:]

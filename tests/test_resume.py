@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from conftest import finish, start
 from r1mini.checkpoint import load_train_state, save_checkpoint
 from r1mini.model import Transformer, model_config
 from r1mini.tokenizer import Tokenizer
@@ -34,6 +35,17 @@ def last_logged_step(out: Path, stage: str | None = None) -> int:
     except (OSError, ValueError):  # not there yet, or a line half written
         return -1
     return max((r["step"] for r in logged if "step" in r and r.get("stage") == stage), default=-1)
+
+
+def started(args: list) -> subprocess.Popen:
+    """The command running in the background: the uninterrupted run, beside the one a test kills and resumes
+    (each runs one thread: on two cores the two take little more wall time than one). finished() waits."""
+    return start([sys.executable, *map(str, args)], cwd=ROOT, env=ENV)
+
+
+def finished(proc: subprocess.Popen) -> None:
+    r = finish(proc, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
 
 
 def run_and_kill(args: list, out: Path, kill_after_step: int = 0, timeout=120, stage: str | None = None,
@@ -88,9 +100,9 @@ def test_pretrain_killed_mid_run_resumes_exactly(tmp_path):
     args = lambda out: ["pretrain.py", "--preset", "toy", "--device", "cpu", "--out", out, "--train_docs", 500,
                         "--val_docs", 60, "--tokenizer_docs", 300, "--max_steps", 240, "--ckpt_every", 20,
                         "--log_every", 1, "--eval_every", 60]
-    r = run(args(whole))
-    assert r.returncode == 0, r.stderr[-2000:]
+    uninterrupted = started(args(whole))
     kill_and_resume(args(cut), cut, kill_after_step=45, ckpt_every=20, last_step=240)
+    finished(uninterrupted)
     assert [row["step"] for row in rows(cut)] == list(range(1, 241))  # every step once, in order
     assert without_time(rows(cut)) == without_time(rows(whole))  # the loss curve continues exactly
     assert same_weights(cut, whole)
@@ -114,37 +126,33 @@ def test_train_zero_killed_mid_run_resumes_exactly(tmp_path):
                                       "--out", out, "--steps", 50, "--ckpt_every", ckpt_every, "--eval_every", 25,
                                       "--kl_coef", 0.05, "--ref_reset_every", 7]
     whole, cut, early = tmp_path / "whole", tmp_path / "cut", tmp_path / "early"
-    r = run(args(whole))
-    assert r.returncode == 0, r.stderr[-2000:]
+    uninterrupted = started(args(whole))
     kill_and_resume(args(cut), cut, kill_after_step=17, ckpt_every=5, last_step=50)
-    assert [row["step"] for row in rows(cut)] == list(range(0, 51))  # step 0 is the evaluation before training
-    assert without_time(rows(cut)) == without_time(rows(whole))  # the reward curve continues exactly
-    assert rows(cut, "samples.jsonl") == rows(whole, "samples.jsonl")
-    assert same_weights(cut, whole)
-    assert not same_weights(whole, base) and max(r.get("kl", 0) for r in rows(whole)) > 0  # the policy did move
-
     # killed before its first checkpoint: the rerun starts over, and the log does not hold the dead run's rows
     run_and_kill(args(early, ckpt_every=1000), early, kill_after_step=3)
     assert not (early / "train_state.pt").exists()
     r = run(args(early, ckpt_every=1000))
     assert r.returncode == 0 and "resuming" not in r.stdout, r.stderr[-2000:]
+    finished(uninterrupted)
+    assert [row["step"] for row in rows(cut)] == list(range(0, 51))  # step 0 is the evaluation before training
+    assert without_time(rows(cut)) == without_time(rows(whole))  # the reward curve continues exactly
+    assert rows(cut, "samples.jsonl") == rows(whole, "samples.jsonl")
+    assert same_weights(cut, whole)
+    assert not same_weights(whole, base) and max(r.get("kl", 0) for r in rows(whole)) > 0  # the policy did move
     assert [row["step"] for row in rows(early)] == list(range(0, 51))
     assert same_weights(early, whole)
 
 
-def test_train_r1_killed_in_each_grpo_stage_resumes_exactly(tmp_path):
+def test_train_r1_killed_in_each_grpo_stage_resumes_exactly(toy_speedrun, tmp_path):
     """Killed in stage 2 (GRPO), in stage 3 (SFT) and in stage 4 (reward model + GRPO): each rerun resumes a
     GRPO stage from its last checkpoint, an SFT stage from its start with the random states it started with,
-    and the pipeline ends where an uninterrupted one ends."""
-    base, zero = tmp_path / "base", tmp_path / "zero"
-    assert run(["pretrain.py", "--preset", "toy", "--device", "cpu", "--out", base]).returncode == 0
-    assert run(["train_zero.py", "--preset", "toy", "--device", "cpu", "--init", base, "--out", zero]).returncode == 0
+    and the pipeline ends where an uninterrupted one ends. (From the session toy speedrun's R1-Zero.)"""
+    zero = toy_speedrun[0] / "zero"
     args = lambda out: ["train_r1.py", "--preset", "toy", "--device", "cpu", "--init", zero, "--out", out,
                         "--rl_steps", 12, "--final_steps", 9, "--rl_ckpt_every", 4, "--prompts_per_step", 4,
                         "--group_size", 4, "--general_share", 0.5]  # the reward model scores 2 of 4 prompts
     whole, cut = tmp_path / "whole", tmp_path / "cut"
-    r = run(args(whole))
-    assert r.returncode == 0, r.stderr[-2000:]
+    uninterrupted = started(args(whole))
     # killed in stage 2; a later stage refuses to start from the unfinished one
     run_and_kill(args(cut), cut, 6, stage="reasoning_rl")
     meta = json.loads((cut / "reasoning_rl" / "meta.json").read_text())
@@ -163,6 +171,7 @@ def test_train_r1_killed_in_each_grpo_stage_resumes_exactly(tmp_path):
     r = run(args(cut))
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"resuming {cut / 'final_rl'} from step 4" in r.stdout
+    finished(uninterrupted)
     steps = [(row["stage"], row["step"]) for row in rows(cut) if "step" in row]
     assert steps == [("reasoning_rl", i) for i in range(1, 13)] + [("final_rl", i) for i in range(1, 10)]
     assert without_time(rows(cut)) == without_time(rows(whole))  # every stage row and curve, exactly

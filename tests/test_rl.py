@@ -72,7 +72,9 @@ def test_rollout_logprobs_match_a_single_sequence_forward(tiny):
 
 def test_grpo_update_through_a_compiled_forward_equals_eager():
     """--compile true gives the Policy a torch.compile'd forward (which has no truth value): the update must run
-    through it and give the eager update's weights."""
+    through it and give the eager update's weights. Compiled with the aot_eager backend: dynamo's module and
+    AOT autograd's backward, as under --compile, without generating kernels (a minute of C++ compiling on
+    2 cores); inductor's kernels are test_cuda_paths.py's old log-probs test."""
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, 100, (4, 12), generator=g)
     mask = torch.zeros(4, 11, dtype=torch.bool)
@@ -84,7 +86,7 @@ def test_grpo_update_through_a_compiled_forward_equals_eager():
         torch.manual_seed(0)
         model = Transformer(model_config("toy", vocab_size=100))
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-        policy = Policy(model, optimizer, forward=torch.compile(model) if compiled else model)
+        policy = Policy(model, optimizer, forward=torch.compile(model, backend="aot_eager") if compiled else model)
         grpo_update(policy, ro, adv, keep, config(T=11))
         weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
     torch.manual_seed(0)

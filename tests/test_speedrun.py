@@ -1,37 +1,26 @@
 """speedrun.sh at the toy preset: every stage runs in order, each checkpoint is evaluated, the report is
-written; a rerun skips what is complete."""
+written; a rerun skips what is complete and remakes what a change touches. (The run itself is the session's
+toy_speedrun, conftest.py, which other end-to-end tests read too.)"""
 
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from conftest import ROOT, speedrun
 from r1mini.jsonl import read_jsonl
-
-ROOT = Path(__file__).resolve().parents[1]
 ROWS = ["base", "R1-Zero", "R1 cold start", "R1 reasoning RL", "R1 rejection SFT", "R1 final RL",
         "student base", "student distilled", "student RL-only"]
 STAGES = ["pretrain", "pretrain_student", "r1_zero", "r1", "distill", "student_rl_only", "eval"]
 
 
-def speedrun(out: Path, SPEEDRUN_PRESET: str = "toy", root: Path = ROOT, **env_vars) -> subprocess.CompletedProcess:
-    """bash speedrun.sh PRESET with OUT=out, from the repository at root (a copy, for a test that edits code)."""
-    env = {**os.environ, "OUT": str(out), "OMP_NUM_THREADS": "1", "PYTHON": sys.executable,
-           "PYTHONPATH": str(root), **env_vars}
-    return subprocess.run(["bash", "speedrun.sh", SPEEDRUN_PRESET], cwd=root, env=env, capture_output=True,
-                          text=True, timeout=600)
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("speedrun") / "out"
-    r = speedrun(out)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    return out, r
+@pytest.fixture
+def run(toy_speedrun):
+    return toy_speedrun
 
 
 def test_every_stage_ran_and_was_timed(run):
@@ -78,21 +67,11 @@ def test_report(run):
     assert "finished in" in r.stdout
 
 
-def test_rerun_skips_what_is_complete(run):
-    out, _ = run
-    first = [line.split("\t") for line in (out / "times.tsv").read_text().splitlines()]
-    r = speedrun(out)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    times = [line.split("\t") for line in (out / "times.tsv").read_text().splitlines()]
-    assert [t[2] for t in times] == ["skipped"] * 6 + ["ran"]  # every training stage skipped; eval reran
-    assert [t[1] for t in times[:6]] == [t[1] for t in first[:6]]  # a skipped stage keeps its time
-
-
 def test_a_rerun_remakes_what_a_changed_command_or_code_touches(run, tmp_path):
     """The student's trap: edit a function, rerun, and nothing runs. A rerun with new flags for R1-Zero and an
     edited train_zero.py remakes both stages that run train_zero.py and the two made from R1-Zero; the bases,
-    whose command and code are unchanged, are skipped."""
-    import shutil
+    whose command and code are unchanged, are skipped. Rerun once more, it skips every training stage (each
+    keeping the time it took); with KEEP=1 it skips them even after a change."""
     out = tmp_path / "out"
     shutil.copytree(run[0], out)
     tree = tmp_path / "tree"
@@ -110,7 +89,12 @@ def test_a_rerun_remakes_what_a_changed_command_or_code_touches(run, tmp_path):
     assert f"remaking {out / 'student_zero'} (code changed since: train_zero.py)" in r.stdout
     assert json.loads((out / "zero" / "meta.json").read_text())["step"] == 3  # the new flags ran
     assert json.loads((out / "zero.old" / "meta.json").read_text())["step"] == 4  # the old run is kept aside
-    r = speedrun(out, root=tree, ZERO_FLAGS="--steps 3", KEEP="1")  # as is, nothing changes: all skipped
+    remade = times
+    r = speedrun(out, root=tree, ZERO_FLAGS="--steps 3")  # the same command again: nothing changed, all skipped
+    times = [line.split("\t") for line in (out / "times.tsv").read_text().splitlines()]
+    assert r.returncode == 0 and [t[2] for t in times] == ["skipped"] * 6 + ["ran"]  # the evaluation reruns
+    assert [t[1] for t in times[:6]] == [t[1] for t in remade[:6]]  # a skipped stage keeps its time
+    r = speedrun(out, root=tree, ZERO_FLAGS="--steps 5", KEEP="1")  # KEEP=1: skipped whatever changed
     times = [line.split("\t") for line in (out / "times.tsv").read_text().splitlines()]
     assert r.returncode == 0 and [t[2] for t in times] == ["skipped"] * 6 + ["ran"]
 
@@ -125,7 +109,7 @@ def test_a_cpu_speedrun_stops_at_a_toy_base_in_its_folder(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     r = speedrun(out, SPEEDRUN_PRESET="cpu")
     assert r.returncode != 0
-    assert f"{out / 'base'} was made with --preset toy, and this run is --preset cpu" in r.stderr
+    assert f"{out / 'base'} was made at preset toy, and this run is at preset cpu" in r.stderr
     assert "is complete, skipping" not in r.stdout
 
 
@@ -134,11 +118,11 @@ def test_bad_preset():
     assert r.returncode == 2 and "usage" in r.stderr
 
 
-def test_every_stage_of_an_moe_model_on_the_cuda_branches(tmp_path):
+def test_every_stage_of_an_moe_model_on_the_cuda_branches(toy_speedruns):
     """The whole recipe with a DeepSeekMoE base, every stage on the branches CUDA takes (bf16 autocast, a bf16
-    cache), emulated on the CPU: the MoE forward crashed there at the first step before its float32 sum."""
-    out = tmp_path / "out"
-    r = speedrun(out, R1MINI_EMULATE_CUDA="1", PRETRAIN_FLAGS="--n_routed_experts 4")
+    cache), emulated on the CPU: the MoE forward crashed there at the first step before its float32 sum. (The
+    session runs it beside the plain toy speedrun: conftest.py.)"""
+    out, r = toy_speedruns["moe"]
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     times = [line.split("\t") for line in (out / "times.tsv").read_text().splitlines()]
     assert [t[0] for t in times] == STAGES and all(t[2] == "ran" for t in times)
@@ -149,7 +133,6 @@ def test_every_stage_of_an_moe_model_on_the_cuda_branches(tmp_path):
 
 
 def test_only_the_toy_report_says_it_is_a_smoke_test(run, tmp_path):
-    import shutil
     from r1mini.report import report
     out, _ = run
     copy = tmp_path / "out"

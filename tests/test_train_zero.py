@@ -1,5 +1,6 @@
 """End to end: train_zero.py as a user runs it (subprocesses, toy preset): the checkpoint and its logs, resuming
-a longer run, the off-policy path with every GRPO option on, and the error for a missing base model."""
+a longer run, the off-policy path with every GRPO option on, and the error for a missing base model. The base
+is the session's toy speedrun's (conftest.py)."""
 import json
 import subprocess
 import sys
@@ -8,11 +9,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_train_zero_toy_end_to_end_and_resume(tmp_path):
-    base, zero = tmp_path / "base", tmp_path / "zero"
+def test_train_zero_toy_end_to_end_and_resume(toy_speedrun, tmp_path):
+    base, zero = toy_speedrun[0] / "base", tmp_path / "zero"
     run = lambda *a: subprocess.run([sys.executable, *a], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    r = run("pretrain.py", "--preset", "toy", "--out", str(base))
-    assert r.returncode == 0, r.stderr[-2000:]
     r = run("train_zero.py", "--preset", "toy", "--init", str(base), "--out", str(zero), "--steps", "2")
     assert r.returncode == 0, r.stderr[-2000:]
     meta = json.loads((zero / "meta.json").read_text())
