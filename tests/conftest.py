@@ -79,3 +79,26 @@ def toy_base(tmp_path_factory) -> Path:
     r = run_script("pretrain.py", "--preset", "toy", "--out", out, "--max_steps", 20)
     assert r.returncode == 0, r.stdout + r.stderr
     return out
+
+
+def assert_same_greedy(model, prompts: list[list[int]], got: list[list[int]], want: list[list[int]],
+                       tol: float = 1e-3) -> None:
+    """Two decoding paths' greedy continuations are the same tokens, but for a rounding tie: where a row's
+    tokens first differ, the two tokens' logits (a plain float32 forward of the prefix) must lie within tol,
+    a difference of rounding that another CPU's kernels may resolve the other way. A wrong cache, mask or
+    position parts the paths at tokens whose logits are far apart (the scaled-up test models' gaps are
+    ~1; float32 paths differ by ~1e-5, bf16 ones by ~1e-2)."""
+    import torch
+    assert len(got) == len(want) == len(prompts)
+    training = model.training
+    model.eval()
+    for p, g, w in zip(prompts, got, want):
+        k = next((i for i, (a, b) in enumerate(zip(g, w)) if a != b), None)
+        if k is None:
+            assert len(g) == len(w), (p, g, w)
+            continue
+        with torch.no_grad():
+            logits = model(torch.tensor([p + w[:k]], device=next(model.parameters()).device))[0, -1].float()
+        gap = (logits[w[k]] - logits[g[k]]).abs().item()
+        assert gap < tol, f"prompt {p}: the paths part at token {k} ({w[k]}, {g[k]}), logits {gap:.3g} apart"
+    model.train(training)

@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from conftest import assert_same_greedy
 from r1mini import sampling
 from r1mini.model import ModelConfig, Transformer
 from r1mini.sampling import generate, generate_no_cache
@@ -51,8 +52,8 @@ def test_greedy_speculative_equals_greedy(kind):
     for model in (random_model(**KINDS[kind]), trained_model(kind)):
         stats = {}
         got = generate(model, PROMPTS, 14, temperature=0, speculative=True, stats=stats)
-        assert got == generate(model, PROMPTS, 14, temperature=0)
-        assert got == [generate_no_cache(model, p, 14) for p in PROMPTS]
+        assert_same_greedy(model, PROMPTS, got, generate(model, PROMPTS, 14, temperature=0))
+        assert_same_greedy(model, PROMPTS, got, [generate_no_cache(model, p, 14) for p in PROMPTS])
         assert 0 < stats["drafted"] <= 4 * 14
         acceptance.append(stats["accepted"] / stats["drafted"])
     assert acceptance[0] < 0.5 < acceptance[1]  # random drafts mostly rejected, trained ones mostly kept
@@ -75,7 +76,7 @@ def test_speculative_stops_at_a_stop_token_and_at_block_size():
 
 def test_speculative_needs_an_mtp_module():
     model = random_model(mtp_depth=0)
-    with pytest.raises(ValueError, match="--mtp_depth 1"):
+    with pytest.raises(ValueError, match="pretrain one with mtp_depth 1"):
         generate(model, PROMPTS, 4, speculative=True)
     with pytest.raises(ValueError, match="temperature"):
         generate(random_model(), PROMPTS, 4, temperature=-1, speculative=True)
