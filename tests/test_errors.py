@@ -16,6 +16,7 @@ import pretrain  # noqa: E402
 import train_r1  # noqa: E402
 import train_zero  # noqa: E402
 import r1mini.rl  # noqa: E402
+import r1mini.stage  # noqa: E402
 from r1mini.checkpoint import load_checkpoint, load_train_state  # noqa: E402
 from r1mini.config import UserError, parse_config  # noqa: E402
 from r1mini.jsonl import read_jsonl  # noqa: E402
@@ -175,6 +176,27 @@ def test_train_zero_nan_reward_stops_before_the_update(base, tmp_path, monkeypat
     monkeypatch.setattr(train_zero, "zero_rewards", real)
     train_zero.main(["--preset", "toy", "--device", "cpu", *map(str, argv)])
     finite_and_loadable(tmp_path, 6)
+
+
+def test_train_r1_nan_names_the_stage_and_its_learning_rate(toy_speedrun, tmp_path, monkeypatch):
+    """A NaN reward in reasoning RL (resumed from the toy speedrun's cold start) stops at that stage's first
+    update, naming the stage, the step and GRPO's --lr."""
+    out = tmp_path / "r1"
+    shutil.copytree(toy_speedrun[0] / "r1" / "cold_start", out / "cold_start")
+
+    def nan_rewards(completions, problems, lang_weight=1.0):
+        nan = [float("nan")] * len(completions)
+        return nan, {"accuracy": nan}
+    monkeypatch.setattr(train_r1, "reasoning_rewards", nan_rewards)
+    msg = exit_message("train_r1", ["--init", toy_speedrun[0] / "zero", "--out", out, "--stage", "reasoning_rl"])
+    assert msg.startswith("loss is nan") and "at reasoning_rl step 1; stopped before applying the update" in msg
+    assert "Lower --lr (now 5e-05) or --grad_clip" in msg
+    # an SFT stage names its own learning rate (the NaN itself is test_sft_nan_names_the_step's)
+    def nan_sft(*args, desc, **kwargs):
+        raise FloatingPointError(f"loss is nan, gradient norm nan ({desc} step 1)")
+    monkeypatch.setattr(r1mini.stage, "train_sft", nan_sft)
+    msg = exit_message("train_r1", ["--init", toy_speedrun[0] / "zero", "--out", out, "--stage", "cold_start"])
+    assert "(cold start SFT step 1) at the SFT stage" in msg and "Lower --sft_lr or --grad_clip" in msg
 
 
 def test_sft_nan_names_the_step():
