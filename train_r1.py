@@ -167,8 +167,7 @@ def main(argv=None):
     todo = [s for s in STAGE_NAMES if not is_done(run.out / s)] if cfg.stage == "all" else [cfg.stage]
     if cfg.stage == "all" and not (run.out / "zero_eval.json").exists():
         zero_model, _, _ = load_checkpoint(args.init, device, expect_stage="zero", made_by="train_zero.py")
-        zero_eval = dev_check(zero_model, run.tokenizer, run.eval_sets, k=cfg.eval_k,
-                              max_new_tokens=cfg.max_new_tokens, chat=False)
+        zero_eval = evaluate(run, zero_model, chat=False)
         if rank == 0:
             atomic_write_json(zero_eval, run.out / "zero_eval.json")
         print0("[r1-zero] " + " ".join(f"{k}={v}" for k, v in zero_eval.items()))
@@ -183,8 +182,7 @@ def main(argv=None):
         t0 = time.time()
         model, metrics = STAGES[stage](run)
         parent = run.base_dir if stage == "cold_start" else str(run.out / PREVIOUS[stage])
-        metrics = {**metrics, **dev_check(model, run.tokenizer, run.eval_sets, k=cfg.eval_k,
-                                          max_new_tokens=cfg.max_new_tokens), "seconds": round(time.time() - t0, 1)}
+        metrics = {**metrics, **evaluate(run, model), "seconds": round(time.time() - t0, 1)}
         save_stage(run, stage, model, parent, metrics)
     teardown_distributed()
 
@@ -214,7 +212,7 @@ def cold_start(run: R1Run):
     pairs, from_zero = cold_start_data(sampled, cfg.cold_examples, run.tasks, run.rng, cfg.zh_share)
     if run.rank == 0:
         write_jsonl(run.out / "cold_start_data.jsonl", [{"user": u, "assistant": a} for u, a in pairs])
-    model, losses = sft_on(run, pairs, cfg.sft_epochs, "cold start SFT")
+    model, losses = sft(run, pairs, cfg.sft_epochs, "cold start SFT")
     return model, {"from_zero": from_zero, "from_tasks": len(pairs) - min(from_zero, cfg.cold_examples),
                    "zero_samples": cfg.cold_prompts * cfg.cold_samples, "sft_loss": round(losses[-1], 4)}
 
@@ -237,7 +235,7 @@ def rejection_sft(run: R1Run):
     rows, counts = rejection_sampling_data(sampled, cfg.reasoning_ratio, seed=run.args.seed)
     if run.rank == 0:
         write_jsonl(run.out / "rejection_sft_data.jsonl", rows)
-    model, losses = sft_on(run, [(r["user"], r["assistant"]) for r in rows], cfg.rs_epochs, "rejection SFT")
+    model, losses = sft(run, [(r["user"], r["assistant"]) for r in rows], cfg.rs_epochs, "rejection SFT")
     return model, {**{f"filter/{k}": v for k, v in counts.items()}, "non_reasoning": len(rows) - counts["kept"],
                    "sft_loss": round(losses[-1], 4)}
 
@@ -330,7 +328,7 @@ def train_rm(run: R1Run, rm: RewardModel) -> dict:
     return metrics
 
 
-def sft_on(run: R1Run, pairs: list[tuple[str, str]], epochs: int, desc: str):
+def sft(run: R1Run, pairs: list[tuple[str, str]], epochs: int, desc: str):
     """SFT of a fresh copy of the base model on (user, assistant) pairs; (model, loss of every step)."""
     cfg = run.cfg
     with step_guard("the SFT stage", run.out, "--sft_lr", "--sft_batch_size (or set --sft_micro_batch_size)"):
@@ -346,6 +344,12 @@ def sample_texts(run: R1Run, model, problems, k: int, chat: bool, temperature: f
     samples = sample_striped(model, run.tokenizer, problems, k, temperature=temperature, top_p=0.95,
                              max_new_tokens=run.cfg.max_new_tokens, seed=run.rng.randrange(2 ** 31), chat=chat)
     return [s.completions for s in samples]
+
+
+def evaluate(run: R1Run, model, chat: bool = True) -> dict:
+    """The dev-split check of a stage's model (stage.dev_check), English and Chinese prompts separately."""
+    return dev_check(model, run.tokenizer, run.eval_sets, k=run.cfg.eval_k, max_new_tokens=run.cfg.max_new_tokens,
+                     chat=chat)
 
 
 def r1_meta(run: R1Run, stage: str, parent: str, metrics: dict, step: int = 0, done: bool = True) -> dict:
