@@ -39,6 +39,7 @@ from r1mini.corpus import corpus_documents, pack, random_windows
 from r1mini.device import autocast, cuda_paths, pick_device, throughput
 from r1mini.distributed import (accumulate, print0, report_replicas_in_sync, setup_distributed, teardown_distributed,
                                 training_forward)
+from r1mini.evaluate import heldout_eval, heldout_problems
 from r1mini.jsonl import JsonlLogger
 from r1mini.memory import micro_batch
 from r1mini.model import PRESETS as MODEL_PRESETS, Transformer, model_config
@@ -64,6 +65,7 @@ class PretrainConfig:
     lr: float = 3e-3  # peak learning rate (AdamW), after the warm-up
     min_lr_ratio: float = 0.1  # the cosine decay ends at lr times this
     warmup_steps: int = 50  # steps of linear warm-up from 0 to lr
+    decay_steps: int = 0  # > 0: warmup-stable-decay, lr held until the last decay_steps; 0: cosine after warm-up
     weight_decay: float = 0.1  # AdamW's, on weight matrices only
     grad_clip: float = 1.0  # the gradient's global norm is clipped to this
     compile: bool = False  # torch.compile the model for training (GPU: faster after a minute of compiling)
@@ -72,6 +74,10 @@ class PretrainConfig:
     eval_batches: int = 8  # batches of validation text per validation loss
     ckpt_every: int = 100  # steps between checkpoints to resume from
     log_every: int = 10  # steps between rows of log.jsonl
+    curve_every: int = 0  # steps between dev-split pass@1 checks under the R1-Zero template (0: none)
+    curve_problems: int = 50  # dev problems per task in each check (English prompts)
+    curve_k: int = 4  # samples per problem, at temperature 0.6 and top-p 0.95
+    curve_max_new_tokens: int = 208  # the reply budget of the check (R1-Zero's at the cpu preset)
     # DeepSeek-V3 architecture options
     attn: str = "gqa"  # "mla": multi-head latent attention (its sizes: r1mini/model.py ModelConfig)
     mtp_depth: int = 0  # D >= 1: that many multi-token-prediction modules, trained beside the model
@@ -80,7 +86,8 @@ class PretrainConfig:
     RULES: ClassVar[dict] = {"model": name_in(MODEL_PRESETS), "suite": name_in(SUITES, allow_import=True),
                              "lr": POSITIVE, "grad_clip": POSITIVE, "min_lr_ratio": SHARE,
                              "n_routed_experts": NON_NEGATIVE, "warmup_steps": NON_NEGATIVE,
-                             "grad_accum": NON_NEGATIVE, "attn": one_of("gqa", "mla"), "mtp_depth": NON_NEGATIVE}
+                             "grad_accum": NON_NEGATIVE, "attn": one_of("gqa", "mla"), "mtp_depth": NON_NEGATIVE,
+                             "curve_every": NON_NEGATIVE, "decay_steps": NON_NEGATIVE}
 
     def __post_init__(self):
         validate(self)
@@ -100,10 +107,12 @@ PRESETS.update({f"{name}-student": {**PRESETS[name], "model": f"{name}-student"}
 
 
 def lr_at(step: int, cfg: PretrainConfig) -> float:
-    """Linear warmup to lr, then cosine decay to lr * min_lr_ratio."""
+    """Linear warmup to lr, then cosine decay to lr * min_lr_ratio: over every step after the warm-up, or with
+    decay_steps over the last decay_steps only, lr held until then (warmup-stable-decay)."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    start = cfg.max_steps - cfg.decay_steps if cfg.decay_steps else cfg.warmup_steps
+    progress = max(0.0, step - start) / max(1, cfg.max_steps - start)
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
@@ -169,11 +178,12 @@ def main(argv=None):
                        **throughput(tokens_since / dt, model.flops_per_token(), device, world)}
             if loads:
                 metrics["expert_load_max"] = round(max(load.max().item() for load in loads), 3)
-            t_last, tokens_since = time.time(), 0
             if step % cfg.eval_every == 0 or step == cfg.max_steps:
                 metrics["val_loss"] = round(eval_loss(model, val_stream, cfg, device), 4)
                 if cfg.mtp_depth:
                     metrics["val_mtp_loss"] = round(eval_loss(model, val_stream, cfg, device, mtp=True), 4)
+            if cfg.curve_every and (step % cfg.curve_every == 0 or step == cfg.max_steps):
+                metrics.update(dev_curve(model, tokenizer, cfg))
             logger.log(metrics)
             bar.set_postfix(loss=metrics["loss"], tok_s=metrics["tokens_per_s"])
         if step % cfg.ckpt_every == 0 or step == cfg.max_steps:
@@ -181,6 +191,8 @@ def main(argv=None):
                     "seed": args.seed, "config": dataclasses.asdict(cfg), "model": mcfg.to_dict(), "metrics": metrics}
             save_checkpoint(out, model, tokenizer, meta, {"optimizer": optimizer.state_dict(), "step": step,
                                                           "data_generator": data_gen.get_state(), **save_rngs()})
+        if step % cfg.log_every == 0:  # tokens/s counts training alone, not the checks and the saving above
+            t_last, tokens_since = time.time(), 0
     bar.close()
     report_replicas_in_sync(model)
     print0(f"done: step {step}: " + " ".join(f"{k}={v}" for k, v in metrics.items() if k != "step") + f"; wrote {out}")
@@ -255,6 +267,24 @@ def eval_loss(model, val_stream, cfg: PretrainConfig, device: torch.device, mtp:
                 losses.append(model(x.to(device), y.to(device))[1].item())
     model.train()
     return float(np.mean(losses))
+
+
+@torch.no_grad()
+def dev_curve(model, tokenizer, cfg: PretrainConfig) -> dict:
+    """One point of the learning curve that matters downstream: dev-split pass@1 per task under the R1-Zero
+    template (k samples at T 0.6, top-p 0.95, as R1-Zero's own checks), and how the replies split: the share
+    answered step by step and its accuracy, the accuracy of direct answers, the share that check themselves.
+    Sampling draws from its own seeded generator, so the training run is the same with or without it."""
+    model.eval()
+    row = {}
+    for name, task in suite(cfg.suite).items():
+        problems = heldout_problems({name: task}, cfg.curve_problems, seed=0, split="dev")
+        result = heldout_eval(model, tokenizer, {"en": problems}, k=cfg.curve_k,
+                              max_new_tokens=cfg.curve_max_new_tokens, chat=False)["en"][0]
+        for key in ("pass@1", "steps_share", "steps_acc", "direct_acc", "reflect_share"):
+            row[f"dev_{task.label}_{key}"] = round(result[key], 4)
+    model.train()
+    return row
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from check_anatomy import anatomy  # noqa: E402
+from check_anatomy import anatomy, first_slip  # noqa: E402
 from sweep_student_rl import run_summary  # noqa: E402
 
 from r1mini.tasks import get_task  # noqa: E402
@@ -21,22 +21,37 @@ def reply(think: str, answer: str) -> str:
 
 def test_check_anatomy_reads_a_check_as_the_corpus_writes_it():
     add, linear = get_task("add"), get_task("linear")
-    p = add.problem({"a": 929, "b": 299}, "en", random.Random(0))  # 1228
-    right = anatomy("add", p, reply("... The sum is 1228. Check: 1228 - 299 = 929. Right.", "1228"))
-    assert right == {"first right": True, "check sums right": True, "agrees": True, "says right": True,
-                     "right, not agreeing": False, "final right": True}
-    unread = anatomy("add", p, reply("... The sum is 1228. Check: 1228 - 299 = 529. Right.", "1228"))
-    assert (unread["check sums right"], unread["agrees"], unread["right, not agreeing"]) == (False, False, True)
-    fixed = anatomy("add", p, reply("The sum is 1218. Check: 1218 - 299 = 919, not 929. Wait, the sum is 10 "
-                                    "too little: 1218 + 10 = 1228.", "1228"))
-    assert (fixed["first right"], fixed["check sums right"], fixed["says right"], fixed["final right"]) == \
-        (False, True, False, True)
-    assert anatomy("add", p, reply("The sum is 1228.", "1228")) is None  # no check
-    q = linear.problem({"a": 2, "b": -66, "x": -13, "c": -92}, "en", random.Random(0))
-    a = anatomy("linear", q, reply("x = -26 / 2 = -13. Check: 2 × -13 = -26, -26 - 66 = -92. Right.", "-13"))
-    assert a["check sums right"] and a["agrees"] and a["first right"] and a["final right"]
-    a = anatomy("linear", q, reply("x = -4 / 2 = -2. 检查：2 × -2 = -4，-4 - 66 = -92。对了。", "-2"))
-    assert not a["check sums right"] and a["agrees"] and not a["first right"] and a["says right"]
+    p = add.problem({"a": 854, "b": 714}, "en", random.Random(0))  # 1568
+    first = "Add by columns: 854+714: 4+4=8, so far 8. 85+71: 5+1=6, so far 68. 8+7: 8+7=15, so far 1568."
+    check = "Check by swapping: 714+854 vs 1568: 4+4=8, same. 71+85 vs 156: 1+5=6, same. 7+8 vs 15: 7+8=15. Right."
+    right = anatomy("add", p, reply(f"{first} {check}", "1568"))
+    assert right == {"first right": True, "first facts": True, "check facts": True, "agrees": True,
+                     "says right": True, "right if agreeing": True, "right, not agreeing": False, "final right": True}
+    # "same" said of two different digits: the comparison not read
+    unread = anatomy("add", p, reply(f"{first} {check.replace('1+5=6', '1+5=7')}", "1568"))
+    assert (unread["check facts"], unread["agrees"], unread["says right"], unread["right, not agreeing"]) == \
+        (False, False, True, True)
+    slipped = first.replace("5+1=6, so far 68", "5+1=7, so far 78").replace("1568", "1578")
+    caught = (f"{slipped} Check by swapping: 714+854 vs 1578: 4+4=8, same. 71+85 vs 157: 1+5=6, not 7. "
+              f"Wait, add again. {first[len('Add by columns: '):]}")
+    a = anatomy("add", p, reply(caught, "1568"))
+    assert (a["first right"], a["first facts"], a["check facts"], a["agrees"], a["says right"], a["final right"]) == \
+        (False, False, True, False, False, True)
+    assert anatomy("add", p, reply(first, "1568")) is None  # no check
+    assert first_slip("add", p.data, slipped) == "fact"
+    assert first_slip("add", p.data, first.replace("85+71", "85+72").replace("5+1=6", "5+2=7")) == "copy"
+    dropped = "854+714: 4+4=8, so far 8. 85+71: 5+1=6, so far 68. 8+7: 8+7=15, so far 1568."
+    q = add.problem({"a": 857, "b": 714}, "en", random.Random(0))  # 1571: a carry into the tens
+    assert first_slip("add", q.data, dropped.replace("854", "857").replace("4+4=8", "7+4=11").replace(
+        "so far 8.", "so far 1, carry 1.").replace("so far 68", "so far 61").replace("1568", "1561")) == "carry dropped"
+    lin = linear.problem({"a": 2, "b": 14, "x": -9, "c": -4}, "en", random.Random(0))
+    text = "Subtract 14 on both sides: 2x=-4-14=-18. Divide by 2: x=-18/2=-9. Check x=-9 in 2x+14=-4: 2×-9=-18, " \
+           "-18+14=-4. Right."
+    a = anatomy("linear", lin, reply(text, "-9"))
+    assert a["check facts"] and a["agrees"] and a["first right"] and a["says right"] and a["final right"]
+    a = anatomy("linear", lin, reply(text.replace("-18+14=-4. Right.", "-18+14=-3, not -4. Wait, solve again."), "-9"))
+    assert not a["check facts"] and not a["agrees"] and not a["says right"] and not a["right, not agreeing"]
+    assert first_slip("linear", lin.data, "Subtract 14 on both sides: 2x=-4-14=-16. Divide by 2: x=-16/2=-8.") == "move"
 
 
 def test_the_sweep_chooses_on_the_last_dev_check(tmp_path):
