@@ -191,75 +191,61 @@ class Task:
 # "+" and the ":" nearby: a tiny model finds them by looking a few tokens back instead of counting positions
 # inside the question. Numbers are written without spaces around + = ×: every digit is a token of its own,
 # and a space before each number would be one more token in replies that must fit the reply budget.
+#
+# A slip is what the base model was measured to do (benchmarks/check_anatomy.py, docs/runs/slips.md): in
+# column arithmetic it copies operands and carries right and gets one fact wrong. In addition the sum is one
+# off, most often one short where a carry came in (the carry written but not added); in multiplication the
+# carry is added wrong (one or ten off) more often than the product is (a neighbouring entry of the times
+# table, or one off).
+CARRY_NOT_ADDED = 0.6  # of addition slips in a column that a carry comes into
+CARRY_ADD_SLIPS = 0.65  # of multiplication slips in a column that a carry comes into: the carry added wrong
 
-SLIP_KINDS = {"fact": 0.4, "carry": 0.3, "copy": 0.3}  # what a slip in column arithmetic is, and how often
 
-
-def _apply(x: int, y: int, op: str) -> int:
-    return x + y if op == "+" else x * y
-
-
-def _column(rest_a: int, rest_b: int, op: str, carry: int, swap: bool = False) -> tuple[str, str, int]:
-    """One column's head ("63+15"), its arithmetic ("3+5+1=9", or "4×6=24, 24+4=28": the product, then the
-    carry in a step of its own, two easy facts instead of one hard one) as {sep} before a carry, and its value."""
+def _column(rest_a: int, rest_b: int, op: str, carry: int, rng: random.Random | None = None,
+            swap: bool = False) -> tuple[str, str, int]:
+    """One column's head ("63+15"), its arithmetic ("3+5+1=9", or "4×6=24{sep}24+4=28": the product, then the
+    carry in a step of its own, two easy facts instead of one hard one; {sep} is ", " or "，") and its value.
+    With rng, one of its facts slips (see above)."""
     sym = "+" if op == "+" else "×"
     x, y = rest_a % 10, (rest_b % 10 if op == "+" else rest_b)
     a_txt, b_txt, x_txt, y_txt = str(rest_a), str(rest_b), str(x), str(y)
     if swap:
         a_txt, b_txt, x_txt, y_txt = b_txt, a_txt, y_txt, x_txt
-    fact = _apply(x, y, op)
     if op == "+":
-        expr = f"{x_txt}+{y_txt}" + (f"+{carry}" if carry else "") + f"={fact + carry}"
-    else:
-        expr = f"{x_txt}×{y_txt}={fact}" + (f"{{sep}}{fact}+{carry}={fact + carry}" if carry else "")
-    return f"{a_txt}{sym}{b_txt}", expr, fact + carry
+        value = x + y + carry
+        if rng is not None:
+            value = value - 1 if carry and rng.random() < CARRY_NOT_ADDED else _off_by_one(value, rng)
+        return f"{a_txt}+{b_txt}", f"{x_txt}+{y_txt}" + (f"+{carry}" if carry else "") + f"={value}", value
+    product = x * y
+    if rng is not None and not (carry and rng.random() < CARRY_ADD_SLIPS):
+        step = rng.choice([1, y])  # one off, or the next entry of the times table
+        product = product - step if product >= step and rng.random() < 0.5 else product + step
+        rng = None
+    value = product + carry
+    if rng is not None:  # the carry added wrong
+        step = rng.choice([1, 1, 10])
+        value = value - step if value >= step and rng.random() < 0.5 else value + step
+    expr = f"{x_txt}×{y_txt}={product}" + (f"{{sep}}{product}+{carry}={value}" if carry else "")
+    return f"{a_txt}×{b_txt}", expr, value
 
 
-def _slip_plan(a: int, b: int, op: str, rng: random.Random) -> tuple[str, int]:
-    """Which slip (SLIP_KINDS) and in which column; a dropped carry only where a carry comes in."""
-    n_cols = _n_columns(a, b, op)
-    kind = rng.choices(list(SLIP_KINDS), weights=list(SLIP_KINDS.values()))[0]
-    if kind == "carry":
-        cols = [i for i in range(1, n_cols) if _carry_into(a, b, op, i)]
-        if cols:
-            return kind, rng.choice(cols)
-        kind = "fact"
-    return kind, rng.randrange(n_cols)
+def _off_by_one(value: int, rng: random.Random) -> int:
+    return value + 1 if value == 0 or rng.random() < 0.5 else value - 1
 
 
 def _n_columns(a: int, b: int, op: str) -> int:
     return len(str(a)) if op == "*" else max(len(str(a)), len(str(b)))
 
 
-def _carry_into(a: int, b: int, op: str, col: int) -> int:
-    """The carry that comes into column `col` when a op b is worked right."""
-    m = 10 ** col
-    return (a % m + b % m) // m if op == "+" else (a % m) * b // m
-
-
-def _miscopy(n: int, rng: random.Random) -> int:
-    """n with one digit changed (a digit copied wrong), leading digit never 0."""
-    s = list(str(n))
-    i = rng.randrange(len(s))
-    s[i] = rng.choice([d for d in "0123456789" if d != s[i] and (i > 0 or d != "0" or len(s) == 1)])
-    return int("".join(s))
-
-
 def column_steps(a: int, b: int, op: str, rng: random.Random, slip: bool):
     """Addition, or multiplication by one digit, column by column from the right with a running partial result
-    ("63+15: 3+5+1=9, so far 92."); the last partial result is the answer. A slip is one of SLIP_KINDS: a wrong
-    fact in one column, a carry dropped, or a digit of what is left of an operand copied wrong (and used)."""
-    kind, slip_col = _slip_plan(a, b, op, rng) if slip else ("", -1)
-    steps, carry, partial, n_cols = [], 0, "", _n_columns(a, b, op)
+    ("63+15: 3+5+1=9, so far 92."); the last partial result is the answer. slip: one column's fact is wrong."""
+    n_cols = _n_columns(a, b, op)
+    slip_col = rng.randrange(n_cols) if slip else -1
+    steps, carry, partial = [], 0, ""
     for i in range(n_cols):
-        rest_a, rest_b = a // 10 ** i, (b if op == "*" else b // 10 ** i)
-        if i == slip_col and kind == "copy":  # from here on the miscopied operand is the one worked with
-            rest_a = _miscopy(rest_a, rng)
-            a = rest_a * 10 ** i + a % 10 ** i
-        head, expr, value = _column(rest_a, rest_b, op, 0 if (i == slip_col and kind == "carry") else carry)
-        if i == slip_col and kind == "fact":
-            value = _wrong_fact(value, rng)
-            expr = expr[:expr.rindex("=") + 1] + str(value)
+        head, expr, value = _column(a // 10 ** i, b if op == "*" else b // 10 ** i, op, carry,
+                                    rng if i == slip_col else None)
         last = i == n_cols - 1
         digit, carry = value % 10, value // 10
         partial = (str(value) if last else str(digit)) + partial
@@ -267,12 +253,7 @@ def column_steps(a: int, b: int, op: str, rng: random.Random, slip: bool):
         zh_more = f"，进 {carry}" if carry and not last else ""
         en, zh = expr.format(sep=", "), expr.format(sep="，")
         steps.append((f"{head}: {en}, so far {partial}{more}.", f"{head}：{zh}，目前是 {partial}{zh_more}。"))
-    answer = str(int(partial))
-    return steps, answer
-
-
-def _wrong_fact(value: int, rng: random.Random) -> int:
-    return value + rng.choice([-1, 1]) if value > 0 else 1
+    return steps, str(int(partial))
 
 
 def column_check(a: int, b: int, op: str, claimed: str, rng: random.Random, slip: bool, words: tuple[str, str]):
@@ -280,20 +261,13 @@ def column_check(a: int, b: int, op: str, claimed: str, rng: random.Random, slip
     digit compared with the claim's digit there. The claim is restated beside the operands and shrinks with
     them ("15+63 vs 79:"), so the digit to compare is the last one before the ":", a few tokens back, as the
     digits to combine are. Stops at the first digit that differs ("not 8."); says "Right." when none does.
-    Returns ((en, zh) steps, whether the claim agreed). slip: the check itself slips once (SLIP_KINDS)."""
-    claim = int(claimed)
-    kind, slip_col = _slip_plan(a, b, op, rng) if slip else ("", -1)
-    steps, carry, n_cols = [words], 0, _n_columns(a, b, op)
+    Returns ((en, zh) steps, whether the claim agreed). slip: one of the check's own facts is wrong."""
+    claim, n_cols = int(claimed), _n_columns(a, b, op)
+    slip_col = rng.randrange(n_cols) if slip else -1
+    steps, carry = [words], 0
     for i in range(n_cols):
-        rest_a, rest_b = a // 10 ** i, (b if op == "*" else b // 10 ** i)
-        if i == slip_col and kind == "copy":
-            rest_a = _miscopy(rest_a, rng)
-            a = rest_a * 10 ** i + a % 10 ** i
-        head, expr, value = _column(rest_a, rest_b, op, 0 if (i == slip_col and kind == "carry") else carry,
-                                    swap=True)
-        if i == slip_col and kind == "fact":
-            value = _wrong_fact(value, rng)
-            expr = expr[:expr.rindex("=") + 1] + str(value)
+        head, expr, value = _column(a // 10 ** i, b if op == "*" else b // 10 ** i, op, carry,
+                                    rng if i == slip_col else None, swap=True)
         last, rest_claim = i == n_cols - 1, claim // 10 ** i
         mine, theirs = (value, rest_claim) if last else (value % 10, rest_claim % 10)
         carry = value // 10
