@@ -9,6 +9,7 @@ import contextlib
 import os
 import time
 import weakref
+import zlib
 
 import torch
 import torch.distributed as dist
@@ -108,10 +109,22 @@ def map_striped(fn, items: list) -> list:
     return [gathered[i % world][i // world] for i in range(len(items))]
 
 
-def sum_over_ranks(values: list[float], device: torch.device) -> list[float]:
-    """Element-wise sums of every rank's values (in float64); the values themselves in one process."""
+def sum_over_ranks(values: list[float], device: torch.device, names: str = "") -> list[float]:
+    """Element-wise sums of every rank's values (in float64); the values themselves in one process.
+
+    Every rank must pass as many values, meaning the same things (`names` says what they are, e.g. the
+    metrics' keys). Ranks that disagree would all-reduce lists of different lengths: NCCL hangs or sums
+    garbage, gloo aborts. So a first, tiny collective compares the number of values and a checksum of
+    `names` across ranks, and on a mismatch every rank raises the same error (a bug to report)."""
     if rank_and_world()[1] == 1:
         return [float(v) for v in values]
+    shape = torch.tensor([len(values), zlib.crc32(names.encode())], dtype=torch.float64, device=device)
+    spread = torch.cat([shape, -shape])
+    dist.all_reduce(spread, op=dist.ReduceOp.MAX)  # [max n, max crc, -min n, -min crc]
+    if not torch.equal(spread[:2], -spread[2:]):
+        raise RuntimeError(f"ranks disagree on what to sum: this rank has {len(values)} values ({names or 'unnamed'}); "
+                           f"across ranks {int(-spread[2])} to {int(spread[0])} values, names differ: "
+                           f"{bool(spread[1] != -spread[3])}. Every rank must report the same metrics.")
     t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return t.tolist()

@@ -308,10 +308,14 @@ def step_metrics(ro: Rollout, rewards: torch.Tensor, parts: dict[str, list[float
                       "mixed_lang": [mixed_language(c) for c in ro.completions],
                       "mixed_groups": mixed.tolist(), **{k: [] if v is None else [v] for k, v in update.items()}}
     accuracy, reflection = parts.get("accuracy"), per_completion["reflection"]
-    if accuracy is not None and len(accuracy) == len(reflection):  # the accuracy of replies that reflect, and not
-        per_completion["reflect_acc"] = [a for a, r in zip(accuracy, reflection) if r]
-        per_completion["plain_acc"] = [a for a, r in zip(accuracy, reflection) if not r]
-    sums = sum_over_ranks([x for v in per_completion.values() for x in (sum(v), len(v))], device)
+    if accuracy is not None:  # the accuracy of replies that reflect, and not. The keys are the same on every rank
+        # (ranks all-reduce one list of them); where accuracy covers only some replies (general prompts in the
+        # final RL), which reply each value belongs to is unknown, and the rank adds no value to either
+        known = len(accuracy) == len(reflection)
+        per_completion["reflect_acc"] = [a for a, r in zip(accuracy, reflection) if r] if known else []
+        per_completion["plain_acc"] = [a for a, r in zip(accuracy, reflection) if not r] if known else []
+    sums = sum_over_ranks([x for v in per_completion.values() for x in (sum(v), len(v))], device,
+                          names=",".join(per_completion))
     metrics = {k: None if n == 0 and k.endswith("_acc") else round(s / max(1, n), 4)  # no reply of the kind: null
                for k, s, n in zip(per_completion, sums[::2], sums[1::2])}
     train_rate = world * ro.ids.numel() * cfg.mu / max(t_train, 1e-6)  # forward + backward over the padded batch

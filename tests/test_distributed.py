@@ -204,6 +204,34 @@ def test_ranks_exit_cleanly_right_after_a_collective():
         mp.spawn(_exit_worker, args=(free_address(),), nprocs=2)
 
 
+def _mismatch_worker(rank: int, store: str, case: str, results: str):
+    dist.init_process_group("gloo", init_method=store, rank=rank, world_size=2, timeout=timedelta(seconds=60))
+    values, names = [1.0, 2.0], "reward,length"
+    if rank == 1 and case == "length":
+        values = [1.0, 2.0, 3.0]
+    if rank == 1 and case == "names":
+        names = "reward,reflect_acc"
+    try:
+        outcome = str(sum_over_ranks(values, torch.device("cpu"), names=names))
+    except RuntimeError as e:
+        outcome = str(e)
+    Path(results, str(rank)).write_text(outcome)
+    teardown_distributed()
+
+
+@pytest.mark.parametrize("case", ["same", "length", "names"])
+def test_sum_over_ranks_refuses_lists_that_differ_by_rank(tmp_path, case):
+    """Lists of different lengths used to abort gloo (and hang NCCL); lists of the same length that mean
+    different things were summed silently. Now every rank raises the same error, at once."""
+    mp.spawn(_mismatch_worker, args=(free_address(), case, str(tmp_path)), nprocs=2)
+    outcomes = [(tmp_path / str(r)).read_text() for r in range(2)]
+    if case == "same":
+        assert outcomes == ["[2.0, 4.0]"] * 2
+    else:
+        assert all("ranks disagree on what to sum" in o for o in outcomes), outcomes
+        assert ("2 to 3 values" in outcomes[0]) == (case == "length")
+
+
 def _grpo_worker(rank: int, store: str, use_ddp: bool, results: str):
     """Both ranks start from the same weights and take one GRPO step on *different* rollouts."""
     dist.init_process_group("gloo", init_method=store, rank=rank, world_size=2)
@@ -392,3 +420,33 @@ def test_train_r1_torchrun_all_stages(base, tmp_path):
     assert logged_checksum(r.stdout) == pytest.approx(param_checksum(model).sum().item(), rel=1e-12)
     assert meta["metrics"]["filter/total"] == 6 * 2  # every prompt's samples gathered from both ranks
     assert model.cfg.n_layer < load_checkpoint(r1 / "final_rl")[0].cfg.n_layer
+
+
+def torchrun4(*args, timeout=300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=4", *map(str, args)],
+                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def test_final_rl_on_4_ranks_where_only_some_get_general_prompts(base, tmp_path):
+    """8 prompts a step, 2 of them general (general_share 0.25), striped over 4 ranks: ranks 2 and 3 get one
+    general prompt each, ranks 0 and 1 none. Their rewards' accuracy then covers every reply on ranks 0 and 1
+    and not on 2 and 3, and step_metrics used to add the accuracy of replies that reflect (and not) on the
+    first two only: the ranks all-reduced lists of different lengths, and gloo aborted ("collective
+    mismatch"; NCCL would hang or sum garbage). Every rank must report the same metrics."""
+    zero, r1 = tmp_path / "zero", tmp_path / "r1"
+    r = subprocess.run([sys.executable, "train_zero.py", "--preset", "toy", "--init", str(base), "--out", str(zero),
+                        "--steps", "1"], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = subprocess.run([sys.executable, "train_r1.py", "--preset", "toy", "--init", str(zero), "--out", str(r1),
+                        "--rl_steps", "1", "--final_steps", "0"], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = torchrun4("train_r1.py", "--preset", "toy", "--init", zero, "--out", r1, "--device", "cpu", "--stage",
+                  "final_rl", "--prompts_per_step", 8, "--final_steps", 2)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = [json.loads(l) for l in (r1 / "log.jsonl").read_text().splitlines()]
+    steps = [row for row in rows if row.get("stage") == "final_rl" and "step" in row]
+    assert [row["step"] for row in steps] == [1, 2]
+    for row in steps:  # the accuracy of reflecting and plain replies: reported, from the ranks that know it
+        assert {"reflect_acc", "plain_acc"} <= row.keys()
+        assert all(row[k] is None or 0 <= row[k] <= 1 for k in ("reflect_acc", "plain_acc", "accuracy"))
