@@ -305,8 +305,17 @@ def compiled_decode_step():
     sizes are powers of two (generate pads the rows), and eval.py decodes several checkpoints in one
     process: one graph per model and size, more than dynamo's default limit of 8 before it falls back to
     eager."""
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    allow_recompiles(64)
     return torch.compile(decode_step, mode="reduce-overhead", fullgraph=True, dynamic=False)
+
+
+def allow_recompiles(n: int) -> None:
+    """Let dynamo compile a function for at least n input shapes before it falls back to eager. torch 2.7
+    renamed the setting from cache_size_limit to recompile_limit (keeping the old name as an alias); torch
+    2.5 and 2.6, which pyproject allows, know only the old name."""
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    setattr(config, name, max(getattr(config, name), n))
 
 
 # the static path's caches, one per model, batch size and dtype, kept between calls: a CUDA graph replays

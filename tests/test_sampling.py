@@ -345,3 +345,16 @@ def test_static_generate_on_cuda_compiled():
         assert generate(model, prompts, 12, temperature=0) == generate(model, prompts, 12, temperature=0,
                                                                        static=False)
     assert model in sampling._static_caches
+
+
+@pytest.mark.parametrize("names", [("cache_size_limit",), ("cache_size_limit", "recompile_limit")])
+def test_compiled_decode_step_raises_the_recompile_limit_on_any_torch(monkeypatch, names):
+    """torch 2.7 renamed dynamo's cache_size_limit to recompile_limit; pyproject allows torch 2.5, where
+    setting recompile_limit crashed every CUDA generate. A stand-in config with only the old name (2.5, 2.6),
+    and one with both (2.7 on keeps the old one as an alias): the limit that exists is raised to 64."""
+    import types
+    config = types.SimpleNamespace(**{name: 8 for name in names})
+    monkeypatch.setattr(torch._dynamo, "config", config)
+    monkeypatch.setattr(torch, "compile", lambda fn, **options: fn)  # only the limit is under test
+    assert sampling.compiled_decode_step.__wrapped__() is sampling.decode_step
+    assert getattr(config, names[-1]) == 64
