@@ -165,11 +165,7 @@ def main(argv=None):
     run = start(cfg, args, device, rank, world)
     todo = [s for s in STAGE_NAMES if not is_done(run.out / s)] if cfg.stage == "all" else [cfg.stage]
     if cfg.stage == "all" and not (run.out / "zero_eval.json").exists():
-        zero_model, _, _ = load_checkpoint(args.init, device, expect_stage="zero", made_by="train_zero.py")
-        zero_eval = evaluate(run, zero_model, chat=False)
-        if rank == 0:
-            atomic_write_json(zero_eval, run.out / "zero_eval.json")
-        print0("[r1-zero] " + " ".join(f"{k}={v}" for k, v in zero_eval.items()))
+        evaluate_zero(run)
     print0(f"R1 from {args.init} (base {run.base_dir}), suite {run.suite_name}: "
            f"stages {', '.join(todo) or 'none left'}")
     # the random states after the last finished stage: a pipeline stopped between stages or in an SFT stage goes
@@ -183,7 +179,18 @@ def main(argv=None):
         parent = run.base_dir if stage == "cold_start" else str(run.out / PREVIOUS[stage])
         metrics = {**metrics, **evaluate(run, model), "seconds": round(time.time() - t0, 1)}
         save_stage(run, stage, model, parent, metrics)
+        del model  # the next stage loads its own: this one would hold its weights and decoding caches meanwhile
     teardown_distributed()
+
+
+def evaluate_zero(run: R1Run) -> None:
+    """The R1-Zero model on the stages' dev problems, for comparison. Loaded here only: it goes, with the
+    decoding caches it made, before the stages run (they count against every memory budget while it lives)."""
+    zero_model, _, _ = load_checkpoint(run.args.init, run.device, expect_stage="zero", made_by="train_zero.py")
+    zero_eval = evaluate(run, zero_model, chat=False)
+    if run.rank == 0:
+        atomic_write_json(zero_eval, run.out / "zero_eval.json")
+    print0("[r1-zero] " + " ".join(f"{k}={v}" for k, v in zero_eval.items()))
 
 
 def start(cfg: R1Config, args, device: torch.device, rank: int, world: int) -> R1Run:

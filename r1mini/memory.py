@@ -14,7 +14,9 @@ Only the activations and the logits grow with the batch, so only a smaller micro
 
 The estimate is for eager PyTorch on one device: torch.compile fuses ops and saves less; DDP keeps a
 bucketed copy of the gradients (4 more bytes per parameter); the CUDA caching allocator rounds sizes up and
-fragments, which is why auto_micro_batch keeps a fifth of the budget in reserve. tests/test_memory.py checks
+fragments, which is why auto_micro_batch keeps a fifth of the budget in reserve. What generation keeps
+between calls (the static decode loop's KV caches, CUDA graphs' memory pools) is no stage's: the budget
+(device_memory_bytes) is what is left beside it. tests/test_memory.py checks
 the activation term against the bytes a real forward saves (float32 and bf16 autocast, dense and MoE), and
 benchmarks/bench_memory.py prints the estimate beside the measured peak of every stage.
 """
@@ -22,10 +24,11 @@ from __future__ import annotations
 
 import os
 import warnings
+import weakref
 
 import torch
 
-from r1mini.device import uses_bf16
+from r1mini.device import cuda_paths, uses_bf16
 from r1mini.model import ModelConfig
 
 FLOAT32, BF16, INT64 = 4, 2, 8  # bytes per element
@@ -164,7 +167,7 @@ def forward_working_bytes_per_token(cfg: ModelConfig, bf16: bool) -> int:
 
 def estimate_peak_bytes(cfg: ModelConfig, kind: str, rows: int, seq_len: int, *, bf16: bool,
                         prompt_len: int | None = None, optimizer_state: bool | None = None,
-                        ref_model: bool = False) -> dict[str, int]:
+                        ref_model: bool = False, static: bool = False) -> dict[str, int]:
     """The peak memory of one stage on one device, in bytes, by part, and their "total".
 
     kind: "train" (forward and backward of rows x seq_len tokens, then AdamW: pretraining, SFT, a GRPO update),
@@ -174,6 +177,8 @@ def estimate_peak_bytes(cfg: ModelConfig, kind: str, rows: int, seq_len: int, *,
     bf16: under bf16 autocast (the CUDA paths on a GPU with bf16, r1mini.device.uses_bf16), else float32.
     optimizer_state: the gradients and AdamW's moments are resident (default: only for "train"; True for a
     GRPO rollout, which runs between updates). ref_model: a frozen float32 copy of the weights (GRPO, kl_coef > 0).
+    static: "generate" by the static decode loop (sampling.decode_static), which never drops rows, so never
+    copies its cache (pass seq_len = block_size, the slots it allocates).
 
     Parts: weights (float32 parameters), weight_copies (bf16 autocast's cached copy of every matmul weight,
     kept until the autocast block ends, with or without grad), grads (float32), optimizer (AdamW's exp_avg
@@ -214,7 +219,7 @@ def estimate_peak_bytes(cfg: ModelConfig, kind: str, rows: int, seq_len: int, *,
         prompt = seq_len if prompt_len is None else min(prompt_len, seq_len)
         kv = 2 * cfg.n_layer * rows * cfg.n_kv_head * seq_len * cfg.head_dim * a  # keys and values
         # sampling.generate drops finished rows by copying the rest (under half) while the old cache is alive
-        parts["cache"] = kv + kv // 2 + rows * seq_len  # + the validity mask, one bool per slot
+        parts["cache"] = kv + (0 if static else kv // 2) + rows * seq_len  # + the validity mask, one bool a slot
         # the prefill's logits at every prompt position (the [:, -1] view keeps them alive into the first
         # sampling step), and sampling's float32 copies of one step's logits (probabilities, top-p's sorted
         # copy and its int64 order, the cumulative sums...), about 12 per row
@@ -235,18 +240,53 @@ MEMORY_LIMIT = "R1MINI_MEMORY_GIB"  # a budget in GiB for every stage, on any de
 
 
 def device_memory_bytes(device: torch.device | str, limit_gib: float | None = None) -> int | None:
-    """The memory a run on `device` may use in all (weights included): limit_gib when given, else the
+    """The memory a stage on `device` may use in all (weights included): limit_gib when given, else the
     environment's R1MINI_MEMORY_GIB when set; on CUDA the device's free memory plus what this process's
-    caching allocator already holds; None elsewhere (unknown: no limit)."""
+    caching allocator already holds; None elsewhere (unknown: no limit). Less, either way, what generation
+    holds between calls (held_bytes), which the stages' estimates do not count."""
     if limit_gib is None and os.environ.get(MEMORY_LIMIT):
         limit_gib = float(os.environ[MEMORY_LIMIT])
-    if limit_gib is not None:
-        return int(limit_gib * GiB)
     device = torch.device(device)
-    if device.type == "cuda":
+    if limit_gib is None and device.type != "cuda":
+        return None
+    if limit_gib is not None:
+        budget = int(limit_gib * GiB)
+    else:
         free, _ = torch.cuda.mem_get_info(device)
-        return free + torch.cuda.memory_reserved(device)
-    return None
+        budget = free + torch.cuda.memory_reserved(device)
+    return budget - held_bytes(device)
+
+
+# tensors kept allocated between calls that no stage's estimate counts: the static decode path's KV caches
+# (block_size slots for every row, one per model and batch size, alive as long as their model)
+_held: weakref.WeakSet = weakref.WeakSet()
+
+
+def hold(*tensors: torch.Tensor) -> None:
+    """Count these tensors against every budget for as long as they live (sampling.static_cache)."""
+    _held.update(tensors)
+
+
+def held_bytes(device: torch.device | str) -> int:
+    """Memory on `device` that stays taken between calls and that no stage's estimate counts: the tensors
+    hold() was given that are still alive and, on CUDA, the CUDA graphs' private memory pools (reserved,
+    so counted free by device_memory_bytes, but usable by nothing else)."""
+    device = torch.device(device)
+    where = (device.type, device.index or 0)
+    tensors = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in list(_held)
+               if (t.device.type, t.device.index or 0) == where}
+    return sum(tensors.values()) + graph_pool_bytes(device)
+
+
+def graph_pool_bytes(device: torch.device) -> int:
+    """Bytes of the CUDA caching allocator's private pools on `device` (CUDA graphs record into them); 0 off
+    CUDA."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return 0
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return sum(s["total_size"] for s in torch.cuda.memory_snapshot()
+               if s.get("device", index) == index and tuple(s.get("segment_pool_id", (0, 0))) != (0, 0))
 
 
 def auto_micro_batch(cfg: ModelConfig, kind: str, rows: int, seq_len: int, budget_bytes: int | None, *,
@@ -316,16 +356,24 @@ CPU_GENERATION_ROWS = 256
 
 
 def generation_batch(model: torch.nn.Module, seq_len: int, requested: int = 0) -> int:
-    """Rows per generation batch (evaluation, sampling for SFT data): `requested` when > 0; on a device
-    whose memory is known, up to GENERATION_ROWS as they fit (a GPU decodes 512 rows in about the time of
-    64); else CPU_GENERATION_ROWS."""
+    """Rows per generation batch (evaluation, sampling for SFT data) of sequences up to seq_len tokens:
+    `requested` when > 0; on a device whose memory is known, up to GENERATION_ROWS as they fit (a GPU decodes
+    512 rows in about the time of 64), a power of two on the CUDA paths (what generate's static loop
+    allocates); else CPU_GENERATION_ROWS."""
     if requested > 0:
         return requested
     device = next(model.parameters()).device
     budget = device_memory_bytes(device)
     if budget is None:
         return CPU_GENERATION_ROWS
-    return auto_micro_batch(model.cfg, "generate", GENERATION_ROWS, seq_len, budget, bf16=uses_bf16(device))
+    cfg, bf16 = model.cfg, uses_bf16(device)
+    if not cuda_paths(device):  # the dynamic decode loop: a cache of seq_len slots for exactly these rows
+        return auto_micro_batch(cfg, "generate", GENERATION_ROWS, seq_len, budget, bf16=bf16)
+    # the static loop, generate's default on the CUDA paths, pads the rows to a power of two and keeps a cache
+    # of block_size slots: the most rows that fit so, rounded down to a power of two
+    rows = auto_micro_batch(cfg, "generate", GENERATION_ROWS, cfg.block_size, budget, bf16=bf16, static=True,
+                            prompt_len=seq_len)
+    return 1 << (rows.bit_length() - 1)
 
 
 # -- measuring (tests/test_memory.py, benchmarks/bench_memory.py) ---------------------------------------------------

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from r1mini.device import autocast, cache_dtype, cuda_paths
+from r1mini.memory import hold
 from r1mini.model import KVCache, Transformer
 
 
@@ -335,6 +336,7 @@ def static_cache(model: Transformer, batch_size: int, dtype: torch.dtype) -> KVC
             # tells CUDA graphs the step may write to it in place at a fixed address (without this, a graph
             # whose inputs are mutated is not captured)
             torch._dynamo.mark_static_address(t)
+            hold(t)  # taken from every memory budget until the model goes (memory.device_memory_bytes)
     cache = caches[key]
     cache.length = 0
     cache.valid.zero_()  # the last call's keys and values stay, masked out until overwritten
