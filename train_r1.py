@@ -59,7 +59,8 @@ from r1mini.checkpoint import (atomic_save, atomic_write_json, check_preset, is_
                                restore_rngs, save_checkpoint, save_rngs, seed_everything)
 from r1mini.config import NON_NEGATIVE, POSITIVE, SHARE, TASKS_FILE, name_in, parse_config
 from r1mini.device import autocast, pick_device
-from r1mini.distributed import map_striped, print0, report_replicas_in_sync, setup_distributed, teardown_distributed
+from r1mini.distributed import (map_striped, print0, report_replicas_in_sync, run_script, setup_distributed,
+                                teardown_distributed)
 from r1mini.evaluate import heldout_eval, heldout_problems, sample_completions
 from r1mini.formats import chat_ids, stop_ids
 from r1mini.jsonl import JsonlLogger, write_jsonl
@@ -399,4 +400,4 @@ def save_stage(run: R1Run, stage: str, model, parent: str, metrics: dict) -> Non
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

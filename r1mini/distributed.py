@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
+import traceback
 import weakref
 import zlib
 
@@ -46,6 +48,29 @@ def teardown_distributed(timeout: float = 30.0) -> None:
         while released() is not None and time.time() < deadline:
             time.sleep(0.001)
     dist.destroy_process_group()
+
+
+def run_script(main) -> None:
+    """Run a script's main(). Under torchrun, a rank that fails (an exception, or a SystemExit that says what
+    to do, such as running out of memory) prints why with its rank and leaves at once, by os._exit: its
+    process group is not destroyed, for destroying it while other ranks wait in a collective can hang
+    (ncclCommAbort waits for them), and neither is anything else run at exit. torchrun sees the rank gone
+    and stops the others within a second, where they would otherwise wait in their next collective until
+    NCCL's watchdog fired (10 minutes)."""
+    try:
+        main()
+    except BaseException as e:  # noqa: BLE001 (every way out of main but a normal one)
+        if rank_and_world()[1] == 1 or (isinstance(e, SystemExit) and e.code in (None, 0)):
+            raise
+        rank = rank_and_world()[0]
+        if isinstance(e, SystemExit):
+            print(f"[rank {rank}] {e.code}", file=sys.stderr)
+        else:
+            traceback.print_exc()
+            print(f"[rank {rank}] failed: {type(e).__name__}: {e}", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130 if isinstance(e, KeyboardInterrupt) else 1)
 
 
 def rank_and_world() -> tuple[int, int]:

@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -450,3 +451,54 @@ def test_final_rl_on_4_ranks_where_only_some_get_general_prompts(base, tmp_path)
     for row in steps:  # the accuracy of reflecting and plain replies: reported, from the ranks that know it
         assert {"reflect_acc", "plain_acc"} <= row.keys()
         assert all(row[k] is None or 0 <= row[k] <= 1 for k in ("reflect_acc", "plain_acc", "accuracy"))
+
+
+
+# -- one rank's failure stops every rank ------------------------------------------------------------------------
+
+def test_a_failing_rank_stops_every_rank_with_its_message(base, tmp_path):
+    """Rank 1 runs out of memory in its first rollout (a stand-in: step_guard's message) while rank 0 goes on
+    into the update's first collective. The run must end at once, saying why and where, not wait there
+    until a timeout. (With gloo the waiting rank also sees its peer's socket close; NCCL does not, and a
+    failing rank's own exit could hang destroying its communicators: run_script leaves by os._exit.)"""
+    script = tmp_path / "zero_oom_on_rank_1.py"
+    script.write_text(f"import sys; sys.path.insert(0, {str(ROOT)!r})\nimport train_zero\n"
+                      "from r1mini.distributed import rank_and_world, run_script\n"
+                      "def reward(completions, problems, format_weight=1.0):\n"
+                      "    if rank_and_world()[0] == 1:\n"
+                      "        raise SystemExit('CUDA out of memory at step 1 (rollout): lower --group_size')\n"
+                      "    return [0.0] * len(completions), {'accuracy': [0.0] * len(completions)}\n"
+                      "train_zero.zero_rewards = reward\nrun_script(train_zero.main)\n")
+    started = time.time()
+    r = torchrun(script, "--preset", "toy", "--init", base, "--out", tmp_path / "zero", "--steps", "3",
+                 "--eval_every", "100", "--device", "cpu", timeout=120)
+    assert r.returncode != 0 and time.time() - started < 60
+    assert "[rank 1] CUDA out of memory at step 1 (rollout): lower --group_size" in r.stderr
+    assert not (tmp_path / "zero" / "meta.json").exists()
+
+
+def _nan_worker(rank: int, store: str, out: str, results: str):
+    from r1mini.checkpoint import save_checkpoint
+    from r1mini.tokenizer import Tokenizer
+    dist.init_process_group("gloo", init_method=store, rank=rank, world_size=2, timeout=timedelta(seconds=20))
+    torch.manual_seed(0)
+    model = Transformer(model_config("toy", vocab_size=100))
+    with torch.no_grad():
+        model.blocks[0].attn.wq.weight[0, 0] = float("nan")  # the same on both replicas, as after a NaN update
+    try:
+        save_checkpoint(out, model, Tokenizer.__new__(Tokenizer), {"step": 7})
+        dist.barrier()  # where the ranks meet next
+        outcome = "saved"
+    except SystemExit as e:
+        outcome = str(e)
+    Path(results, str(rank)).write_text(outcome)
+
+
+def test_every_rank_refuses_to_save_nan_weights(tmp_path):
+    """Only rank 0 used to check the weights before saving: it stopped, and the others went on to wait for it
+    in their next collective (here a barrier: gloo then fails on the closed socket, NCCL waits 10 minutes).
+    The replicas hold the same weights, so every rank checks, and all stop with the same message."""
+    mp.spawn(_nan_worker, args=(free_address(), str(tmp_path / "ckpt"), str(tmp_path)), nprocs=2)
+    outcomes = [(tmp_path / str(r)).read_text() for r in range(2)]
+    assert all(o.startswith("not saving step 7") and "NaN" in o for o in outcomes), outcomes
+    assert not (tmp_path / "ckpt" / "meta.json").exists()
