@@ -300,8 +300,9 @@ def test_grpo_update_under_a_budget_is_the_whole_batch_update(monkeypatch):
         grpo_update(Policy(model, torch.optim.SGD(model.parameters(), lr=0.5), model), ro, adv, keep, cfg)
         weights[budgeted], forwards[budgeted] = torch.cat([p.detach().flatten() for p in model.parameters()]), calls
     assert forwards[False] == [6, 6, 6]  # old log-probs, then two updates, each the whole batch
-    # the no-grad forward of the old log-probs needs less: it still fits whole; each update runs 3 x 2 rows
-    assert forwards[True] == [6] + [2] * 6
+    # the old log-probs are taken in the update's own chunks (the same kernels: rho exactly 1), 3 x 2 rows,
+    # then each update runs 3 x 2 rows
+    assert forwards[True] == [2] * 3 + [2] * 6
     assert torch.allclose(weights[True], weights[False], atol=1e-6)
 
 
