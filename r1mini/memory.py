@@ -42,17 +42,18 @@ LOSS_BYTES_PER_TOKEN = 40
 
 def param_counts(cfg: ModelConfig) -> tuple[int, int]:
     """(parameters, matmul weights): every parameter of Transformer(cfg), and those that bf16 autocast casts
-    and caches a bf16 copy of: the blocks' matrices and MoE centroids. Not the embedding, which the head
-    shares and uses in float32, and not the norms."""
+    and caches a bf16 copy of: the blocks' matrices. Not the embedding, which the head shares and uses in
+    float32, not the MoE centroids, which route in float32, and not the norms."""
     C, hd = cfg.n_embd, cfg.head_dim
     attention = C * cfg.n_head * hd + C * 2 * cfg.n_kv_head * hd + cfg.n_head * hd * C  # wq, wkv, wo
     dense_ffn = 3 * C * cfg.ffn_hidden  # SwiGLU: w_gate_up (C x 2F) and w_down (F x C)
-    moe_ffn = 3 * C * cfg.moe_hidden * (cfg.n_shared_experts + cfg.n_routed_experts) + cfg.n_routed_experts * C
+    moe_ffn = 3 * C * cfg.moe_hidden * (cfg.n_shared_experts + cfg.n_routed_experts)
     n_moe = moe_layer_count(cfg)
     matrices = cfg.n_layer * attention + (cfg.n_layer - n_moe) * dense_ffn + n_moe * moe_ffn
+    centroids = n_moe * cfg.n_routed_experts * C
     norms = (2 * cfg.n_layer + 1) * C
     embeddings = cfg.vocab_size * C * (1 if cfg.tie_embeddings else 2)
-    return matrices + norms + embeddings, matrices
+    return matrices + centroids + norms + embeddings, matrices
 
 
 def moe_layer_count(cfg: ModelConfig) -> int:
@@ -82,9 +83,9 @@ def moe_bytes_per_token(cfg: ModelConfig, a: int) -> int:
     """DeepSeekMoE's feed-forward. Exactly moe_top_k experts run on every token, so the routed part does not
     depend on how balanced the routing is."""
     C, E, k = cfg.n_embd, cfg.n_routed_experts, cfg.moe_top_k
-    # router: its matmul's input (the norm's float32 output, or a bf16 copy), the sigmoid scores (E), the
-    # chosen expert ids (int64), the gates gathered from the scores and their sum
-    router = a * C + a * E + INT64 * k + a * k + a
+    # router, in float32 even under autocast: its matmul's input (the norm's float32 output), the sigmoid
+    # scores (E), the chosen expert ids (int64), the gates gathered from the scores and their sum
+    router = FLOAT32 * C + FLOAT32 * E + INT64 * k + FLOAT32 * k + FLOAT32
     # shared expert: a SwiGLU of width moe_hidden * n_shared_experts; in float32 its input is the router's
     # (the same tensor, counted once), under autocast it makes its own bf16 copy
     shared = 0
@@ -94,7 +95,8 @@ def moe_bytes_per_token(cfg: ModelConfig, a: int) -> int:
     # (float32, or the expert's bf16 copy of it), the expert's SwiGLU less its input, the expert's output
     # (saved by the multiplication with the gate), the gate itself, and the gated output in float32 (index_add
     # saves its source)
-    routed = 2 * INT64 + a * C + (swiglu_bytes_per_token(C, cfg.moe_hidden, a) - a * C) + a * C + a + FLOAT32 * C
+    routed = (2 * INT64 + a * C + (swiglu_bytes_per_token(C, cfg.moe_hidden, a) - a * C) + a * C + FLOAT32
+              + FLOAT32 * C)
     return router + shared + k * routed
 
 

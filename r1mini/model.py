@@ -305,8 +305,10 @@ class LatentAttention(nn.Module):
         c_kv, k_pe = self.kv_norm(c_kv)[:, None], apply_rope(k_pe[:, None], cos, sin)  # (B, 1, T, .)
         if cache is not None:
             c_kv, k_pe = cache.update(layer, c_kv, k_pe, slots)  # every cached slot: (B, 1, S, .)
-            if self.absorb:
-                return self.wo(self.absorbed(q_nope, q_pe, c_kv, k_pe, mask).transpose(1, 2).reshape(B, T, -1))
+            if self.absorb:  # in float32, as its docstring says: autocast would run its einsums in bf16
+                with torch.autocast(x.device.type, enabled=False):
+                    y = self.absorbed(q_nope, q_pe, c_kv, k_pe, mask)
+                return self.wo(y.transpose(1, 2).reshape(B, T, -1))
         k_nope, v = self.wkv_b(c_kv).view(B, -1, cfg.n_head, cfg.qk_nope_head_dim + cfg.v_head_dim).transpose(1, 2) \
             .split([cfg.qk_nope_head_dim, cfg.v_head_dim], dim=-1)
         k = torch.cat([k_nope, k_pe.expand(-1, cfg.n_head, -1, -1).type_as(k_nope)], dim=-1)
@@ -376,7 +378,10 @@ class MoE(nn.Module):
     def forward(self, x, static: bool = False):
         shape = x.shape
         x = x.reshape(-1, shape[-1])
-        chosen, gates = self.route(x)
+        # routing in float32 even under autocast (which would cast its matmul to bf16 whatever .float() the inputs
+        # got): in bf16, near-ties among the top k flip between forwards of the same tokens
+        with torch.autocast(x.device.type, enabled=False):
+            chosen, gates = self.route(x)
         if self.training and torch.is_grad_enabled():  # the tokens of training forwards, not of old log-probs
             self.load += torch.bincount(chosen.flatten(), minlength=len(self.experts)).float()
         # the sum is kept in float32: under bf16 autocast the experts return bf16 and the gates are float32

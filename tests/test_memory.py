@@ -55,7 +55,8 @@ def test_toy_weights_grads_and_adamw_by_hand():
 def test_param_counts_match_the_model(name, untied):
     cfg = config(name, tie_embeddings=not untied)
     model = Transformer(cfg)
-    matmul = sum(p.numel() for n, p in model.blocks.named_parameters() if p.dim() == 2)
+    # the matrices autocast casts: every 2-D weight of the blocks but the MoE centroids, which route in float32
+    matmul = sum(p.numel() for n, p in model.blocks.named_parameters() if p.dim() == 2 and "centroids" not in n)
     assert param_counts(cfg) == (model.num_params(), matmul)
 
 
