@@ -222,10 +222,10 @@ def estimate_peak_bytes(cfg: ModelConfig, kind: str, rows: int, seq_len: int, *,
         kv = 2 * cfg.n_layer * rows * cfg.n_kv_head * seq_len * cfg.head_dim * a  # keys and values
         # sampling.generate drops finished rows by copying the rest (under half) while the old cache is alive
         parts["cache"] = kv + (0 if static else kv // 2) + rows * seq_len  # + the validity mask, one bool a slot
-        # the prefill's logits at every prompt position (the [:, -1] view keeps them alive into the first
-        # sampling step), and sampling's float32 copies of one step's logits (probabilities, top-p's sorted
-        # copy and its int64 order, the cumulative sums...), about 12 per row
-        parts["logits"] = rows * prompt * FLOAT32 * cfg.vocab_size + rows * 12 * FLOAT32 * cfg.vocab_size
+        # one step's logits (the prefill's too: the head runs at the last prompt position only) and sampling's
+        # float32 copies of them (probabilities, top-p's sorted copy and its int64 order, the cumulative
+        # sums...), about 12 per row
+        parts["logits"] = rows * 13 * FLOAT32 * cfg.vocab_size
         # the prefill's layer working set, or a decoding step's: SDPA's math path expands the cached k and v
         # of one layer to n_head heads (enable_gqa with a mask) and scores every slot in float32
         decode = rows * seq_len * cfg.n_head * (2 * cfg.head_dim * a + FLOAT32)

@@ -145,8 +145,10 @@ def generate(model: Transformer, prompts: list[list[int]], max_new_tokens: int, 
         out = decode_speculative(model, cache, idx, positions, max_new_tokens, pad_id=pad_id, stop=stop, probs=probs,
                                  generator=generator, stats=stats)
     else:
-        with autocast(device):  # prefill: all prompts in one pass (eager on both paths: its shape varies)
-            logits = model(idx, cache=cache, positions=positions)[:, -1]
+        with autocast(device):  # prefill: all prompts in one pass (eager on both paths: its shape varies),
+            # and the vocabulary head at the last position only (float32 logits of every prompt position would
+            # take rows x prompt x vocabulary x 4 bytes)
+            logits = model.head(model.norm(model.trunk(idx, positions, cache=cache)[:, -1]))
         sample = functools.partial(sample_next, temperature=temperature, top_p=top_p, generator=generator)
         if static:
             out = decode_static(model, cache, logits, lengths, max_new_tokens, pad_id=pad_id, stop=stop,
