@@ -226,9 +226,9 @@ def estimate_peak_bytes(cfg: ModelConfig, kind: str, rows: int, seq_len: int, *,
         # float32 copies of them (probabilities, top-p's sorted copy and its int64 order, the cumulative
         # sums...), about 12 per row
         parts["logits"] = rows * 13 * FLOAT32 * cfg.vocab_size
-        # the prefill's layer working set, or a decoding step's: SDPA's math path expands the cached k and v
-        # of one layer to n_head heads (enable_gqa with a mask) and scores every slot in float32
-        decode = rows * seq_len * cfg.n_head * (2 * cfg.head_dim * a + FLOAT32)
+        # the prefill's layer working set, or a decoding step's: attention reads the cache in place
+        # (model.attend_to_cache) and at most scores every slot of every head in float32
+        decode = rows * seq_len * cfg.n_head * FLOAT32
         parts["working"] = max(rows * prompt * forward_working_bytes_per_token(cfg, bf16), decode)
     static = sum(parts[k] for k in ("weights", "weight_copies", "grads", "optimizer", "cache"))
     if kind == "train":  # all at once at the start of the backward

@@ -359,8 +359,9 @@ def decode_static(model: Transformer, cache: KVCache, logits: torch.Tensor, leng
     CPU attention and matmul kernels sum in an order that depends on the number of keys or rows.
     """
     device, B, P = logits.device, len(lengths), cache.length
-    compiled = device.type == "cuda"  # never under R1MINI_EMULATE_CUDA: the CPU runs decode_step eagerly
+    compiled = uses_cuda_graphs(device)
     step = compiled_decode_step() if compiled else decode_step
+    skips = cudagraph_skips()
     out = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
     n_real = B if n_real is None else n_real
     done = torch.arange(B, device=device) >= n_real
@@ -380,12 +381,47 @@ def decode_static(model: Transformer, cache: KVCache, logits: torch.Tensor, leng
             try:
                 logits = step(model, cache, tok[:, None], (lengths + t)[:, None], slot + t).clone()
             except Exception as e:  # noqa: BLE001 (a compiler failure: same step, eagerly, from now on)
-                if step is decode_step:
+                if step is decode_step or out_of_memory(e):  # out of memory: the caller says what to lower
                     raise
                 _compile_failed(e)
                 step = decode_step
                 logits = step(model, cache, tok[:, None], (lengths + t)[:, None], slot + t).clone()
+        if compiled and t == 0:  # the first step compiled and recorded the graph, or did not
+            _report_graph_skips(cudagraph_skips() - skips)
     return out[:, :t + 1]
+
+
+def uses_cuda_graphs(device: torch.device) -> bool:
+    """Whether decode_static runs its step compiled into CUDA graphs: on a GPU. Never on the CPU, where
+    R1MINI_EMULATE_CUDA runs decode_step eagerly (compiling it takes a minute there)."""
+    return device.type == "cuda"
+
+
+def cudagraph_skips() -> int:
+    """How many times Inductor compiled a graph and then did not record it as a CUDA graph (its counter)."""
+    from torch._dynamo.utils import counters  # imported here: dynamo is slow to import, and only CUDA needs it
+    return counters["inductor"]["cudagraph_skips"]
+
+
+def _report_graph_skips(skipped: int) -> None:
+    """A skip is otherwise silent (a counter, and a log that is off by default): the step runs as compiled
+    kernels, each launched on its own, several times slower than one graph replay."""
+    if skipped > 0:
+        print(f"warning: the compiled decode step is not running as a CUDA graph ({skipped} skipped); decoding "
+              f"launches every kernel on its own, several times slower. TORCH_LOGS=cudagraphs says why",
+              flush=True)
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Whether `error`, or an error it was raised from (the compiler wraps what fails inside it), is CUDA
+    running out of memory."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, torch.cuda.OutOfMemoryError):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def _compile_failed(error: Exception) -> None:
