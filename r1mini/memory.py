@@ -244,7 +244,8 @@ MEMORY_LIMIT = "R1MINI_MEMORY_GIB"  # a budget in GiB for every stage, on any de
 def device_memory_bytes(device: torch.device | str, limit_gib: float | None = None) -> int | None:
     """The memory a stage on `device` may use in all (weights included): limit_gib when given, else the
     environment's R1MINI_MEMORY_GIB when set; on CUDA the device's free memory plus what this process's
-    caching allocator already holds; None elsewhere (unknown: no limit). Less, either way, what generation
+    caching allocator already holds, within its per-process fraction; None elsewhere (unknown: no limit).
+    Less, either way, what generation
     holds between calls (held_bytes), which the stages' estimates do not count."""
     if limit_gib is None and os.environ.get(MEMORY_LIMIT):
         limit_gib = float(os.environ[MEMORY_LIMIT])
@@ -254,8 +255,13 @@ def device_memory_bytes(device: torch.device | str, limit_gib: float | None = No
     if limit_gib is not None:
         budget = int(limit_gib * GiB)
     else:
-        free, _ = torch.cuda.mem_get_info(device)
+        free, total = torch.cuda.mem_get_info(device)
         budget = free + torch.cuda.memory_reserved(device)
+        # a cap set with torch.cuda.set_per_process_memory_fraction (a shared GPU; benchmarks/gpu_check.sh
+        # stands in for smaller cards so): its reader came after torch 2.5
+        fraction = getattr(torch.cuda, "get_per_process_memory_fraction", None)
+        if fraction is not None:
+            budget = min(budget, int(fraction(device) * total))
     return budget - held_bytes(device)
 
 

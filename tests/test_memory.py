@@ -375,5 +375,20 @@ def test_cuda_graph_pools_are_not_free_memory(monkeypatch):
     monkeypatch.setattr(torch.cuda, "memory_snapshot", lambda *a, **k: segments)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (10 * memory.GiB, 80 * memory.GiB))
     monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 5 * memory.GiB)
+    monkeypatch.setattr(torch.cuda, "get_per_process_memory_fraction", lambda device=None: 1.0, raising=False)
     assert memory.graph_pool_bytes(torch.device("cuda", 0)) == 3 * memory.GiB
     assert device_memory_bytes(torch.device("cuda", 0)) == (10 + 5 - 3) * memory.GiB
+
+
+def test_a_per_process_memory_fraction_caps_the_budget(monkeypatch):
+    """torch.cuda.set_per_process_memory_fraction caps what this process may allocate (a shared GPU, or
+    gpu_check.sh standing in for a 24 GiB card on an 80 GiB one); the budget used to read the device's
+    free memory alone and size micro-batches for memory the allocator then refused (stand-ins: no GPU)."""
+    monkeypatch.delenv("R1MINI_MEMORY_GIB", raising=False)
+    monkeypatch.setattr(torch.cuda, "memory_snapshot", lambda *a, **k: [])
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (70 * memory.GiB, 80 * memory.GiB))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 2 * memory.GiB)
+    monkeypatch.setattr(torch.cuda, "get_per_process_memory_fraction", lambda device=None: 0.3, raising=False)
+    assert device_memory_bytes(torch.device("cuda", 0)) == int(0.3 * 80 * memory.GiB)  # 24 GiB, not 72
+    monkeypatch.setattr(torch.cuda, "get_per_process_memory_fraction", lambda device=None: 1.0)
+    assert device_memory_bytes(torch.device("cuda", 0)) == 72 * memory.GiB
