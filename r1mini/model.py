@@ -181,7 +181,7 @@ def write_slots(cache: torch.Tensor, layer: int, slots: torch.Tensor, values: to
     """cache[layer, :, :, slots] = values (B, heads, T, dim), in place, written as one index_put_ on the whole
     cache with an index tensor for every dimension: compiled by Inductor (the CUDA-graph decode step),
     index_copy_ or an assignment into the layer's view became a copy of the layer's whole cache at every step
-    (tests/test_sampling.py counts the buffers the compiled step allocates)."""
+    (tests/test_sampling.py measures what the compiled step allocates)."""
     B, H = cache.shape[1:3]
     where = (torch.tensor(layer, device=slots.device), torch.arange(B, device=slots.device)[:, None, None],
              torch.arange(H, device=slots.device)[None, :, None], slots[None, None, :])
