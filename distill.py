@@ -32,7 +32,7 @@ from r1mini.checkpoint import check_preset, load_checkpoint, save_checkpoint, se
 from r1mini.config import NON_NEGATIVE, POSITIVE, SHARE, TASKS_FILE, TOP_P, name_in, parse_config, validate
 from r1mini.device import pick_device
 from r1mini.distributed import (is_main, map_striped, print0, rank_and_world, report_replicas_in_sync,
-                                setup_distributed, teardown_distributed)
+                                run_script, setup_distributed, teardown_distributed)
 from r1mini.evaluate import heldout_eval, heldout_problems, sample_completions
 from r1mini.formats import chat_ids, stop_ids
 from r1mini.jsonl import JsonlLogger, read_jsonl, write_jsonl
@@ -166,4 +166,4 @@ def teacher_data(teacher, tokenizer, tasks: dict, cfg: DistillConfig, seed: int,
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

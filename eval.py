@@ -28,7 +28,7 @@ import torch
 from r1mini.checkpoint import atomic_write_json, load_checkpoint, seed_everything
 from r1mini.config import NON_NEGATIVE, TASKS_FILE, TOP_P, name_in, one_of, parse_config, validate
 from r1mini.device import pick_device
-from r1mini.distributed import is_main, print0, setup_distributed, teardown_distributed
+from r1mini.distributed import is_main, print0, run_script, setup_distributed, teardown_distributed
 from r1mini.evaluate import evaluate_model, heldout_problems, interval, markdown_table, sample_completions
 from r1mini.optim import step_guard
 from r1mini.task_files import FileTask, task_set
@@ -133,4 +133,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

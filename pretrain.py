@@ -37,8 +37,8 @@ from r1mini.checkpoint import (check_preset, load_train_state, restore_rngs, res
 from r1mini.config import NON_NEGATIVE, POSITIVE, SHARE, name_in, one_of, parse_config, validate
 from r1mini.corpus import corpus_documents, pack, random_windows
 from r1mini.device import autocast, cuda_paths, pick_device, throughput
-from r1mini.distributed import (accumulate, print0, report_replicas_in_sync, setup_distributed, teardown_distributed,
-                                training_forward)
+from r1mini.distributed import (accumulate, print0, report_replicas_in_sync, run_script, setup_distributed,
+                                teardown_distributed, training_forward)
 from r1mini.evaluate import heldout_eval, heldout_problems
 from r1mini.jsonl import JsonlLogger
 from r1mini.memory import micro_batch
@@ -288,4 +288,4 @@ def dev_curve(model, tokenizer, cfg: PretrainConfig) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

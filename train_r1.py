@@ -59,7 +59,8 @@ from r1mini.checkpoint import (atomic_save, atomic_write_json, check_preset, is_
                                restore_rngs, save_checkpoint, save_rngs, seed_everything)
 from r1mini.config import NON_NEGATIVE, POSITIVE, SHARE, TASKS_FILE, name_in, parse_config
 from r1mini.device import autocast, pick_device
-from r1mini.distributed import map_striped, print0, report_replicas_in_sync, setup_distributed, teardown_distributed
+from r1mini.distributed import (map_striped, print0, report_replicas_in_sync, run_script, setup_distributed,
+                                teardown_distributed)
 from r1mini.evaluate import heldout_eval, heldout_problems, sample_completions
 from r1mini.formats import chat_ids, stop_ids
 from r1mini.jsonl import JsonlLogger, write_jsonl
@@ -165,11 +166,7 @@ def main(argv=None):
     run = start(cfg, args, device, rank, world)
     todo = [s for s in STAGE_NAMES if not is_done(run.out / s)] if cfg.stage == "all" else [cfg.stage]
     if cfg.stage == "all" and not (run.out / "zero_eval.json").exists():
-        zero_model, _, _ = load_checkpoint(args.init, device, expect_stage="zero", made_by="train_zero.py")
-        zero_eval = evaluate(run, zero_model, chat=False)
-        if rank == 0:
-            atomic_write_json(zero_eval, run.out / "zero_eval.json")
-        print0("[r1-zero] " + " ".join(f"{k}={v}" for k, v in zero_eval.items()))
+        evaluate_zero(run)
     print0(f"R1 from {args.init} (base {run.base_dir}), suite {run.suite_name}: "
            f"stages {', '.join(todo) or 'none left'}")
     # the random states after the last finished stage: a pipeline stopped between stages or in an SFT stage goes
@@ -183,7 +180,18 @@ def main(argv=None):
         parent = run.base_dir if stage == "cold_start" else str(run.out / PREVIOUS[stage])
         metrics = {**metrics, **evaluate(run, model), "seconds": round(time.time() - t0, 1)}
         save_stage(run, stage, model, parent, metrics)
+        del model  # the next stage loads its own: this one would hold its weights and decoding caches meanwhile
     teardown_distributed()
+
+
+def evaluate_zero(run: R1Run) -> None:
+    """The R1-Zero model on the stages' dev problems, for comparison. Loaded here only: it goes, with the
+    decoding caches it made, before the stages run (they count against every memory budget while it lives)."""
+    zero_model, _, _ = load_checkpoint(run.args.init, run.device, expect_stage="zero", made_by="train_zero.py")
+    zero_eval = evaluate(run, zero_model, chat=False)
+    if run.rank == 0:
+        atomic_write_json(zero_eval, run.out / "zero_eval.json")
+    print0("[r1-zero] " + " ".join(f"{k}={v}" for k, v in zero_eval.items()))
 
 
 def start(cfg: R1Config, args, device: torch.device, rank: int, world: int) -> R1Run:
@@ -392,4 +400,4 @@ def save_stage(run: R1Run, stage: str, model, parent: str, metrics: dict) -> Non
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -45,7 +45,8 @@ from r1mini.checkpoint import (load_checkpoint, load_train_state, restore_rngs, 
                                seed_everything)
 from r1mini.config import NON_NEGATIVE, SHARE, TASKS_FILE, name_in, parse_config
 from r1mini.device import pick_device
-from r1mini.distributed import is_main, print0, report_replicas_in_sync, setup_distributed, teardown_distributed
+from r1mini.distributed import (is_main, print0, report_replicas_in_sync, run_script, setup_distributed,
+                                teardown_distributed)
 from r1mini.evaluate import heldout_eval, heldout_problems
 from r1mini.formats import prompt_ids, stop_ids
 from r1mini.jsonl import JsonlLogger, write_jsonl
@@ -224,4 +225,4 @@ def save(run: ZeroRun, out: Path, metrics: dict) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

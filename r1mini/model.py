@@ -177,6 +177,17 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).type_as(x)
 
 
+def write_slots(cache: torch.Tensor, layer: int, slots: torch.Tensor, values: torch.Tensor) -> None:
+    """cache[layer, :, :, slots] = values (B, heads, T, dim), in place, written as one index_put_ on the whole
+    cache with an index tensor for every dimension: compiled by Inductor (the CUDA-graph decode step),
+    index_copy_ or an assignment into the layer's view became a copy of the layer's whole cache at every step
+    (tests/test_sampling.py measures what the compiled step allocates)."""
+    B, H = cache.shape[1:3]
+    where = (torch.tensor(layer, device=slots.device), torch.arange(B, device=slots.device)[:, None, None],
+             torch.arange(H, device=slots.device)[None, :, None], slots[None, None, :])
+    cache.index_put_(where, values.to(cache.dtype))
+
+
 class KVCache:
     """Preallocated keys and values for every layer: (n_layer, B, n_kv_head, max_len, head_dim).
 
@@ -222,15 +233,32 @@ class KVCache:
         `length` is not changed here: Transformer.hidden advances it once all layers have written.
         Static (slots a (T,) tensor of slot indices): write those slots and return all max_len slots.
         """
-        if slots is not None:  # static: index_copy_ takes the slot as a tensor (dim 2 of k[layer] is the slot)
-            self.k[layer].index_copy_(2, slots, k.to(self.k.dtype))
-            self.v[layer].index_copy_(2, slots, v.to(self.v.dtype))
+        if slots is not None:  # static: the slots come as a tensor
+            write_slots(self.k, layer, slots, k)
+            write_slots(self.v, layer, slots, v)
             return self.k[layer], self.v[layer]
         T = k.size(2)
         self.k[layer, :, :, self.length:self.length + T] = k
         self.v[layer, :, :, self.length:self.length + T] = v
         end = self.length + T
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+
+def attend_to_cache(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Attention of new queries q (B, H, T, D) over cached keys and values k, v (B, H_kv, S, D) under a boolean
+    mask (B, 1, T, S); returns (B, H, T, D).
+
+    The H / H_kv query heads that share a K/V head are folded into the query axis, (B, H_kv, H / H_kv * T, D)
+    (head g * rep + r, token t at row r * T + t), so SDPA sees as many query heads as K/V heads. With a mask
+    and enable_gqa instead, CUDA's flash kernel (no masks) and, in several torch releases, its memory-
+    efficient one (no GQA) are ruled out, and the math path copies K and V to every head, in every layer, at
+    every step."""
+    B, H, T, D = q.shape
+    rep = H // k.size(1)
+    if rep > 1:
+        q = q.reshape(B, k.size(1), rep * T, D)
+        mask = mask if T == 1 else mask.repeat(1, 1, rep, 1)  # one token: its mask row broadcasts over the heads
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask).reshape(B, H, T, D)
 
 
 class Attention(nn.Module):
@@ -252,10 +280,9 @@ class Attention(nn.Module):
         if cfg.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        if cache is not None:  # decoding: SDPA shares the K/V heads itself, no copy of the whole cache per step
+        if cache is not None:  # decoding: over the cache, no copy of it per step
             k, v = cache.update(layer, k, v, slots)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=cfg.n_kv_head != cfg.n_head)
-            return self.wo(y.transpose(1, 2).reshape(B, T, -1))
+            return self.wo(attend_to_cache(q, k, v, mask).transpose(1, 2).reshape(B, T, -1))
         if cfg.n_kv_head != cfg.n_head:  # GQA: each K/V head serves n_head // n_kv_head query heads
             rep = cfg.n_head // cfg.n_kv_head
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
@@ -305,8 +332,10 @@ class LatentAttention(nn.Module):
         c_kv, k_pe = self.kv_norm(c_kv)[:, None], apply_rope(k_pe[:, None], cos, sin)  # (B, 1, T, .)
         if cache is not None:
             c_kv, k_pe = cache.update(layer, c_kv, k_pe, slots)  # every cached slot: (B, 1, S, .)
-            if self.absorb:
-                return self.wo(self.absorbed(q_nope, q_pe, c_kv, k_pe, mask).transpose(1, 2).reshape(B, T, -1))
+            if self.absorb:  # in float32, as its docstring says: autocast would run its einsums in bf16
+                with torch.autocast(x.device.type, enabled=False):
+                    y = self.absorbed(q_nope, q_pe, c_kv, k_pe, mask)
+                return self.wo(y.transpose(1, 2).reshape(B, T, -1))
         k_nope, v = self.wkv_b(c_kv).view(B, -1, cfg.n_head, cfg.qk_nope_head_dim + cfg.v_head_dim).transpose(1, 2) \
             .split([cfg.qk_nope_head_dim, cfg.v_head_dim], dim=-1)
         k = torch.cat([k_nope, k_pe.expand(-1, cfg.n_head, -1, -1).type_as(k_nope)], dim=-1)
@@ -376,7 +405,10 @@ class MoE(nn.Module):
     def forward(self, x, static: bool = False):
         shape = x.shape
         x = x.reshape(-1, shape[-1])
-        chosen, gates = self.route(x)
+        # routing in float32 even under autocast (which would cast its matmul to bf16 whatever .float() the inputs
+        # got): in bf16, near-ties among the top k flip between forwards of the same tokens
+        with torch.autocast(x.device.type, enabled=False):
+            chosen, gates = self.route(x)
         if self.training and torch.is_grad_enabled():  # the tokens of training forwards, not of old log-probs
             self.load += torch.bincount(chosen.flatten(), minlength=len(self.experts)).float()
         # the sum is kept in float32: under bf16 autocast the experts return bf16 and the gates are float32
@@ -595,7 +627,12 @@ class Transformer(nn.Module):
     def head(self, h: torch.Tensor) -> torch.Tensor:
         """The vocabulary head, in float32 even under bf16 autocast: bf16 logits round log-probs by up to
         ~1e-2, and GRPO's ratio exp(logp - old_logp) must be exactly 1 on-policy, whichever forward
-        (eager, compiled, DDP) computed each side."""
+        (eager, compiled, DDP) computed each side.
+
+        The vocabulary is not padded to a multiple of 64 (nanoGPT's 50257 -> 50304): the weights keep the
+        tokenizer's shape, which Hugging Face export needs, and the sizes met here already align (2056 = 8 x
+        257 at the gpu preset; Qwen's 151936 and Llama 3's 128256 are multiples of 64): padding would save
+        a tile's rounding of a matmul that is ~3% of the FLOPs."""
         with torch.autocast(h.device.type, enabled=False):
             return F.linear(h.float(), self.lm_head.weight.float())
 

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from r1mini.device import autocast, cache_dtype, cuda_paths
+from r1mini.memory import hold
 from r1mini.model import KVCache, Transformer
 
 
@@ -144,8 +145,10 @@ def generate(model: Transformer, prompts: list[list[int]], max_new_tokens: int, 
         out = decode_speculative(model, cache, idx, positions, max_new_tokens, pad_id=pad_id, stop=stop, probs=probs,
                                  generator=generator, stats=stats)
     else:
-        with autocast(device):  # prefill: all prompts in one pass (eager on both paths: its shape varies)
-            logits = model(idx, cache=cache, positions=positions)[:, -1]
+        with autocast(device):  # prefill: all prompts in one pass (eager on both paths: its shape varies),
+            # and the vocabulary head at the last position only (float32 logits of every prompt position would
+            # take rows x prompt x vocabulary x 4 bytes)
+            logits = model.head(model.norm(model.trunk(idx, positions, cache=cache)[:, -1]))
         sample = functools.partial(sample_next, temperature=temperature, top_p=top_p, generator=generator)
         if static:
             out = decode_static(model, cache, logits, lengths, max_new_tokens, pad_id=pad_id, stop=stop,
@@ -305,8 +308,17 @@ def compiled_decode_step():
     sizes are powers of two (generate pads the rows), and eval.py decodes several checkpoints in one
     process: one graph per model and size, more than dynamo's default limit of 8 before it falls back to
     eager."""
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    allow_recompiles(64)
     return torch.compile(decode_step, mode="reduce-overhead", fullgraph=True, dynamic=False)
+
+
+def allow_recompiles(n: int) -> None:
+    """Let dynamo compile a function for at least n input shapes before it falls back to eager. torch 2.7
+    renamed the setting from cache_size_limit to recompile_limit (keeping the old name as an alias); torch
+    2.5 and 2.6, which pyproject allows, know only the old name."""
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    setattr(config, name, max(getattr(config, name), n))
 
 
 # the static path's caches, one per model, batch size and dtype, kept between calls: a CUDA graph replays
@@ -326,6 +338,7 @@ def static_cache(model: Transformer, batch_size: int, dtype: torch.dtype) -> KVC
             # tells CUDA graphs the step may write to it in place at a fixed address (without this, a graph
             # whose inputs are mutated is not captured)
             torch._dynamo.mark_static_address(t)
+            hold(t)  # taken from every memory budget until the model goes (memory.device_memory_bytes)
     cache = caches[key]
     cache.length = 0
     cache.valid.zero_()  # the last call's keys and values stay, masked out until overwritten
@@ -346,8 +359,9 @@ def decode_static(model: Transformer, cache: KVCache, logits: torch.Tensor, leng
     CPU attention and matmul kernels sum in an order that depends on the number of keys or rows.
     """
     device, B, P = logits.device, len(lengths), cache.length
-    compiled = device.type == "cuda"  # never under R1MINI_EMULATE_CUDA: the CPU runs decode_step eagerly
+    compiled = uses_cuda_graphs(device)
     step = compiled_decode_step() if compiled else decode_step
+    skips = cudagraph_skips()
     out = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
     n_real = B if n_real is None else n_real
     done = torch.arange(B, device=device) >= n_real
@@ -367,12 +381,47 @@ def decode_static(model: Transformer, cache: KVCache, logits: torch.Tensor, leng
             try:
                 logits = step(model, cache, tok[:, None], (lengths + t)[:, None], slot + t).clone()
             except Exception as e:  # noqa: BLE001 (a compiler failure: same step, eagerly, from now on)
-                if step is decode_step:
+                if step is decode_step or out_of_memory(e):  # out of memory: the caller says what to lower
                     raise
                 _compile_failed(e)
                 step = decode_step
                 logits = step(model, cache, tok[:, None], (lengths + t)[:, None], slot + t).clone()
+        if compiled and t == 0:  # the first step compiled and recorded the graph, or did not
+            _report_graph_skips(cudagraph_skips() - skips)
     return out[:, :t + 1]
+
+
+def uses_cuda_graphs(device: torch.device) -> bool:
+    """Whether decode_static runs its step compiled into CUDA graphs: on a GPU. Never on the CPU, where
+    R1MINI_EMULATE_CUDA runs decode_step eagerly (compiling it takes a minute there)."""
+    return device.type == "cuda"
+
+
+def cudagraph_skips() -> int:
+    """How many times Inductor compiled a graph and then did not record it as a CUDA graph (its counter)."""
+    from torch._dynamo.utils import counters  # imported here: dynamo is slow to import, and only CUDA needs it
+    return counters["inductor"]["cudagraph_skips"]
+
+
+def _report_graph_skips(skipped: int) -> None:
+    """A skip is otherwise silent (a counter, and a log that is off by default): the step runs as compiled
+    kernels, each launched on its own, several times slower than one graph replay."""
+    if skipped > 0:
+        print(f"warning: the compiled decode step is not running as a CUDA graph ({skipped} skipped); decoding "
+              f"launches every kernel on its own, several times slower. TORCH_LOGS=cudagraphs says why",
+              flush=True)
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Whether `error`, or an error it was raised from (the compiler wraps what fails inside it), is CUDA
+    running out of memory."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, torch.cuda.OutOfMemoryError):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def _compile_failed(error: Exception) -> None:

@@ -62,3 +62,21 @@ def test_the_sweep_chooses_on_the_last_dev_check(tmp_path):
     assert s["dev pass@1 last"] == 0.2 and s["dev pass@1 best"] == 0.3
     assert s["train accuracy (last 10)"] == pytest.approx(0.375) and s["length (last 10)"] == 30
     assert json.dumps(run_summary([]), allow_nan=True)  # an empty log: NaN figures, no crash
+
+
+def test_gpu_check_runs_every_part_on_the_cpu(tmp_path):
+    """benchmarks/gpu_check.sh is for a GPU, where it has never run: its dry run on the CPU at toy size runs
+    every part (the CUDA tests excepted) through the same code, so that the first GPU run fails on the GPU's
+    account only. Every part ends ok, every figure that must hold does."""
+    import os
+    import subprocess
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "DEVICE": "cpu", "MODEL": "toy", "OUT": str(tmp_path / "check"), "BUDGET": "400",
+           "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(["bash", "benchmarks/gpu_check.sh"], cwd=root, env=env, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    parts = [line.split("\t") for line in (tmp_path / "check" / "parts.tsv").read_text().splitlines()]
+    assert [(name, outcome) for name, outcome, _ in parts] == \
+        [(name, "ok") for name in ("decode", "grpo", "cap24", "cap16", "ddp", "float32")]
+    assert "BAD" not in r.stdout and r.stdout.count("\nok ") >= 8

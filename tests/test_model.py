@@ -234,6 +234,46 @@ def test_gqa_equals_mha_with_tiled_kv_weights():
     assert (gqa(idx) - mha(idx)).abs().amax() > 1e-3
 
 
+@pytest.mark.parametrize("T", [1, 2])
+@pytest.mark.parametrize("n_head, n_kv_head", [(8, 2), (4, 4)])
+def test_attention_over_the_cache_matches_every_head_by_hand(T, n_head, n_kv_head):
+    """attend_to_cache folds the query heads that share a K/V head into the query axis: each head g*rep + r must
+    still see its own K/V head g = h // rep (what repeat_interleave gives), and each new token its own mask
+    row (T = 2: speculative decoding's token and draft), with slots hidden per row."""
+    from r1mini.model import attend_to_cache
+    g = torch.Generator().manual_seed(0)
+    B, S, D = 3, 9, 8
+    q, k, v = torch.randn(B, n_head, T, D, generator=g), *torch.randn(2, B, n_kv_head, S, D, generator=g)
+    mask = torch.rand(B, 1, T, S, generator=g) < 0.6
+    mask[..., 0] = True  # every row sees at least one slot
+    rep = n_head // n_kv_head
+    kk, vv = k.repeat_interleave(rep, 1).double(), v.repeat_interleave(rep, 1).double()
+    scores = (q.double() @ kk.transpose(-1, -2)) / math.sqrt(D)
+    want = scores.masked_fill(~mask, float("-inf")).softmax(-1) @ vv
+    assert torch.allclose(attend_to_cache(q, k, v, mask).double(), want, atol=1e-5)
+
+
+def test_decoding_attention_needs_no_grouped_query_kernel(monkeypatch):
+    """CUDA's fused attention kernels take a decoding step only if SDPA is asked for plain multi-head attention
+    under a mask: with enable_gqa the flash kernel is ruled out by the mask and, in several torch releases,
+    the memory-efficient one by the GQA, and the math path then copies the cache's keys and values to every
+    head in every layer at every step. Every SDPA call of a cached forward must have as many query heads as
+    key heads, and no enable_gqa."""
+    import r1mini.model as model_module
+    model = make_model(n_head=4, n_kv_head=2).eval()
+    calls = []
+    sdpa = F.scaled_dot_product_attention
+
+    def spy(q, k, v, *args, **kwargs):
+        calls.append((q.size(1), k.size(1), kwargs.get("enable_gqa", False)))
+        return sdpa(q, k, v, *args, **kwargs)
+    monkeypatch.setattr(model_module.F, "scaled_dot_product_attention", spy)
+    from r1mini.sampling import generate
+    for static in (False, True):
+        generate(model, [[1, 2, 3], [4]], 3, temperature=0, static=static)
+    assert calls and all(q_heads == k_heads and not gqa for q_heads, k_heads, gqa in calls)
+
+
 # -- RoPE ----------------------------------------------------------------------------------------------
 
 @pytest.mark.assignment6
