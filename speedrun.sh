@@ -20,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python}
 SEED_FLAG=${SEED:+--seed $SEED}
-PRESET=${1:-$($PY -c "from r1mini.device import default_preset; print(default_preset())")}  # gpu needs bf16 (Ampere+)
+PRESET=${1:-$($PY -c "from r1mini.device import default_preset; print(default_preset())" | tail -1)}  # gpu needs bf16 (Ampere+)
 case "$PRESET" in toy|cpu|gpu) ;; *) echo "usage: bash speedrun.sh [toy|cpu|gpu]" >&2; exit 2;; esac
 if [ "$PRESET" = toy ]; then OUT=${OUT:-out/toy}; else OUT=${OUT:-out}; fi
 mkdir -p "$OUT"
