@@ -54,6 +54,8 @@ class PretrainConfig:
     model: str = "cpu"  # model preset (r1mini/model.py PRESETS)
     suite: str = "cpu"  # task suite (r1mini/tasks.py SUITES)
     n_routed_experts: int = 0  # > 0: DeepSeekMoE feed-forward with this many routed experts
+    n_layer: int = 0  # > 0: this many transformer blocks instead of the model preset's
+    n_embd: int = 0  # > 0: this width instead of the model preset's (a multiple of the preset's head count)
     vocab_size: int = 768  # BPE ranks; the special tokens come on top
     tokenizer_docs: int = 20_000  # corpus documents the tokenizer is trained on
     train_docs: int = 80_000  # corpus documents to pretrain on (tasks' worked solutions, chats, the world's facts)
@@ -87,7 +89,8 @@ class PretrainConfig:
                              "lr": POSITIVE, "grad_clip": POSITIVE, "min_lr_ratio": SHARE,
                              "n_routed_experts": NON_NEGATIVE, "warmup_steps": NON_NEGATIVE,
                              "grad_accum": NON_NEGATIVE, "attn": one_of("gqa", "mla"), "mtp_depth": NON_NEGATIVE,
-                             "curve_every": NON_NEGATIVE, "decay_steps": NON_NEGATIVE}
+                             "curve_every": NON_NEGATIVE, "decay_steps": NON_NEGATIVE, "n_layer": NON_NEGATIVE,
+                             "n_embd": NON_NEGATIVE}
 
     def __post_init__(self):
         validate(self)
@@ -129,8 +132,9 @@ def main(argv=None):
     tokenizer, train_stream, val_stream = prepare_data(cfg, args.seed, out if state is not None else None)
 
     # -- model and optimizer ------------------------------------------------------------------------------
+    shape = {k: v for k, v in (("n_layer", cfg.n_layer), ("n_embd", cfg.n_embd)) if v}
     mcfg = model_config(cfg.model, vocab_size=tokenizer.vocab_size, n_routed_experts=cfg.n_routed_experts,
-                        attn=cfg.attn, mtp_depth=cfg.mtp_depth)
+                        attn=cfg.attn, mtp_depth=cfg.mtp_depth, **shape)
     model = Transformer(mcfg).to(device)
     if cfg.grad_accum == 0:  # as few micro-batches as fit, each an equal share of this rank's slice
         cfg = dataclasses.replace(cfg, grad_accum=fewest_micro_batches(model, cfg.batch_size // world))

@@ -80,3 +80,17 @@ def test_gpu_check_runs_every_part_on_the_cpu(tmp_path):
     assert [(name, outcome) for name, outcome, _ in parts] == \
         [(name, "ok") for name in ("decode", "grpo", "cap24", "cap16", "ddp", "float32")]
     assert "BAD" not in r.stdout and r.stdout.count("\nok ") >= 8
+
+
+def test_pretrain_curves_reads_the_dev_checks_and_the_spread():
+    from pretrain_curves import curve_rows, spread
+    log = [{"step": 10, "loss": 3.0},
+           {"step": 100, "val_loss": 0.5, "dev_add-3d_pass@1": 0.1, "dev_add-3d_steps_share": 0.3,
+            "dev_mul-3x1_pass@1": 0.2},
+           {"step": 200, "val_loss": 0.4, "dev_add-3d_pass@1": 0.3, "dev_mul-3x1_pass@1": 0.25}]
+    rows = curve_rows(log)
+    assert [r["step"] for r in rows] == [100, 200] and rows[0]["benches"]["add-3d"] == {"pass@1": 0.1,
+                                                                                        "steps_share": 0.3}
+    other = curve_rows([{"step": 200, "dev_add-3d_pass@1": 0.4, "dev_mul-3x1_pass@1": 0.05}])
+    text = spread({"a": rows, "b": other})
+    assert "| spread (max - min) | 0.100 | 0.200 |" in text  # 0.4 - 0.3 and 0.25 - 0.05
