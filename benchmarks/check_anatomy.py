@@ -17,11 +17,12 @@ and task, over the replies that check:
 - right, not agreeing: of all checks, the share that say "Right" although a comparison disagreed;
 - final right: the reply's answer is right.
 
-And, over the step-by-step replies whose first pass is wrong (--slips), the first thing that went wrong: an
-operand restated wrong (copy), a digit taken from it wrong (fetch), a carry dropped or wrong, a fact wrong, the
-running result assembled wrong, for linear equations the move or the division; what the corpus's slips model.
+And, over the step-by-step replies whose first pass is wrong, the first thing that went wrong: an operand
+restated wrong (copy), a digit taken from it wrong (fetch), a carry dropped or wrong, a fact wrong (and which:
+the sum one short with its carry written but not added, or one off; the product, or the carry added to it), the
+running result assembled wrong, for linear equations the move or the division: what the corpus's slips model.
 
-    python benchmarks/check_anatomy.py out/base,out/zero --problems 100 --k 4
+    python benchmarks/check_anatomy.py out/base,out/zero --problems 60 --k 4
 
 Dev split, R1-Zero template, T 0.6 (--temperature 1 samples as R1-Zero's rollouts do), top-p 0.95. Prints
 markdown tables and a few replies that check.
@@ -141,13 +142,26 @@ def first_slip(task: str, d: dict, first: str) -> str | None:
         if written_carry != carry:
             return "carry dropped" if written_carry == 0 else "carry wrong"
         if not value_ok:
-            return "fact"
+            return fact_slip(op, nums, fact, written_carry)
         value = fact + carry
         partial = (str(value) if i == n_cols - 1 else str(value % 10)) + partial
         if so_far != partial:
             return "running result"
         carry = value // 10
     return "too few columns" if len(columns) < n_cols else None
+
+
+def fact_slip(op: str, nums: list[int], fact: int, carry: int) -> str:
+    """Which fact of a column is wrong, and how: the sum one short where the carry was written but not added, or
+    one off otherwise; the product wrong, or the carry added to a right product wrong."""
+    if op == "+":
+        said = nums[-1]
+        if carry and said == fact:
+            return "fact: carry written, not added"
+        return "fact: sum one off" if abs(said - fact - carry) == 1 else "fact: sum off more"
+    if nums[2] != fact:
+        return "fact: product"
+    return "fact: carry added wrong"
 
 
 def linear_slip(d: dict, first: str) -> str | None:
@@ -171,7 +185,7 @@ def sample(path: str, name: str, task, args):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoints", help="checkpoint directories, comma-separated")
-    p.add_argument("--problems", type=int, default=100, help="dev problems per task")
+    p.add_argument("--problems", type=int, default=60, help="dev problems per task (linear-eq has 122 dev problems, 61 a language)")
     p.add_argument("--k", type=int, default=4, help="samples per problem")
     p.add_argument("--max_new_tokens", type=int, default=208)
     p.add_argument("--show", type=int, default=2, help="replies that check to print per checkpoint")

@@ -38,12 +38,19 @@ def test_check_anatomy_reads_a_check_as_the_corpus_writes_it():
     assert (a["first right"], a["first facts"], a["check facts"], a["agrees"], a["says right"], a["final right"]) == \
         (False, False, True, False, False, True)
     assert anatomy("add", p, reply(first, "1568")) is None  # no check
-    assert first_slip("add", p.data, slipped) == "fact"
+    assert first_slip("add", p.data, slipped) == "fact: sum one off"
     assert first_slip("add", p.data, first.replace("85+71", "85+72").replace("5+1=6", "5+2=7")) == "copy"
     dropped = "854+714: 4+4=8, so far 8. 85+71: 5+1=6, so far 68. 8+7: 8+7=15, so far 1568."
     q = add.problem({"a": 857, "b": 714}, "en", random.Random(0))  # 1571: a carry into the tens
     assert first_slip("add", q.data, dropped.replace("854", "857").replace("4+4=8", "7+4=11").replace(
         "so far 8.", "so far 1, carry 1.").replace("so far 68", "so far 61").replace("1568", "1561")) == "carry dropped"
+    assert first_slip("add", q.data, dropped.replace("854", "857").replace("4+4=8", "7+4=11").replace(
+        "so far 8.", "so far 1, carry 1.").replace("5+1=6", "5+1+1=6").replace("1568", "1561")) == \
+        "fact: carry written, not added"
+    m = get_task("mul").problem({"a": 347, "b": 6}, "en", random.Random(0))
+    mul = "347×6: 7×6=42, so far 2, carry 4. 34×6: 4×6=24, 24+4=28, so far 82, carry 2. 3×6: 3×6=18, 18+2=20"
+    assert first_slip("mul", m.data, mul.replace("24+4=28", "24+4=27")) == "fact: carry added wrong"
+    assert first_slip("mul", m.data, mul.replace("4×6=24, 24+4=28", "4×6=28, 28+4=32")) == "fact: product"
     lin = linear.problem({"a": 2, "b": 14, "x": -9, "c": -4}, "en", random.Random(0))
     text = "Subtract 14 on both sides: 2x=-4-14=-18. Divide by 2: x=-18/2=-9. Check x=-9 in 2x+14=-4: 2×-9=-18, " \
            "-18+14=-4. Right."
