@@ -51,7 +51,7 @@ class DistillConfig:
     samples: int = 2  # teacher samples per prompt
     temperature: float = 0.6  # of the teacher's samples (the paper's evaluation setting)
     top_p: float = 0.95  # nucleus sampling of the teacher
-    max_new_tokens: int = 208  # the longest teacher reply, in tokens
+    max_new_tokens: int = 224  # the longest teacher reply, in tokens
     zh_share: float = 0.4  # share of prompts asked in Chinese
     reasoning_ratio: float = 3.0  # reasoning : non-reasoning examples
     epochs: int = 3  # of SFT on the kept samples

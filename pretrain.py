@@ -79,7 +79,7 @@ class PretrainConfig:
     curve_every: int = 0  # steps between dev-split pass@1 checks under the R1-Zero template (0: none)
     curve_problems: int = 50  # dev problems per task in each check (English prompts)
     curve_k: int = 4  # samples per problem, at temperature 0.6 and top-p 0.95
-    curve_max_new_tokens: int = 208  # the reply budget of the check (R1-Zero's at the cpu preset)
+    curve_max_new_tokens: int = 224  # the reply budget of the check (R1-Zero's at the cpu preset)
     # DeepSeek-V3 architecture options
     attn: str = "gqa"  # "mla": multi-head latent attention (its sizes: r1mini/model.py ModelConfig)
     mtp_depth: int = 0  # D >= 1: that many multi-token-prediction modules, trained beside the model

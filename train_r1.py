@@ -79,7 +79,7 @@ PREVIOUS = dict(zip(STAGE_NAMES[1:], STAGE_NAMES))  # the stage each later one f
 
 @dataclass
 class R1Config(GRPOConfig):  # every GRPO option (r1mini/rl.py) for both RL stages, then these
-    max_new_tokens: int = 208  # the longest completion; a checked reply whose check disagrees runs to ~200 tokens
+    max_new_tokens: int = 224  # the longest completion; a reply whose check disagrees runs to ~180 tokens
     lr: float = 5e-5  # GRPO's, lower than R1-Zero's: these policies start sharp, and a large step undoes the SFT
     stage: str = "all"  # all (the stages not done yet), or one of cold_start, reasoning_rl, rejection_sft, final_rl
     base: str = ""  # base checkpoint; "" means the R1-Zero checkpoint's parent

@@ -4,13 +4,15 @@ replies apart.
 The corpus (r1mini/tasks.py) teaches a check by another route at the solution's own granularity, after the
 first pass: addition worked again with the numbers swapped and multiplication with the factors swapped,
 column by column, each column's digit compared with the claimed result restated beside the operands
-("71+85 vs 157: 1+5=6, not 7."), and a linear equation's x put back with the facts the solution wrote
-("Check x=-9 in 2x+14=-4: 2×-9=-18, -18+14=-4. Right."). A check that agrees says "Right"; one that disagrees
-says "Wait" and solves again. Whether checking can pay depends on what the model does with it. Per checkpoint
+("71+85 vs 157: 1+5=6, 6 and 7 differ."), and a linear equation's x put back with the facts the solution wrote
+("Check x=-9 in 2x+14=-4: 2×-9=-18, -18+14=-4, -4 and -4 agree. Right."). A check that agrees says "Right";
+one that disagrees says "Wait" and solves again. Whether checking can pay depends on what the model does with it. Per checkpoint
 and task, over the replies that check:
 
 - first right: the first pass's answer (the last number before "Check") is right;
 - first facts, check facts: every fact (x op y = z) the first pass, or the check, wrote is right;
+- copied: every comparison sets side by side the check's own result and the claim's digit restated before it;
+- verdicts: every comparison's verdict ("agree", "differ") is right about the two values it sets side by side;
 - agrees: every comparison the check wrote is between equal values (as it wrote them);
 - says right: the check ends in "Right" (对了), not in "not ..." and a second pass;
 - right if agreeing: of the checks that agree, the share that say "Right";
@@ -46,11 +48,14 @@ from r1mini.tasks import suite  # noqa: E402
 _N = r"(-?\d+)"
 _CHECK = re.compile(r"Check|检查")
 _RIGHT = re.compile(r"Right|对了")
-# a column of the check: "71+85 vs 157: 1+5=6, not 7." / "6×34 vs 208: 6×4=24, 24+4=28, same."
-_CHECK_COLUMN = re.compile(rf"(\d+) ?[+×] ?(\d+) (?:vs|对) (\d+) ?[:：]([^.。]*?)[,，] ?(same|一样|not|不是) ?(\d+)?")
+# a column of the check: "71+85 vs 157: 1+5=6, 6 and 7 differ." / "6×34 vs 208: 6×4=24, 24+4=28, 8 and 8 agree."
+_CHECK_COLUMN = re.compile(rf"(\d+) ?[+×] ?(\d+) (?:vs|对) (\d+) ?[:：]([^.。]*?)[,，] ?{_N} (?:and|和) {_N} "
+                           r"(agree|differ|相同|不同)")
 # a column of a pass: "63+15: 3+5+1=9, so far 92" / "34×6: 4×6=24, 24+4=28, so far 82"
 _COLUMN = re.compile(r"(\d+) ?([+×]) ?(\d+) ?[:：] ?([^.。]*?)[,，] ?(?:so far|目前是) ?(\d+)")
-_LINEAR_CHECK = re.compile(rf"x ?= ?{_N} (?:in|代入) .*?= ?{_N} ?[:：].*?= ?{_N}[,，] ?{_N}.*?= ?{_N}")
+# linear: "Check x=-9 in 2x+14=-4: 2×-9=-18, -18+14=-4, -4 and -4 agree."
+_LINEAR_CHECK = re.compile(rf"x ?= ?{_N} (?:in|代入) [^:：]*?= ?{_N} ?[:：](.*?)[,，] ?{_N} (?:and|和) {_N} "
+                           r"(agree|differ|相同|不同)")
 
 
 def last_value(expr: str) -> int | None:
@@ -68,24 +73,27 @@ def split_check(think: str) -> tuple[str, str, str] | None:
     return think[:m.start()], rest[:wait.start()] if wait else rest, rest[wait.start():] if wait else ""
 
 
-def comparisons(task: str, check: str) -> list[tuple[bool, bool]] | None:
-    """(equal as written, said "same") for each comparison the check made; None when it is not in the
-    corpus's shape. Linear: the value x gives against the equation's right side, "Right" or "not"."""
+def comparisons(task: str, check: str) -> list[dict] | None:
+    """Each comparison the check wrote, taken apart: the two values it set side by side and whether they are
+    equal, its verdict ("agree", else "differ"), and whether it copied the two values right (its own result,
+    and the claim's digit restated before it); None when the check is not in the corpus's shape."""
+    out = []
     if task == "linear":
         m = _LINEAR_CHECK.search(check)
         if not m:
             return None
-        said_same = bool(_RIGHT.search(check[m.end():])) and not re.search(r"not|不是", check[m.end():])
-        return [(int(m.group(5)) == int(m.group(2)), said_same)]
-    out = []
+        rhs, expr, mine, theirs, word = m.group(2, 3, 4, 5, 6)
+        return [{"equal": int(mine) == int(theirs), "said same": word in ("agree", "相同"),
+                 "copied": int(mine) == last_value(expr) and int(theirs) == int(rhs)}]
     for m in _CHECK_COLUMN.finditer(check):
-        a, b, claim, expr, word = m.group(1, 2, 3, 4, 5)
+        a, b, claim, expr, mine, theirs, word = m.group(1, 2, 3, 4, 5, 6, 7)
         value = last_value(expr)
         if value is None:
             return None
         last = int(a) < 10 and int(b) < 10
-        equal = value == int(claim) if last else value % 10 == int(claim) % 10
-        out.append((equal, word in ("same", "一样") or (last and word not in ("not", "不是"))))
+        want = (value, int(claim)) if last else (value % 10, int(claim) % 10)
+        out.append({"equal": int(mine) == int(theirs), "said same": word in ("agree", "相同"),
+                    "copied": (int(mine), int(theirs)) == want})
     return out or None
 
 
@@ -100,12 +108,14 @@ def anatomy(task: str, problem, reply: str) -> dict | None:
     compared = comparisons(task, check)
     if not numbers or compared is None:
         return None
-    agrees = all(equal for equal, _ in compared)
-    says_right = bool(_RIGHT.search(check)) and all(said for _, said in compared)
+    agrees = all(c["equal"] for c in compared)
+    says_right = bool(_RIGHT.search(check)) and all(c["said same"] for c in compared)
     return {"first right": problem.data.get("x", None) == int(numbers[-1]) if task == "linear"
             else int(numbers[-1]) == int(problem.answer),
             "first facts": all(ok for _, ok in arithmetic_facts(first)),
             "check facts": all(ok for _, ok in arithmetic_facts(check)),
+            "copied": all(c["copied"] for c in compared),
+            "verdicts": all(c["said same"] == c["equal"] for c in compared),
             "agrees": agrees, "says right": says_right,
             "right if agreeing": says_right if agrees else None,
             "right, not agreeing": says_right and not agrees,
@@ -187,13 +197,13 @@ def main(argv=None):
     p.add_argument("checkpoints", help="checkpoint directories, comma-separated")
     p.add_argument("--problems", type=int, default=60, help="dev problems per task (linear-eq has 122 dev problems, 61 a language)")
     p.add_argument("--k", type=int, default=4, help="samples per problem")
-    p.add_argument("--max_new_tokens", type=int, default=208)
+    p.add_argument("--max_new_tokens", type=int, default=224)
     p.add_argument("--show", type=int, default=2, help="replies that check to print per checkpoint")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--temperature", type=float, default=0.6, help="1.0: as R1-Zero's rollouts sample")
     args = p.parse_args(argv)
-    cols = ["first right", "first facts", "check facts", "agrees", "says right", "right if agreeing",
-            "right, not agreeing", "final right"]
+    cols = ["first right", "first facts", "check facts", "copied", "verdicts", "agrees", "says right",
+            "right if agreeing", "right, not agreeing", "final right"]
     rows, slip_rows = [], []
     for path in args.checkpoints.split(","):
         seed_everything(args.seed)

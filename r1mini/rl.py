@@ -39,7 +39,7 @@ class GRPOConfig:
     """The options of every GRPO stage (the papers' defaults unless said otherwise; see r1mini/grpo.py)."""
     prompts_per_step: int = 8  # all ranks together
     group_size: int = 8  # G completions per prompt
-    max_new_tokens: int = 208  # the longest completion, in tokens (a longer one is cut off there); prompt + 208 fit 256
+    max_new_tokens: int = 224  # the longest completion, in tokens (a longer one is cut off); with the prompt, 256
     temperature: float = 1.0  # of the rollouts
     top_p: float = 1.0  # nucleus sampling of the rollouts; 1.0 samples the whole distribution
     lr: float = 1e-4  # 3e-4 collapsed one cpu R1-Zero run to accuracy 0 within 25 steps; 1e-4 climbed steadily

@@ -260,7 +260,9 @@ def column_check(a: int, b: int, op: str, claimed: str, rng: random.Random, slip
     """Check a claimed a op b by working it again with the operands swapped, column by column, each column's
     digit compared with the claim's digit there. The claim is restated beside the operands and shrinks with
     them ("15+63 vs 79:"), so the digit to compare is the last one before the ":", a few tokens back, as the
-    digits to combine are. Stops at the first digit that differs ("not 8."); says "Right." when none does.
+    digits to combine are; the comparison writes both digits side by side before its verdict ("9 and 9
+    agree", "8 and 9 differ"), so that the verdict reads two tokens just written. Stops at the first column that
+    differs; says "Right." when none does. The carry comes from the column's own sum, written just before.
     Returns ((en, zh) steps, whether the claim agreed). slip: one of the check's own facts is wrong."""
     claim, n_cols = int(claimed), _n_columns(a, b, op)
     slip_col = rng.randrange(n_cols) if slip else -1
@@ -271,15 +273,20 @@ def column_check(a: int, b: int, op: str, claimed: str, rng: random.Random, slip
         last, rest_claim = i == n_cols - 1, claim // 10 ** i
         mine, theirs = (value, rest_claim) if last else (value % 10, rest_claim % 10)
         carry = value // 10
-        vs = f"{head} vs {rest_claim}: {expr.format(sep=', ')}", f"{head} 对 {rest_claim}：{expr.format(sep='，')}"
+        en, zh = compare(mine, theirs)
+        steps.append((f"{head} vs {rest_claim}: {expr.format(sep=', ')}, {en}.",
+                       f"{head} 对 {rest_claim}：{expr.format(sep='，')}，{zh}。"))
         if mine != theirs:
-            steps.append((f"{vs[0]}, not {theirs}.", f"{vs[1]}，不是 {theirs}。"))
             return steps, False
-        more = "" if last else ", same" + (f", carry {carry}" if carry else "")
-        zh_more = "" if last else "，一样" + (f"，进 {carry}" if carry else "")
-        steps.append((f"{vs[0]}{more}.", f"{vs[1]}{zh_more}。"))
     steps.append(("Right.", "对了。"))
     return steps, True
+
+
+def compare(mine: int, theirs: int) -> tuple[str, str]:
+    """A check's comparison, the two values side by side, then the verdict: ("9 and 9 agree", "9 和 9 相同")."""
+    if mine == theirs:
+        return f"{mine} and {theirs} agree", f"{mine} 和 {theirs} 相同"
+    return f"{mine} and {theirs} differ", f"{mine} 和 {theirs} 不同"
 
 
 def digits(n: int) -> list[int]:
@@ -462,11 +469,10 @@ class LinearEquation(Task):
         ax = a * x + (rng.choice([-1, 1]) * a if slip else 0)
         value = ax + b
         plus = f"{ax}+{b}" if b > 0 else f"{ax}-{-b}"
-        head = (f"Check x={x} in {self.equation(d, compact=True)}: {a}×{x}={ax}, {plus}={value}",
-                f"检查 x={x} 代入 {self.equation(d, compact=True)}：{a}×{x}={ax}，{plus}={value}")
-        if value == c:
-            return [(head[0] + ". Right.", head[1] + "。对了。")], True
-        return [(head[0] + f", not {c}.", head[1] + f"，不是 {c}。")], False
+        en, zh = compare(value, c)
+        steps = [(f"Check x={x} in {self.equation(d, compact=True)}: {a}×{x}={ax}, {plus}={value}, {en}.",
+                  f"检查 x={x} 代入 {self.equation(d, compact=True)}：{a}×{x}={ax}，{plus}={value}，{zh}。")]
+        return (steps + [("Right.", "对了。")], True) if value == c else (steps, False)
 
 
 # -- countdown: reach the target with each given number used exactly once ------------------------------

@@ -23,20 +23,26 @@ def test_check_anatomy_reads_a_check_as_the_corpus_writes_it():
     add, linear = get_task("add"), get_task("linear")
     p = add.problem({"a": 854, "b": 714}, "en", random.Random(0))  # 1568
     first = "Add by columns: 854+714: 4+4=8, so far 8. 85+71: 5+1=6, so far 68. 8+7: 8+7=15, so far 1568."
-    check = "Check by swapping: 714+854 vs 1568: 4+4=8, same. 71+85 vs 156: 1+5=6, same. 7+8 vs 15: 7+8=15. Right."
+    check = ("Check by swapping: 714+854 vs 1568: 4+4=8, 8 and 8 agree. 71+85 vs 156: 1+5=6, 6 and 6 agree. "
+             "7+8 vs 15: 7+8=15, 15 and 15 agree. Right.")
+    assert check == " ".join(en for en, _ in add.check_steps(p.data, "1568", random.Random(0))[0])  # the corpus's
     right = anatomy("add", p, reply(f"{first} {check}", "1568"))
-    assert right == {"first right": True, "first facts": True, "check facts": True, "agrees": True,
-                     "says right": True, "right if agreeing": True, "right, not agreeing": False, "final right": True}
-    # "same" said of two different digits: the comparison not read
-    unread = anatomy("add", p, reply(f"{first} {check.replace('1+5=6', '1+5=7')}", "1568"))
-    assert (unread["check facts"], unread["agrees"], unread["says right"], unread["right, not agreeing"]) == \
-        (False, False, True, True)
+    assert right == {"first right": True, "first facts": True, "check facts": True, "copied": True, "verdicts": True,
+                     "agrees": True, "says right": True, "right if agreeing": True, "right, not agreeing": False,
+                     "final right": True}
+    # "agree" said of two different digits: the comparison not read
+    unread = anatomy("add", p, reply(f"{first} {check.replace('1+5=6, 6 and 6', '1+5=7, 7 and 6')}", "1568"))
+    assert (unread["check facts"], unread["verdicts"], unread["agrees"], unread["says right"],
+            unread["right, not agreeing"]) == (False, False, False, True, True)
+    # the claim's digit copied wrong into the comparison
+    miscopied = anatomy("add", p, reply(f"{first} {check.replace('6 and 6', '6 and 5')}", "1568"))
+    assert not miscopied["copied"] and not miscopied["verdicts"]
     slipped = first.replace("5+1=6, so far 68", "5+1=7, so far 78").replace("1568", "1578")
-    caught = (f"{slipped} Check by swapping: 714+854 vs 1578: 4+4=8, same. 71+85 vs 157: 1+5=6, not 7. "
-              f"Wait, add again. {first[len('Add by columns: '):]}")
+    caught = (f"{slipped} Check by swapping: 714+854 vs 1578: 4+4=8, 8 and 8 agree. 71+85 vs 157: 1+5=6, 6 and 7 "
+              f"differ. Wait, add again. {first[len('Add by columns: '):]}")
     a = anatomy("add", p, reply(caught, "1568"))
-    assert (a["first right"], a["first facts"], a["check facts"], a["agrees"], a["says right"], a["final right"]) == \
-        (False, False, True, False, False, True)
+    assert (a["first right"], a["first facts"], a["check facts"], a["copied"], a["verdicts"], a["agrees"],
+            a["says right"], a["final right"]) == (False, False, True, True, True, False, False, True)
     assert anatomy("add", p, reply(first, "1568")) is None  # no check
     assert first_slip("add", p.data, slipped) == "fact: sum one off"
     assert first_slip("add", p.data, first.replace("85+71", "85+72").replace("5+1=6", "5+2=7")) == "copy"
@@ -52,11 +58,14 @@ def test_check_anatomy_reads_a_check_as_the_corpus_writes_it():
     assert first_slip("mul", m.data, mul.replace("24+4=28", "24+4=27")) == "fact: carry added wrong"
     assert first_slip("mul", m.data, mul.replace("4×6=24, 24+4=28", "4×6=28, 28+4=32")) == "fact: product"
     lin = linear.problem({"a": 2, "b": 14, "x": -9, "c": -4}, "en", random.Random(0))
-    text = "Subtract 14 on both sides: 2x=-4-14=-18. Divide by 2: x=-18/2=-9. Check x=-9 in 2x+14=-4: 2×-9=-18, " \
-           "-18+14=-4. Right."
+    rng = random.Random(0)
+    text = " ".join(en for en, _ in linear.steps(lin.data, rng, slip=False)[0] + linear.check_steps(lin.data, "-9", rng)[0])
+    assert text == ("Subtract 14 on both sides: 2x=-4-14=-18. Divide by 2: x=-18/2=-9. Check x=-9 in 2x+14=-4: "
+                    "2×-9=-18, -18+14=-4, -4 and -4 agree. Right.")
     a = anatomy("linear", lin, reply(text, "-9"))
-    assert a["check facts"] and a["agrees"] and a["first right"] and a["says right"] and a["final right"]
-    a = anatomy("linear", lin, reply(text.replace("-18+14=-4. Right.", "-18+14=-3, not -4. Wait, solve again."), "-9"))
+    assert a["check facts"] and a["copied"] and a["agrees"] and a["first right"] and a["says right"] and a["final right"]
+    a = anatomy("linear", lin, reply(text.replace("-18+14=-4, -4 and -4 agree. Right.",
+                                                  "-18+14=-3, -3 and -4 differ. Wait, solve again."), "-9"))
     assert not a["check facts"] and not a["agrees"] and not a["says right"] and not a["right, not agreeing"]
     assert first_slip("linear", lin.data, "Subtract 14 on both sides: 2x=-4-14=-16. Divide by 2: x=-16/2=-8.") == "move"
 

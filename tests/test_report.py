@@ -75,10 +75,10 @@ def test_the_aha_sample_is_a_reply_that_catches_its_own_slip(tmp_path):
     p = Problem("add", "What is 854 + 714?", "en", "1568", {"a": 854, "b": 714})
     first = "854+714: 4+4=8, so far 8. 85+71: 5+1=6, so far 68. 8+7: 8+7=15, so far 1568."
     slipped = first.replace("5+1=6, so far 68", "5+1=7, so far 78").replace("1568", "1578")
-    confirm = f"<think>{first} Check by swapping: 714+854 vs 1568: 4+4=8, same. 71+85 vs 156: 1+5=6, same. " \
-              f"7+8 vs 15: 7+8=15. Right.</think><answer>1568</answer>"
-    fixed = f"<think>{slipped} Check by swapping: 714+854 vs 1578: 4+4=8, same. 71+85 vs 157: 1+5=6, not 7. " \
-            f"Wait, add again. {first}</think><answer>1568</answer>"
+    confirm = f"<think>{first} Check by swapping: 714+854 vs 1568: 4+4=8, 8 and 8 agree. 71+85 vs 156: 1+5=6, " \
+              f"6 and 6 agree. 7+8 vs 15: 7+8=15, 15 and 15 agree. Right.</think><answer>1568</answer>"
+    fixed = f"<think>{slipped} Check by swapping: 714+854 vs 1578: 4+4=8, 8 and 8 agree. 71+85 vs 157: 1+5=6, " \
+            f"6 and 7 differ. Wait, add again. {first}</think><answer>1568</answer>"
     lucky = fixed.replace("8+7=15, so far 1568", "8+7=16, so far 1568")  # a second slip in the second pass
     plain = f"<think>{first}</think><answer>1568</answer>"
     assert catches_its_slip(fixed) and not catches_its_slip(lucky) and not catches_its_slip(confirm)

@@ -128,17 +128,18 @@ def test_column_steps_by_hand():
 
 def test_column_check_by_hand():
     """The check works the sum again with the numbers swapped and compares each column's digit with the claim
-    restated beside the operands; it stops at the first digit that differs."""
+    restated beside the operands, the two side by side before the verdict; it stops at the first that differs."""
     steps, agrees = column_check(854, 714, "+", "1568", random.Random(0), slip=False, words=("Check:", "检查："))
     assert agrees and " ".join(en for en, _ in steps) == (
-        "Check: 714+854 vs 1568: 4+4=8, same. 71+85 vs 156: 1+5=6, same. 7+8 vs 15: 7+8=15. Right.")
+        "Check: 714+854 vs 1568: 4+4=8, 8 and 8 agree. 71+85 vs 156: 1+5=6, 6 and 6 agree. "
+        "7+8 vs 15: 7+8=15, 15 and 15 agree. Right.")
     steps, agrees = column_check(854, 714, "+", "1578", random.Random(0), slip=False, words=("Check:", "检查："))
     assert not agrees and " ".join(en for en, _ in steps) == (
-        "Check: 714+854 vs 1578: 4+4=8, same. 71+85 vs 157: 1+5=6, not 7.")
+        "Check: 714+854 vs 1578: 4+4=8, 8 and 8 agree. 71+85 vs 157: 1+5=6, 6 and 7 differ.")
     steps, agrees = column_check(347, 6, "*", "2082", random.Random(0), slip=False, words=("Check:", "检查："))
     assert agrees and " ".join(en for en, _ in steps) == (
-        "Check: 6×347 vs 2082: 6×7=42, same, carry 4. 6×34 vs 208: 6×4=24, 24+4=28, same, carry 2. "
-        "6×3 vs 20: 6×3=18, 18+2=20. Right.")
+        "Check: 6×347 vs 2082: 6×7=42, 2 and 2 agree. 6×34 vs 208: 6×4=24, 24+4=28, 8 and 8 agree. "
+        "6×3 vs 20: 6×3=18, 18+2=20, 20 and 20 agree. Right.")
     _, agrees = column_check(347, 6, "*", "12082", random.Random(0), slip=False, words=("Check:", "检查："))
     assert not agrees  # a digit too many shows in the last column
 
