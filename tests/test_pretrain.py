@@ -39,6 +39,23 @@ def test_pretrain_writes_a_checkpoint(base):
     assert "val_loss" in rows[-1]
 
 
+def test_the_checkpoint_holds_the_moving_average_of_the_weights(base):
+    """model.pt is the exponential moving average (--ema, on by default); train_state.pt keeps the trained weights
+    beside it to resume from. The average, stepped by hand: a <- decay * a + (1 - decay) * w."""
+    from pretrain import update_average
+    from r1mini.model import Transformer
+    state = torch.load(base / "train_state.pt", weights_only=True)
+    averaged, trained = state["model"], state["trained_model"]
+    assert torch.equal(torch.load(base / "model.pt", weights_only=True)["tok_emb.weight"], averaged["tok_emb.weight"])
+    assert all(torch.is_tensor(v) for v in trained.values()) and averaged.keys() == trained.keys()
+    assert not torch.equal(averaged["tok_emb.weight"], trained["tok_emb.weight"])
+    model, _, _ = load_checkpoint(base)
+    other = Transformer(model.cfg)
+    a0, w = model.tok_emb.weight.clone(), other.tok_emb.weight.clone()
+    update_average(model, other, 0.9)
+    assert torch.allclose(model.tok_emb.weight, 0.9 * a0 + 0.1 * w, atol=1e-7)
+
+
 def test_checkpoint_loads_and_generates(base):
     model, tok, meta = load_checkpoint(base, expect_stage="base")
     assert model.cfg.vocab_size == tok.vocab_size and meta["step"] == 20
