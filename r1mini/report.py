@@ -278,10 +278,11 @@ def report(out: str | Path) -> dict:
                                   + [evals.get(r["step"], "")] for r in picked]))
         if plot(zero_log, out / "zero_curves.png"):
             md += ["", "![R1-Zero curves](zero_curves.png)"]
-    if times:
-        total = sum(float(t[1]) for t in times)
+    if times:  # stages side by side overlap: the whole run's wall time is its own row when speedrun.sh wrote one
+        stages = [t for t in times if t[0] != "wall"]
+        total = next((t[1] for t in times if t[0] == "wall"), f"{sum(float(t[1]) for t in stages):.0f}")
         md += ["", "## Wall time per stage", "",
-               markdown_table(["stage", "seconds"], [[t[0], t[1]] for t in times] + [["total", f"{total:.0f}"]])]
+               markdown_table(["stage", "seconds"], [[t[0], t[1]] for t in stages] + [["total (wall)", total]])]
     (out / "report.md").write_text("\n".join(md) + "\n", encoding="utf-8")
     result = {"k": k, "preset": preset, "hardware": hardware, "table": table, "intervals": cis, "findings": found,
               "aha": aha, "times": {t[0]: float(t[1]) for t in times}}
