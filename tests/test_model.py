@@ -104,6 +104,32 @@ def test_kv_cache_matches_full_forward(kind):
         model(idx[:, :1], cache=cache, positions=pos[:, :1])
 
 
+@pytest.mark.parametrize("options", [dict(attn_bias=True), dict(attn_bias=True, qk_norm=True, attn_head_dim=16)])
+def test_kv_cache_matches_full_forward_with_checkpoint_options(options):
+    """Decoding stacks wq and wkv into one matmul and rotates q and k together (Attention.decode); training
+    runs them apart. With the options of real checkpoints, q/k/v biases (Qwen2) and per-head q/k norms with
+    a head size apart from n_embd / n_head (Qwen3), the two must still agree. Biases and norm weights are
+    random, so one applied to another head's rows shows."""
+    model = make_model(**options)
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or "q_norm" in name or "k_norm" in name:
+                p.copy_(torch.randn(p.shape, generator=g))
+    B, T = 2, 12
+    idx = torch.randint(V, (B, T), generator=g)
+    full = model(idx)
+    cache = KVCache(model.cfg, B, T, "cpu", torch.float32)
+    cache.valid[:] = True
+    pos = torch.arange(T).expand(B, T)
+    pieces = [model(idx[:, :6], cache=cache, positions=pos[:, :6])]
+    pieces += [model(idx[:, t:t + 1], cache=cache, positions=pos[:, t:t + 1]) for t in range(6, T)]
+    assert torch.allclose(torch.cat(pieces, 1), full, atol=1e-5)
+    attn = model.blocks[0].attn  # the stacking really is wq's rows, then wkv's
+    x = torch.randn(3, model.cfg.n_embd, generator=g)
+    assert torch.allclose(F.linear(x, *attn.stacked_qkv()), torch.cat([attn.wq(x), attn.wkv(x)], -1), atol=1e-6)
+
+
 def two_prompts_and_extra_tokens() -> tuple[torch.Generator, list[list[int]], torch.Tensor]:
     """A prompt of 9 tokens and one of 4, and 5 more tokens for each to feed one at a time after the
     prefill; with the generator, for any further random draws."""
