@@ -15,6 +15,7 @@ one launch. The first call compiles (a minute or so); `static=False` turns it of
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import weakref
 
@@ -139,23 +140,26 @@ def generate(model: Transformer, prompts: list[list[int]], max_new_tokens: int, 
     was_training = model.training
     model.eval()
     stop = torch.tensor(list(stop_ids) or [-1], device=device)
-    if speculative:
-        check_sampling(temperature, top_p)
-        probs = functools.partial(token_probs, temperature=temperature, top_p=top_p)
-        out = decode_speculative(model, cache, idx, positions, max_new_tokens, pad_id=pad_id, stop=stop, probs=probs,
-                                 generator=generator, stats=stats)
-    else:
-        with autocast(device):  # prefill: all prompts in one pass (eager on both paths: its shape varies),
-            # and the vocabulary head at the last position only (float32 logits of every prompt position would
-            # take rows x prompt x vocabulary x 4 bytes)
-            logits = model.head(model.norm(model.trunk(idx, positions, cache=cache)[:, -1]))
-        sample = functools.partial(sample_next, temperature=temperature, top_p=top_p, generator=generator)
-        if static:
-            out = decode_static(model, cache, logits, lengths, max_new_tokens, pad_id=pad_id, stop=stop,
-                                sample=sample, n_real=n_real)
+    # on the CPU, the blocks' weights laid out for decoding once for the whole call (Transformer.decoding); on
+    # the CUDA paths as they are (a compiled step would be compiled again for every new weight tensor)
+    with contextlib.nullcontext() if cuda_paths(device) else model.decoding():
+        if speculative:
+            check_sampling(temperature, top_p)
+            probs = functools.partial(token_probs, temperature=temperature, top_p=top_p)
+            out = decode_speculative(model, cache, idx, positions, max_new_tokens, pad_id=pad_id, stop=stop,
+                                     probs=probs, generator=generator, stats=stats)
         else:
-            out = decode_dynamic(model, cache, logits, lengths, max_new_tokens, pad_id=pad_id, stop=stop,
-                                 sample=sample)
+            with autocast(device):  # prefill: all prompts in one pass (eager on both paths: its shape varies),
+                # and the vocabulary head at the last position only (float32 logits of every prompt position would
+                # take rows x prompt x vocabulary x 4 bytes)
+                logits = model.head(model.norm(model.trunk(idx, positions, cache=cache)[:, -1]))
+            sample = functools.partial(sample_next, temperature=temperature, top_p=top_p, generator=generator)
+            if static:
+                out = decode_static(model, cache, logits, lengths, max_new_tokens, pad_id=pad_id, stop=stop,
+                                    sample=sample, n_real=n_real)
+            else:
+                out = decode_dynamic(model, cache, logits, lengths, max_new_tokens, pad_id=pad_id, stop=stop,
+                                     sample=sample)
     model.train(was_training)
 
     results = []
