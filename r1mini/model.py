@@ -135,12 +135,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x):
-        # x / sqrt(mean(x^2) + eps) * weight, normalised in float32 (bf16 sums of squares lose too much
-        # precision), cast back, then scaled: Llama's order. F.rms_norm is that arithmetic in one operation
-        # where the composite took six; a decode step runs 2 n_layer + 1 norms.
-        if x.dtype == torch.float32 and self.weight.dtype == torch.float32:
-            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
-        return F.rms_norm(x.float(), self.weight.shape, eps=self.eps).type_as(x) * self.weight
+        # normalise in float32: bf16 sums of squares lose too much precision
+        xf = x.float()
+        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x) * self.weight
 
 
 def rope_tables(head_dim: int, length: int, theta: float,
