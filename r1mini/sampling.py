@@ -53,7 +53,8 @@ def token_probs(logits: torch.Tensor, temperature: float, top_p: float) -> torch
     nucleus by top-p and not renormalised (the kept tokens' mass); temperature 0: one-hot on the argmax."""
     if temperature == 0:
         return F.one_hot(logits.argmax(-1), logits.size(-1)).float()
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    logits = logits.float()
+    probs = torch.softmax(logits if temperature == 1 else logits / temperature, dim=-1)  # x / 1 is x: skipped
     return nucleus(probs, top_p) if top_p < 1 else probs
 
 
