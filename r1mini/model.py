@@ -295,10 +295,10 @@ class Attention(nn.Module):
 
     def decode(self, x, cos, sin, cache: KVCache, layer: int, mask, slots=None):
         """forward over the cache (prefill and decode steps): the same arithmetic in fewer operations, since a
-        decode step's matmuls are tiny and each operation costs about as much to launch as to run. q, k and
-        v come from one matmul over wq and wkv stacked (wq's rows, then k's and v's), and q and k are
-        rotated together by one RoPE; their keys and values go to the cache and attention runs over it,
-        with no copy of it per step."""
+        decode step's matmuls are tiny and each operation costs more than its arithmetic (benchmarks/README.md
+        measures it). q, k and v come from one matmul over wq and wkv stacked (wq's rows, then k's and v's),
+        and q and k are rotated together by one RoPE; their keys and values go to the cache and attention
+        runs over it, with no copy of it per step."""
         B, T, _ = x.shape
         cfg = self.cfg
         H, H_kv = cfg.n_head, cfg.n_kv_head
@@ -408,6 +408,7 @@ class SwiGLU(nn.Module):
         return F.linear(F.silu(gate) * up, w_down)
 
     def decode_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The weights forward multiplies by, which Transformer.decoding lays out for decoding."""
         return self.w_gate_up.weight, self.w_down.weight
 
 

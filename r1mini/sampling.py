@@ -5,7 +5,8 @@ Prompts of different lengths are left-padded to a common length; each sequence k
 batched forward pass fills the cache with every prompt (prefill; a prompt repeated over rows, as in GRPO's
 groups, runs once and is copied); then each step feeds one token per sequence, with no per-token Python work
 that grows with the length or the batch. When more than half of the batch has stopped, the finished rows are
-dropped from the batch and the cache, so long stragglers do not drag the whole batch along. `generate_no_cache` is the slow reference: it recomputes the whole sequence for every token.
+dropped from the batch and the cache, so long stragglers do not drag the whole batch along.
+`generate_no_cache` is the slow reference: it recomputes the whole sequence for every token.
 
 On a GPU that loop is bound by kernel launches (~1,000 small kernels per step for the same few ms whatever the
 batch), so on CUDA generate takes a static decode loop instead (`decode_static`, gpt-fast's approach): every
