@@ -183,7 +183,8 @@ def estimate_peak_bytes(cfg: ModelConfig, kind: str, rows: int, seq_len: int, *,
     copies its cache (pass seq_len = block_size, the slots it allocates).
 
     Parts: weights (float32 parameters), weight_copies (bf16 autocast's cached copy of every matmul weight,
-    kept until the autocast block ends, with or without grad), grads (float32), optimizer (AdamW's exp_avg
+    kept until the autocast block ends, with or without grad; in float32 "generate" off the static loop, the
+    decoding layout's float32 copy of them), grads (float32), optimizer (AdamW's exp_avg
     and exp_avg_sq, float32), activations (saved for the backward), logits (float32, vocabulary-sized),
     cache (KV cache), working (transients: a weight's gradient before it is added to .grad; the tensors of
     one layer of a no-grad forward or of a decoding step). "total" is their sum, except that a no-grad
@@ -219,6 +220,8 @@ def estimate_peak_bytes(cfg: ModelConfig, kind: str, rows: int, seq_len: int, *,
         parts["working"] = tokens * forward_working_bytes_per_token(cfg, bf16)
     else:
         prompt = seq_len if prompt_len is None else min(prompt_len, seq_len)
+        if not bf16 and not static:  # the CPU's dynamic loop decodes on a float32 copy of the blocks' matrices
+            parts["weight_copies"] = FLOAT32 * n_matmul  # laid out for it (model.Transformer.decoding)
         kv = 2 * cfg.n_layer * rows * cfg.n_kv_head * seq_len * cfg.head_dim * a  # keys and values
         # sampling.generate drops finished rows by copying the rest (under half) while the old cache is alive
         parts["cache"] = kv + (0 if static else kv // 2) + rows * seq_len  # + the validity mask, one bool a slot

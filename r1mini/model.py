@@ -14,6 +14,7 @@ ahead; their loss is added in pretraining, and the first drafts tokens for specu
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import asdict, dataclass, fields
 
@@ -174,7 +175,8 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     (x_i cos - x_{i+D/2} sin, x_i sin + x_{i+D/2} cos).
     """
     x1, x2 = x.float().chunk(2, dim=-1)  # x_i and x_{i+D/2}
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).type_as(x)
+    # addcmul(a, b, c, value=v) = a + v * b * c: five operations where the plain expression takes seven
+    return torch.cat([torch.addcmul(x1 * cos, x2, sin, value=-1), torch.addcmul(x1 * sin, x2, cos)], dim=-1).type_as(x)
 
 
 def write_slots(cache: torch.Tensor, layer: int, slots: torch.Tensor, values: torch.Tensor) -> None:
@@ -273,6 +275,8 @@ class Attention(nn.Module):
             self.q_norm, self.k_norm = RMSNorm(hd, cfg.norm_eps), RMSNorm(hd, cfg.norm_eps)
 
     def forward(self, x, cos, sin, cache: KVCache | None = None, layer: int = 0, mask=None, slots=None):
+        if cache is not None:
+            return self.decode(x, cos, sin, cache, layer, mask, slots)
         B, T, _ = x.shape
         cfg = self.cfg
         q = self.wq(x).view(B, T, cfg.n_head, cfg.head_dim).transpose(1, 2)
@@ -280,9 +284,6 @@ class Attention(nn.Module):
         if cfg.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        if cache is not None:  # decoding: over the cache, no copy of it per step
-            k, v = cache.update(layer, k, v, slots)
-            return self.wo(attend_to_cache(q, k, v, mask).transpose(1, 2).reshape(B, T, -1))
         if cfg.n_kv_head != cfg.n_head:  # GQA: each K/V head serves n_head // n_kv_head query heads
             rep = cfg.n_head // cfg.n_kv_head
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
@@ -291,6 +292,35 @@ class Attention(nn.Module):
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.wo(y.transpose(1, 2).reshape(B, T, -1))
+
+    def decode(self, x, cos, sin, cache: KVCache, layer: int, mask, slots=None):
+        """forward over the cache (prefill and decode steps): the same arithmetic in fewer operations, since a
+        decode step's matmuls are tiny and each operation costs more than its arithmetic (benchmarks/README.md
+        measures it). q, k and v come from one matmul over wq and wkv stacked (wq's rows, then k's and v's),
+        and q and k are rotated together by one RoPE; their keys and values go to the cache and attention
+        runs over it, with no copy of it per step."""
+        B, T, _ = x.shape
+        cfg = self.cfg
+        H, H_kv = cfg.n_head, cfg.n_kv_head
+        w_qkv, b_qkv, w_o = self.prepared or self.decode_weights()
+        qkv = F.linear(x, w_qkv, b_qkv).view(B, T, H + 2 * H_kv, cfg.head_dim).transpose(1, 2)
+        if cfg.qk_norm:  # q and k normed by their own weights, then rotated
+            q, k = apply_rope(self.q_norm(qkv[:, :H]), cos, sin), apply_rope(self.k_norm(qkv[:, H:H + H_kv]), cos, sin)
+        else:
+            q, k = apply_rope(qkv[:, :H + H_kv], cos, sin).split([H, H_kv], dim=1)
+        k, v = cache.update(layer, k, qkv[:, H + H_kv:], slots)
+        return F.linear(attend_to_cache(q, k, v, mask).transpose(1, 2).reshape(B, T, -1), w_o)
+
+    prepared = None  # decode_weights() in column-major memory while Transformer.decoding() runs, else None
+
+    def decode_weights(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """The weights decode multiplies by: wq's and wkv's stacked into one matrix ((n_head + 2 n_kv_head)
+        head_dim, n_embd), their biases stacked (or None), and wo's. The stacking is a copy, made at every
+        call unless Transformer.decoding() made it once; cheaper than the matmul it saves either way. The
+        parameters keep their own layout, which checkpoints, Hugging Face export (r1mini/hf.py) and training
+        use (two matmuls, whose backward saves no stacked copy)."""
+        bias = None if self.wq.bias is None else torch.cat([self.wq.bias, self.wkv.bias])
+        return torch.cat([self.wq.weight, self.wkv.weight]), bias, self.wo.weight
 
 
 class LatentAttention(nn.Module):
@@ -370,9 +400,16 @@ class SwiGLU(nn.Module):
         self.w_gate_up = nn.Linear(dim, 2 * hidden, bias=False)
         self.w_down = nn.Linear(hidden, dim, bias=False)
 
+    prepared = None  # decode_weights() in column-major memory while Transformer.decoding() runs, else None
+
     def forward(self, x):
-        gate, up = self.w_gate_up(x).chunk(2, dim=-1)
-        return self.w_down(F.silu(gate) * up)
+        w_gate_up, w_down = self.prepared or self.decode_weights()
+        gate, up = F.linear(x, w_gate_up).chunk(2, dim=-1)
+        return F.linear(F.silu(gate) * up, w_down)
+
+    def decode_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The weights forward multiplies by, which Transformer.decoding lays out for decoding."""
+        return self.w_gate_up.weight, self.w_down.weight
 
 
 class MoE(nn.Module):
@@ -623,6 +660,23 @@ class Transformer(nn.Module):
         out = self.mtp[0](h, self.tok_emb(next_tokens), cos, sin, cache, self.cfg.n_layer, mask)
         cache.length += T
         return self.head(self.mtp[0].norm(out))
+
+    @contextlib.contextmanager
+    def decoding(self):
+        """Within this block, the matmuls of decoding (Attention.decode, the SwiGLUs) run on copies of their
+        weights prepared once: wq and wkv stacked, and every matrix in column-major memory (the same values:
+        F.linear then reads a contiguous W^T, which the CPU's BLAS multiplies 10-15% faster at a decode
+        step's sizes, 64 rows by 128-704 columns). sampling.generate wraps one call in it on the CPU, where
+        the weights cannot change meanwhile; it holds a second copy of the blocks' weights until the block
+        ends."""
+        layers = [m for m in self.modules() if isinstance(m, (Attention, SwiGLU))]
+        for m in layers:
+            m.prepared = tuple(w if w is None or w.dim() < 2 else w.t().contiguous().t() for w in m.decode_weights())
+        try:
+            yield
+        finally:
+            for m in layers:
+                m.prepared = None
 
     def head(self, h: torch.Tensor) -> torch.Tensor:
         """The vocabulary head, in float32 even under bf16 autocast: bf16 logits round log-probs by up to

@@ -104,6 +104,61 @@ def test_kv_cache_matches_full_forward(kind):
         model(idx[:, :1], cache=cache, positions=pos[:, :1])
 
 
+@pytest.mark.parametrize("options", [dict(attn_bias=True), dict(attn_bias=True, qk_norm=True, attn_head_dim=16)])
+def test_kv_cache_matches_full_forward_with_checkpoint_options(options):
+    """Decoding stacks wq and wkv into one matmul and rotates q and k together (Attention.decode); training
+    runs them apart. With the options of real checkpoints, q/k/v biases (Qwen2) and per-head q/k norms with
+    a head size apart from n_embd / n_head (Qwen3), the two must still agree. Biases and norm weights are
+    random, so one applied to another head's rows shows."""
+    model = make_model(**options)
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or "q_norm" in name or "k_norm" in name:
+                p.copy_(torch.randn(p.shape, generator=g))
+    B, T = 2, 12
+    idx = torch.randint(V, (B, T), generator=g)
+    full = model(idx)
+    cache = KVCache(model.cfg, B, T, "cpu", torch.float32)
+    cache.valid[:] = True
+    pos = torch.arange(T).expand(B, T)
+    pieces = [model(idx[:, :6], cache=cache, positions=pos[:, :6])]
+    pieces += [model(idx[:, t:t + 1], cache=cache, positions=pos[:, t:t + 1]) for t in range(6, T)]
+    assert torch.allclose(torch.cat(pieces, 1), full, atol=1e-5)
+    attn = model.blocks[0].attn  # the stacking really is wq's rows, then wkv's
+    x = torch.randn(3, model.cfg.n_embd, generator=g)
+    assert torch.allclose(F.linear(x, *attn.decode_weights()[:2]), torch.cat([attn.wq(x), attn.wkv(x)], -1), atol=1e-6)
+
+
+def test_decoding_layout_holds_the_same_weights_and_goes_away():
+    """Transformer.decoding (which generate uses on the CPU) gives each attention and SwiGLU its weights
+    stacked and in column-major memory for the block's duration: the same values, the same logits (within
+    float rounding: another memory layout is another BLAS kernel), and nothing left after the block, even
+    one that raised."""
+    model = make_model(**MODELS["moe"])
+    B, T = 2, 9
+    idx = torch.randint(V, (B, T), generator=torch.Generator().manual_seed(6))
+
+    def cached_logits():
+        cache = KVCache(model.cfg, B, T, "cpu", torch.float32)
+        cache.valid[:] = True
+        return model(idx, cache=cache, positions=torch.arange(T).expand(B, T))
+
+    plain = cached_logits()
+    layers = [m for m in model.modules() if hasattr(m, "decode_weights")]
+    assert len(layers) == 2 + 1 + 5  # 2 attentions, the dense layer's SwiGLU, the MoE's shared and 4 routed experts
+    with model.decoding():
+        for m in layers:
+            for prepared, weight in zip(m.prepared, m.decode_weights()):
+                if weight is not None:  # no q/k/v bias here
+                    assert torch.equal(prepared, weight) and (weight.dim() < 2 or prepared.stride(0) == 1)
+        assert torch.allclose(cached_logits(), plain, atol=1e-5)
+    assert all(m.prepared is None for m in layers)
+    with pytest.raises(RuntimeError, match="stop"), model.decoding():
+        raise RuntimeError("stop")
+    assert all(m.prepared is None for m in layers)
+
+
 def two_prompts_and_extra_tokens() -> tuple[torch.Generator, list[list[int]], torch.Tensor]:
     """A prompt of 9 tokens and one of 4, and 5 more tokens for each to feed one at a time after the
     prefill; with the generator, for any further random draws."""

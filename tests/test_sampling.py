@@ -373,6 +373,36 @@ def test_prefill_makes_logits_for_the_last_position_only():
     assert peak < every_position / 10
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_prefill_runs_each_distinct_prompt_once(kind, monkeypatch):
+    """A GRPO rollout repeats every prompt group_size times: the prefill runs each distinct prompt once (rows
+    counted where they enter the model) and copies its keys and values to the rows that repeat it. The cache
+    and the logits are a prefill of every row's, within float rounding (3 rows and 6 are other matmul
+    shapes), and prompts alike once padded but of different lengths stay apart."""
+    from r1mini.model import KVCache
+    model = make_model(**KINDS[kind]).eval()
+    prompts = [[5, 6, 7], [8, 9], [5, 6, 7], [0, 8, 9], [8, 9], [5, 6, 7]]  # [8, 9] pads to [0, 8, 9], pad id 0
+    P, lengths = 3, torch.tensor([len(p) for p in prompts])
+    idx = torch.tensor([[0] * (P - len(p)) + p for p in prompts])
+    valid = torch.arange(P)[None] >= (P - lengths)[:, None]
+    positions = (torch.arange(P)[None] - (P - lengths)[:, None]).clamp(min=0)
+    caches = []
+    for _ in range(2):
+        caches.append(KVCache(model.cfg, len(prompts), P + 2, "cpu", torch.float32))
+        caches[-1].valid[:, :P] = valid
+    with torch.no_grad():
+        every_row = model.head(model.norm(model.trunk(idx, positions, cache=caches[0])[:, -1]))
+        rows, trunk = [], model.trunk
+        monkeypatch.setattr(model, "trunk", lambda idx, *a, **kw: rows.append(len(idx)) or trunk(idx, *a, **kw))
+        shared = sampling.prefill(model, caches[1], idx, positions)
+    assert rows == [3]  # [5, 6, 7], [8, 9] and [0, 8, 9]
+    assert caches[1].length == caches[0].length == P
+    assert torch.allclose(shared, every_row, atol=1e-5)
+    for ours, reference in ((caches[1].k, caches[0].k), (caches[1].v, caches[0].v)):
+        assert torch.allclose(ours, reference, atol=1e-5)
+    assert not torch.allclose(shared[1], shared[3], atol=1e-3)  # the short prompt and its padded twin differ
+
+
 def test_the_compiled_decode_step_writes_the_cache_in_place():
     """On a GPU, decode_step runs compiled by Inductor. Written with index_copy_ into the layer's view of the
     cache, the compiled step allocated a copy of every layer's keys and values at every step (measured here:
