@@ -2,7 +2,8 @@
 
 - cold start (stage 1): R1-Zero's correct samples whose reasoning is written wholly in the prompt's language
   and does not loop, rewritten into the readable chat format; topped up with worked solutions from the
-  tasks when too few survive (the paper collected thousands, partly written by people).
+  tasks that check themselves when too few survive (the paper collected thousands of long CoT with reflection
+  and verification, partly written by people).
 - rejection sampling (stage 3, and distillation): the chat replies that are right, well formed and pass
   the rejection filters (r1mini/filters.py), plus non-reasoning chat data at reasoning_ratio : 1 (the
   paper's 600k : 200k is 3 : 1).
@@ -26,8 +27,8 @@ def cold_start_data(sampled, n_examples: int, tasks: dict[str, Task], rng: rando
 
     A completion is kept when it is well formed and right and its reasoning is wholly in the prompt's
     language, then by rejection_filter's repetition and duplicate checks. At most n_examples are kept;
-    problems drawn from `rng` with worked step-by-step solutions fill the rest. Returns (pairs, how many
-    came from R1-Zero before the cut to n_examples)."""
+    problems drawn from `rng` with worked solutions that check themselves ("reflect") fill the rest. Returns
+    (pairs, how many came from R1-Zero before the cut to n_examples)."""
     samples = []
     for problem, completions in sampled:
         for c in completions:
@@ -41,7 +42,7 @@ def cold_start_data(sampled, n_examples: int, tasks: dict[str, Task], rng: rando
     from_zero = len(pairs)
     pairs = pairs[:n_examples]
     for p in draw_problems(rng, tasks, max(0, n_examples - len(pairs)), zh_share):
-        think, answer = tasks[p.task].solution(p, "steps", p.lang, rng)
+        think, answer = tasks[p.task].solution(p, "reflect", p.lang, rng)  # long CoT that checks itself
         pairs.append((p.question, reasoning_reply(think, answer, p.lang)))
     return pairs, from_zero
 
