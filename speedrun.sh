@@ -91,6 +91,10 @@ beside() {  # beside COMMAND...: in the background with one thread when side by 
 joined() {  # wait for what runs beside, and fail if it failed
   if [ -n "$BESIDE" ]; then wait "$BESIDE"; BESIDE=""; fi
 }
+stop_beside() {  # on the way out after a failure, stop what runs beside: its stages would run on for minutes
+  if [ -n "$BESIDE" ]; then pkill -TERM -P "$BESIDE" 2>/dev/null || true; kill "$BESIDE" 2>/dev/null || true; fi
+}
+trap stop_beside EXIT
 alone() {  # alone COMMAND...: with one thread when another runs beside it, else all of them
   if [ "$SIDE" = 1 ]; then (export OMP_NUM_THREADS=1; "$@"); else "$@"; fi
 }
