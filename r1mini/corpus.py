@@ -2,9 +2,10 @@
 
 The corpus stands in for the web text a base model is pretrained on. Its mix is what makes the R1
 effects show up at small scale (docs/results.md, "How the small-scale experiment is set up"):
-- task documents: questions with worked solutions, mostly direct answers (which a small model gets
-  wrong), step-by-step in a minority (which it gets right), a few with a slip and a "wait" correction,
-  a few wrong; Chinese prompts rarer and their solutions less reliable, some switching language;
+- task documents: questions with worked solutions, about half of them direct answers (which a small model
+  gets wrong until late in pretraining) and half step by step (which it gets right), a third checking
+  themselves, some of those with a slip and a "wait" correction, a few wrong; Chinese prompts rarer and their
+  solutions less reliable, some switching language;
 - conversations already in the R1-Zero template, of mixed quality (tags missing or misplaced sometimes),
   so the base model can follow the template at all;
 - facts about a small made-up world, number words in English and Chinese, and small talk: the
@@ -28,8 +29,8 @@ class CorpusMix:
     task_docs: float = 0.55
     template_convs: float = 0.28  # the rest is facts and small talk
     zh: float = 0.2  # share of problems asked in Chinese
-    steps: float = 0.12  # step by step (clean)
-    reflect: float = 0.25  # step by step, then a check by another route (a second pass when it disagrees)
+    steps: float = 0.16  # step by step (clean)
+    reflect: float = 0.36  # step by step, then a check by another route (a second pass when it disagrees)
     wrong: float = 0.03  # step by step with an uncorrected slip
     direct_wrong: float = 0.05  # a direct answer that is wrong
     zh_extra_wrong: float = 0.10  # Chinese step-by-step solutions: this much more often wrong
@@ -60,12 +61,14 @@ def solution_for(task: Task, problem: Problem, mix: CorpusMix, rng: random.Rando
 
 
 def task_document(task: Task, problem: Problem, mix: CorpusMix, rng: random.Random) -> str:
+    """A question and its worked solution under a heading. The solution closes as the template's reply does
+    (</think> <answer>): after a check that disagreed and a second pass, ~180 tokens from the prompt, a base
+    whose documents ended in "Answer: X" took that ending instead of the template's in most of its replies."""
     think, answer = solution_for(task, problem, mix, rng)
     if problem.lang == "zh":
-        return f"问题：{problem.question}\n解答：{think}\n答案：{answer}"
-    head, body, tail = rng.choice([("Question", "Solution", "Answer"), ("Q", "A", "Final answer"),
-                                   ("Problem", "Work", "Answer")])
-    return f"{head}: {problem.question}\n{body}: {think}\n{tail}: {answer}"
+        return f"问题：{problem.question}\n解答：{zero_completion(think, answer)}"
+    head, body = rng.choice([("Question", "Solution"), ("Q", "A"), ("Problem", "Work")])
+    return f"{head}: {problem.question}\n{body}:{zero_completion(think, answer)}"
 
 
 def template_conversation(task: Task, problem: Problem, mix: CorpusMix, rng: random.Random) -> str:
