@@ -101,13 +101,14 @@ alone() {  # alone COMMAND...: with one thread when another runs beside it, else
 student_lane() {  # the student's base, then the same base trained by R1-Zero's recipe instead of distillation
   stage pretrain_student "$OUT/student_base" "$OUT/student_base" "" \
     $PY pretrain.py --preset "$PRESET-student" --out "$OUT/student_base" ${PRETRAIN_FLAGS:-} $SEED_FLAG
-  # with the learning rate and reply length chosen for the student on the dev split (cpu:
-  # benchmarks/sweep_student_rl.py, docs/runs/student_sweep.md); STUDENT_RL_FLAGS replaces them
+  # with the learning rate chosen for the student on the dev split (cpu: benchmarks/sweep_student_rl.py,
+  # docs/runs/student_sweep.md; the sweep's 128-token replies predate the longer worked solutions, so replies
+  # get the preset's length); STUDENT_RL_FLAGS replaces them
   stage student_rl_only "$OUT/student_zero" "$OUT/student_zero" pretrain_student \
     $PY train_zero.py --preset "$PRESET" --init "$OUT/student_base" --out "$OUT/student_zero" \
     ${STUDENT_RL_FLAGS-$STUDENT_CHOSEN} $SEED_FLAG
 }
-[ "$PRESET" = cpu ] && STUDENT_CHOSEN="--lr 3e-5 --max_new_tokens 128" || STUDENT_CHOSEN=""
+[ "$PRESET" = cpu ] && STUDENT_CHOSEN="--lr 3e-5" || STUDENT_CHOSEN=""
 
 T0=$SECONDS
 # 1. the teacher's base, and beside it the student's base and its RL-only run (the paper's Table 6)
