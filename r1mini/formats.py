@@ -25,6 +25,25 @@ def zero_completion(think: str, answer: str) -> str:
     return f" <think> {think} </think> <answer> {answer} </answer>"
 
 
+# chat_ids below as a Jinja chat template, which an exported checkpoint carries (r1mini/hf.py) so that any client
+# (transformers' apply_chat_template, vLLM, llama.cpp) renders our tokens: a user turn is <|user|>, a space and
+# its stripped text; an assistant turn <|assistant|>, its reply as written, <|end|>; the generation prompt
+# <|assistant|>. Several exchanges follow one another. {% generation %} marks the tokens chat_ids's mask trains on
+# (transformers' return_assistant_tokens_mask). Our format has no system turn, and clients often send one: its
+# text opens the next user turn, a blank line before the question.
+CHAT_TEMPLATE = (
+    "{%- set ns = namespace(system='') -%}"
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'system' -%}{%- set ns.system = ns.system + message['content'] | trim + '\n\n' -%}"
+    "{%- elif message['role'] == 'user' -%}{{ '<|user|> ' + (ns.system + message['content']) | trim }}"
+    "{%- set ns.system = '' -%}"
+    "{%- elif message['role'] == 'assistant' -%}{{ '<|assistant|>' }}"
+    "{%- generation -%}{{ message['content'] + '<|end|>' }}{%- endgeneration -%}"
+    "{%- else -%}{{ raise_exception('r1mini chats have system, user and assistant turns, not ' + message['role']) }}"
+    "{%- endif -%}{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|assistant|>' }}{%- endif -%}")
+
+
 def chat_ids(tokenizer, user: str, assistant: str | None = None) -> tuple[list[int], list[bool]]:
     """Token ids of one exchange and the loss mask (True on the assistant's tokens and its <|end|>).
 
