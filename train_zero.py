@@ -46,7 +46,7 @@ from r1mini.config import NON_NEGATIVE, SHARE, TASKS_FILE, name_in, parse_config
 from r1mini.device import pick_device
 from r1mini.distributed import is_main, print0, report_replicas_in_sync, setup_distributed, teardown_distributed
 from r1mini.evaluate import heldout_eval, heldout_problems
-from r1mini.formats import prompt_ids, stop_ids
+from r1mini.formats import answer_format, prompt_ids, stop_ids
 from r1mini.jsonl import JsonlLogger, write_jsonl
 from r1mini.rewards import corrects_itself, count_reflection_words, load_reward, zero_rewards
 from r1mini.rl import GRPOConfig, Policy, grpo_step, make_policy, resume_policy
@@ -123,7 +123,7 @@ def main(argv=None):
     while run.step < cfg.steps:
         # -- GRPO: this rank's prompts -> G samples each -> accuracy + format rewards -> advantages -> update ----
         problems = draw_problems(run.problem_rng, run.tasks, n_prompts, cfg.zh_share)
-        prompts = [prompt_ids(tokenizer, p.question, chat=False)[0] for p in problems]
+        prompts = [prompt_ids(tokenizer, p.question, False, answer_format(p))[0] for p in problems]
         with step_guard(f"step {run.step + 1}", out, f"--lr (now {cfg.lr})", GRPO_MEMORY_FLAGS):
             metrics = grpo_step(policy, tokenizer, prompts, problems, reward_fn, cfg, step=run.step,
                                 stop_ids=stop_ids(tokenizer, chat=False), generator=run.sampler,

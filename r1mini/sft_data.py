@@ -15,7 +15,7 @@ import random
 
 from r1mini.chat_data import non_reasoning_examples
 from r1mini.filters import rejection_filter, repeats
-from r1mini.formats import reasoning_reply
+from r1mini.formats import answer_format, reasoning_reply
 from r1mini.rewards import accuracy_reward, language_consistency, parse_completion, reply_format_reward
 from r1mini.tasks import Problem, Task, draw_problems
 
@@ -31,18 +31,19 @@ def cold_start_data(sampled, n_examples: int, tasks: dict[str, Task], rng: rando
     samples = []
     for problem, completions in sampled:
         for c in completions:
-            parsed = parse_completion(c)
+            parsed = parse_completion(c, answer_format(problem))
             readable = parsed is not None and accuracy_reward(c, problem) > 0 \
                 and language_consistency(parsed[0], problem.lang) == 1.0
             samples.append({"prompt": problem.question, "completion": parsed[0] if parsed else c,
-                            "answer": parsed[1] if parsed else "", "lang": problem.lang, "correct": readable})
+                            "answer": parsed[1] if parsed else "", "lang": problem.lang, "correct": readable,
+                            "format": answer_format(problem)})
     kept, _ = rejection_filter(samples, filters=(("repetition", repeats),))
-    pairs = [(s["prompt"], reasoning_reply(s["completion"], s["answer"], s["lang"])) for s in kept]
+    pairs = [(s["prompt"], reasoning_reply(s["completion"], s["answer"], s["lang"], s["format"])) for s in kept]
     from_zero = len(pairs)
     pairs = pairs[:n_examples]
     for p in draw_problems(rng, tasks, max(0, n_examples - len(pairs)), zh_share):
         think, answer = tasks[p.task].solution(p, "steps", p.lang, rng)
-        pairs.append((p.question, reasoning_reply(think, answer, p.lang)))
+        pairs.append((p.question, reasoning_reply(think, answer, p.lang, answer_format(p))))
     return pairs, from_zero
 
 
@@ -52,7 +53,7 @@ def rejection_sampling_data(sampled: list[tuple[Problem, list[str]]], reasoning_
     answer is right and its format kept. The replies that pass rejection_filter, then non-reasoning chat
     examples at reasoning_ratio : 1. Returns (rows with user, assistant and kind, the filter counts)."""
     samples = [{"prompt": p.question, "completion": c,
-                "correct": accuracy_reward(c, p) > 0 and reply_format_reward(c) > 0}
+                "correct": accuracy_reward(c, p) > 0 and reply_format_reward(c, answer_format(p)) > 0}
                for p, completions in sampled for c in completions]
     kept, counts = rejection_filter(samples)
     general = non_reasoning_examples(max(1, round(len(kept) / reasoning_ratio)), seed=seed, split="train")

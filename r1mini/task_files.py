@@ -3,7 +3,9 @@
 One problem a line: {"question": ..., "answer": ..., "checker": ...}; countdown lines give "target" and
 "numbers" (or TinyZero's "nums") and may leave out the question and the checker. The checker is named on the
 line, or for the whole file after a colon: `--tasks gsm8k.jsonl:number`. A line's "lang" ("en" or "zh") is
-optional. The four checkers parse the answer (the final number, a countdown expression, an exact string, a
+optional, and so is its "answer_format": "tags" (the answer between <answer> tags, r1mini's own) or "boxed"
+(the last \\boxed{...}, as math models write it), also for the whole file after a colon:
+`--tasks gsm8k_test.jsonl:number:boxed`. The four checkers parse the answer (the final number, a countdown expression, an exact string, a
 choice letter); none executes it. A line's split is a hash of its question, as for every task, unless the
 file is named as a test file.
 """
@@ -14,6 +16,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from r1mini.config import ConfigError, UserError
+from r1mini.formats import ANSWER_FORMATS
 from r1mini.jsonl import numbered_rows
 from r1mini.tasks import MAX_ANSWER_CHARS, SPLITS, TASKS, Problem, Task, get_task, split_of, suite
 
@@ -110,20 +113,25 @@ class FileTask(Task):
 
 
 def load_task_file(spec: str) -> FileTask:
-    """A FileTask from "FILE.jsonl" or "FILE.jsonl:CHECKER"; a malformed line raises UserError naming the file,
-    the line and what is wrong (nothing is trained or run before every line has passed)."""
-    path, _, default = spec.partition(":") if not Path(spec).exists() else (spec, "", "")
-    if default and default not in CHECKERS:
-        raise ConfigError("tasks", f"{spec}: unknown checker {default!r}; choose from {', '.join(CHECKERS)}")
+    """A FileTask from "FILE.jsonl", "FILE.jsonl:CHECKER", "FILE.jsonl:ANSWER_FORMAT" or both after their colons
+    (gsm8k.jsonl:number:boxed): what a line does not name itself. A malformed line raises UserError naming the
+    file, the line and what is wrong (nothing is trained or run before every line has passed)."""
+    path, _, options = spec.partition(":") if not Path(spec).exists() else (spec, "", "")
+    unknown = [o for o in options.split(":") if o and o not in CHECKERS and o not in ANSWER_FORMATS]
+    if unknown:
+        raise ConfigError("tasks", f"{spec}: unknown checker {unknown[0]!r}; after the file name come a checker "
+                                   f"({', '.join(CHECKERS)}) and/or an answer format ({', '.join(ANSWER_FORMATS)})")
+    default = next((o for o in options.split(":") if o in CHECKERS), "")
+    where = next((o for o in options.split(":") if o in ANSWER_FORMATS), "tags")
     if not Path(path).is_file():
         raise ConfigError("tasks", f"{path}: no such file")
-    problems = [_problem(row, default, f"{path}, line {n}") for n, row in numbered_rows(path)]
+    problems = [_problem(row, default, f"{path}, line {n}", where) for n, row in numbered_rows(path)]
     if not problems:
         raise UserError(f"{path} holds no problems")
     return FileTask(path, problems)
 
 
-def _problem(row: dict, default_checker: str, where: str) -> Problem:
+def _problem(row: dict, default_checker: str, where: str, default_format: str = "tags") -> Problem:
     """One line as a Problem, or UserError saying what is wrong with it."""
     countdown = "target" in row and ("nums" in row or "numbers" in row)  # TinyZero's lines name no checker
     checker = row.get("checker", default_checker or ("countdown" if countdown else ""))
@@ -134,7 +142,10 @@ def _problem(row: dict, default_checker: str, where: str) -> Problem:
     lang = row.get("lang", "en")
     if lang not in ("en", "zh"):
         raise UserError(f"{where}: lang must be \"en\" or \"zh\", got {lang!r}")
-    data = {"checker": checker}
+    answer_format = row.get("answer_format", default_format)
+    if answer_format not in ANSWER_FORMATS:
+        raise UserError(f"{where}: answer_format must be \"tags\" or \"boxed\", got {answer_format!r}")
+    data = {"checker": checker} | ({"answer_format": answer_format} if answer_format != "tags" else {})
     if checker == "countdown":
         numbers, target = row.get("numbers", row.get("nums")), row.get("target")
         if not (isinstance(numbers, list) and numbers and all(type(x) is int and x >= 0 for x in numbers)):
