@@ -67,8 +67,8 @@ from r1mini.rewards import all_scenario_rewards, load_reward, reasoning_rewards
 from r1mini.rl import GRPOConfig, grpo_step, make_policy, resume_policy
 from r1mini.sampling import sample_striped
 from r1mini.sft_data import cold_start_data, rejection_sampling_data
-from r1mini.stage import (GRPO_MEMORY_FLAGS, dev_check, dev_sets, exits_with_message, reply_metrics, sft_from_base,
-                          stage_meta, stage_tasks, step_guard)
+from r1mini.stage import (GRPO_MEMORY_FLAGS, dev_check, dev_sets, exits_with_message, no_dev_note, reply_metrics,
+                          sft_from_base, stage_meta, stage_tasks, step_guard)
 from r1mini.tasks import SUITES, Problem, draw_problems
 
 STAGE_NAMES = ("cold_start", "reasoning_rl", "rejection_sft", "final_rl")
@@ -173,6 +173,8 @@ def main(argv=None):
         print0("[r1-zero] " + " ".join(f"{k}={v}" for k, v in zero_eval.items()))
     print0(f"R1 from {args.init} (base {run.base_dir}), suite {run.suite_name}: "
            f"stages {', '.join(todo) or 'none left'}")
+    if no_dev_note(run.tasks, run.eval_sets):
+        print0(no_dev_note(run.tasks, run.eval_sets))
     # the random states after the last finished stage: a pipeline stopped between stages or in an SFT stage goes
     # on exactly as it would have without the stop (one stopped in a GRPO stage: see grpo_stage)
     saved = load_train_state(run.out)
