@@ -2,7 +2,8 @@
 
 - cold start (stage 1): R1-Zero's correct samples whose reasoning is written wholly in the prompt's language
   and does not loop, rewritten into the readable chat format; topped up with worked solutions from the
-  tasks when too few survive (the paper collected thousands, partly written by people).
+  tasks when too few survive (the paper collected thousands, partly written by people): a JSONL file's from
+  the lines that carry a "solution", and none where no line does.
 - rejection sampling (stage 3, and distillation): the chat replies that are right, well formed and pass
   the rejection filters (r1mini/filters.py), plus non-reasoning chat data at reasoning_ratio : 1 (the
   paper's 600k : 200k is 3 : 1).
@@ -17,6 +18,7 @@ from r1mini.chat_data import non_reasoning_examples
 from r1mini.filters import rejection_filter, repeats
 from r1mini.formats import answer_format, reasoning_reply
 from r1mini.rewards import accuracy_reward, language_consistency, parse_completion, reply_format_reward
+from r1mini.task_files import FileTask
 from r1mini.tasks import Problem, Task, draw_problems
 
 
@@ -25,9 +27,9 @@ def cold_start_data(sampled, n_examples: int, tasks: dict[str, Task], rng: rando
     """(user, assistant) pairs for the cold start from `sampled`, (problem, R1-Zero completions) pairs.
 
     A completion is kept when it is well formed and right and its reasoning is wholly in the prompt's
-    language, then by rejection_filter's repetition and duplicate checks. At most n_examples are kept;
-    problems drawn from `rng` with worked step-by-step solutions fill the rest. Returns (pairs, how many
-    came from R1-Zero before the cut to n_examples)."""
+    language, then by rejection_filter's repetition and duplicate checks (a reply cut off at the length limit
+    has no answer, so none is too long). At most n_examples are kept; worked step-by-step solutions fill the
+    rest (worked_solutions). Returns (pairs, how many came from R1-Zero before the cut to n_examples)."""
     samples = []
     for problem, completions in sampled:
         for c in completions:
@@ -41,10 +43,23 @@ def cold_start_data(sampled, n_examples: int, tasks: dict[str, Task], rng: rando
     pairs = [(s["prompt"], reasoning_reply(s["completion"], s["answer"], s["lang"], s["format"])) for s in kept]
     from_zero = len(pairs)
     pairs = pairs[:n_examples]
-    for p in draw_problems(rng, tasks, max(0, n_examples - len(pairs)), zh_share):
+    return pairs + worked_solutions(tasks, n_examples - len(pairs), rng, zh_share), from_zero
+
+
+def worked_solutions(tasks: dict[str, Task], n: int, rng: random.Random, zh_share: float) -> list[tuple[str, str]]:
+    """n (user, assistant) pairs of worked step-by-step solutions to training problems drawn from `rng`. A
+    JSONL file (FileTask) writes none of its own: its lines that carry a "solution" are the pairs, each at most
+    once, fewer than n where fewer lines have one (none where none has)."""
+    file = next((t for t in tasks.values() if isinstance(t, FileTask)), None)
+    if file is not None:
+        chosen = rng.sample(file.solved, min(max(0, n), len(file.solved)))
+        return [(p.question, reasoning_reply(*file.solution(p, "steps", p.lang, rng), p.lang, answer_format(p)))
+                for p in chosen]
+    pairs = []
+    for p in draw_problems(rng, tasks, max(0, n), zh_share):
         think, answer = tasks[p.task].solution(p, "steps", p.lang, rng)
         pairs.append((p.question, reasoning_reply(think, answer, p.lang, answer_format(p))))
-    return pairs, from_zero
+    return pairs
 
 
 def rejection_sampling_data(sampled: list[tuple[Problem, list[str]]], reasoning_ratio: float,

@@ -3,7 +3,8 @@
 One problem a line: {"question": ..., "answer": ..., "checker": ...}; countdown lines give "target" and
 "numbers" (or TinyZero's "nums") and may leave out the question and the checker. The checker is named on the
 line, or for the whole file after a colon: `--tasks gsm8k.jsonl:number`. A line's "lang" ("en" or "zh") is
-optional, and so is its "answer_format": "tags" (the answer between <answer> tags, r1mini's own) or "boxed"
+optional, and so is its "solution", a worked solution (the reasoning that reaches the answer; R1's cold start
+trains on it where the R1-Zero model's own samples run short), and its "answer_format": "tags" (the answer between <answer> tags, r1mini's own) or "boxed"
 (the last \\boxed{...}, as math models write it), also for the whole file after a colon:
 `--tasks gsm8k_test.jsonl:number:boxed`. The four checkers parse the answer (the final number, a countdown expression, an exact string, a
 choice letter); none executes it. A line's split is a hash of its question, as for every task, unless the
@@ -107,9 +108,16 @@ class FileTask(Task):
         except Exception:  # called on model output: never raises
             return answer.strip() if isinstance(answer, str) else ""
 
+    @property
+    def solved(self) -> list[Problem]:
+        """The training problems whose line carries a worked solution, in file order."""
+        return [p for p in self.pool["train"] if "solution" in p.data]
+
     def solution(self, problem, style, lang, rng):
-        raise UserError(f"a JSONL task ({self.path}) has no worked solutions to write: the stages that need them "
-                        f"(R1's cold start) run on the synthetic suites only")
+        """The line's own worked solution (reasoning, answer), whatever the style; a file writes no others."""
+        if "solution" not in problem.data:
+            raise UserError(f"{self.path}: the line of {problem.question[:60]!r} has no \"solution\" to train on")
+        return tuple(problem.data["solution"])
 
 
 def load_task_file(spec: str) -> FileTask:
@@ -173,6 +181,11 @@ def _problem(row: dict, default_checker: str, where: str, default_format: str = 
         data["answer"] = answer
     if not isinstance(question, str):
         raise UserError(f"{where}: \"question\" must be a string")
+    if "solution" in row:  # the reasoning and the answer as the line writes it ("1,234.50", not the checker's 2469/2)
+        shown = str(row.get("answer", "")).strip()
+        if not isinstance(row["solution"], str) or not row["solution"].strip() or not shown:
+            raise UserError(f"{where}: \"solution\" must be a non-empty string, on a line with its \"answer\"")
+        data["solution"] = [row["solution"].strip(), shown]
     return Problem(FileTask.name, question, lang, answer, {**data, "question": question})
 
 
