@@ -30,7 +30,8 @@ import torch
 from r1mini.checkpoint import check_preset, load_checkpoint, save_checkpoint, seed_everything
 from r1mini.config import NON_NEGATIVE, POSITIVE, SHARE, TASKS_FILE, TOP_P, UserError, name_in, parse_config, validate
 from r1mini.device import pick_device
-from r1mini.distributed import is_main, print0, report_replicas_in_sync, setup_distributed, teardown_distributed
+from r1mini.distributed import (is_main, print0, report_replicas_in_sync, run_script, setup_distributed,
+                                teardown_distributed)
 from r1mini.files import atomic_write
 from r1mini.jsonl import JsonlLogger, read_jsonl, write_jsonl
 from r1mini.sampling import sample_striped
@@ -47,7 +48,7 @@ class DistillConfig:
     samples: int = 2  # teacher samples per prompt
     temperature: float = 0.6  # of the teacher's samples (the paper's evaluation setting)
     top_p: float = 0.95  # nucleus sampling of the teacher
-    max_new_tokens: int = 192  # the longest teacher reply, in tokens
+    max_new_tokens: int = 224  # the longest teacher reply, in tokens
     zh_share: float = 0.4  # share of prompts asked in Chinese
     reasoning_ratio: float = 3.0  # reasoning : non-reasoning examples
     epochs: int = 3  # of SFT on the kept samples
@@ -151,4 +152,4 @@ def teacher_data(teacher, tokenizer, tasks: dict, cfg: DistillConfig, seed: int,
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

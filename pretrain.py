@@ -5,8 +5,11 @@
    the validation stream uses dev-split problems only (held out from training; the test split is eval.py's).
 2. Train our byte-level BPE on a sample of it (digits always single tokens).
 3. Train the transformer on random windows of the packed token stream: AdamW, linear warmup then cosine
-   decay, gradient clipping, bf16 autocast on CUDA. For DeepSeekMoE models, the routing bias is nudged
-   after every optimizer step (auxiliary-loss-free balancing) and expert load is logged.
+   decay (or warmup-stable-decay), gradient clipping, bf16 autocast on CUDA. For DeepSeekMoE models, the
+   routing bias is nudged after every optimizer step (auxiliary-loss-free balancing) and expert load is logged.
+   The checkpoint holds an exponential moving average of the weights (--ema; DeepSeek-V3 §3.2.3 kept one too):
+   the trained weights wander between styles of answer from one hundred steps to the next, the average does not.
+   --curve_every logs the learning curve that matters downstream: dev-split pass@1 under the R1-Zero template.
 
 Writes out/base: model.pt, model.json, tokenizer.tiktoken/json, meta.json, log.jsonl, train_state.pt
 (optimizer and RNG states: rerun the same command after an interruption and it resumes).
@@ -36,8 +39,9 @@ from r1mini.checkpoint import (check_preset, load_train_state, restore_rngs, res
 from r1mini.config import NON_NEGATIVE, POSITIVE, SHARE, name_in, one_of, parse_config, validate
 from r1mini.corpus import corpus_documents, pack, random_windows
 from r1mini.device import autocast, cuda_paths, pick_device, throughput
-from r1mini.distributed import (accumulate, print0, report_replicas_in_sync, setup_distributed, teardown_distributed,
-                                training_forward)
+from r1mini.distributed import (accumulate, print0, report_replicas_in_sync, run_script, setup_distributed,
+                                teardown_distributed, training_forward)
+from r1mini.evaluate import heldout_eval, heldout_problems
 from r1mini.jsonl import JsonlLogger
 from r1mini.memory import micro_batch
 from r1mini.model import PRESETS as MODEL_PRESETS, Transformer, model_config
@@ -53,6 +57,8 @@ class PretrainConfig:
     model: str = "cpu"  # model preset (r1mini/model.py PRESETS)
     suite: str = "cpu"  # task suite (r1mini/tasks.py SUITES)
     n_routed_experts: int = 0  # > 0: DeepSeekMoE feed-forward with this many routed experts
+    n_layer: int = 0  # > 0: this many transformer blocks instead of the model preset's
+    n_embd: int = 0  # > 0: this width instead of the model preset's (a multiple of the preset's head count)
     vocab_size: int = 768  # BPE ranks; the special tokens come on top
     tokenizer_docs: int = 20_000  # corpus documents the tokenizer is trained on
     train_docs: int = 80_000  # corpus documents to pretrain on (tasks' worked solutions, chats, the world's facts)
@@ -60,10 +66,12 @@ class PretrainConfig:
     # optimisation
     batch_size: int = 24  # sequences per step (all ranks together): 24 x 256 tokens at the cpu preset
     grad_accum: int = 0  # micro-batches per rank and step; 0: the fewest that fit the device (1 on the CPU)
-    max_steps: int = 700  # optimizer steps (500 left the base too weak at step-by-step for R1-Zero to climb)
+    max_steps: int = 1200  # optimizer steps: at 700 step-by-step answers were right half the time, at 1200 ~0.95
     lr: float = 3e-3  # peak learning rate (AdamW), after the warm-up
     min_lr_ratio: float = 0.1  # the cosine decay ends at lr times this
     warmup_steps: int = 50  # steps of linear warm-up from 0 to lr
+    decay_steps: int = 0  # > 0: warmup-stable-decay, lr held until the last decay_steps; 0: cosine after warm-up
+    ema: float = 0.99  # > 0: the checkpoint holds an exponential moving average of the weights (this decay a step)
     weight_decay: float = 0.1  # AdamW's, on weight matrices only
     grad_clip: float = 1.0  # the gradient's global norm is clipped to this
     compile: bool = False  # torch.compile the model for training (GPU: faster after a minute of compiling)
@@ -72,6 +80,10 @@ class PretrainConfig:
     eval_batches: int = 8  # batches of validation text per validation loss
     ckpt_every: int = 100  # steps between checkpoints to resume from
     log_every: int = 10  # steps between rows of log.jsonl
+    curve_every: int = 0  # steps between dev-split pass@1 checks under the R1-Zero template (0: none)
+    curve_problems: int = 50  # dev problems per task in each check (English prompts)
+    curve_k: int = 4  # samples per problem, at temperature 0.6 and top-p 0.95
+    curve_max_new_tokens: int = 224  # the reply budget of the check (R1-Zero's at the cpu preset)
     # DeepSeek-V3 architecture options
     attn: str = "gqa"  # "mla": multi-head latent attention (its sizes: r1mini/model.py ModelConfig)
     mtp_depth: int = 0  # D >= 1: that many multi-token-prediction modules, trained beside the model
@@ -80,7 +92,9 @@ class PretrainConfig:
     RULES: ClassVar[dict] = {"model": name_in(MODEL_PRESETS), "suite": name_in(SUITES, allow_import=True),
                              "lr": POSITIVE, "grad_clip": POSITIVE, "min_lr_ratio": SHARE,
                              "n_routed_experts": NON_NEGATIVE, "warmup_steps": NON_NEGATIVE,
-                             "grad_accum": NON_NEGATIVE, "attn": one_of("gqa", "mla"), "mtp_depth": NON_NEGATIVE}
+                             "grad_accum": NON_NEGATIVE, "attn": one_of("gqa", "mla"), "mtp_depth": NON_NEGATIVE,
+                             "curve_every": NON_NEGATIVE, "decay_steps": NON_NEGATIVE, "n_layer": NON_NEGATIVE,
+                             "n_embd": NON_NEGATIVE, "ema": (lambda v: 0 <= v < 1, "in [0, 1)")}
 
     def __post_init__(self):
         validate(self)
@@ -100,8 +114,11 @@ PRESETS.update({f"{name}-student": {**PRESETS[name], "model": f"{name}-student"}
 
 
 def lr_at(step: int, cfg: PretrainConfig) -> float:
-    """Linear warmup to lr, then cosine decay to lr * min_lr_ratio (optim.learning_rate)."""
-    return learning_rate(step, cfg.max_steps, warmup=cfg.warmup_steps, peak=cfg.lr, min_ratio=cfg.min_lr_ratio)
+    """Linear warmup to lr, then cosine decay to lr * min_lr_ratio: over every step after the warm-up, or with
+    decay_steps over the last decay_steps only, lr held until then (warmup-stable-decay; optim.learning_rate)."""
+    decay_from = cfg.max_steps - cfg.decay_steps if cfg.decay_steps else None
+    return learning_rate(step, cfg.max_steps, warmup=cfg.warmup_steps, peak=cfg.lr, decay_from=decay_from,
+                         min_ratio=cfg.min_lr_ratio)
 
 
 @exits_with_message
@@ -118,9 +135,11 @@ def main(argv=None):
     tokenizer, train_stream, val_stream = prepare_data(cfg, args.seed, out if state is not None else None)
 
     # -- model and optimizer ------------------------------------------------------------------------------
+    shape = {k: v for k, v in (("n_layer", cfg.n_layer), ("n_embd", cfg.n_embd)) if v}
     mcfg = model_config(cfg.model, vocab_size=tokenizer.vocab_size, n_routed_experts=cfg.n_routed_experts,
-                        attn=cfg.attn, mtp_depth=cfg.mtp_depth)
+                        attn=cfg.attn, mtp_depth=cfg.mtp_depth, **shape)
     model = Transformer(mcfg).to(device)
+    averaged = Transformer(mcfg).to(device).requires_grad_(False) if cfg.ema else model  # what is evaluated, saved
     if cfg.grad_accum == 0:  # as few micro-batches as fit, each an equal share of this rank's slice
         cfg = dataclasses.replace(cfg, grad_accum=fewest_micro_batches(model, cfg.batch_size // world))
     optimizer = make_optimizer(model, cfg, device)
@@ -130,8 +149,13 @@ def main(argv=None):
     step = 0
     if state is not None:
         step = resume(state, model, optimizer, out)  # the learning rate is set every step from the schedule
+        if cfg.ema:  # the checkpoint's weights are the average; the trained ones are kept beside it
+            averaged.load_state_dict(state["model"])
+            model.load_state_dict(state["trained_model"])
         data_gen.set_state(state["data_generator"])
         restore_rngs(state)
+    elif cfg.ema:
+        averaged.load_state_dict(model.state_dict())
     forward = training_forward(model, device, compile=cfg.compile)  # eval and saving use model
     print0(f"model: {model.num_params():,} parameters ({cfg.model}), device {device}, world {world}")
     logger = JsonlLogger(out / "log.jsonl")
@@ -153,6 +177,8 @@ def main(argv=None):
         x, y = x[rank * local_batch:(rank + 1) * local_batch], y[rank * local_batch:(rank + 1) * local_batch]
         with step_guard(f"step {step + 1}", out, f"--lr (now {cfg.lr})", "--batch_size (or raise --grad_accum)"):
             loss, grad_norm, loads = train_step(model, forward, optimizer, x, y, cfg, device)
+        if cfg.ema:
+            update_average(averaged, model, min(cfg.ema, (1 + step) / (10 + step)))
         step += 1
         tokens_since += cfg.batch_size * mcfg.block_size
         bar.update(1)
@@ -167,18 +193,23 @@ def main(argv=None):
                        **throughput(tokens_since / dt, model.flops_per_token(), device, world)}
             if loads:
                 metrics["expert_load_max"] = round(max(load.max().item() for load in loads), 3)
-            t_last, tokens_since = time.time(), 0
             if step % cfg.eval_every == 0 or step == cfg.max_steps:
-                metrics["val_loss"] = round(eval_loss(model, val_stream, cfg, device), 4)
+                metrics["val_loss"] = round(eval_loss(averaged, val_stream, cfg, device), 4)
                 if cfg.mtp_depth:
-                    metrics["val_mtp_loss"] = round(eval_loss(model, val_stream, cfg, device, mtp=True), 4)
+                    metrics["val_mtp_loss"] = round(eval_loss(averaged, val_stream, cfg, device, mtp=True), 4)
+            if cfg.curve_every and (step % cfg.curve_every == 0 or step == cfg.max_steps):
+                metrics.update(dev_curve(averaged, tokenizer, cfg))
             logger.log(metrics)
             bar.set_postfix(loss=metrics["loss"], tok_s=metrics["tokens_per_s"])
         if step % cfg.ckpt_every == 0 or step == cfg.max_steps:
             meta = stage_meta("base", args, cfg, parent=None, step=step, done=step == cfg.max_steps, metrics=metrics,
                               model=mcfg.to_dict())
-            save_checkpoint(out, model, tokenizer, meta, {"optimizer": optimizer.state_dict(), "step": step,
-                                                          "data_generator": data_gen.get_state(), **save_rngs()})
+            trained = {"trained_model": model.state_dict()} if cfg.ema else {}
+            save_checkpoint(out, averaged, tokenizer, meta, {"optimizer": optimizer.state_dict(), "step": step,
+                                                             "data_generator": data_gen.get_state(), **trained,
+                                                             **save_rngs()})
+        if step % cfg.log_every == 0:  # tokens/s counts training alone, not the checks and the saving above
+            t_last, tokens_since = time.time(), 0
     bar.close()
     report_replicas_in_sync(model)
     print0(f"done: step {step}: " + " ".join(f"{k}={v}" for k, v in metrics.items() if k != "step") + f"; wrote {out}")
@@ -210,6 +241,18 @@ def make_optimizer(model: Transformer, cfg: PretrainConfig, device: torch.device
     return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                               {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95),
                              fused=cuda_paths(device))  # one kernel for every parameter on a GPU
+
+
+@torch.no_grad()
+def update_average(averaged: Transformer, model: Transformer, decay: float) -> None:
+    """averaged <- decay * averaged + (1 - decay) * model, parameter by parameter; buffers (RoPE tables, MoE
+    routing biases) are copied. The average changes little from step to step where the trained weights wander:
+    which of its styles the base model prefers (step by step or direct) drifts by tens of points between
+    checkpoints 100 steps apart, and the average of the last ~1 / (1 - decay) steps settles it."""
+    for a, p in zip(averaged.parameters(), model.parameters()):
+        a.lerp_(p, 1 - decay)
+    for a, b in zip(averaged.buffers(), model.buffers()):
+        a.copy_(b)
 
 
 def fewest_micro_batches(model: Transformer, rows: int) -> int:
@@ -255,5 +298,23 @@ def eval_loss(model, val_stream, cfg: PretrainConfig, device: torch.device, mtp:
     return float(np.mean(losses))
 
 
+@torch.no_grad()
+def dev_curve(model, tokenizer, cfg: PretrainConfig) -> dict:
+    """One point of the learning curve that matters downstream: dev-split pass@1 per task under the R1-Zero
+    template (k samples at T 0.6, top-p 0.95, as R1-Zero's own checks), and how the replies split: the share
+    answered step by step and its accuracy, the accuracy of direct answers, the share that check themselves.
+    Sampling draws from its own seeded generator, so the training run is the same with or without it."""
+    model.eval()
+    row = {}
+    for name, task in suite(cfg.suite).items():
+        problems = heldout_problems({name: task}, cfg.curve_problems, seed=0, split="dev")
+        result = heldout_eval(model, tokenizer, {"en": problems}, k=cfg.curve_k,
+                              max_new_tokens=cfg.curve_max_new_tokens, chat=False)["en"][0]
+        for key in ("pass@1", "steps_share", "steps_acc", "direct_acc", "reflect_share"):
+            row[f"dev_{task.label}_{key}"] = round(result[key], 4)
+    model.train()
+    return row
+
+
 if __name__ == "__main__":
-    main()
+    run_script(main)

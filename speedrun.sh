@@ -20,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python}
 SEED_FLAG=${SEED:+--seed $SEED}
-PRESET=${1:-$($PY -c "import torch; print('gpu' if torch.cuda.is_available() else 'cpu')")}
+PRESET=${1:-$($PY -c "from r1mini.device import default_preset; print(default_preset())" | tail -1)}  # gpu needs bf16 (Ampere+)
 case "$PRESET" in toy|cpu|gpu) ;; *) echo "usage: bash speedrun.sh [toy|cpu|gpu]" >&2; exit 2;; esac
 if [ "$PRESET" = toy ]; then OUT=${OUT:-out/toy}; else OUT=${OUT:-out}; fi
 mkdir -p "$OUT"
@@ -53,14 +53,14 @@ changed() {  # changed OLD_STAMP NEW_STAMP: what differs, in words
   echo "code changed since: $(diff <(echo "$1") <(echo "$2") | awk '/^>/ {print $3}' | paste -sd' ' -)"
 }
 
-RAN=" "  # the stages this run ran: a stage that uses one of them is remade
+: > "$OUT/ran"  # the stages this run ran, one a line (stages side by side write it too): one that uses them is remade
 stage() {  # stage NAME CHECKPOINT OUT_DIR "INPUT_STAGES" command...: run unless complete and current; time it
   local name=$1 ckpt=$2 dir=$3 inputs=$4; shift 4
   local new old="" why="" input
   new=$(stamp "$@")
   if [ -n "$ckpt" ] && done_ckpt "$ckpt"; then
     [ -f "$OUT/stamps/$name" ] && old=$(cat "$OUT/stamps/$name")
-    for input in $inputs; do [[ "$RAN" == *" $input "* ]] && why="$input was remade"; done
+    for input in $inputs; do grep -qx "$input" "$OUT/ran" && why="$input was remade"; done
     [ -z "$why" ] && [ "$old" != "$new" ] && why=$(changed "$old" "$new")
     if [ -z "$why" ] || [ "${KEEP:-0}" = 1 ]; then
       echo "== $name: $ckpt is complete, skipping (rm -rf $OUT to start over)"
@@ -77,14 +77,45 @@ stage() {  # stage NAME CHECKPOINT OUT_DIR "INPUT_STAGES" command...: run unless
   "$@"
   printf '%s\t%s\tran\n' "$name" "$((SECONDS - t0))" >> "$OUT/times.tsv"
   mkdir -p "$OUT/stamps" && echo "$new" > "$OUT/stamps/$name"
-  RAN="$RAN$name "
+  echo "$name" >> "$OUT/ran"
 }
 
+# Independent stages run side by side, one thread each, on the CPU (cpu and toy presets): small models use two
+# threads poorly (decoding a few rows at a time is bound by per-operation overhead), so two processes of one
+# thread get more done than one of two. On a GPU the stages run one after the other. SIDE_BY_SIDE=0 forces that.
+[ "$PRESET" = gpu ] && SIDE=${SIDE_BY_SIDE:-0} || SIDE=${SIDE_BY_SIDE:-1}
+BESIDE=""  # the process running beside, to wait for (a plain `wait` would not stop on its failure)
+beside() {  # beside COMMAND...: in the background with one thread when side by side, else now
+  if [ "$SIDE" = 1 ]; then (export OMP_NUM_THREADS=1; "$@") & BESIDE=$!; else "$@"; fi
+}
+joined() {  # wait for what runs beside, and fail if it failed
+  if [ -n "$BESIDE" ]; then wait "$BESIDE"; BESIDE=""; fi
+}
+stop_beside() {  # on the way out after a failure, stop what runs beside: its stages would run on for minutes
+  if [ -n "$BESIDE" ]; then pkill -TERM -P "$BESIDE" 2>/dev/null || true; kill "$BESIDE" 2>/dev/null || true; fi
+}
+trap stop_beside EXIT
+alone() {  # alone COMMAND...: with one thread when another runs beside it, else all of them
+  if [ "$SIDE" = 1 ]; then (export OMP_NUM_THREADS=1; "$@"); else "$@"; fi
+}
+student_lane() {  # the student's base, then the same base trained by R1-Zero's recipe instead of distillation
+  stage pretrain_student "$OUT/student_base" "$OUT/student_base" "" \
+    $PY pretrain.py --preset "$PRESET-student" --out "$OUT/student_base" ${PRETRAIN_FLAGS:-} $SEED_FLAG
+  # with the learning rate and reply length chosen for the student on the dev split (cpu:
+  # benchmarks/sweep_student_rl.py, docs/runs/student_sweep.md); STUDENT_RL_FLAGS replaces them
+  stage student_rl_only "$OUT/student_zero" "$OUT/student_zero" pretrain_student \
+    $PY train_zero.py --preset "$PRESET" --init "$OUT/student_base" --out "$OUT/student_zero" \
+    ${STUDENT_RL_FLAGS-$STUDENT_CHOSEN} $SEED_FLAG
+}
+[ "$PRESET" = cpu ] && STUDENT_CHOSEN="--lr 3e-5 --max_new_tokens 128" || STUDENT_CHOSEN=""
+
 T0=$SECONDS
-stage pretrain "$OUT/base" "$OUT/base" "" \
+# 1. the teacher's base, and beside it the student's base and its RL-only run (the paper's Table 6)
+beside student_lane
+alone stage pretrain "$OUT/base" "$OUT/base" "" \
   $PY pretrain.py --preset "$PRESET" --out "$OUT/base" ${PRETRAIN_FLAGS:-} $SEED_FLAG
-stage pretrain_student "$OUT/student_base" "$OUT/student_base" "" \
-  $PY pretrain.py --preset "$PRESET-student" --out "$OUT/student_base" ${PRETRAIN_FLAGS:-} $SEED_FLAG
+joined
+# 2. R1-Zero, the four R1 stages, distillation into the student, on every core
 stage r1_zero "$OUT/zero" "$OUT/zero" pretrain \
   $PY train_zero.py --preset "$PRESET" --init "$OUT/base" --out "$OUT/zero" ${ZERO_FLAGS:-} $SEED_FLAG
 stage r1 "$OUT/r1/final_rl" "$OUT/r1" r1_zero \
@@ -92,17 +123,13 @@ stage r1 "$OUT/r1/final_rl" "$OUT/r1" r1_zero \
 stage distill "$OUT/student" "$OUT/student" "r1 pretrain_student" \
   $PY distill.py --preset "$PRESET" --init "$OUT/r1/final_rl" --student "$OUT/student_base" --out "$OUT/student" \
   ${DISTILL_FLAGS:-} $SEED_FLAG
-# the same student base trained by R1-Zero's recipe and step budget instead of distillation, with the learning
-# rate and reply length chosen for the student on the dev split (cpu: benchmarks/sweep_student_rl.py,
-# docs/runs/student_sweep.md); STUDENT_RL_FLAGS replaces them
-[ "$PRESET" = cpu ] && STUDENT_CHOSEN="--lr 3e-5 --max_new_tokens 128" || STUDENT_CHOSEN=""
-stage student_rl_only "$OUT/student_zero" "$OUT/student_zero" pretrain_student \
-  $PY train_zero.py --preset "$PRESET" --init "$OUT/student_base" --out "$OUT/student_zero" \
-  ${STUDENT_RL_FLAGS-$STUDENT_CHOSEN} $SEED_FLAG
-CKPTS=""
-for c in base zero r1/cold_start r1/reasoning_rl r1/rejection_sft r1/final_rl student_base student student_zero; do
-  CKPTS="$CKPTS${CKPTS:+,}$OUT/$c"
-done
-stage eval "" "" "" $PY eval.py --preset "$PRESET" --init "$CKPTS" --out "$OUT/eval.json" --show 0 ${EVAL_FLAGS:-}
+# 3. every checkpoint on the test split, in two halves side by side (each checkpoint's eval.json)
+ckpts() { local c s=""; for c in "$@"; do s="$s${s:+,}$OUT/$c"; done; echo "$s"; }
+beside stage eval_teacher "" "" "" $PY eval.py --preset "$PRESET" --out "$OUT/eval_teacher.json" --show 0 \
+  --init "$(ckpts base zero r1/cold_start r1/reasoning_rl r1/rejection_sft)" ${EVAL_FLAGS:-}
+alone stage eval_rest "" "" "" $PY eval.py --preset "$PRESET" --out "$OUT/eval_rest.json" --show 0 \
+  --init "$(ckpts r1/final_rl student_base student student_zero)" ${EVAL_FLAGS:-}
+joined
+printf 'wall\t%s\ttotal\n' "$((SECONDS - T0))" >> "$OUT/times.tsv"
 $PY -m r1mini.report "$OUT"
 echo "speedrun ($PRESET) finished in $((SECONDS - T0)) s; report: $OUT/report.md"

@@ -59,7 +59,7 @@ from r1mini.checkpoint import (check_preset, is_done, load_checkpoint, load_trai
                                save_rngs, seed_everything)
 from r1mini.config import NON_NEGATIVE, POSITIVE, SHARE, TASKS_FILE, UserError, name_in, parse_config
 from r1mini.device import autocast, pick_device
-from r1mini.distributed import print0, report_replicas_in_sync, setup_distributed, teardown_distributed
+from r1mini.distributed import print0, report_replicas_in_sync, run_script, setup_distributed, teardown_distributed
 from r1mini.files import atomic_save, atomic_write_json
 from r1mini.formats import chat_ids, stop_ids
 from r1mini.jsonl import JsonlLogger, write_jsonl
@@ -78,7 +78,7 @@ PREVIOUS = dict(zip(STAGE_NAMES[1:], STAGE_NAMES))  # the stage each later one f
 
 @dataclass
 class R1Config(GRPOConfig):  # every GRPO option (r1mini/rl.py) for both RL stages, then these
-    max_new_tokens: int = 192  # the longest English addition reply, checked and corrected, is ~170 tokens
+    max_new_tokens: int = 224  # the longest completion; a reply whose check disagrees runs to ~180 tokens
     lr: float = 5e-5  # GRPO's, lower than R1-Zero's: these policies start sharp, and a large step undoes the SFT
     stage: str = "all"  # all (the stages not done yet), or one of cold_start, reasoning_rl, rejection_sft, final_rl
     base: str = ""  # base checkpoint; "" means the R1-Zero checkpoint's parent
@@ -167,11 +167,7 @@ def main(argv=None):
     run = start(cfg, args, device, rank, world)
     todo = [s for s in STAGE_NAMES if not is_done(run.out / s)] if cfg.stage == "all" else [cfg.stage]
     if cfg.stage == "all" and not (run.out / "zero_eval.json").exists():
-        zero_model, _, _ = load_checkpoint(args.init, device, expect_stage="zero", made_by="train_zero.py")
-        zero_eval = evaluate(run, zero_model, chat=False)
-        if rank == 0:
-            atomic_write_json(zero_eval, run.out / "zero_eval.json")
-        print0("[r1-zero] " + " ".join(f"{k}={v}" for k, v in zero_eval.items()))
+        evaluate_zero(run)
     print0(f"R1 from {args.init} (base {run.base_dir}), suite {run.suite_name}: "
            f"stages {', '.join(todo) or 'none left'}")
     if no_dev_note(run.tasks, run.eval_sets):
@@ -187,7 +183,18 @@ def main(argv=None):
         parent = run.base_dir if stage == "cold_start" else str(run.out / PREVIOUS[stage])
         metrics = {**metrics, **evaluate(run, model), "seconds": round(time.time() - t0, 1)}
         save_stage(run, stage, model, parent, metrics)
+        del model  # the next stage loads its own: this one would hold its weights and decoding caches meanwhile
     teardown_distributed()
+
+
+def evaluate_zero(run: R1Run) -> None:
+    """The R1-Zero model on the stages' dev problems, for comparison. Loaded here only: it goes, with the
+    decoding caches it made, before the stages run (they count against every memory budget while it lives)."""
+    zero_model, _, _ = load_checkpoint(run.args.init, run.device, expect_stage="zero", made_by="train_zero.py")
+    zero_eval = evaluate(run, zero_model, chat=False)
+    if run.rank == 0:
+        atomic_write_json(zero_eval, run.out / "zero_eval.json")
+    print0("[r1-zero] " + " ".join(f"{k}={v}" for k, v in zero_eval.items()))
 
 
 def start(cfg: R1Config, args, device: torch.device, rank: int, world: int) -> R1Run:
@@ -394,4 +401,4 @@ def save_stage(run: R1Run, stage: str, model, parent: str, metrics: dict) -> Non
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

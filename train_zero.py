@@ -45,7 +45,8 @@ from r1mini.checkpoint import (load_checkpoint, load_train_state, restore_rngs, 
                                seed_everything)
 from r1mini.config import NON_NEGATIVE, SHARE, TASKS_FILE, name_in, parse_config
 from r1mini.device import pick_device
-from r1mini.distributed import is_main, print0, report_replicas_in_sync, setup_distributed, teardown_distributed
+from r1mini.distributed import (is_main, print0, report_replicas_in_sync, run_script, setup_distributed,
+                                teardown_distributed)
 from r1mini.evaluate import heldout_eval
 from r1mini.formats import answer_format, prompt_ids, stop_ids
 from r1mini.jsonl import JsonlLogger, write_jsonl
@@ -190,17 +191,16 @@ def keeping(reward_fn, seen: dict):
     return reward
 
 
-def log_aha(path: Path, step: int, seen: dict) -> None:
-    """The step's first training reply (this rank's) that reflects ("wait", "check", ...) and is right, if any,
-    with its prompt: the candidates for the aha moment the report quotes (R1's Table 3). One that corrects
-    itself ("wait" after a check that failed) comes before one whose check only confirms."""
+def log_aha(path: Path, step: int, seen: dict, keep: int = 4) -> None:
+    """The step's training replies (this rank's) that reflect ("wait", "check", ...) and are right, with their
+    prompts: the candidates for the aha moment the report quotes (R1's Table 3). Up to `keep` of them, those that
+    correct themselves ("wait" after a check that disagreed) before those whose check only confirms."""
     accuracy = seen.get("accuracy") or []
     right = [(reply, problem) for reply, problem, ok in zip(seen.get("completions", []), seen.get("items", []),
                                                             accuracy) if ok and count_reflection_words(reply)]
-    for reply, problem in sorted(right, key=lambda rp: not corrects_itself(rp[0])):  # a stable sort
-        write_jsonl(path, [{"step": step, "question": problem.question, "answer": problem.answer,
-                            "completion": reply, "corrects": corrects_itself(reply)}], append=True)
-        return
+    right = sorted(right, key=lambda rp: not corrects_itself(rp[0]))[:keep]  # a stable sort
+    write_jsonl(path, [{"step": step, "question": problem.question, "answer": problem.answer, "completion": reply,
+                        "corrects": corrects_itself(reply)} for reply, problem in right], append=True)
 
 
 def heldout_check(run: ZeroRun, problems: dict[str, list], out: Path) -> dict:
@@ -236,4 +236,4 @@ def save(run: ZeroRun, out: Path, metrics: dict) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -90,7 +90,7 @@ def stages(preset: str) -> list[Stage]:
     zero_len = min(block, zero_prompt + zero.max_new_tokens)  # generate stops at block_size
     r1_len = min(block, chat_prompt + r1.max_new_tokens)
     rollout = dict(optimizer_state=True)  # the previous update's gradients and AdamW state stay
-    out = [Stage("pretrain", model, vocab, "train", pre.batch_size // pre.grad_accum, block),
+    out = [Stage("pretrain", model, vocab, "train", pre.batch_size // max(1, pre.grad_accum), block),  # 0: fewest
            Stage("R1-Zero rollout", model, vocab, "generate", zero_rows, zero_len, zero_prompt, options=rollout),
            Stage("R1-Zero GRPO update", model, vocab, "train", zero_rows, zero_len, zero_prompt, loss="grpo")]
     micro = auto_micro_batch(model_config(model, vocab_size=vocab), "train", zero_rows, zero_len, BUDGET,
@@ -172,7 +172,7 @@ def measured(stage: Stage, bf16: bool) -> tuple[int, int | None]:
             grpo_update(policy, rollout, advantages, keep, grpo)
     else:
         def step():
-            train_step(model, model, optimizer, ids, targets, PretrainConfig(), device)
+            train_step(model, model, optimizer, ids, targets, PretrainConfig(grad_accum=1), device)  # one micro-batch
 
     if stage.kind == "train":
         step()  # the gradients and AdamW state exist from now on, as in every step after the first

@@ -26,18 +26,19 @@ from r1mini.tokenizer import Tokenizer
 
 def save_checkpoint(out: str | Path, model: torch.nn.Module, tokenizer: Tokenizer, meta: dict,
                     train_state: dict | None = None) -> None:
-    """Write a checkpoint directory (rank 0 only). train_state (optimizer, step, random states) is what a
-    resume needs; it gets its own copy of the weights, so a kill between the two files cannot pair new
-    weights with an old optimizer."""
-    if not is_main():
-        return
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    model = unwrap(model)
+    """Write a checkpoint directory (rank 0 writes; every rank refuses weights that hold NaN). train_state
+    (optimizer, step, random states) is what a resume needs; it gets its own copy of the weights, so a kill
+    between the two files cannot pair new weights with an old optimizer."""
+    out, model = Path(out), unwrap(model)
+    # checked on every rank, which hold the same weights, so that all of them stop here together: a refusal on
+    # rank 0 alone would leave the others waiting for it in their next collective
     if not all(t.isfinite().all() for t in model.state_dict().values() if t.is_floating_point()):
         raise FloatingPointError(f"not saving step {meta.get('step')} to {out}: the weights hold NaN or inf (the "
                                  f"learning rate is likely too high); the checkpoint already there is the last good "
                                  f"one")
+    if not is_main():
+        return
+    out.mkdir(parents=True, exist_ok=True)
     tokenizer.save(out)
     atomic_write_json(model.cfg.to_dict(), out / "model.json")
     atomic_save(model.state_dict(), out / "model.pt")

@@ -24,8 +24,6 @@ import os
 import sys
 import tokenize
 
-import torch
-
 POSITIVE = (lambda v: v > 0, "> 0")
 NON_NEGATIVE = (lambda v: v >= 0, ">= 0")
 SHARE = (lambda v: 0 <= v <= 1, "in [0, 1]")
@@ -153,7 +151,7 @@ def parse_config(config_cls, presets: dict[str, dict], doc: str, argv: list[str]
                  default_init: str | None = None, default_out: str = "out/run",
                  init_help: str = "checkpoint directory to start from",
                  out_help: str = "checkpoint directory to write"):
-    """Command line -> (config, args). The preset (default: gpu when CUDA is available, else cpu) gives the
+    """Command line -> (config, args). The preset (default: gpu on a GPU with bf16, else cpu) gives the
     defaults of every field, and of --out and --init (preset_path); `--key value` overrides one. --help shows
     each field's comment from the config class, its default and what it must be."""
     argv = sys.argv[1:] if argv is None else argv
@@ -161,7 +159,8 @@ def parse_config(config_cls, presets: dict[str, dict], doc: str, argv: list[str]
     pre.add_argument("--preset", default=None)
     pre.add_argument("--device", default=None)
     known, _ = pre.parse_known_args(argv)
-    preset = known.preset or ("gpu" if torch.cuda.is_available() and known.device != "cpu" else "cpu")
+    from r1mini.device import default_preset  # here, not at the top: device.py raises this module's ConfigError
+    preset = known.preset or default_preset(known.device)
     if preset not in presets:
         raise SystemExit(f"unknown preset {preset!r}; choose one of {', '.join(presets)}")
     defaults = _make(config_cls, presets[preset])
@@ -171,7 +170,7 @@ def parse_config(config_cls, presets: dict[str, dict], doc: str, argv: list[str]
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     group = parser.add_argument_group("run")
     group.add_argument("--preset", default=preset, choices=list(presets),
-                       help="size of everything (default: gpu when CUDA is available, else cpu)")
+                       help="size of everything (default: gpu on a GPU with bf16, else cpu)")
     group.add_argument("--out", default=default_out, help=f"{out_help} (default {default_out!r})")
     if default_init is not None:
         group.add_argument("--init", default=default_init, help=f"{init_help} (default {default_init!r})")

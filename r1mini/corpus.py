@@ -29,7 +29,7 @@ class CorpusMix:
     template_convs: float = 0.28  # the rest is facts and small talk
     zh: float = 0.2  # share of problems asked in Chinese
     steps: float = 0.12  # step by step (clean)
-    reflect: float = 0.18  # step by step, then a check by another route (a correction when it fails)
+    reflect: float = 0.25  # step by step, then a check by another route (a second pass when it disagrees)
     wrong: float = 0.03  # step by step with an uncorrected slip
     direct_wrong: float = 0.05  # a direct answer that is wrong
     zh_extra_wrong: float = 0.10  # Chinese step-by-step solutions: this much more often wrong

@@ -85,6 +85,21 @@ def _gpu_has_bf16(index: int) -> bool:
     return False
 
 
+def default_preset(device: str | None = None) -> str:
+    """The preset a script runs when --preset is not given: gpu on a CUDA GPU with bf16 (Ampere or newer), cpu
+    elsewhere. A GPU without bf16 (a T4, a V100) runs everything in float32 on its CUDA cores, several times
+    below its float16 tensor cores: the gpu preset's speedrun would take most of a day there, against an
+    hour on an H100, so it gets the cpu preset's small model (ask for --preset gpu to run it anyway)."""
+    if not torch.cuda.is_available() or (device is not None and torch.device(device).type != "cuda"):
+        return "cpu"
+    index = torch.device(device).index if device else None
+    if _gpu_has_bf16(index or int(os.environ.get("LOCAL_RANK", 0))):
+        return "gpu"
+    print("note: the cpu preset by default on a GPU without bf16; --preset gpu runs the large one in float32, "
+          "for many hours", flush=True)
+    return "cpu"
+
+
 def autocast(device: torch.device):
     """bf16 autocast on CUDA; full precision elsewhere (CPU bf16 matmuls are slower, not faster)."""
     if uses_bf16(device):

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
+import traceback
 import weakref
+import zlib
 
 import torch
 import torch.distributed as dist
@@ -46,6 +49,29 @@ def teardown_distributed(timeout: float = 30.0) -> None:
         while released() is not None and time.time() < deadline:
             time.sleep(0.001)
     dist.destroy_process_group()
+
+
+def run_script(main) -> None:
+    """Run a script's main(). Under torchrun, a rank that fails (an exception, or a SystemExit that says what
+    to do, such as running out of memory) prints why with its rank and leaves at once, by os._exit: its
+    process group is not destroyed, for destroying it while other ranks wait in a collective can hang
+    (ncclCommAbort waits for them), and neither is anything else run at exit. torchrun sees the rank gone
+    and stops the others within a second, where they would otherwise wait in their next collective until
+    NCCL's watchdog fired (10 minutes)."""
+    try:
+        main()
+    except BaseException as e:  # noqa: BLE001 (every way out of main but a normal one)
+        if rank_and_world()[1] == 1 or (isinstance(e, SystemExit) and e.code in (None, 0)):
+            raise
+        rank = rank_and_world()[0]
+        if isinstance(e, SystemExit):
+            print(f"[rank {rank}] {e.code}", file=sys.stderr)
+        else:
+            traceback.print_exc()
+            print(f"[rank {rank}] failed: {type(e).__name__}: {e}", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130 if isinstance(e, KeyboardInterrupt) else 1)
 
 
 def rank_and_world() -> tuple[int, int]:
@@ -125,10 +151,22 @@ def map_striped(fn, items: list) -> list:
     return [gathered[i % world][i // world] for i in range(len(items))]
 
 
-def sum_over_ranks(values: list[float], device: torch.device) -> list[float]:
-    """Element-wise sums of every rank's values (in float64); the values themselves in one process."""
+def sum_over_ranks(values: list[float], device: torch.device, names: str = "") -> list[float]:
+    """Element-wise sums of every rank's values (in float64); the values themselves in one process.
+
+    Every rank must pass as many values, meaning the same things (`names` says what they are, e.g. the
+    metrics' keys). Ranks that disagree would all-reduce lists of different lengths: NCCL hangs or sums
+    garbage, gloo aborts. So a first, tiny collective compares the number of values and a checksum of
+    `names` across ranks, and on a mismatch every rank raises the same error (a bug to report)."""
     if rank_and_world()[1] == 1:
         return [float(v) for v in values]
+    shape = torch.tensor([len(values), zlib.crc32(names.encode())], dtype=torch.float64, device=device)
+    spread = torch.cat([shape, -shape])
+    dist.all_reduce(spread, op=dist.ReduceOp.MAX)  # [max n, max crc, -min n, -min crc]
+    if not torch.equal(spread[:2], -spread[2:]):
+        raise RuntimeError(f"ranks disagree on what to sum: this rank has {len(values)} values ({names or 'unnamed'}); "
+                           f"across ranks {int(-spread[2])} to {int(spread[0])} values, names differ: "
+                           f"{bool(spread[1] != -spread[3])}. Every rank must report the same metrics.")
     t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return t.tolist()

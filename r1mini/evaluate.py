@@ -7,7 +7,6 @@ from collections import Counter
 from math import comb
 
 import numpy as np
-import torch
 
 from r1mini.formats import answer_format
 from r1mini.rewards import (accuracy_reward, count_reflection_words, extract_answer, format_reward,
@@ -98,7 +97,8 @@ def score(samples: list[Sampled], k: int, chat: bool = False) -> dict:
             split[name].append(sum(right) / len(right) if right else None)
     result = {name: sum(v) / max(1, len(v)) for name, v in rows.items()}
     per_problem = {name: rows[name] for name in ("pass@1", f"cons@{k}")}
-    per_problem["lang_consistency"] = [sum(lang) / len(lang) for lang in _chunks(rows["lang_consistency"], samples)]
+    for name in ("lang_consistency", "reflection"):  # per problem, the mean over its replies
+        per_problem[name] = [sum(v) / len(v) for v in _chunks(rows[name], samples)]
     per_problem.update(split)
     for name in ("pass@1", f"cons@{k}"):
         result[f"{name}_ci"] = bootstrap_ci(per_problem[name])

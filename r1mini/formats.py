@@ -14,9 +14,9 @@ A problem may mark its answer the way math models do instead, in the last \\boxe
 """
 from __future__ import annotations
 
-# The paper's template (DeepSeek-R1, Table 1), shortened: every prompt token costs a tiny model compute.
-ZERO_TEMPLATE = ("A conversation between User and Assistant. The Assistant first thinks about the reasoning "
-                 "process and then gives the answer, in <think> </think> and <answer> </answer> tags. "
+# The paper's template (DeepSeek-R1, Table 1), shortened: every prompt token costs a tiny model compute, and
+# prompt and reply share the context (256 tokens at the cpu preset), where a reply that checks itself is long.
+ZERO_TEMPLATE = ("The Assistant thinks in <think> </think>, then answers in <answer> </answer>. "
                  "User: {question} Assistant:")
 
 

@@ -14,7 +14,9 @@ Only the activations and the logits grow with the batch, so only a smaller micro
 
 The estimate is for eager PyTorch on one device: torch.compile fuses ops and saves less; DDP keeps a
 bucketed copy of the gradients (4 more bytes per parameter); the CUDA caching allocator rounds sizes up and
-fragments, which is why auto_micro_batch keeps a fifth of the budget in reserve. tests/test_memory.py checks
+fragments, which is why auto_micro_batch keeps a fifth of the budget in reserve. What generation keeps
+between calls (the static decode loop's KV caches, CUDA graphs' memory pools) is no stage's: the budget
+(device_memory_bytes) is what is left beside it. tests/test_memory.py checks
 the activation term against the bytes a real forward saves (float32 and bf16 autocast, dense and MoE), and
 benchmarks/bench_memory.py prints the estimate beside the measured peak of every stage.
 """
@@ -22,10 +24,11 @@ from __future__ import annotations
 
 import os
 import warnings
+import weakref
 
 import torch
 
-from r1mini.device import uses_bf16
+from r1mini.device import cuda_paths, uses_bf16
 from r1mini.model import ModelConfig
 
 FLOAT32, BF16, INT64 = 4, 2, 8  # bytes per element
@@ -39,17 +42,18 @@ LOSS_BYTES_PER_TOKEN = 40
 
 def param_counts(cfg: ModelConfig) -> tuple[int, int]:
     """(parameters, matmul weights): every parameter of Transformer(cfg), and those that bf16 autocast casts
-    and caches a bf16 copy of: the blocks' matrices and MoE centroids. Not the embedding, which the head
-    shares and uses in float32, and not the norms."""
+    and caches a bf16 copy of: the blocks' matrices. Not the embedding, which the head shares and uses in
+    float32, not the MoE centroids, which route in float32, and not the norms."""
     C, hd = cfg.n_embd, cfg.head_dim
     attention = C * cfg.n_head * hd + C * 2 * cfg.n_kv_head * hd + cfg.n_head * hd * C  # wq, wkv, wo
     dense_ffn = 3 * C * cfg.ffn_hidden  # SwiGLU: w_gate_up (C x 2F) and w_down (F x C)
-    moe_ffn = 3 * C * cfg.moe_hidden * (cfg.n_shared_experts + cfg.n_routed_experts) + cfg.n_routed_experts * C
+    moe_ffn = 3 * C * cfg.moe_hidden * (cfg.n_shared_experts + cfg.n_routed_experts)
     n_moe = moe_layer_count(cfg)
     matrices = cfg.n_layer * attention + (cfg.n_layer - n_moe) * dense_ffn + n_moe * moe_ffn
+    centroids = n_moe * cfg.n_routed_experts * C
     norms = (2 * cfg.n_layer + 1) * C
     embeddings = cfg.vocab_size * C * (1 if cfg.tie_embeddings else 2)
-    return matrices + norms + embeddings, matrices
+    return matrices + centroids + norms + embeddings, matrices
 
 
 def moe_layer_count(cfg: ModelConfig) -> int:
@@ -79,9 +83,9 @@ def moe_bytes_per_token(cfg: ModelConfig, a: int) -> int:
     """DeepSeekMoE's feed-forward. Exactly moe_top_k experts run on every token, so the routed part does not
     depend on how balanced the routing is."""
     C, E, k = cfg.n_embd, cfg.n_routed_experts, cfg.moe_top_k
-    # router: its matmul's input (the norm's float32 output, or a bf16 copy), the sigmoid scores (E), the
-    # chosen expert ids (int64), the gates gathered from the scores and their sum
-    router = a * C + a * E + INT64 * k + a * k + a
+    # router, in float32 even under autocast: its matmul's input (the norm's float32 output), the sigmoid
+    # scores (E), the chosen expert ids (int64), the gates gathered from the scores and their sum
+    router = FLOAT32 * C + FLOAT32 * E + INT64 * k + FLOAT32 * k + FLOAT32
     # shared expert: a SwiGLU of width moe_hidden * n_shared_experts; in float32 its input is the router's
     # (the same tensor, counted once), under autocast it makes its own bf16 copy
     shared = 0
@@ -91,7 +95,8 @@ def moe_bytes_per_token(cfg: ModelConfig, a: int) -> int:
     # (float32, or the expert's bf16 copy of it), the expert's SwiGLU less its input, the expert's output
     # (saved by the multiplication with the gate), the gate itself, and the gated output in float32 (index_add
     # saves its source)
-    routed = 2 * INT64 + a * C + (swiglu_bytes_per_token(C, cfg.moe_hidden, a) - a * C) + a * C + a + FLOAT32 * C
+    routed = (2 * INT64 + a * C + (swiglu_bytes_per_token(C, cfg.moe_hidden, a) - a * C) + a * C + FLOAT32
+              + FLOAT32 * C)
     return router + shared + k * routed
 
 
@@ -173,7 +178,7 @@ def forward_working_bytes_per_token(cfg: ModelConfig, bf16: bool) -> int:
 
 def estimate_peak_bytes(cfg: ModelConfig, kind: str, rows: int, seq_len: int, *, bf16: bool,
                         prompt_len: int | None = None, optimizer_state: bool | None = None,
-                        ref_model: bool = False, checkpointing: bool = False) -> dict[str, int]:
+                        ref_model: bool = False, static: bool = False, checkpointing: bool = False) -> dict[str, int]:
     """The peak memory of one stage on one device, in bytes, by part, and their "total".
 
     kind: "train" (forward and backward of rows x seq_len tokens, then AdamW: pretraining, SFT, a GRPO update),
@@ -183,11 +188,13 @@ def estimate_peak_bytes(cfg: ModelConfig, kind: str, rows: int, seq_len: int, *,
     bf16: under bf16 autocast (the CUDA paths on a GPU with bf16, r1mini.device.uses_bf16), else float32.
     optimizer_state: the gradients and AdamW's moments are resident (default: only for "train"; True for a
     GRPO rollout, which runs between updates). ref_model: a frozen float32 copy of the weights (GRPO, kl_coef > 0).
-    checkpointing: "train" with activation checkpointing, which keeps each block's input only
-    (activation_bytes_per_token).
+    static: "generate" by the static decode loop (sampling.decode_static), which never drops rows, so never
+    copies its cache (pass seq_len = block_size, the slots it allocates). checkpointing: "train" with activation
+    checkpointing, which keeps each block's input only (activation_bytes_per_token).
 
     Parts: weights (float32 parameters), weight_copies (bf16 autocast's cached copy of every matmul weight,
-    kept until the autocast block ends, with or without grad), grads (float32), optimizer (AdamW's exp_avg
+    kept until the autocast block ends, with or without grad; in float32 "generate" off the static loop, the
+    decoding layout's float32 copy of them), grads (float32), optimizer (AdamW's exp_avg
     and exp_avg_sq, float32), activations (saved for the backward), logits (float32, vocabulary-sized),
     cache (KV cache), working (transients: a weight's gradient before it is added to .grad; the tensors of
     one layer of a no-grad forward or of a decoding step). "total" is their sum, except that a no-grad
@@ -223,16 +230,18 @@ def estimate_peak_bytes(cfg: ModelConfig, kind: str, rows: int, seq_len: int, *,
         parts["working"] = tokens * forward_working_bytes_per_token(cfg, bf16)
     else:
         prompt = seq_len if prompt_len is None else min(prompt_len, seq_len)
+        if not bf16 and not static:  # the CPU's dynamic loop decodes on a float32 copy of the blocks' matrices
+            parts["weight_copies"] = FLOAT32 * n_matmul  # laid out for it (model.Transformer.decoding)
         kv = 2 * cfg.n_layer * rows * cfg.n_kv_head * seq_len * cfg.head_dim * a  # keys and values
         # sampling.generate drops finished rows by copying the rest (under half) while the old cache is alive
-        parts["cache"] = kv + kv // 2 + rows * seq_len  # + the validity mask, one bool per slot
-        # the prefill's logits at every prompt position (the [:, -1] view keeps them alive into the first
-        # sampling step), and sampling's float32 copies of one step's logits (probabilities, top-p's sorted
-        # copy and its int64 order, the cumulative sums...), about 12 per row
-        parts["logits"] = rows * prompt * FLOAT32 * cfg.vocab_size + rows * 12 * FLOAT32 * cfg.vocab_size
-        # the prefill's layer working set, or a decoding step's: SDPA's math path expands the cached k and v
-        # of one layer to n_head heads (enable_gqa with a mask) and scores every slot in float32
-        decode = rows * seq_len * cfg.n_head * (2 * cfg.head_dim * a + FLOAT32)
+        parts["cache"] = kv + (0 if static else kv // 2) + rows * seq_len  # + the validity mask, one bool a slot
+        # one step's logits (the prefill's too: the head runs at the last prompt position only) and sampling's
+        # float32 copies of them (probabilities, top-p's sorted copy and its int64 order, the cumulative
+        # sums...), about 12 per row
+        parts["logits"] = rows * 13 * FLOAT32 * cfg.vocab_size
+        # the prefill's layer working set, or a decoding step's: attention reads the cache in place
+        # (model.attend_to_cache) and at most scores every slot of every head in float32
+        decode = rows * seq_len * cfg.n_head * FLOAT32
         parts["working"] = max(rows * prompt * forward_working_bytes_per_token(cfg, bf16), decode)
     static = sum(parts[k] for k in ("weights", "weight_copies", "grads", "optimizer", "cache"))
     if kind == "train":  # all at once at the start of the backward
@@ -246,18 +255,59 @@ MEMORY_LIMIT = "R1MINI_MEMORY_GIB"  # a budget in GiB for every stage, on any de
 
 
 def device_memory_bytes(device: torch.device | str, limit_gib: float | None = None) -> int | None:
-    """The memory a run on `device` may use in all (weights included): limit_gib when given, else the
+    """The memory a stage on `device` may use in all (weights included): limit_gib when given, else the
     environment's R1MINI_MEMORY_GIB when set; on CUDA the device's free memory plus what this process's
-    caching allocator already holds; None elsewhere (unknown: no limit)."""
+    caching allocator already holds, within its per-process fraction; None elsewhere (unknown: no limit).
+    Less, either way, what generation
+    holds between calls (held_bytes), which the stages' estimates do not count."""
     if limit_gib is None and os.environ.get(MEMORY_LIMIT):
         limit_gib = float(os.environ[MEMORY_LIMIT])
-    if limit_gib is not None:
-        return int(limit_gib * GiB)
     device = torch.device(device)
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return free + torch.cuda.memory_reserved(device)
-    return None
+    if limit_gib is None and device.type != "cuda":
+        return None
+    if limit_gib is not None:
+        budget = int(limit_gib * GiB)
+    else:
+        free, total = torch.cuda.mem_get_info(device)
+        budget = free + torch.cuda.memory_reserved(device)
+        # a cap set with torch.cuda.set_per_process_memory_fraction (a shared GPU; benchmarks/gpu_check.sh
+        # stands in for smaller cards so): its reader came after torch 2.5
+        fraction = getattr(torch.cuda, "get_per_process_memory_fraction", None)
+        if fraction is not None:
+            budget = min(budget, int(fraction(device) * total))
+    return budget - held_bytes(device)
+
+
+# tensors kept allocated between calls that no stage's estimate counts: the static decode path's KV caches
+# (block_size slots for every row, one per model and batch size, alive as long as their model)
+_held: weakref.WeakSet = weakref.WeakSet()
+
+
+def hold(*tensors: torch.Tensor) -> None:
+    """Count these tensors against every budget for as long as they live (sampling.static_cache)."""
+    _held.update(tensors)
+
+
+def held_bytes(device: torch.device | str) -> int:
+    """Memory on `device` that stays taken between calls and that no stage's estimate counts: the tensors
+    hold() was given that are still alive and, on CUDA, the CUDA graphs' private memory pools (reserved,
+    so counted free by device_memory_bytes, but usable by nothing else)."""
+    device = torch.device(device)
+    where = (device.type, device.index or 0)
+    tensors = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in list(_held)
+               if (t.device.type, t.device.index or 0) == where}
+    return sum(tensors.values()) + graph_pool_bytes(device)
+
+
+def graph_pool_bytes(device: torch.device) -> int:
+    """Bytes of the CUDA caching allocator's private pools on `device` (CUDA graphs record into them); 0 off
+    CUDA."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return 0
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return sum(s["total_size"] for s in torch.cuda.memory_snapshot()
+               if s.get("device", index) == index and tuple(s.get("segment_pool_id", (0, 0))) != (0, 0))
 
 
 def auto_micro_batch(cfg: ModelConfig, kind: str, rows: int, seq_len: int, budget_bytes: int | None, *,
@@ -314,16 +364,24 @@ CPU_GENERATION_ROWS = 256
 
 
 def generation_batch(model: torch.nn.Module, seq_len: int, requested: int = 0) -> int:
-    """Rows per generation batch (evaluation, sampling for SFT data): `requested` when > 0; on a device
-    whose memory is known, up to GENERATION_ROWS as they fit (a GPU decodes 512 rows in about the time of
-    64); else CPU_GENERATION_ROWS."""
+    """Rows per generation batch (evaluation, sampling for SFT data) of sequences up to seq_len tokens:
+    `requested` when > 0; on a device whose memory is known, up to GENERATION_ROWS as they fit (a GPU decodes
+    512 rows in about the time of 64), a power of two on the CUDA paths (what generate's static loop
+    allocates); else CPU_GENERATION_ROWS."""
     if requested > 0:
         return requested
     device = next(model.parameters()).device
     budget = device_memory_bytes(device)
     if budget is None:
         return CPU_GENERATION_ROWS
-    return auto_micro_batch(model.cfg, "generate", GENERATION_ROWS, seq_len, budget, bf16=uses_bf16(device))
+    cfg, bf16 = model.cfg, uses_bf16(device)
+    if not cuda_paths(device):  # the dynamic decode loop: a cache of seq_len slots for exactly these rows
+        return auto_micro_batch(cfg, "generate", GENERATION_ROWS, seq_len, budget, bf16=bf16)
+    # the static loop, generate's default on the CUDA paths, pads the rows to a power of two and keeps a cache
+    # of block_size slots: the most rows that fit so, rounded down to a power of two
+    rows = auto_micro_batch(cfg, "generate", GENERATION_ROWS, cfg.block_size, budget, bf16=bf16, static=True,
+                            prompt_len=seq_len)
+    return 1 << (rows.bit_length() - 1)
 
 
 # -- measuring (tests/test_memory.py, benchmarks/bench_memory.py) ---------------------------------------------------

@@ -14,6 +14,7 @@ ahead; their loss is added in pretraining, and the first drafts tokens for specu
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import asdict, dataclass, fields
 
@@ -175,7 +176,19 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     (x_i cos - x_{i+D/2} sin, x_i sin + x_{i+D/2} cos).
     """
     x1, x2 = x.float().chunk(2, dim=-1)  # x_i and x_{i+D/2}
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).type_as(x)
+    # addcmul(a, b, c, value=v) = a + v * b * c: five operations where the plain expression takes seven
+    return torch.cat([torch.addcmul(x1 * cos, x2, sin, value=-1), torch.addcmul(x1 * sin, x2, cos)], dim=-1).type_as(x)
+
+
+def write_slots(cache: torch.Tensor, layer: int, slots: torch.Tensor, values: torch.Tensor) -> None:
+    """cache[layer, :, :, slots] = values (B, heads, T, dim), in place, written as one index_put_ on the whole
+    cache with an index tensor for every dimension: compiled by Inductor (the CUDA-graph decode step),
+    index_copy_ or an assignment into the layer's view became a copy of the layer's whole cache at every step
+    (tests/test_sampling.py measures what the compiled step allocates)."""
+    B, H = cache.shape[1:3]
+    where = (torch.tensor(layer, device=slots.device), torch.arange(B, device=slots.device)[:, None, None],
+             torch.arange(H, device=slots.device)[None, :, None], slots[None, None, :])
+    cache.index_put_(where, values.to(cache.dtype))
 
 
 class KVCache:
@@ -223,15 +236,32 @@ class KVCache:
         `length` is not changed here: Transformer.trunk advances it once all layers have written.
         Static (slots a (T,) tensor of slot indices): write those slots and return all max_len slots.
         """
-        if slots is not None:  # static: index_copy_ takes the slot as a tensor (dim 2 of k[layer] is the slot)
-            self.k[layer].index_copy_(2, slots, k.to(self.k.dtype))
-            self.v[layer].index_copy_(2, slots, v.to(self.v.dtype))
+        if slots is not None:  # static: the slots come as a tensor
+            write_slots(self.k, layer, slots, k)
+            write_slots(self.v, layer, slots, v)
             return self.k[layer], self.v[layer]
         T = k.size(2)
         self.k[layer, :, :, self.length:self.length + T] = k
         self.v[layer, :, :, self.length:self.length + T] = v
         end = self.length + T
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+
+def attend_to_cache(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Attention of new queries q (B, H, T, D) over cached keys and values k, v (B, H_kv, S, D) under a boolean
+    mask (B, 1, T, S); returns (B, H, T, D).
+
+    The H / H_kv query heads that share a K/V head are folded into the query axis, (B, H_kv, H / H_kv * T, D)
+    (head g * rep + r, token t at row r * T + t), so SDPA sees as many query heads as K/V heads. With a mask
+    and enable_gqa instead, CUDA's flash kernel (no masks) and, in several torch releases, its memory-
+    efficient one (no GQA) are ruled out, and the math path copies K and V to every head, in every layer, at
+    every step."""
+    B, H, T, D = q.shape
+    rep = H // k.size(1)
+    if rep > 1:
+        q = q.reshape(B, k.size(1), rep * T, D)
+        mask = mask if T == 1 else mask.repeat(1, 1, rep, 1)  # one token: its mask row broadcasts over the heads
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask).reshape(B, H, T, D)
 
 
 class Attention(nn.Module):
@@ -246,6 +276,8 @@ class Attention(nn.Module):
             self.q_norm, self.k_norm = RMSNorm(hd, cfg.norm_eps), RMSNorm(hd, cfg.norm_eps)
 
     def forward(self, x, cos, sin, cache: KVCache | None = None, layer: int = 0, mask=None, slots=None):
+        if cache is not None:
+            return self.decode(x, cos, sin, cache, layer, mask, slots)
         B, T, _ = x.shape
         cfg = self.cfg
         q = self.wq(x).view(B, T, cfg.n_head, cfg.head_dim).transpose(1, 2)
@@ -253,10 +285,6 @@ class Attention(nn.Module):
         if cfg.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        if cache is not None:  # decoding: SDPA shares the K/V heads itself, no copy of the whole cache per step
-            k, v = cache.update(layer, k, v, slots)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=cfg.n_kv_head != cfg.n_head)
-            return self.wo(y.transpose(1, 2).reshape(B, T, -1))
         if cfg.n_kv_head != cfg.n_head:  # GQA: each K/V head serves n_head // n_kv_head query heads
             rep = cfg.n_head // cfg.n_kv_head
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
@@ -265,6 +293,35 @@ class Attention(nn.Module):
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.wo(y.transpose(1, 2).reshape(B, T, -1))
+
+    def decode(self, x, cos, sin, cache: KVCache, layer: int, mask, slots=None):
+        """forward over the cache (prefill and decode steps): the same arithmetic in fewer operations, since a
+        decode step's matmuls are tiny and each operation costs more than its arithmetic (benchmarks/README.md
+        measures it). q, k and v come from one matmul over wq and wkv stacked (wq's rows, then k's and v's),
+        and q and k are rotated together by one RoPE; their keys and values go to the cache and attention
+        runs over it, with no copy of it per step."""
+        B, T, _ = x.shape
+        cfg = self.cfg
+        H, H_kv = cfg.n_head, cfg.n_kv_head
+        w_qkv, b_qkv, w_o = self.prepared or self.decode_weights()
+        qkv = F.linear(x, w_qkv, b_qkv).view(B, T, H + 2 * H_kv, cfg.head_dim).transpose(1, 2)
+        if cfg.qk_norm:  # q and k normed by their own weights, then rotated
+            q, k = apply_rope(self.q_norm(qkv[:, :H]), cos, sin), apply_rope(self.k_norm(qkv[:, H:H + H_kv]), cos, sin)
+        else:
+            q, k = apply_rope(qkv[:, :H + H_kv], cos, sin).split([H, H_kv], dim=1)
+        k, v = cache.update(layer, k, qkv[:, H + H_kv:], slots)
+        return F.linear(attend_to_cache(q, k, v, mask).transpose(1, 2).reshape(B, T, -1), w_o)
+
+    prepared = None  # decode_weights() in column-major memory while Transformer.decoding() runs, else None
+
+    def decode_weights(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """The weights decode multiplies by: wq's and wkv's stacked into one matrix ((n_head + 2 n_kv_head)
+        head_dim, n_embd), their biases stacked (or None), and wo's. The stacking is a copy, made at every
+        call unless Transformer.decoding() made it once; cheaper than the matmul it saves either way. The
+        parameters keep their own layout, which checkpoints, Hugging Face export (r1mini/hf.py) and training
+        use (two matmuls, whose backward saves no stacked copy)."""
+        bias = None if self.wq.bias is None else torch.cat([self.wq.bias, self.wkv.bias])
+        return torch.cat([self.wq.weight, self.wkv.weight]), bias, self.wo.weight
 
 
 class LatentAttention(nn.Module):
@@ -306,8 +363,10 @@ class LatentAttention(nn.Module):
         c_kv, k_pe = self.kv_norm(c_kv)[:, None], apply_rope(k_pe[:, None], cos, sin)  # (B, 1, T, .)
         if cache is not None:
             c_kv, k_pe = cache.update(layer, c_kv, k_pe, slots)  # every cached slot: (B, 1, S, .)
-            if self.absorb:
-                return self.wo(self.absorbed(q_nope, q_pe, c_kv, k_pe, mask).transpose(1, 2).reshape(B, T, -1))
+            if self.absorb:  # in float32, as its docstring says: autocast would run its einsums in bf16
+                with torch.autocast(x.device.type, enabled=False):
+                    y = self.absorbed(q_nope, q_pe, c_kv, k_pe, mask)
+                return self.wo(y.transpose(1, 2).reshape(B, T, -1))
         k_nope, v = self.wkv_b(c_kv).view(B, -1, cfg.n_head, cfg.qk_nope_head_dim + cfg.v_head_dim).transpose(1, 2) \
             .split([cfg.qk_nope_head_dim, cfg.v_head_dim], dim=-1)
         k = torch.cat([k_nope, k_pe.expand(-1, cfg.n_head, -1, -1).type_as(k_nope)], dim=-1)
@@ -342,9 +401,16 @@ class SwiGLU(nn.Module):
         self.w_gate_up = nn.Linear(dim, 2 * hidden, bias=False)
         self.w_down = nn.Linear(hidden, dim, bias=False)
 
+    prepared = None  # decode_weights() in column-major memory while Transformer.decoding() runs, else None
+
     def forward(self, x):
-        gate, up = self.w_gate_up(x).chunk(2, dim=-1)
-        return self.w_down(F.silu(gate) * up)
+        w_gate_up, w_down = self.prepared or self.decode_weights()
+        gate, up = F.linear(x, w_gate_up).chunk(2, dim=-1)
+        return F.linear(F.silu(gate) * up, w_down)
+
+    def decode_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The weights forward multiplies by, which Transformer.decoding lays out for decoding."""
+        return self.w_gate_up.weight, self.w_down.weight
 
 
 class MoE(nn.Module):
@@ -377,7 +443,10 @@ class MoE(nn.Module):
     def forward(self, x, static: bool = False):
         shape = x.shape
         x = x.reshape(-1, shape[-1])
-        chosen, gates = self.route(x)
+        # routing in float32 even under autocast (which would cast its matmul to bf16 whatever .float() the inputs
+        # got): in bf16, near-ties among the top k flip between forwards of the same tokens
+        with torch.autocast(x.device.type, enabled=False):
+            chosen, gates = self.route(x)
         if self.training and torch.is_grad_enabled():  # the tokens of training forwards, not of old log-probs
             self.load += torch.bincount(chosen.flatten(), minlength=len(self.experts)).float()
         # the sum is kept in float32: under bf16 autocast the experts return bf16 and the gates are float32
@@ -593,10 +662,32 @@ class Transformer(nn.Module):
         cache.length += T
         return self.head(self.mtp[0].norm(out))
 
+    @contextlib.contextmanager
+    def decoding(self):
+        """Within this block, the matmuls of decoding (Attention.decode, the SwiGLUs) run on copies of their
+        weights prepared once: wq and wkv stacked, and every matrix in column-major memory (the same values:
+        F.linear then reads a contiguous W^T, which the CPU's BLAS multiplies 10-15% faster at a decode
+        step's sizes, 64 rows by 128-704 columns). sampling.generate wraps one call in it on the CPU, where
+        the weights cannot change meanwhile; it holds a second copy of the blocks' weights until the block
+        ends."""
+        layers = [m for m in self.modules() if isinstance(m, (Attention, SwiGLU))]
+        for m in layers:
+            m.prepared = tuple(w if w is None or w.dim() < 2 else w.t().contiguous().t() for w in m.decode_weights())
+        try:
+            yield
+        finally:
+            for m in layers:
+                m.prepared = None
+
     def head(self, h: torch.Tensor) -> torch.Tensor:
         """The vocabulary head, in float32 even under bf16 autocast: bf16 logits round log-probs by up to
         ~1e-2, and GRPO's ratio exp(logp - old_logp) must be exactly 1 on-policy, whichever forward
-        (eager, compiled, DDP) computed each side."""
+        (eager, compiled, DDP) computed each side.
+
+        The vocabulary is not padded to a multiple of 64 (nanoGPT's 50257 -> 50304): the weights keep the
+        tokenizer's shape, which Hugging Face export needs, and the sizes met here already align (2056 = 8 x
+        257 at the gpu preset; Qwen's 151936 and Llama 3's 128256 are multiples of 64): padding would save
+        a tile's rounding of a matmul that is ~3% of the FLOPs."""
         with torch.autocast(h.device.type, enabled=False):
             return F.linear(h.float(), self.lm_head.weight.float())
 

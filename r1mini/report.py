@@ -8,6 +8,7 @@ matplotlib is installed, OUT/zero_curves.png.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from r1mini.config import UserError
 from r1mini.evaluate import bootstrap_ci
 from r1mini.files import atomic_write_json
 from r1mini.jsonl import read_jsonl
+from r1mini.rewards import arithmetic_facts, reasoning_text
 
 # (row name, checkpoint directory under OUT)
 ROWS = [("base", "base"), ("R1-Zero", "zero"), ("R1 cold start", "r1/cold_start"),
@@ -66,13 +68,13 @@ def summary_row(results: dict, k: int) -> dict:
 def per_problem(results: dict, k: int) -> dict[str, list]:
     """One checkpoint's per-problem values over every benchmark (each has as many problems, so their mean is
     the mean over benchmarks), and which problems they are: what a paired interval needs. Per benchmark too."""
-    out = {"problems": [], "pass@1": [], "cons": [], "lang zh": [], "reflect_acc": [], "plain_acc": []}
+    out = {"problems": [], "pass@1": [], "cons": [], "lang zh": [], "reflect_acc": [], "plain_acc": [], "reflection": []}
     for bench, r in results.items():
         values = r.get("per_problem", {})
         out["problems"] += [f"{bench}:{key}" for key in r.get("problems", [])]
         out["pass@1"] += values.get("pass@1", [])
         out["cons"] += values.get(f"cons@{k}", [])
-        for split in ("reflect_acc", "plain_acc"):
+        for split in ("reflect_acc", "plain_acc", "reflection"):
             out[split] += values.get(split, [])
         out[f"{bench} pass@1"] = values.get("pass@1", [])
         out["lang zh"] += r.get("by_lang", {}).get("zh", {}).get("per_problem", {}).get("lang_consistency", [])
@@ -120,8 +122,10 @@ def findings(table: dict[str, dict], per: dict[str, dict], zero_log: list[dict],
         add("R1-Zero's responses grow longer during RL", last, first,
             f"{mean(first):.1f} -> {mean(last):.1f} tokens, first and last 10 steps", paired=False)
         first, last = curve(zero_log, "reflection")
-        add("reflection words increase during RL", last, first,
+        add("reflection words increase during RL (training rollouts)", last, first,
             f"{mean(first):.3f} -> {mean(last):.3f} per response, first and last 10 steps", paired=False)
+    compare("R1-Zero reflects more than the base model (reflection words per reply, test split)", "R1-Zero", "base",
+            "reflection")
     if "R1-Zero" in per:  # on the same problems: reflection may happen more on harder ones
         both = [(r, p) for r, p in zip(per["R1-Zero"]["reflect_acc"], per["R1-Zero"]["plain_acc"])
                 if r is not None and p is not None]
@@ -155,13 +159,29 @@ def findings(table: dict[str, dict], per: dict[str, dict], zero_log: list[dict],
     return out
 
 
+def catches_its_slip(completion: str) -> bool:
+    """Does the reply show a check at work, with arithmetic a reader can follow: a first pass with exactly one
+    wrong fact (rewards.arithmetic_facts), then a check whose facts are all right and which disagrees ("wait"),
+    then a second pass whose facts are all right?"""
+    think = reasoning_text(completion)
+    check, wait = re.search(r"Check|检查", think), re.search(r"Wait|等等", think)
+    if not check or not wait or wait.start() < check.start():
+        return False
+    parts = think[:check.start()], think[check.start():wait.start()], think[wait.start():]
+    wrong = [sum(not ok for _, ok in arithmetic_facts(part)) for part in parts]
+    return wrong == [1, 0, 0] and bool(arithmetic_facts(parts[2]))
+
+
 def aha_sample(zero_dir: Path) -> dict | None:
-    """The aha moment of the paper's Table 3, picked by code, not by hand: the latest training reply of R1-Zero
-    that reflects and is right (train_zero.py logs each step's first in aha.jsonl), one that corrects itself
-    ("wait") when there is one."""
+    """The aha moment of the paper's Table 3, picked by code, not by hand, from the R1-Zero training replies
+    that reflect and are right (train_zero.py logs them in aha.jsonl): the latest that catches its own slip with
+    every other fact right (catches_its_slip, "clean"), else the latest that corrects itself, else the latest."""
     rows = load_jsonl(zero_dir / "aha.jsonl")
+    for r in rows:
+        r["clean"] = catches_its_slip(r["completion"])
+    clean = [r for r in rows if r["clean"]]
     corrected = [r for r in rows if r.get("corrects")]
-    return (corrected or rows or [None])[-1]
+    return (clean or corrected or rows or [None])[-1]
 
 
 def plot(zero_log: list[dict], path: Path) -> bool:
@@ -251,8 +271,14 @@ def report(out: str | Path) -> dict:
            + ")" for f in found]
     aha = aha_sample(out / "zero")
     md += ["", "## The aha moment (an R1-Zero training reply that reflects and is right, picked by code)", ""]
-    md += [f"Step {aha['step']}. Question: {aha['question']} (answer {aha['answer']})", "", "```",
-           aha["completion"], "```"] if aha else ["No training reply reflected and was right."]
+    if aha:
+        how = ("its first pass has exactly one wrong fact, which its check catches; every other fact is right"
+               if aha["clean"] else "no reply caught its own slip with every other fact right: this one's "
+               "arithmetic is not checked clean")
+        md += [f"Step {aha['step']}. Question: {aha['question']} (answer {aha['answer']}); {how}.", "", "```",
+               aha["completion"], "```"]
+    else:
+        md += ["No training reply reflected and was right."]
     if zero_log:
         md += ["", "## R1-Zero training (rollouts at temperature 1; dev-split pass@1 at 0.6)", ""]
         steps = [r for r in zero_log if "reward" in r]
@@ -265,10 +291,11 @@ def report(out: str | Path) -> dict:
                                   + [evals.get(r["step"], "")] for r in picked]))
         if plot(zero_log, out / "zero_curves.png"):
             md += ["", "![R1-Zero curves](zero_curves.png)"]
-    if times:
-        total = sum(float(t[1]) for t in times)
+    if times:  # stages side by side overlap: the whole run's wall time is its own row when speedrun.sh wrote one
+        stages = [t for t in times if t[0] != "wall"]
+        total = next((t[1] for t in times if t[0] == "wall"), f"{sum(float(t[1]) for t in stages):.0f}")
         md += ["", "## Wall time per stage", "",
-               markdown_table(["stage", "seconds"], [[t[0], t[1]] for t in times] + [["total", f"{total:.0f}"]])]
+               markdown_table(["stage", "seconds"], [[t[0], t[1]] for t in stages] + [["total (wall)", total]])]
     (out / "report.md").write_text("\n".join(md) + "\n", encoding="utf-8")
     result = {"k": k, "preset": preset, "hardware": hardware, "table": table, "intervals": cis, "findings": found,
               "aha": aha, "times": {t[0]: float(t[1]) for t in times}}

@@ -11,6 +11,7 @@ scan that counts braces, and the format is one think block, then text holding th
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 from functools import partial
 
 from r1mini.config import ConfigError, import_named
@@ -174,6 +175,39 @@ def is_step_by_step(completion: str) -> bool:
     parsed = parse_completion(completion)
     think = parsed[0] if parsed else completion.split("</think>")[0]
     return len(_STEP.findall(think[:MAX_COMPLETION_CHARS])) > 1
+
+
+# one written fact: numbers joined by + - × * / (no brackets), then "=" and the value it claims
+# (not starting inside a bracket's or another chain's operands: "(3 + 4) * 10 + 16 = 86" holds no fact)
+_FACT = re.compile(r"(?<![\d)])(?<![-+×*/)] )(?<![-+×*/])(-?\d{1,12}(?: ?[-+×*/] ?-?\d{1,12}){1,6}) ?= ?(-?\d{1,12})(?!\d)")
+_FACT_TOKEN = re.compile(r"(-?\d+)([-+×*/]|$)")  # a number (its sign, where one stands first) and the operator after it
+
+
+def arithmetic_facts(text: str) -> list[tuple[str, bool]]:
+    """Every fact `x op y [op z ...] = v` written in the text, and whether it is right (× and / before + and -,
+    exactly, with fractions): "3+5+1=9" right, "2×-9=-18" right, "-4-14=-12" wrong. Read, never executed."""
+    facts = []
+    for m in _FACT.finditer(text[:MAX_COMPLETION_CHARS]):
+        tokens = [part for pair in _FACT_TOKEN.findall(m.group(1).replace(" ", "")) for part in pair if part]
+        facts.append((m.group(0), _chain_value(tokens) == int(m.group(2))))
+    return facts
+
+
+def _chain_value(tokens: list[str]) -> Fraction | None:
+    """The value of number (op number)*: products and quotients first, then sums, left to right."""
+    terms, sign, i = [], 1, 1
+    value = Fraction(int(tokens[0]))
+    while i < len(tokens) - 1:
+        op, x = tokens[i], Fraction(int(tokens[i + 1]))
+        if op in "×*/":
+            if op == "/" and x == 0:
+                return None
+            value = value * x if op != "/" else value / x
+        else:
+            terms.append(sign * value)
+            sign, value = (1 if op == "+" else -1), x
+        i += 2
+    return sum(terms) + sign * value
 
 
 def corrects_itself(text: str) -> bool:

@@ -43,7 +43,7 @@ class GRPOConfig:
     """The options of every GRPO stage (the papers' defaults unless said otherwise; see r1mini/grpo.py)."""
     prompts_per_step: int = 8  # all ranks together
     group_size: int = 8  # G completions per prompt
-    max_new_tokens: int = 176  # the longest completion, in tokens (a longer one is cut off there)
+    max_new_tokens: int = 224  # the longest completion, in tokens (a longer one is cut off); with the prompt, 256
     temperature: float = 1.0  # of the rollouts
     top_p: float = 1.0  # nucleus sampling of the rollouts; 1.0 samples the whole distribution
     lr: float = 1e-4  # 3e-4 collapsed one cpu R1-Zero run to accuracy 0 within 25 steps; 1e-4 climbed steadily
@@ -236,7 +236,8 @@ def grpo_update(policy: Policy, ro: Rollout, advantages: torch.Tensor, keep: tor
     |rho - 1| of the first update (None for what this rank has no rows for).
 
     Old log-probs are taken once, before the first update, through the same forward as the updates (eager,
-    compiled or DDP: on-policy, rho must be exactly 1, and it is 1 only if both sides ran the same kernels).
+    compiled or DDP) and in the same chunks: on-policy, rho must be exactly 1, and it is 1 only if both
+    sides ran the same kernels on the same shapes.
     With mu = minibatches = 1 the single update is on-policy by construction (old = current) and the extra
     pass is skipped. The first update is always on-policy, so its ratio_dev measures numerical noise alone.
 
@@ -258,13 +259,12 @@ def grpo_update(policy: Policy, ro: Rollout, advantages: torch.Tensor, keep: tor
     micro = micro_batch(policy.model, "train", longest, ids.size(1), cfg.micro_batch_size,
                         ref_model=policy.ref_model is not None)
     old_logp = ref_logp = None
-    if cfg.mu * cfg.minibatches > 1 or policy.ref_model is not None:  # no-grad forwards, in their own chunks
+    if cfg.mu * cfg.minibatches > 1:
+        old_logp = _old_logprobs(policy.forward, ids, mask, slices, micro)
+    if policy.ref_model is not None:  # no-grad forwards, in chunks as large as fit
         score_micro = micro_batch(policy.model, "score", len(idx), ids.size(1), cfg.micro_batch_size,
-                                  optimizer_state=True, ref_model=policy.ref_model is not None)
-        if cfg.mu * cfg.minibatches > 1:
-            old_logp = _logprobs(policy.forward, ids, score_micro)
-        if policy.ref_model is not None:
-            ref_logp = _logprobs(policy.ref_model, ids, score_micro)
+                                  optimizer_state=True, ref_model=True)
+        ref_logp = _logprobs(policy.ref_model, ids, score_micro)
     stats, entropies = [], []
     for _ in range(cfg.mu):
         for rows, total, size in zip(slices, totals, sizes):
@@ -292,6 +292,30 @@ def _logprobs(forward: torch.nn.Module, ids: torch.Tensor, micro_batch_size: int
     return torch.cat(parts)
 
 
+@torch.no_grad()
+def _old_logprobs(forward: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor, slices: list[torch.Tensor],
+                  micro: int) -> torch.Tensor:
+    """log pi_old of every row, (B, T-1), taken in exactly the chunks (rows and widths) that each minibatch's
+    update runs (_update_chunks): the first update then computes its log-probs with the same kernels on the
+    same inputs, and rho is exactly 1. (Kernels are chosen by shape: full-width batches differed from the
+    update's chunks in the last bits, 3e-7 in ratio_dev under bf16.) Columns past a chunk's width stay 0: no
+    target there."""
+    old = torch.zeros(ids.size(0), ids.size(1) - 1, device=ids.device)
+    for rows in (rows for rows in slices if len(rows)):  # this rank may have kept no row of a minibatch
+        for c, width in _update_chunks(mask, rows, micro):
+            with autocast(ids.device):
+                logits = forward(ids[c, :width])[:, :-1]
+            old[c, :width - 1] = logprobs_from_logits(logits, ids[c, 1:width])
+    return old
+
+
+def _update_chunks(mask: torch.Tensor, rows: torch.Tensor, micro: int) -> list[tuple[torch.Tensor, int]]:
+    """The chunks an update of `rows` runs: (row indices, ids width), by length (distributed.length_chunks: each
+    cut after its longest row's last target). Mask column j marks the target ids[:, j + 1], so a chunk whose
+    targets end before mask column w needs w + 1 ids."""
+    return [(rows[c], width + 1) for c, width in length_chunks(mask[rows], micro)]
+
+
 def _idle_update(policy: Policy, row: torch.Tensor, cfg: GRPOConfig) -> None:
     """A rank with no rows in an update still runs a forward and backward through DDP (of weight 0, so its
     gradient is 0) and the optimizer step: the other ranks' backward waits for its gradients."""
@@ -311,8 +335,7 @@ def _minibatch_update(policy: Policy, ids, mask, adv, old_logp, ref_logp, rows, 
     DDP averages the ranks' gradients: the update is that of the whole minibatch of every rank. Returns the
     loss's stats, weighted by tokens; appends each chunk's mean entropy over its response tokens to
     `entropies`."""
-    # mask column j marks the target ids[:, j + 1]: a chunk whose targets end before mask column w needs w + 1 ids
-    chunks = [(rows[c], width + 1) for c, width in length_chunks(mask[rows], micro)]
+    chunks = _update_chunks(mask, rows, micro)
     agg = cfg.aggregation()
     n_tokens = max(1, mask[rows].sum().item())
     policy.optimizer.zero_grad(set_to_none=True)
@@ -348,7 +371,8 @@ def step_metrics(ro: Rollout, rewards: torch.Tensor, parts: dict[str, list[float
     measured = measured or {}
     per_completion = {"reward": rewards.tolist(), **parts, "length": ro.lengths, **measured,
                       "mixed_groups": mixed.tolist(), **{k: [] if v is None else [v] for k, v in update.items()}}
-    sums = sum_over_ranks([x for v in per_completion.values() for x in (sum(v), len(v))], device)
+    sums = sum_over_ranks([x for v in per_completion.values() for x in (sum(v), len(v))], device,
+                          names=",".join(per_completion))
     metrics = {k: None if n == 0 and k in measured else round(s / max(1, n), 4)
                for k, s, n in zip(per_completion, sums[::2], sums[1::2])}
     train_rate = world * ro.ids.numel() * cfg.mu / max(t_train, 1e-6)  # forward + backward over the padded batch

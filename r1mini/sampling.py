@@ -2,10 +2,11 @@
 
 Prompts of different lengths are left-padded to a common length; each sequence keeps its own positions
 (so RoPE sees the same positions as it would alone) and the cache's validity mask hides the padding. One
-batched forward pass fills the cache with every prompt (prefill); then each step feeds one token per
-sequence, with no per-token Python work that grows with the length or the batch. When more than half of the
-batch has stopped, the finished rows are dropped from the batch and the cache, so long stragglers do not
-drag the whole batch along. `generate_no_cache` is the slow reference: it recomputes the whole sequence for every token.
+batched forward pass fills the cache with every prompt (prefill; a prompt repeated over rows, as in GRPO's
+groups, runs once and is copied); then each step feeds one token per sequence, with no per-token Python work
+that grows with the length or the batch. When more than half of the batch has stopped, the finished rows are
+dropped from the batch and the cache, so long stragglers do not drag the whole batch along.
+`generate_no_cache` is the slow reference: it recomputes the whole sequence for every token.
 
 On a GPU that loop is bound by kernel launches (~1,000 small kernels per step for the same few ms whatever the
 batch), so on CUDA generate takes a static decode loop instead (`decode_static`, gpt-fast's approach): every
@@ -18,6 +19,7 @@ For problems rather than token ids, `sample_completions` prompts k completions o
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import weakref
 from dataclasses import dataclass
@@ -30,7 +32,7 @@ from tqdm import tqdm
 from r1mini.device import autocast, cache_dtype, cuda_paths
 from r1mini.distributed import map_striped, rank_and_world
 from r1mini.formats import answer_format, prompt_ids
-from r1mini.memory import generation_batch
+from r1mini.memory import generation_batch, hold
 from r1mini.model import KVCache, Transformer
 
 if TYPE_CHECKING:  # for the annotations only: tasks.py needs nothing from here
@@ -63,7 +65,8 @@ def token_probs(logits: torch.Tensor, temperature: float, top_p: float) -> torch
     nucleus by top-p and not renormalised (the kept tokens' mass); temperature 0: one-hot on the argmax."""
     if temperature == 0:
         return F.one_hot(logits.argmax(-1), logits.size(-1)).float()
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    logits = logits.float()
+    probs = torch.softmax(logits if temperature == 1 else logits / temperature, dim=-1)  # x / 1 is x: skipped
     return nucleus(probs, top_p) if top_p < 1 else probs
 
 
@@ -150,21 +153,23 @@ def generate(model: Transformer, prompts: list[list[int]], max_new_tokens: int, 
     was_training = model.training
     model.eval()
     stop = torch.tensor(list(stop_ids) or [-1], device=device)
-    if speculative:
-        check_sampling(temperature, top_p)
-        probs = functools.partial(token_probs, temperature=temperature, top_p=top_p)
-        out = decode_speculative(model, cache, idx, positions, max_new_tokens, pad_id=pad_id, stop=stop, probs=probs,
-                                 generator=generator, stats=stats)
-    else:
-        with autocast(device):  # prefill: all prompts in one pass (eager on both paths: its shape varies)
-            logits = model(idx, cache=cache, positions=positions)[:, -1]
-        sample = functools.partial(sample_next, temperature=temperature, top_p=top_p, generator=generator)
-        if static:
-            out = decode_static(model, cache, logits, lengths, max_new_tokens, pad_id=pad_id, stop=stop,
-                                sample=sample, n_real=n_real)
+    # on the CPU, the blocks' weights laid out for decoding once for the whole call (Transformer.decoding); on
+    # the CUDA paths as they are (a compiled step would be compiled again for every new weight tensor)
+    with contextlib.nullcontext() if cuda_paths(device) else model.decoding():
+        if speculative:
+            check_sampling(temperature, top_p)
+            probs = functools.partial(token_probs, temperature=temperature, top_p=top_p)
+            out = decode_speculative(model, cache, idx, positions, max_new_tokens, pad_id=pad_id, stop=stop,
+                                     probs=probs, generator=generator, stats=stats)
         else:
-            out = decode_dynamic(model, cache, logits, lengths, max_new_tokens, pad_id=pad_id, stop=stop,
-                                 sample=sample)
+            logits = prefill(model, cache, idx, positions)
+            sample = functools.partial(sample_next, temperature=temperature, top_p=top_p, generator=generator)
+            if static:
+                out = decode_static(model, cache, logits, lengths, max_new_tokens, pad_id=pad_id, stop=stop,
+                                    sample=sample, n_real=n_real)
+            else:
+                out = decode_dynamic(model, cache, logits, lengths, max_new_tokens, pad_id=pad_id, stop=stop,
+                                     sample=sample)
     model.train(was_training)
 
     results = []
@@ -172,6 +177,36 @@ def generate(model: Transformer, prompts: list[list[int]], max_new_tokens: int, 
         hits = [j for j, x in enumerate(row) if x in stop_ids]
         results.append(row[:hits[0] + 1] if hits else row)
     return results
+
+
+def prefill(model: Transformer, cache: KVCache, idx: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Run the left-padded prompts idx (B, P) at `positions` into the empty cache, whose `valid` marks their
+    real tokens, in one pass (eager on both decode paths: its shape varies), and return the logits (B, V)
+    of their last position only (float32 logits of every prompt position would take rows x prompt x
+    vocabulary x 4 bytes).
+
+    A prompt that several rows share (a GRPO rollout samples each one group_size times) runs once: the
+    distinct prompts fill a cache of their own, whose keys and values are copied to every row that repeats
+    them. The prefill then costs the distinct prompts, not the rows: it was 15% of a cpu-preset rollout of
+    8 prompts x 8 samples and 96 new tokens, and 1/8 of that remains."""
+    B, P = idx.shape
+    # rows are the same prompt when their tokens and their real slots (its length) are
+    key = torch.cat([idx, cache.valid[:, :P].long()], 1)
+    distinct, inverse = torch.unique(key, dim=0, return_inverse=True)
+    if len(distinct) == B:
+        with autocast(idx.device):
+            return model.head(model.norm(model.trunk(idx, positions, cache=cache)[:, -1]))
+    first = torch.full((len(distinct),), B, device=idx.device).scatter_reduce(
+        0, inverse, torch.arange(B, device=idx.device), "amin")  # a row of each distinct prompt
+    shared = KVCache(model.cfg, len(distinct), P, idx.device, cache.k.dtype)
+    shared.valid[:] = cache.valid[first, :P]
+    with autocast(idx.device):
+        logits = model.head(model.norm(model.trunk(idx[first], positions[first], cache=shared)[:, -1]))
+    for layer in range(model.cfg.n_layer):  # layer by layer: the rows gathered are a temporary of one layer
+        cache.k[layer, :, :, :P] = shared.k[layer, inverse]
+        cache.v[layer, :, :, :P] = shared.v[layer, inverse]
+    cache.length = P
+    return logits[inverse]
 
 
 def decode_dynamic(model: Transformer, cache: KVCache, logits: torch.Tensor, lengths: torch.Tensor,
@@ -317,8 +352,17 @@ def compiled_decode_step():
     sizes are powers of two (generate pads the rows), and eval.py decodes several checkpoints in one
     process: one graph per model and size, more than dynamo's default limit of 8 before it falls back to
     eager."""
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    allow_recompiles(64)
     return torch.compile(decode_step, mode="reduce-overhead", fullgraph=True, dynamic=False)
+
+
+def allow_recompiles(n: int) -> None:
+    """Let dynamo compile a function for at least n input shapes before it falls back to eager. torch 2.7
+    renamed the setting from cache_size_limit to recompile_limit (keeping the old name as an alias); torch
+    2.5 and 2.6, which pyproject allows, know only the old name."""
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    setattr(config, name, max(getattr(config, name), n))
 
 
 # the static path's caches, one per model, batch size and dtype, kept between calls: a CUDA graph replays
@@ -338,6 +382,7 @@ def static_cache(model: Transformer, batch_size: int, dtype: torch.dtype) -> KVC
             # tells CUDA graphs the step may write to it in place at a fixed address (without this, a graph
             # whose inputs are mutated is not captured)
             torch._dynamo.mark_static_address(t)
+            hold(t)  # taken from every memory budget until the model goes (memory.device_memory_bytes)
     cache = caches[key]
     cache.length = 0
     cache.valid.zero_()  # the last call's keys and values stay, masked out until overwritten
@@ -358,8 +403,9 @@ def decode_static(model: Transformer, cache: KVCache, logits: torch.Tensor, leng
     CPU attention and matmul kernels sum in an order that depends on the number of keys or rows.
     """
     device, B, P = logits.device, len(lengths), cache.length
-    compiled = device.type == "cuda"  # never under R1MINI_EMULATE_CUDA: the CPU runs decode_step eagerly
+    compiled = uses_cuda_graphs(device)
     step = compiled_decode_step() if compiled else decode_step
+    skips = cudagraph_skips()
     out = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
     n_real = B if n_real is None else n_real
     done = torch.arange(B, device=device) >= n_real
@@ -379,12 +425,47 @@ def decode_static(model: Transformer, cache: KVCache, logits: torch.Tensor, leng
             try:
                 logits = step(model, cache, tok[:, None], (lengths + t)[:, None], slot + t).clone()
             except Exception as e:  # noqa: BLE001 (a compiler failure: same step, eagerly, from now on)
-                if step is decode_step:
+                if step is decode_step or out_of_memory(e):  # out of memory: the caller says what to lower
                     raise
                 _compile_failed(e)
                 step = decode_step
                 logits = step(model, cache, tok[:, None], (lengths + t)[:, None], slot + t).clone()
+        if compiled and t == 0:  # the first step compiled and recorded the graph, or did not
+            _report_graph_skips(cudagraph_skips() - skips)
     return out[:, :t + 1]
+
+
+def uses_cuda_graphs(device: torch.device) -> bool:
+    """Whether decode_static runs its step compiled into CUDA graphs: on a GPU. Never on the CPU, where
+    R1MINI_EMULATE_CUDA runs decode_step eagerly (compiling it takes a minute there)."""
+    return device.type == "cuda"
+
+
+def cudagraph_skips() -> int:
+    """How many times Inductor compiled a graph and then did not record it as a CUDA graph (its counter)."""
+    from torch._dynamo.utils import counters  # imported here: dynamo is slow to import, and only CUDA needs it
+    return counters["inductor"]["cudagraph_skips"]
+
+
+def _report_graph_skips(skipped: int) -> None:
+    """A skip is otherwise silent (a counter, and a log that is off by default): the step runs as compiled
+    kernels, each launched on its own, several times slower than one graph replay."""
+    if skipped > 0:
+        print(f"warning: the compiled decode step is not running as a CUDA graph ({skipped} skipped); decoding "
+              f"launches every kernel on its own, several times slower. TORCH_LOGS=cudagraphs says why",
+              flush=True)
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Whether `error`, or an error it was raised from (the compiler wraps what fails inside it), is CUDA
+    running out of memory."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, torch.cuda.OutOfMemoryError):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def _compile_failed(error: Exception) -> None:

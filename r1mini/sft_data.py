@@ -2,8 +2,9 @@
 
 - cold start (stage 1): R1-Zero's correct samples whose reasoning is written wholly in the prompt's language
   and does not loop, rewritten into the readable chat format; topped up with worked solutions from the
-  tasks when too few survive (the paper collected thousands, partly written by people): a JSONL file's from
-  the lines that carry a "solution", and none where no line does.
+  tasks that check themselves when too few survive (the paper collected thousands of long CoT with reflection
+  and verification, partly written by people): a JSONL file's from the lines that carry a "solution", and
+  none where no line does.
 - rejection sampling (stage 3, and distillation): the chat replies that are right, well formed and pass
   the rejection filters (r1mini/filters.py), plus non-reasoning chat data at reasoning_ratio : 1 (the
   paper's 600k : 200k is 3 : 1).
@@ -28,8 +29,8 @@ def cold_start_data(sampled, n_examples: int, tasks: dict[str, Task], rng: rando
 
     A completion is kept when it is well formed and right and its reasoning is wholly in the prompt's
     language, then by rejection_filter's repetition and duplicate checks (a reply cut off at the length limit
-    has no answer, so none is too long). At most n_examples are kept; worked step-by-step solutions fill the
-    rest (worked_solutions). Returns (pairs, how many came from R1-Zero before the cut to n_examples)."""
+    has no answer, so none is too long). At most n_examples are kept; worked solutions fill the rest
+    (worked_solutions). Returns (pairs, how many came from R1-Zero before the cut to n_examples)."""
     samples = []
     for problem, completions in sampled:
         for c in completions:
@@ -47,17 +48,17 @@ def cold_start_data(sampled, n_examples: int, tasks: dict[str, Task], rng: rando
 
 
 def worked_solutions(tasks: dict[str, Task], n: int, rng: random.Random, zh_share: float) -> list[tuple[str, str]]:
-    """n (user, assistant) pairs of worked step-by-step solutions to training problems drawn from `rng`. A
-    JSONL file (FileTask) writes none of its own: its lines that carry a "solution" are the pairs, each at most
-    once, fewer than n where fewer lines have one (none where none has)."""
+    """n (user, assistant) pairs of worked solutions that check themselves ("reflect", long CoT) to training
+    problems drawn from `rng`. A JSONL file (FileTask) writes none of its own: its lines that carry a "solution"
+    are the pairs, each at most once, fewer than n where fewer lines have one (none where none has)."""
     file = next((t for t in tasks.values() if isinstance(t, FileTask)), None)
     if file is not None:
         chosen = rng.sample(file.solved, min(max(0, n), len(file.solved)))
-        return [(p.question, reasoning_reply(*file.solution(p, "steps", p.lang, rng), p.lang, answer_format(p)))
+        return [(p.question, reasoning_reply(*file.solution(p, "reflect", p.lang, rng), p.lang, answer_format(p)))
                 for p in chosen]
     pairs = []
     for p in draw_problems(rng, tasks, max(0, n), zh_share):
-        think, answer = tasks[p.task].solution(p, "steps", p.lang, rng)
+        think, answer = tasks[p.task].solution(p, "reflect", p.lang, rng)  # long CoT that checks itself
         pairs.append((p.question, reasoning_reply(think, answer, p.lang, answer_format(p))))
     return pairs
 

@@ -108,9 +108,12 @@ def reply_metrics(completions: list[str], parts: dict[str, list[float]]) -> dict
     measured = {"steps_share": [is_step_by_step(c) for c in completions], "reflection": reflection,
                 "mixed_lang": [mixed_language(c) for c in completions]}
     accuracy = parts.get("accuracy")
-    if accuracy is not None and len(accuracy) == len(completions):
-        measured["reflect_acc"] = [a for a, r in zip(accuracy, reflection) if r]
-        measured["plain_acc"] = [a for a, r in zip(accuracy, reflection) if not r]
+    if accuracy is not None:  # the same keys on every rank (ranks all-reduce one list of them); where accuracy
+        # covers only some replies (general prompts in the final RL), which reply each value belongs to is
+        # unknown, and the rank adds no value to either
+        known = len(accuracy) == len(completions)
+        measured["reflect_acc"] = [a for a, r in zip(accuracy, reflection) if r] if known else []
+        measured["plain_acc"] = [a for a, r in zip(accuracy, reflection) if not r] if known else []
     return measured
 
 

@@ -1,14 +1,16 @@
 """Synthetic reasoning tasks with exact verifiers: addition, multiplication, linear equations, countdown.
 
 Each task draws problems from a seeded `random.Random`, writes worked solutions in several styles, and
-checks an answer string. The styles are what the small-scale experiment needs (docs/results.md):
+checks an answer string (`check`). The styles are what the small-scale experiment needs (docs/results.md,
+"How the small-scale experiment is set up"):
 
 - "direct": the answer at once. A small model is bad at this, which leaves RL something better to find.
-- "steps": one small step per line of thought (digit by digit, with a running partial result).
-- "reflect": steps, then a check by an independent route (subtract back, substitute x, recompute the
-  expression), as people check: the first pass is usually right and the check confirms it; when it slipped
-  (CHECK_FINDS_SLIP of these solutions), the check disagrees and a correction follows. Tasks without a cheap
-  check (`verify` returns None) write plain steps instead.
+- "steps": one small step per line of thought (column by column, with a running partial result).
+- "reflect": steps, then a check of the answer by another route at the same granularity (`check_steps`: add
+  again column by column with the numbers swapped, multiply again with the factors swapped, put x back with
+  the facts the solution wrote, recompute the expression), as people check: the first pass is usually right
+  and the check agrees and stops; when one of the two slipped, they disagree, and "wait" and a clean second
+  pass follow (`steps_with_check`). Tasks without a check (`check_steps` returns None) write plain steps.
 - "wrong": steps with an uncorrected slip, so the answer is wrong (pretraining text is not all clean).
 Solutions are written in English or Chinese, or switch language part-way ("mixed").
 
@@ -40,6 +42,7 @@ STYLES = ("direct", "steps", "reflect", "wrong")
 LANGS = ("en", "zh", "mixed")
 MAX_ANSWER_CHARS = 200
 CHECK_FINDS_SLIP = 0.3  # share of "reflect" solutions whose first pass slipped, so that the check disagrees
+CHECK_SLIPS = 0.1  # share of "reflect" solutions whose check slipped (a second pass then confirms the first)
 
 _INT = re.compile(r"-?[0-9]{1,30}", re.ASCII)
 _LINEAR_ANSWER = re.compile(r"(?:x\s*=\s*)?(-?[0-9]{1,30})", re.ASCII)
@@ -131,8 +134,10 @@ class Task:
             raise ValueError(f"style must be in {STYLES} and lang in {LANGS}")
         if style == "direct":
             return self.direct(problem.data, "zh" if lang == "zh" else "en"), problem.answer
-        steps, answer = self.checked(problem.data, rng) if style == "reflect" else \
+        steps, answer = self.steps_with_check(problem.data, rng) if style == "reflect" else \
             self.steps(problem.data, rng, slip=style == "wrong")
+        intro = self.intro(problem.data)
+        steps = ([intro] if intro else []) + steps
         if lang == "mixed":  # start in one language, finish in the other
             first = rng.choice(["en", "zh"])
             cut = rng.randint(1, max(1, len(steps) - 1))
@@ -141,23 +146,35 @@ class Task:
             langs = [lang] * len(steps)
         return " ".join(_say(lg, en, zh) for (en, zh), lg in zip(steps, langs)), answer
 
-    def checked(self, data: dict, rng: random.Random) -> tuple[list, str]:
-        """Steps, then the check (verify): a first pass that slipped (CHECK_FINDS_SLIP of the time) is caught and
-        corrected, a right one confirmed. Plain steps for a task without a check."""
-        if type(self).verify is Task.verify:  # no check at all: one clean pass
-            return self.steps(data, rng, slip=False)
-        slipped = rng.random() < CHECK_FINDS_SLIP
-        steps, answer = self.steps(data, rng, slip=slipped)
-        check = self.verify(data, answer, rng)
+    INTRO: tuple[str, str] | None = None  # (en, zh) words before the steps, naming the method
+    AGAIN = ("Wait, solve it again.", "等等，重新算一遍。")  # after a check that disagrees, before the second pass
+
+    def steps_with_check(self, data: dict, rng: random.Random) -> tuple[list, str]:
+        """Reflection as people do it: the steps, then a check of their answer (check_steps). The first pass is
+        usually right and the check agrees and stops; in CHECK_FINDS_SLIP of these solutions the first pass
+        slipped, and in CHECK_SLIPS the check did: either way the two disagree, and "wait" and a clean second
+        pass follow, whose answer stands. Plain steps for a task without a check."""
+        u = rng.random()
+        first_slips, check_slips = u < CHECK_FINDS_SLIP, CHECK_FINDS_SLIP <= u < CHECK_FINDS_SLIP + CHECK_SLIPS
+        steps, answer = self.steps(data, rng, slip=first_slips)
+        check = self.check_steps(data, answer, rng, slip=check_slips)
         if check is None:
             return self.steps(data, rng, slip=False)
-        more, answer = check
-        return steps + more, answer
+        more, agrees = check
+        if agrees:
+            return steps + more, answer
+        again, right = self.steps(data, rng, slip=False)
+        return steps + more + [self.AGAIN] + again, right
 
-    def verify(self, data: dict, answer: str, rng: random.Random) -> tuple[list, str] | None:
-        """A check of `answer` by an independent route: (en, zh) steps, and the answer they leave (the same one
-        when the check confirms it; the right one, after "wait" and a correction, when it does not). None: the
-        task has no check cheap enough (its "reflect" solutions are plain steps)."""
+    def intro(self, data: dict) -> tuple[str, str] | None:
+        """What the steps start with, naming the method (INTRO): said once, not again after "wait"."""
+        return self.INTRO
+
+    def check_steps(self, data: dict, answer: str, rng: random.Random, slip: bool = False) -> tuple[list, bool] | None:
+        """A check of `answer` by another route at the solution's own granularity: (en, zh) steps that end in
+        the verdict ("Right." when it agrees, "not ..." where it first disagrees), and whether it agrees. slip:
+        the check itself slips once (so it disagrees with a right answer). None: the task has no check (its
+        "reflect" solutions are plain steps)."""
         return None
 
     # subclasses
@@ -171,34 +188,108 @@ class Task:
         raise NotImplementedError
 
 
-def column_steps(a: int, b: int, op: str, rng: random.Random, slip: bool):
-    """Digit-by-digit addition or one-digit multiplication from the right, with a running partial result.
+# -- column arithmetic: addition, and multiplication by one digit ----------------------------------------------
+#
+# Each step restates what is left of the operands ("63+15:"), so the digits to combine sit just before the
+# "+" and the ":" nearby: a tiny model finds them by looking a few tokens back instead of counting positions
+# inside the question. Numbers are written without spaces around + = ×: every digit is a token of its own,
+# and a space before each number would be one more token in replies that must fit the reply budget.
+#
+# A slip is what the base model was measured to do (benchmarks/check_anatomy.py, docs/runs/slips.md): in
+# column arithmetic it copies operands and carries right and gets one fact wrong. In addition the sum is one
+# off, most often one short where a carry came in (the carry written but not added); in multiplication the
+# carry is added wrong (one or ten off) more often than the product is (a neighbouring entry of the times
+# table, or one off).
+CARRY_NOT_ADDED = 0.6  # of addition slips in a column that a carry comes into
+CARRY_ADD_SLIPS = 0.65  # of multiplication slips in a column that a carry comes into: the carry added wrong
 
-    Each step restates what is left of the operands ("76 + 79:"), so the digits to combine always sit
-    just before the "+" and the ":" nearby: a tiny model finds them by looking a few tokens back instead
-    of counting positions inside the question. A slip makes one column's value off by one.
-    """
-    n_cols = len(str(a)) if op == "*" else max(len(str(a)), len(str(b)))
-    steps, carry, partial = [], 0, ""
+
+def _column(rest_a: int, rest_b: int, op: str, carry: int, rng: random.Random | None = None,
+            swap: bool = False) -> tuple[str, str, int]:
+    """One column's head ("63+15"), its arithmetic ("3+5+1=9", or "4×6=24{sep}24+4=28": the product, then the
+    carry in a step of its own, two easy facts instead of one hard one; {sep} is ", " or "，") and its value.
+    With rng, one of its facts slips (see above)."""
+    sym = "+" if op == "+" else "×"
+    x, y = rest_a % 10, (rest_b % 10 if op == "+" else rest_b)
+    a_txt, b_txt, x_txt, y_txt = str(rest_a), str(rest_b), str(x), str(y)
+    if swap:
+        a_txt, b_txt, x_txt, y_txt = b_txt, a_txt, y_txt, x_txt
+    if op == "+":
+        value = x + y + carry
+        if rng is not None:
+            value = value - 1 if carry and rng.random() < CARRY_NOT_ADDED else _off_by_one(value, rng)
+        return f"{a_txt}+{b_txt}", f"{x_txt}+{y_txt}" + (f"+{carry}" if carry else "") + f"={value}", value
+    product = x * y
+    if rng is not None and not (carry and rng.random() < CARRY_ADD_SLIPS):
+        step = rng.choice([1, y])  # one off, or the next entry of the times table
+        product = product - step if product >= step and rng.random() < 0.5 else product + step
+        rng = None
+    value = product + carry
+    if rng is not None:  # the carry added wrong
+        step = rng.choice([1, 1, 10])
+        value = value - step if value >= step and rng.random() < 0.5 else value + step
+    expr = f"{x_txt}×{y_txt}={product}" + (f"{{sep}}{product}+{carry}={value}" if carry else "")
+    return f"{a_txt}×{b_txt}", expr, value
+
+
+def _off_by_one(value: int, rng: random.Random) -> int:
+    return value + 1 if value == 0 or rng.random() < 0.5 else value - 1
+
+
+def _n_columns(a: int, b: int, op: str) -> int:
+    return len(str(a)) if op == "*" else max(len(str(a)), len(str(b)))
+
+
+def column_steps(a: int, b: int, op: str, rng: random.Random, slip: bool):
+    """Addition, or multiplication by one digit, column by column from the right with a running partial result
+    ("63+15: 3+5+1=9, so far 92."); the last partial result is the answer. slip: one column's fact is wrong."""
+    n_cols = _n_columns(a, b, op)
     slip_col = rng.randrange(n_cols) if slip else -1
+    steps, carry, partial = [], 0, ""
     for i in range(n_cols):
-        rest_a, rest_b = a // 10 ** i, (b if op == "*" else b // 10 ** i)
-        x, y = rest_a % 10, rest_b % 10
-        head = f"{rest_a} + {rest_b}" if op == "+" else f"{rest_a} × {rest_b}"
-        if op == "+":
-            expr = f"{x} + {y}" + (f" + {carry}" if carry else "")
-        else:  # the product, then the carry in a step of its own: two easy facts instead of one hard one
-            expr = f"{x} × {y}" + (f" = {x * y}, {x * y} + {carry}" if carry else "")
-        value = (x + y if op == "+" else x * y) + carry
+        head, expr, value = _column(a // 10 ** i, b if op == "*" else b // 10 ** i, op, carry,
+                                    rng if i == slip_col else None)
         last = i == n_cols - 1
-        if i == slip_col:
-            value = value + 1 if value == 0 or rng.random() < 0.5 else value - 1
         digit, carry = value % 10, value // 10
         partial = (str(value) if last else str(digit)) + partial
-        en = f"{head}: {expr} = {value}, so far {partial}" + (f", carry {carry}." if carry and not last else ".")
-        zh = f"{head}：{expr} = {value}，目前是 {partial}" + (f"，进 {carry}。" if carry and not last else "。")
-        steps.append((en, zh))
+        more = f", carry {carry}" if carry and not last else ""
+        zh_more = f"，进 {carry}" if carry and not last else ""
+        en, zh = expr.format(sep=", "), expr.format(sep="，")
+        steps.append((f"{head}: {en}, so far {partial}{more}.", f"{head}：{zh}，目前是 {partial}{zh_more}。"))
     return steps, str(int(partial))
+
+
+def column_check(a: int, b: int, op: str, claimed: str, rng: random.Random, slip: bool, words: tuple[str, str]):
+    """Check a claimed a op b by working it again with the operands swapped, column by column, each column's
+    digit compared with the claim's digit there. The claim is restated beside the operands and shrinks with
+    them ("15+63 vs 79:"), so the digit to compare is the last one before the ":", a few tokens back, as the
+    digits to combine are; the comparison writes both digits side by side before its verdict ("9 and 9
+    agree", "8 and 9 differ"), so that the verdict reads two tokens just written. Stops at the first column that
+    differs; says "Right." when none does. The carry comes from the column's own sum, written just before.
+    Returns ((en, zh) steps, whether the claim agreed). slip: one of the check's own facts is wrong."""
+    claim, n_cols = int(claimed), _n_columns(a, b, op)
+    slip_col = rng.randrange(n_cols) if slip else -1
+    steps, carry = [words], 0
+    for i in range(n_cols):
+        head, expr, value = _column(a // 10 ** i, b if op == "*" else b // 10 ** i, op, carry,
+                                    rng if i == slip_col else None, swap=True)
+        last, rest_claim = i == n_cols - 1, claim // 10 ** i
+        mine, theirs = (value, rest_claim) if last else (value % 10, rest_claim % 10)
+        carry = value // 10
+        en, zh = compare(mine, theirs)
+        steps.append((f"{head} vs {rest_claim}: {expr.format(sep=', ')}, {en}.",
+                       f"{head} 对 {rest_claim}：{expr.format(sep='，')}，{zh}。"))
+        if mine != theirs:
+            return steps, False
+    steps.append(("Right.", "对了。"))
+    return steps, True
+
+
+def compare(mine: int, theirs: int) -> tuple[str, str]:
+    """A check's comparison, the two values side by side, then the verdict: ("9 and 9 agree", "9 和 9 相同")."""
+    if mine == theirs:
+        return f"{mine} and {theirs} agree", f"{mine} 和 {theirs} 相同"
+    return f"{mine} and {theirs} differ", f"{mine} 和 {theirs} 不同"
 
 
 def digits(n: int) -> list[int]:
@@ -236,22 +327,15 @@ class Addition(Task):
     def direct(self, d, lang):
         return f"{d['a']} + {d['b']} = {self.solve(d)}" + ("。" if lang == "zh" else ".")
 
-    def steps(self, d, rng, slip):
-        intro = ("Add digit by digit from the right.", "从右往左逐位相加。")
-        steps, answer = column_steps(d["a"], d["b"], "+", rng, slip)
-        return [intro] + steps + [(f"The sum is {answer}.", f"和是 {answer}。")], answer
+    INTRO = ("Add by columns:", "逐位相加：")
+    AGAIN = ("Wait, add again.", "等等，重新加一遍。")
 
-    def verify(self, d, answer, rng):
-        """Subtract back: sum - b must give a. When it does not, the difference says how far off the sum is."""
-        a, b, s = d["a"], d["b"], int(answer)
-        back = s - b
-        if back == a:
-            return [(f"Check: {s} - {b} = {back}. Right.", f"检查：{s} - {b} = {back}。对了。")], answer
-        off, fixed = abs(back - a), a + b
-        op, more, zh_more = ("-", "too much", "多了") if back > a else ("+", "too little", "少了")
-        steps = [(f"Check: {s} - {b} = {back}, not {a}. Wait, the sum is {off} {more}: {s} {op} {off} = {fixed}.",
-                  f"检查：{s} - {b} = {back}，不是 {a}。等等，和{zh_more} {off}：{s} {op} {off} = {fixed}。")]
-        return steps, str(fixed)
+    def steps(self, d, rng, slip):
+        return column_steps(d["a"], d["b"], "+", rng, slip)
+
+    def check_steps(self, d, answer, rng, slip=False):
+        """Add again with the numbers swapped, each column's digit compared with the sum's."""
+        return column_check(d["a"], d["b"], "+", answer, rng, slip, ("Check by swapping:", "交换检查："))
 
 
 class Multiplication(Task):
@@ -283,12 +367,13 @@ class Multiplication(Task):
     def direct(self, d, lang):
         return f"{d['a']} × {d['b']} = {self.solve(d)}" + ("。" if lang == "zh" else ".")
 
+    INTRO = ("Multiply by columns:", "逐位相乘：")
+    AGAIN = ("Wait, multiply again.", "等等，重新乘一遍。")
+
     def steps(self, d, rng, slip):
         a, b = d["a"], d["b"]
         if b < 10:  # one multiplier digit: the column method, like addition
-            intro = ("Multiply digit by digit from the right.", "从右往左逐位相乘。")
-            steps, answer = column_steps(a, b, "*", rng, slip)
-            return [intro] + steps + [(f"The product is {answer}.", f"积是 {answer}。")], answer
+            return column_steps(a, b, "*", rng, slip)
         # several multiplier digits: one partial product per digit, then their sum
         parts = [a * dg * 10 ** i for i, dg in enumerate(digits(b)) if dg]
         terms = [f"{a} × {dg * 10 ** i}" for i, dg in enumerate(digits(b)) if dg]
@@ -302,6 +387,17 @@ class Multiplication(Task):
         total = " + ".join(map(str, parts))
         steps.append((f"{total} = {answer}. The product is {answer}.", f"{total} = {answer}。积是 {answer}。"))
         return steps, answer
+
+    def intro(self, d):
+        return self.INTRO if d["b"] < 10 else None
+
+    def check_steps(self, d, answer, rng, slip=False):
+        """Multiply again with the factors swapped (6×7 for 7×6: the times tables hold both), each column's
+        digit compared with the product's; none for a multiplier of several digits."""
+        if d["b"] >= 10:
+            return None
+        return column_check(d["a"], d["b"], "*", answer, rng, slip,
+                            ("Check by swapping:", "交换检查："))
 
 
 class LinearEquation(Task):
@@ -325,8 +421,10 @@ class LinearEquation(Task):
         return f"{d['a']}x+{d['b']}={d['c']}"
 
     @staticmethod
-    def equation(d):
+    def equation(d, compact: bool = False):
         sign = "+" if d["b"] > 0 else "-"
+        if compact:
+            return f"{d['a']}x{sign}{abs(d['b'])}={d['c']}"
         return f"{d['a']}x {sign} {abs(d['b'])} = {d['c']}"
 
     def question(self, d, lang, rng):
@@ -352,30 +450,32 @@ class LinearEquation(Task):
         return answer.strip() if m is None else str(int(m.group(1)))
 
     def direct(self, d, lang):
-        return f"{self.equation(d)}, x = {d['x']}" + ("。" if lang == "zh" else ".")
+        return f"x = {d['x']}" + ("。" if lang == "zh" else ".")
+
+    AGAIN = ("Wait, solve again.", "等等，重新解。")
 
     def steps(self, d, rng, slip):
-        a, b, c, x = d["a"], d["b"], d["c"], d["x"]
+        a, b, c = d["a"], d["b"], d["c"]
         rhs = c - b
         if slip:
             rhs += rng.choice([-1, 1]) * a  # still divisible by a, so the slip does not show
         x = rhs // a
-        ax = f"{c} - {b}" if b > 0 else f"{c} + {-b}"
+        ax = f"{c}-{b}" if b > 0 else f"{c}+{-b}"
         move, verb = ("Subtract", "减") if b > 0 else ("Add", "加")
-        return [(f"{move} {abs(b)} on both sides: {a}x = {ax} = {rhs}.", f"两边{verb} {abs(b)}：{a}x = {ax} = {rhs}。"),
-                (f"Divide by {a}: x = {rhs} / {a} = {x}.", f"两边除以 {a}：x = {rhs} / {a} = {x}。")], str(x)
+        return [(f"{move} {abs(b)} on both sides: {a}x={ax}={rhs}.", f"两边{verb} {abs(b)}：{a}x={ax}={rhs}。"),
+                (f"Divide by {a}: x={rhs}/{a}={x}.", f"两边除以 {a}：x={rhs}/{a}={x}。")], str(x)
 
-    def verify(self, d, answer, rng):
-        """Substitute x back: a x + b must give c. When it does not, solve again."""
+    def check_steps(self, d, answer, rng, slip=False):
+        """Put x back into the equation, with the facts the solution wrote read backwards (a×x for rhs/a, then
+        + b for - b), and compare with its right side, restated beside them."""
         a, b, c, x = d["a"], d["b"], d["c"], int(answer)
-        value = a * x + b
-        plus = f"{a * x} + {b}" if b > 0 else f"{a * x} - {-b}"
-        check = (f"Check: {a} × {x} = {a * x}, {plus} = {value}", f"检查：{a} × {x} = {a * x}，{plus} = {value}")
-        if value == c:
-            return [(check[0] + ". Right.", check[1] + "。对了。")], answer
-        steps = [(check[0] + f", not {c}. Wait, solve again.", check[1] + f"，不是 {c}。等等，重新解。")]
-        again, right = self.steps(d, rng, slip=False)
-        return steps + again, right
+        ax = a * x + (rng.choice([-1, 1]) * a if slip else 0)
+        value = ax + b
+        plus = f"{ax}+{b}" if b > 0 else f"{ax}-{-b}"
+        en, zh = compare(value, c)
+        steps = [(f"Check x={x} in {self.equation(d, compact=True)}: {a}×{x}={ax}, {plus}={value}, {en}.",
+                  f"检查 x={x} 代入 {self.equation(d, compact=True)}：{a}×{x}={ax}，{plus}={value}，{zh}。")]
+        return (steps + [("Right.", "对了。")], True) if value == c else (steps, False)
 
 
 # -- countdown: reach the target with each given number used exactly once ------------------------------
@@ -490,18 +590,18 @@ class Countdown(Task):
         steps.append((f"So {d['expr']} = {d['target']}.", f"所以 {d['expr']} = {d['target']}。"))
         return steps, d["expr"]
 
-    def verify(self, d, answer, rng):
-        """Recompute the expression and compare with the target (and the numbers used); another way when it fails."""
+    AGAIN = ("Wait, try another way.", "等等，换一种方法。")
+
+    def check_steps(self, d, answer, rng, slip=False):
+        """Recompute the expression and compare with the target (and the numbers used)."""
         result = evaluate_expression(answer)
         value = result[0] if result else None
         shown = value if value is None or value.denominator != 1 else value.numerator
         if self.check(answer, Problem(self.name, "", "en", d["expr"], d)):
             return [(f"Check: {answer} = {shown}, each number once. Right.",
-                     f"检查：{answer} = {shown}，每个数各用一次。对了。")], answer
-        steps = [(f"Check: {answer} = {shown}, not {d['target']} with each number once. Wait, try another way.",
-                  f"检查：{answer} = {shown}，不是每个数各用一次得到 {d['target']}。等等，换一种方法。")]
-        again, right = self.steps(d, rng, slip=False)
-        return steps + again, right
+                     f"检查：{answer} = {shown}，每个数各用一次。对了。")], True
+        return [(f"Check: {answer} = {shown}, not {d['target']} with each number once.",
+                 f"检查：{answer} = {shown}，不是每个数各用一次得到 {d['target']}。")], False
 
 
 TASKS: dict[str, Task] = {
@@ -515,7 +615,7 @@ TASKS: dict[str, Task] = {
 SUITES: dict[str, dict[str, dict]] = {
     "toy": {"add": dict(min_digits=1, max_digits=2)},
     "cpu": {"add": dict(min_digits=3, max_digits=3), "mul": dict(a_digits=(2, 3), b_digits=(1, 1)),
-            "linear": dict(max_coef=5, max_x=9, max_b=20)},
+            "linear": dict(max_coef=9, max_x=9, max_b=9)},
     "gpu": {"add": dict(min_digits=3, max_digits=5), "mul": dict(a_digits=(2, 3), b_digits=(1, 2)),
             "linear": dict(), "countdown": dict(n_numbers=4)},
 }

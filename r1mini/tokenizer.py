@@ -5,8 +5,9 @@ Training (`train_bpe`) produces tiktoken-style mergeable ranks: the 256 single b
 get ranks 0..255 and every merge gets the next rank, so tiktoken's "merge the
 lowest-rank pair" encoding reproduces our BPE exactly. Special tokens sit right
 after the BPE ranks. Pre-tokenization follows GPT-4's split pattern, except that
-every digit is its own chunk (arithmetic is learned digit by digit) and the R1
-tags <think>, </think>, <answer>, </answer> are kept whole so each can become one token.
+every digit is its own chunk (arithmetic is learned digit by digit), a space before a
+digit joins the chunk before it (no token is spent on it), and the R1 tags <think>,
+</think>, <answer>, </answer> are kept whole so each can become one token.
 """
 
 from __future__ import annotations
@@ -27,11 +28,15 @@ from r1mini.formats import CHAT_TEMPLATE
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
 
-# GPT-4 (cl100k) split pattern with two changes: the tag alternative comes first so a tag
-# is never broken up by the punctuation rule, and \p{N} replaces \p{N}{1,3}.
+# GPT-4 (cl100k) split pattern with three changes: the tag alternative comes first so a tag is never broken up
+# by the punctuation rule; \p{N} replaces \p{N}{1,3}; and a space before a digit joins the chunk before it (a
+# word, punctuation or a tag: "so far 68" is "so", " far ", "6", "8"), so that a number costs no token for the
+# space in front of it: worked arithmetic is full of numbers, and replies must fit their budget.
+_SPACE_BEFORE_DIGIT = r"(?: (?=\p{N}))?"
 PATTERN = (
-    r""" ?</?(?:think|answer)>|(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"""
-    r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+    rf""" ?</?(?:think|answer)>{_SPACE_BEFORE_DIGIT}|(?i:'s|'t|'re|'ve|'m|'ll|'d)"""
+    rf"""|[^\r\n\p{{L}}\p{{N}}]?\p{{L}}+{_SPACE_BEFORE_DIGIT}|\p{{N}}"""
+    rf"""| ?[^\s\p{{L}}\p{{N}}]+{_SPACE_BEFORE_DIGIT}[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
 )
 
 RANKS_FILE, CONFIG_FILE = "tokenizer.tiktoken", "tokenizer.json"

@@ -49,17 +49,18 @@ def speedrun(out: Path, SPEEDRUN_PRESET: str = "toy", root: Path = ROOT, **env_v
     return finish(start_speedrun(out, SPEEDRUN_PRESET, root, **env_vars))
 
 
-# a speedrun's scripts run one thread each, one at a time: the MoE run on the CUDA branches (test_speedrun.py)
-# goes beside the plain one, on the second core
-MOE_ON_CUDA_BRANCHES = dict(R1MINI_EMULATE_CUDA="1", PRETRAIN_FLAGS="--n_routed_experts 4")
+# a speedrun's scripts run one thread each: the plain run puts some stages side by side (speedrun.sh's default
+# on the CPU), the MoE run on the CUDA branches (test_speedrun.py) runs its stages one after the other, as on a
+# GPU (SIDE_BY_SIDE=0), so that both ways are tested and the two runs together keep to about two cores
+MOE_ON_CUDA_BRANCHES = dict(R1MINI_EMULATE_CUDA="1", PRETRAIN_FLAGS="--n_routed_experts 4", SIDE_BY_SIDE="0")
 
 
 @pytest.fixture(scope="session")
 def toy_speedruns(tmp_path_factory) -> dict[str, tuple[Path, subprocess.CompletedProcess]]:
     """`bash speedrun.sh toy` into OUT, once per session, as "plain", and beside it the same with an MoE base on
     the CUDA branches emulated on the CPU, as "moe": (OUT, what it printed) each. OUT holds base,
-    student_base, zero, r1/<stage>, student, student_zero with their evaluations and the report. Read them;
-    a test that writes copies what it changes first."""
+    student_base, zero, r1/<stage>, student, student_zero with their evaluations, eval_teacher.json and
+    eval_rest.json, times.tsv and the report. Read them; a test that writes copies what it changes first."""
     root = tmp_path_factory.mktemp("speedrun")
     started = {"plain": start_speedrun(root / "plain"), "moe": start_speedrun(root / "moe", **MOE_ON_CUDA_BRANCHES)}
     return {name: (root / name, finish(proc)) for name, proc in started.items()}

@@ -88,7 +88,7 @@ def test_generate_with_a_bf16_cache_matches_recomputing(kind, dev, monkeypatch):
     monkeypatch.setattr(KVCache, "__init__", _spy(KVCache.__init__, made))
     prompts = [[5, 17, 3, 9, 22], [41, 7], [8, 8, 60]]
     out = generate(model, prompts, 8, temperature=0.0)
-    assert made == [torch.bfloat16]
+    assert made == [cache_dtype(dev)]  # bf16, or float32 on a GPU without bf16 (a T4)
     same = 0
     for p, o in zip(prompts, out):
         seq = list(p)
@@ -184,3 +184,48 @@ def test_reward_model_scores_are_float32(kind, dev):
     assert scores.dtype == torch.float32
     assert torch.allclose(scores.double(), expected, atol=1e-6)  # the head itself adds no bf16 rounding
     assert len(set(scores.tolist())) == 4 and (scores - 1).abs().max() < 1 / 128
+
+
+def _record_calls(module, name: str, calls: list):
+    """Wraps module.name so that every call records its inputs and output (as the caller made them)."""
+    original = getattr(module, name)
+
+    def recorded(*args):
+        out = original(*args)
+        calls.append((args, out))
+        return out
+    setattr(module, name, recorded)
+    return original
+
+
+def test_moe_routing_is_float32_under_autocast(dev):
+    """The router's affinities s_i = sigmoid(u . e_i) pick the top-k experts: in bf16 (autocast casts the
+    matmul whatever .float() its inputs got) near-ties flip from one forward to the next, so the old
+    log-probs and the update's route tokens differently. The scores must be what float32 gives: the same
+    float32 kernel on the same inputs, outside autocast, gives the same bits."""
+    model = toy("moe", dev)
+    moe = model.moe_layers()[0]
+    calls = []
+    route = _record_calls(moe, "route", calls)
+    x = torch.randint(0, 100, (4, 12), device=dev)
+    with torch.no_grad(), autocast(dev):
+        model(x)
+    (args, (chosen, gates)), = calls
+    want_chosen, want_gates = route(*args)  # outside autocast
+    assert torch.equal(chosen, want_chosen) and torch.equal(gates, want_gates)
+    assert gates.dtype == torch.float32
+
+
+def test_mla_absorbed_scores_are_float32_under_autocast(dev):
+    """MLA's absorbed decode folds W_UK into the query and scores every cached latent: the docstring promises
+    scores and softmax in float32, which autocast overrode (its einsums and matmuls ran in bf16). Under
+    autocast it must give what it gives outside, on the same inputs."""
+    model = toy("mla", dev).eval()
+    attn = model.blocks[0].attn
+    calls = []
+    absorbed = _record_calls(attn, "absorbed", calls)
+    out = generate(model, [[5, 17, 3, 9], [41, 7]], 3, temperature=0.0)
+    assert len(out) == 2 and calls
+    for args, result in calls:
+        with torch.no_grad():
+            assert torch.equal(result, absorbed(*args))  # same kernels, float32 inside either way

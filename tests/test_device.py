@@ -85,3 +85,25 @@ def test_gpus_before_ampere_run_in_float32(monkeypatch, capability, bf16):
         assert cache_dtype(gpu) == (torch.bfloat16 if bf16 else torch.float32)
     finally:
         device_module._gpu_has_bf16.cache_clear()
+
+
+@pytest.mark.parametrize("capability, device, preset", [((7, 5), None, "cpu"), ((7, 0), "cuda", "cpu"),
+                                                        ((8, 0), None, "gpu"), ((9, 0), "cuda:0", "gpu"),
+                                                        ((9, 0), "cpu", "cpu")])
+def test_the_default_preset_needs_a_gpu_with_bf16(monkeypatch, capability, device, preset):
+    """A T4 (7.5) or a V100 (7.0) has no bf16 and runs in float32: the gpu preset's speedrun would take most of a
+    day there. Without --preset, scripts take the gpu preset on an Ampere or newer GPU only."""
+    import dataclasses
+    from r1mini.config import parse_config
+    from r1mini.device import default_preset
+    empty = dataclasses.make_dataclass("Empty", [])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "a GPU")
+    device_module._gpu_has_bf16.cache_clear()
+    try:
+        assert default_preset(device) == preset
+        argv = [] if device is None else ["--device", device]
+        assert parse_config(empty, {"cpu": {}, "gpu": {}}, "doc", argv)[1].preset == preset
+    finally:
+        device_module._gpu_has_bf16.cache_clear()

@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -205,6 +206,34 @@ def test_ranks_exit_cleanly_right_after_a_collective():
         mp.spawn(_exit_worker, args=(free_address(),), nprocs=2)
 
 
+def _mismatch_worker(rank: int, store: str, case: str, results: str):
+    dist.init_process_group("gloo", init_method=store, rank=rank, world_size=2, timeout=timedelta(seconds=60))
+    values, names = [1.0, 2.0], "reward,length"
+    if rank == 1 and case == "length":
+        values = [1.0, 2.0, 3.0]
+    if rank == 1 and case == "names":
+        names = "reward,reflect_acc"
+    try:
+        outcome = str(sum_over_ranks(values, torch.device("cpu"), names=names))
+    except RuntimeError as e:
+        outcome = str(e)
+    Path(results, str(rank)).write_text(outcome)
+    teardown_distributed()
+
+
+@pytest.mark.parametrize("case", ["same", "length", "names"])
+def test_sum_over_ranks_refuses_lists_that_differ_by_rank(tmp_path, case):
+    """Lists of different lengths used to abort gloo (and hang NCCL); lists of the same length that mean
+    different things were summed silently. Now every rank raises the same error, at once."""
+    mp.spawn(_mismatch_worker, args=(free_address(), case, str(tmp_path)), nprocs=2)
+    outcomes = [(tmp_path / str(r)).read_text() for r in range(2)]
+    if case == "same":
+        assert outcomes == ["[2.0, 4.0]"] * 2
+    else:
+        assert all("ranks disagree on what to sum" in o for o in outcomes), outcomes
+        assert ("2 to 3 values" in outcomes[0]) == (case == "length")
+
+
 def _grpo_worker(rank: int, store: str, use_ddp: bool, results: str):
     """Both ranks start from the same weights and take one GRPO step on *different* rollouts."""
     dist.init_process_group("gloo", init_method=store, rank=rank, world_size=2)
@@ -359,6 +388,57 @@ def test_dynamic_sampling_under_ddp_is_the_global_batch_update(tmp_path, kept_on
         assert all(torch.allclose(v, ddp[k], atol=1e-5) for k, v in model.state_dict().items())
 
 
+def _varying_rollout(rank: int, step: int):
+    """8 rows whose responses end at 8 different columns, shifted by rank and step: length_chunks then cuts
+    every chunk of every update to a width of its own."""
+    g = torch.Generator().manual_seed(10 * step + rank)
+    ids = torch.randint(0, 100, (8, 26), generator=g)
+    mask = torch.zeros(8, 25, dtype=torch.bool)
+    for i in range(8):
+        mask[i, 4:6 + 2 * i + rank + step] = True
+    return Rollout(ids, mask, [""] * 8, mask.sum(1).tolist()), torch.linspace(-1, 1, 8) * (rank + 1)
+
+
+def _compiled_ddp_worker(rank: int, store: str, compile: bool, results: str):
+    from torch._dynamo.utils import counters
+    dist.init_process_group("gloo", init_method=store, rank=rank, world_size=2, timeout=timedelta(seconds=300))
+    torch.manual_seed(0)
+    model = Transformer(model_config("toy", vocab_size=100))
+    # what make_policy builds for an RL stage with --compile true under torchrun: torch.compile(DDP(model))
+    forward = training_forward(model, torch.device("cpu"), compile=compile, dynamic=True)
+    policy = Policy(model, torch.optim.SGD(model.parameters(), lr=0.5), forward)
+    graphs, ratio_devs = [], []
+    for step in range(2):
+        ro, adv = _varying_rollout(rank, step)
+        stats = grpo_update(policy, ro, adv, torch.ones(8, dtype=torch.bool), GRPOConfig(max_new_tokens=25, mu=2))
+        graphs.append(counters["stats"]["unique_graphs"])
+        ratio_devs.append(stats["ratio_dev"])
+    check_replicas_in_sync(model)
+    if rank == 0:
+        torch.save({"state": model.state_dict(), "graphs": graphs, "ratio_devs": ratio_devs},
+                   Path(results, f"compile_{compile}.pt"))
+    teardown_distributed()
+
+
+def test_compiled_ddp_forward_over_varying_widths(tmp_path):
+    """torch.compile(DDP(model), dynamic=True), the RL stages' training forward with --compile under torchrun, had
+    no test, and the combination is known to be fragile with changing shapes. Two ranks, two GRPO steps of
+    mu 2 over chunks of many widths: the replicas stay identical, the update is the eager DDP update's (to
+    float32 rounding: compiled kernels sum in other orders), the first update is exactly on-policy, and the
+    second step's new widths compile no new graph (dynamic shapes, not one graph per width)."""
+    for compile in (False, True):
+        mp.spawn(_compiled_ddp_worker, args=(free_address(), compile, str(tmp_path)), nprocs=2)
+    eager, compiled = (torch.load(tmp_path / f"compile_{c}.pt", weights_only=True) for c in (False, True))
+    torch.manual_seed(0)
+    start = Transformer(model_config("toy", vocab_size=100)).state_dict()
+    moved = max((eager["state"][k] - start[k]).abs().max().item() for k in start)
+    gap = max((eager["state"][k] - compiled["state"][k]).abs().max().item() for k in start)
+    # compiled kernels round differently (1e-7 measured); a wrong update would be off by a share of the move
+    assert moved > 1e-2 and gap < 1e-4 * moved
+    assert compiled["ratio_devs"] == [0.0, 0.0]
+    assert compiled["graphs"][0] > 0 and compiled["graphs"][1] == compiled["graphs"][0]
+
+
 def _sft_setup():
     """A toy model and SFT examples of different lengths and target counts (mask: the second half)."""
     torch.manual_seed(0)
@@ -445,3 +525,84 @@ def test_length_chunks_sort_rows_and_cut_each_chunk_at_its_longest():
     assert [(rows.tolist(), w) for rows, w in distributed.length_chunks(needed, micro=1)] == \
         [([1], 3), ([3], 3), ([6], 4), ([5], 5), ([2], 7), ([0], 9), ([4], 12)]  # micro-batches of 1 row fit
     assert [len(rows) for rows, _ in distributed.length_chunks(torch.ones(1, 5, dtype=torch.bool))] == [1]
+
+
+def torchrun4(*args, timeout=300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=4", *map(str, args)],
+                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def test_final_rl_on_4_ranks_where_only_some_get_general_prompts(base, tmp_path):
+    """8 prompts a step, 2 of them general (general_share 0.25), striped over 4 ranks: ranks 2 and 3 get one
+    general prompt each, ranks 0 and 1 none. Their rewards' accuracy then covers every reply on ranks 0 and 1
+    and not on 2 and 3, and step_metrics used to add the accuracy of replies that reflect (and not) on the
+    first two only: the ranks all-reduced lists of different lengths, and gloo aborted ("collective
+    mismatch"; NCCL would hang or sum garbage). Every rank must report the same metrics."""
+    zero, r1 = tmp_path / "zero", tmp_path / "r1"
+    r = subprocess.run([sys.executable, "train_zero.py", "--preset", "toy", "--init", str(base), "--out", str(zero),
+                        "--steps", "1"], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = subprocess.run([sys.executable, "train_r1.py", "--preset", "toy", "--init", str(zero), "--out", str(r1),
+                        "--rl_steps", "1", "--final_steps", "0"], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = torchrun4("train_r1.py", "--preset", "toy", "--init", zero, "--out", r1, "--device", "cpu", "--stage",
+                  "final_rl", "--prompts_per_step", 8, "--final_steps", 2)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = [json.loads(l) for l in (r1 / "log.jsonl").read_text().splitlines()]
+    steps = [row for row in rows if row.get("stage") == "final_rl" and "step" in row]
+    assert [row["step"] for row in steps] == [1, 2]
+    for row in steps:  # the accuracy of reflecting and plain replies: reported, from the ranks that know it
+        assert {"reflect_acc", "plain_acc"} <= row.keys()
+        assert all(row[k] is None or 0 <= row[k] <= 1 for k in ("reflect_acc", "plain_acc", "accuracy"))
+
+
+
+# -- one rank's failure stops every rank ------------------------------------------------------------------------
+
+def test_a_failing_rank_stops_every_rank_with_its_message(base, tmp_path):
+    """Rank 1 runs out of memory in its first rollout (a stand-in: step_guard's message) while rank 0 goes on
+    into the update's first collective. The run must end at once, saying why and where, not wait there
+    until a timeout. (With gloo the waiting rank also sees its peer's socket close; NCCL does not, and a
+    failing rank's own exit could hang destroying its communicators: run_script leaves by os._exit.)"""
+    script = tmp_path / "zero_oom_on_rank_1.py"
+    script.write_text(f"import sys; sys.path.insert(0, {str(ROOT)!r})\nimport train_zero\n"
+                      "from r1mini.distributed import rank_and_world, run_script\n"
+                      "def reward(completions, problems, format_weight=1.0):\n"
+                      "    if rank_and_world()[0] == 1:\n"
+                      "        raise SystemExit('CUDA out of memory at step 1 (rollout): lower --group_size')\n"
+                      "    return [0.0] * len(completions), {'accuracy': [0.0] * len(completions)}\n"
+                      "train_zero.zero_rewards = reward\nrun_script(train_zero.main)\n")
+    started = time.time()
+    r = torchrun(script, "--preset", "toy", "--init", base, "--out", tmp_path / "zero", "--steps", "3",
+                 "--eval_every", "100", "--device", "cpu", timeout=120)
+    assert r.returncode != 0 and time.time() - started < 60
+    assert "[rank 1] CUDA out of memory at step 1 (rollout): lower --group_size" in r.stderr
+    assert not (tmp_path / "zero" / "meta.json").exists()
+
+
+def _nan_worker(rank: int, store: str, out: str, results: str):
+    from r1mini.checkpoint import save_checkpoint
+    from r1mini.tokenizer import Tokenizer
+    dist.init_process_group("gloo", init_method=store, rank=rank, world_size=2, timeout=timedelta(seconds=20))
+    torch.manual_seed(0)
+    model = Transformer(model_config("toy", vocab_size=100))
+    with torch.no_grad():
+        model.blocks[0].attn.wq.weight[0, 0] = float("nan")  # the same on both replicas, as after a NaN update
+    try:
+        save_checkpoint(out, model, Tokenizer.__new__(Tokenizer), {"step": 7})
+        dist.barrier()  # where the ranks meet next
+        outcome = "saved"
+    except FloatingPointError as e:
+        outcome = str(e)
+    Path(results, str(rank)).write_text(outcome)
+
+
+def test_every_rank_refuses_to_save_nan_weights(tmp_path):
+    """Only rank 0 used to check the weights before saving: it stopped, and the others went on to wait for it
+    in their next collective (here a barrier: gloo then fails on the closed socket, NCCL waits 10 minutes).
+    The replicas hold the same weights, so every rank checks, and all stop with the same message."""
+    mp.spawn(_nan_worker, args=(free_address(), str(tmp_path / "ckpt"), str(tmp_path)), nprocs=2)
+    outcomes = [(tmp_path / str(r)).read_text() for r in range(2)]
+    assert all(o.startswith("not saving step 7") and "NaN" in o for o in outcomes), outcomes
+    assert not (tmp_path / "ckpt" / "meta.json").exists()

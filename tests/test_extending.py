@@ -91,9 +91,11 @@ def test_the_task_writes_right_solutions_and_checks_answers(tmp_path, monkeypatc
         assert accuracy_reward(f"<think>.</think><answer>{a - b}</answer>", p) == 1.0  # the reward checks it
         assert task.solution(p, "steps", "en", rng)[1] == p.answer == task.solution(p, "reflect", "zh", rng)[1]
         assert task.solution(p, "wrong", "en", rng)[1] == str(a - b + 1)
-        (confirm, _), = task.verify(p.data, p.answer, rng)[0]
-        (fix, _), = task.verify(p.data, str(a - b + 1), rng)[0]
-        assert "Right" in confirm and "Wait" in fix and task.verify(p.data, str(a - b + 1), rng)[1] == p.answer
+        ((confirm, _),), agrees = task.check_steps(p.data, p.answer, rng)
+        ((catch, _),), caught = task.check_steps(p.data, str(a - b + 1), rng)
+        assert "Right" in confirm and agrees and "not" in catch and not caught
+        text, answer = task.solution(p, "reflect", "en", rng)  # a slipped first pass is caught and redone
+        assert answer == p.answer and "Check" in text
 
 
 def test_a_grpo_variant(toy_base, tmp_path, monkeypatch):

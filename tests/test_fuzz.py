@@ -96,6 +96,8 @@ def calls(text: str, problem):
     yield "reasoning_text", lambda: rewards.reasoning_text(text), lambda v: isinstance(v, str) and len(v) <= len(text)
     yield "is_step_by_step", lambda: rewards.is_step_by_step(text), boolean
     yield "count_reflection_words", lambda: rewards.count_reflection_words(text), lambda v: v >= 0
+    yield "arithmetic_facts", lambda: rewards.arithmetic_facts(text), \
+        lambda v: isinstance(v, list) and all(isinstance(f, str) and isinstance(ok, bool) for f, ok in v)
     yield "language_consistency/en", lambda: rewards.language_consistency(text, "en"), unit
     yield "language_consistency/zh", lambda: rewards.language_consistency(text, "zh"), unit
     yield "mixed_language", lambda: filters.mixed_language(text), boolean

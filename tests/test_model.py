@@ -104,6 +104,61 @@ def test_kv_cache_matches_full_forward(kind):
         model(idx[:, :1], cache=cache, positions=pos[:, :1])
 
 
+@pytest.mark.parametrize("options", [dict(attn_bias=True), dict(attn_bias=True, qk_norm=True, attn_head_dim=16)])
+def test_kv_cache_matches_full_forward_with_checkpoint_options(options):
+    """Decoding stacks wq and wkv into one matmul and rotates q and k together (Attention.decode); training
+    runs them apart. With the options of real checkpoints, q/k/v biases (Qwen2) and per-head q/k norms with
+    a head size apart from n_embd / n_head (Qwen3), the two must still agree. Biases and norm weights are
+    random, so one applied to another head's rows shows."""
+    model = make_model(**options)
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or "q_norm" in name or "k_norm" in name:
+                p.copy_(torch.randn(p.shape, generator=g))
+    B, T = 2, 12
+    idx = torch.randint(V, (B, T), generator=g)
+    full = model(idx)
+    cache = KVCache(model.cfg, B, T, "cpu", torch.float32)
+    cache.valid[:] = True
+    pos = torch.arange(T).expand(B, T)
+    pieces = [model(idx[:, :6], cache=cache, positions=pos[:, :6])]
+    pieces += [model(idx[:, t:t + 1], cache=cache, positions=pos[:, t:t + 1]) for t in range(6, T)]
+    assert torch.allclose(torch.cat(pieces, 1), full, atol=1e-5)
+    attn = model.blocks[0].attn  # the stacking really is wq's rows, then wkv's
+    x = torch.randn(3, model.cfg.n_embd, generator=g)
+    assert torch.allclose(F.linear(x, *attn.decode_weights()[:2]), torch.cat([attn.wq(x), attn.wkv(x)], -1), atol=1e-6)
+
+
+def test_decoding_layout_holds_the_same_weights_and_goes_away():
+    """Transformer.decoding (which generate uses on the CPU) gives each attention and SwiGLU its weights
+    stacked and in column-major memory for the block's duration: the same values, the same logits (within
+    float rounding: another memory layout is another BLAS kernel), and nothing left after the block, even
+    one that raised."""
+    model = make_model(**MODELS["moe"])
+    B, T = 2, 9
+    idx = torch.randint(V, (B, T), generator=torch.Generator().manual_seed(6))
+
+    def cached_logits():
+        cache = KVCache(model.cfg, B, T, "cpu", torch.float32)
+        cache.valid[:] = True
+        return model(idx, cache=cache, positions=torch.arange(T).expand(B, T))
+
+    plain = cached_logits()
+    layers = [m for m in model.modules() if hasattr(m, "decode_weights")]
+    assert len(layers) == 2 + 1 + 5  # 2 attentions, the dense layer's SwiGLU, the MoE's shared and 4 routed experts
+    with model.decoding():
+        for m in layers:
+            for prepared, weight in zip(m.prepared, m.decode_weights()):
+                if weight is not None:  # no q/k/v bias here
+                    assert torch.equal(prepared, weight) and (weight.dim() < 2 or prepared.stride(0) == 1)
+        assert torch.allclose(cached_logits(), plain, atol=1e-5)
+    assert all(m.prepared is None for m in layers)
+    with pytest.raises(RuntimeError, match="stop"), model.decoding():
+        raise RuntimeError("stop")
+    assert all(m.prepared is None for m in layers)
+
+
 def two_prompts_and_extra_tokens() -> tuple[torch.Generator, list[list[int]], torch.Tensor]:
     """A prompt of 9 tokens and one of 4, and 5 more tokens for each to feed one at a time after the
     prefill; with the generator, for any further random draws."""
@@ -232,6 +287,46 @@ def test_gqa_equals_mha_with_tiled_kv_weights():
             state[name] = w.view(2, 2, hd, -1).repeat(1, 2, 1, 1).reshape(2 * 4 * hd, -1)
     mha.load_state_dict(state)
     assert (gqa(idx) - mha(idx)).abs().amax() > 1e-3
+
+
+@pytest.mark.parametrize("T", [1, 2])
+@pytest.mark.parametrize("n_head, n_kv_head", [(8, 2), (4, 4)])
+def test_attention_over_the_cache_matches_every_head_by_hand(T, n_head, n_kv_head):
+    """attend_to_cache folds the query heads that share a K/V head into the query axis: each head g*rep + r must
+    still see its own K/V head g = h // rep (what repeat_interleave gives), and each new token its own mask
+    row (T = 2: speculative decoding's token and draft), with slots hidden per row."""
+    from r1mini.model import attend_to_cache
+    g = torch.Generator().manual_seed(0)
+    B, S, D = 3, 9, 8
+    q, k, v = torch.randn(B, n_head, T, D, generator=g), *torch.randn(2, B, n_kv_head, S, D, generator=g)
+    mask = torch.rand(B, 1, T, S, generator=g) < 0.6
+    mask[..., 0] = True  # every row sees at least one slot
+    rep = n_head // n_kv_head
+    kk, vv = k.repeat_interleave(rep, 1).double(), v.repeat_interleave(rep, 1).double()
+    scores = (q.double() @ kk.transpose(-1, -2)) / math.sqrt(D)
+    want = scores.masked_fill(~mask, float("-inf")).softmax(-1) @ vv
+    assert torch.allclose(attend_to_cache(q, k, v, mask).double(), want, atol=1e-5)
+
+
+def test_decoding_attention_needs_no_grouped_query_kernel(monkeypatch):
+    """CUDA's fused attention kernels take a decoding step only if SDPA is asked for plain multi-head attention
+    under a mask: with enable_gqa the flash kernel is ruled out by the mask and, in several torch releases,
+    the memory-efficient one by the GQA, and the math path then copies the cache's keys and values to every
+    head in every layer at every step. Every SDPA call of a cached forward must have as many query heads as
+    key heads, and no enable_gqa."""
+    import r1mini.model as model_module
+    model = make_model(n_head=4, n_kv_head=2).eval()
+    calls = []
+    sdpa = F.scaled_dot_product_attention
+
+    def spy(q, k, v, *args, **kwargs):
+        calls.append((q.size(1), k.size(1), kwargs.get("enable_gqa", False)))
+        return sdpa(q, k, v, *args, **kwargs)
+    monkeypatch.setattr(model_module.F, "scaled_dot_product_attention", spy)
+    from r1mini.sampling import generate
+    for static in (False, True):
+        generate(model, [[1, 2, 3], [4]], 3, temperature=0, static=static)
+    assert calls and all(q_heads == k_heads and not gqa for q_heads, k_heads, gqa in calls)
 
 
 # -- RoPE ----------------------------------------------------------------------------------------------

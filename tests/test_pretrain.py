@@ -39,6 +39,46 @@ def test_pretrain_writes_a_checkpoint(base):
     assert "val_loss" in rows[-1]
 
 
+def test_the_checkpoint_holds_the_moving_average_of_the_weights(base):
+    """model.pt is the exponential moving average (--ema, on by default); train_state.pt keeps the trained weights
+    beside it to resume from. The average, stepped by hand: a <- decay * a + (1 - decay) * w."""
+    from pretrain import update_average
+    from r1mini.model import Transformer
+    state = torch.load(base / "train_state.pt", weights_only=True)
+    averaged, trained = state["model"], state["trained_model"]
+    assert torch.equal(torch.load(base / "model.pt", weights_only=True)["tok_emb.weight"], averaged["tok_emb.weight"])
+    assert all(torch.is_tensor(v) for v in trained.values()) and averaged.keys() == trained.keys()
+    assert not torch.equal(averaged["tok_emb.weight"], trained["tok_emb.weight"])
+    model, _, _ = load_checkpoint(base)
+    other = Transformer(model.cfg)
+    a0, w = model.tok_emb.weight.clone(), other.tok_emb.weight.clone()
+    update_average(model, other, 0.9)
+    assert torch.allclose(model.tok_emb.weight, 0.9 * a0 + 0.1 * w, atol=1e-7)
+
+
+def test_lr_at_warms_up_holds_then_decays():
+    """pretrain's schedule through optim.learning_rate: cosine from the warm-up's end, or with --decay_steps
+    (warmup-stable-decay) the peak held until the last decay_steps, then the cosine to lr * min_lr_ratio. The
+    same floats as pretrain.py's own formula before the schedule moved to optim (`before`)."""
+    import math
+
+    from pretrain import PretrainConfig, lr_at
+
+    def before(step, cfg):
+        if step < cfg.warmup_steps:
+            return cfg.lr * (step + 1) / cfg.warmup_steps
+        start = cfg.max_steps - cfg.decay_steps if cfg.decay_steps else cfg.warmup_steps
+        progress = max(0.0, step - start) / max(1, cfg.max_steps - start)
+        return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+    wsd = PretrainConfig(max_steps=100, warmup_steps=10, decay_steps=30, lr=1e-3, min_lr_ratio=0.1)
+    assert lr_at(0, wsd) == pytest.approx(1e-4) and [lr_at(s, wsd) for s in (9, 10, 50, 70)] == [1e-3] * 4
+    assert lr_at(85, wsd) == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5)) and lr_at(100, wsd) == pytest.approx(1e-4)
+    cosine = PretrainConfig(max_steps=100, warmup_steps=10, lr=1e-3, min_lr_ratio=0.1)
+    assert lr_at(55, cosine) == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))  # halfway from step 10 to 100
+    for cfg in (wsd, cosine):
+        assert all(lr_at(s, cfg) == before(s, cfg) for s in range(120))
+
+
 def test_checkpoint_loads_and_generates(base):
     model, tok, meta = load_checkpoint(base, expect_stage="base")
     assert model.cfg.vocab_size == tok.vocab_size and meta["step"] == 20

@@ -74,3 +74,14 @@ def test_results_vocabulary_is_the_cpu_presets():
     results = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
     ranks = PRESETS["cpu"].get("vocab_size", PretrainConfig.vocab_size)
     assert f"vocabulary {ranks + len(SPECIAL_TOKENS)})" in results
+
+
+def test_gpu_page_quotes_the_speedrun_estimate():
+    """The gpu estimate's range in docs/gpu.md is what benchmarks/estimate_speedrun.py computes now."""
+    import sys
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from estimate_speedrun import RANGE, speedrun
+    low, high = sorted(round(speedrun(a, "gpu")[0].total() / 60) for a in RANGE)
+    gpu = (ROOT / "docs" / "gpu.md").read_text(encoding="utf-8")
+    assert f"**The gpu speedrun, estimated: {low}-{high} min on one H100**" in gpu
+    assert f"**{low}-{high} min**" in (ROOT / "benchmarks" / "estimate_speedrun_gpu.txt").read_text(encoding="utf-8")

@@ -66,25 +66,53 @@ def test_reflecting_replies_are_compared_on_the_problems_with_both_kinds(tmp_pat
     assert "0.40 of the test replies reflect; on the 4 problems" in f["detail"] and f["verdict"] == "reproduced"
 
 
-def test_the_aha_sample_is_a_reply_that_corrects_itself(tmp_path):
-    """train_zero.py logs per step a right reply that reflects, one that corrects itself ("wait") first; the
-    report quotes the latest that corrects itself, else the latest that reflects."""
-    from r1mini.report import aha_sample
+def test_the_aha_sample_is_a_reply_that_catches_its_own_slip(tmp_path):
+    """train_zero.py logs per step the right replies that reflect, those that correct themselves ("wait") first;
+    the report quotes the latest whose arithmetic reads clean (one wrong fact in the first pass, caught by a check
+    whose facts are right, then a right second pass), else the latest that corrects itself, else the latest."""
+    from r1mini.report import aha_sample, catches_its_slip
     from train_zero import log_aha
     from r1mini.tasks import Problem
-    p = Problem("add", "What is 1 + 2?", "en", "3", {"a": 1, "b": 2})
-    confirm = "<think>1 + 2 = 3. Check: 3 - 2 = 1. Right.</think><answer>3</answer>"
-    fixed = "<think>1 + 2 = 4. Check: 4 - 2 = 2, not 1. Wait, 4 - 1 = 3.</think><answer>3</answer>"
-    plain = "<think>1 + 2 = 3.</think><answer>3</answer>"
+    p = Problem("add", "What is 854 + 714?", "en", "1568", {"a": 854, "b": 714})
+    first = "854+714: 4+4=8, so far 8. 85+71: 5+1=6, so far 68. 8+7: 8+7=15, so far 1568."
+    slipped = first.replace("5+1=6, so far 68", "5+1=7, so far 78").replace("1568", "1578")
+    confirm = f"<think>{first} Check by swapping: 714+854 vs 1568: 4+4=8, 8 and 8 agree. 71+85 vs 156: 1+5=6, " \
+              f"6 and 6 agree. 7+8 vs 15: 7+8=15, 15 and 15 agree. Right.</think><answer>1568</answer>"
+    fixed = f"<think>{slipped} Check by swapping: 714+854 vs 1578: 4+4=8, 8 and 8 agree. 71+85 vs 157: 1+5=6, " \
+            f"6 and 7 differ. Wait, add again. {first}</think><answer>1568</answer>"
+    lucky = fixed.replace("8+7=15, so far 1568", "8+7=16, so far 1568")  # a second slip in the second pass
+    plain = f"<think>{first}</think><answer>1568</answer>"
+    assert catches_its_slip(fixed) and not catches_its_slip(lucky) and not catches_its_slip(confirm)
+    assert not catches_its_slip(fixed.replace("5+1=7, so far 78", "5+1=6, so far 68"))  # nothing to catch
     log_aha(tmp_path / "aha.jsonl", 1, {"completions": [plain, confirm, fixed], "items": [p] * 3,
                                         "accuracy": [1.0, 1.0, 1.0]})
-    log_aha(tmp_path / "aha.jsonl", 2, {"completions": [confirm, plain], "items": [p] * 2, "accuracy": [1.0, 1.0]})
+    log_aha(tmp_path / "aha.jsonl", 2, {"completions": [confirm, lucky, plain], "items": [p] * 3,
+                                        "accuracy": [1.0, 1.0, 1.0]})
     log_aha(tmp_path / "aha.jsonl", 3, {"completions": [fixed], "items": [p], "accuracy": [0.0]})  # wrong: not kept
     rows = [json.loads(line) for line in (tmp_path / "aha.jsonl").read_text().splitlines()]
-    assert [(r["step"], r["completion"], r["corrects"]) for r in rows] == [(1, fixed, True), (2, confirm, False)]
-    assert aha_sample(tmp_path)["step"] == 1
+    assert [(r["step"], r["completion"], r["corrects"]) for r in rows] == [
+        (1, fixed, True), (1, confirm, False), (2, lucky, True), (2, confirm, False)]
+    pick = aha_sample(tmp_path)
+    assert (pick["step"], pick["completion"], pick["clean"]) == (1, fixed, True)  # clean beats later
+    (tmp_path / "aha.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[1:]))
+    pick = aha_sample(tmp_path)
+    assert (pick["step"], pick["completion"], pick["clean"]) == (2, lucky, False)  # else the latest that corrects
     (tmp_path / "aha.jsonl").write_text(json.dumps(rows[1]) + "\n")
-    assert aha_sample(tmp_path)["step"] == 2
+    assert aha_sample(tmp_path)["completion"] == confirm
+
+
+def test_reflection_on_the_test_split_is_paired_over_problems(tmp_path):
+    """R1-Zero's reflection against the base's, per problem (reflection words per reply, the mean over its k
+    replies), on the same test problems: the difference and its paired interval."""
+    for name, words in (("base", [0.0, 0.25, 0.0, 0.5]), ("zero", [1.0, 1.25, 1.0, 1.5])):
+        fake_eval(tmp_path / name, [0.5] * 4)
+        record = json.loads((tmp_path / name / "eval.json").read_text())
+        record["results"]["add-3d"]["per_problem"]["reflection"] = words
+        (tmp_path / name / "eval.json").write_text(json.dumps(record))
+    found = {f["claim"].split(" (")[0]: f for f in report(tmp_path)["findings"]}
+    f = found["R1-Zero reflects more than the base model"]
+    assert f["difference"] == pytest.approx(1.0) and f["verdict"] == "reproduced"
+    assert f["interval"] == pytest.approx([1.0, 1.0])  # every problem moved by exactly 1: no spread to resample
 
 
 def test_markdown_table():

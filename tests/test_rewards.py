@@ -8,7 +8,8 @@ import random
 import pytest
 
 from r1mini.formats import reasoning_reply, zero_completion
-from r1mini.rewards import (accuracy_reward, all_scenario_rewards, count_reflection_words, extract_answer,
+from r1mini.rewards import (accuracy_reward, all_scenario_rewards, arithmetic_facts, count_reflection_words,
+                            extract_answer,
                             format_reward, general_rewards, is_step_by_step, judged_text, language_consistency,
                             language_counts, last_boxed, parse_completion, parse_reasoning_reply, plain_reply_reward,
                             reasoning_rewards, reasoning_text, reply_format_reward, zero_rewards)
@@ -163,6 +164,19 @@ def test_is_step_by_step_and_reflection_words():
     assert count_reflection_words("Wait, let me check. WAIT! I will verify; checking again.") == 5
     assert count_reflection_words("等等，检查一下，再验证。") == 3
     assert count_reflection_words("7 + 5 = 12, the sum is 12.") == 0
+
+
+def test_arithmetic_facts_by_hand():
+    """Every written fact, worked by hand: × and / before + and -, signs on numbers, chains; nothing inside
+    brackets or in the middle of another chain's operands."""
+    text = ("854+714: 4+4=8, so far 8. 85+71: 5+1+1=6, so far 68. 34×6: 4×6=24, 24+4=28. "
+            "Subtract 14 on both sides: 2x=-4-14=-18. Divide by 2: x=-18/2=-9. Check x=-9 in 2x+14=-4: 2×-9=-18, "
+            "-18+14=-5. 3 + 5 × 2 = 13, 10-2-3=5, 7/2=3, (3 + 4) * 10 + 16 = 86.")
+    assert arithmetic_facts(text) == [("4+4=8", True), ("5+1+1=6", False), ("4×6=24", True), ("24+4=28", True),
+                                      ("-4-14=-18", True), ("-18/2=-9", True), ("2×-9=-18", True),
+                                      ("-18+14=-5", False), ("3 + 5 × 2 = 13", True), ("10-2-3=5", True),
+                                      ("7/2=3", False)]
+    assert arithmetic_facts("1/0=0") == [("1/0=0", False)] and arithmetic_facts("no facts = here") == []
 
 
 # -- the R1 chat reply ---------------------------------------------------------------------------------------

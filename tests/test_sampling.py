@@ -344,3 +344,118 @@ def test_static_generate_on_cuda_compiled():
         assert generate(model, prompts, 12, temperature=0) == generate(model, prompts, 12, temperature=0,
                                                                        static=False)
     assert model in sampling._static_caches
+
+
+@pytest.mark.parametrize("names", [("cache_size_limit",), ("cache_size_limit", "recompile_limit")])
+def test_compiled_decode_step_raises_the_recompile_limit_on_any_torch(monkeypatch, names):
+    """torch 2.7 renamed dynamo's cache_size_limit to recompile_limit; pyproject allows torch 2.5, where
+    setting recompile_limit crashed every CUDA generate. A stand-in config with only the old name (2.5, 2.6),
+    and one with both (2.7 on keeps the old one as an alias): the limit that exists is raised to 64."""
+    import types
+    config = types.SimpleNamespace(**{name: 8 for name in names})
+    monkeypatch.setattr(torch._dynamo, "config", config)
+    monkeypatch.setattr(torch, "compile", lambda fn, **options: fn)  # only the limit is under test
+    assert sampling.compiled_decode_step.__wrapped__() is sampling.decode_step
+    assert getattr(config, names[-1]) == 64
+
+
+def test_prefill_makes_logits_for_the_last_position_only():
+    """The prefill needs the next token's distribution after each prompt, not at every prompt position: float32
+    logits of every position cost rows x prompt x vocabulary x 4 bytes (a 512-row rollout of an hf: model
+    with 152k tokens: 31 GB). Measured: generation's whole peak stays under a tenth of that."""
+    from r1mini.memory import measure_peak_bytes
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(vocab_size=20000, block_size=128, n_layer=1, n_head=2, n_kv_head=1, n_embd=32))
+    prompts = torch.randint(0, 20000, (8, 100)).tolist()
+    every_position = 8 * 100 * 20000 * 4  # 64 MB
+    peak = measure_peak_bytes(lambda: generate(model, prompts, 2, temperature=0, static=False), "cpu")
+    assert peak < every_position / 10
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_prefill_runs_each_distinct_prompt_once(kind, monkeypatch):
+    """A GRPO rollout repeats every prompt group_size times: the prefill runs each distinct prompt once (rows
+    counted where they enter the model) and copies its keys and values to the rows that repeat it. The cache
+    and the logits are a prefill of every row's, within float rounding (3 rows and 6 are other matmul
+    shapes), and prompts alike once padded but of different lengths stay apart."""
+    from r1mini.model import KVCache
+    model = make_model(**KINDS[kind]).eval()
+    prompts = [[5, 6, 7], [8, 9], [5, 6, 7], [0, 8, 9], [8, 9], [5, 6, 7]]  # [8, 9] pads to [0, 8, 9], pad id 0
+    P, lengths = 3, torch.tensor([len(p) for p in prompts])
+    idx = torch.tensor([[0] * (P - len(p)) + p for p in prompts])
+    valid = torch.arange(P)[None] >= (P - lengths)[:, None]
+    positions = (torch.arange(P)[None] - (P - lengths)[:, None]).clamp(min=0)
+    caches = []
+    for _ in range(2):
+        caches.append(KVCache(model.cfg, len(prompts), P + 2, "cpu", torch.float32))
+        caches[-1].valid[:, :P] = valid
+    with torch.no_grad():
+        every_row = model.head(model.norm(model.trunk(idx, positions, cache=caches[0])[:, -1]))
+        rows, trunk = [], model.trunk
+        monkeypatch.setattr(model, "trunk", lambda idx, *a, **kw: rows.append(len(idx)) or trunk(idx, *a, **kw))
+        shared = sampling.prefill(model, caches[1], idx, positions)
+    assert rows == [3]  # [5, 6, 7], [8, 9] and [0, 8, 9]
+    assert caches[1].length == caches[0].length == P
+    assert torch.allclose(shared, every_row, atol=1e-5)
+    for ours, reference in ((caches[1].k, caches[0].k), (caches[1].v, caches[0].v)):
+        assert torch.allclose(ours, reference, atol=1e-5)
+    assert not torch.allclose(shared[1], shared[3], atol=1e-3)  # the short prompt and its padded twin differ
+
+
+def test_the_compiled_decode_step_writes_the_cache_in_place():
+    """On a GPU, decode_step runs compiled by Inductor. Written with index_copy_ into the layer's view of the
+    cache, the compiled step allocated a copy of every layer's keys and values at every step (measured here:
+    3.2 MB a step for a 1 MB cache; at the gpu preset's 512 rows, 3.2 GB, several times the step's own
+    traffic). The compiled step must allocate far less than one layer's keys, and still write its slot."""
+    from r1mini.memory import measure_peak_bytes
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(vocab_size=40, block_size=512, n_layer=2, n_head=4, n_kv_head=2, n_embd=32)).eval()
+    cache = sampling.static_cache(model, 16, torch.float32)
+    cache.valid[:, :3] = True
+    step = torch.compile(sampling.decode_step, fullgraph=True, dynamic=False)  # Inductor, on the CPU
+    tok, positions = torch.randint(0, 40, (16, 1)), torch.full((16, 1), 3)
+    with torch.no_grad():
+        step(model, cache, tok, positions, torch.tensor([3]))  # compiles
+        peak = measure_peak_bytes(lambda: step(model, cache, tok, positions, torch.tensor([4])), "cpu")
+    one_layer_keys = cache.k[0].untyped_storage().nbytes() // model.cfg.n_layer  # 512 KB
+    assert peak < one_layer_keys / 4
+    assert (cache.k[:, :, :, 4] != 0).all() and (cache.v[:, :, :, 4] != 0).all()
+
+
+def test_running_out_of_memory_in_the_compiled_step_is_not_a_compiler_failure(monkeypatch, capsys):
+    """A compiler failure falls back to decoding eagerly (same tokens, slower); running out of memory used to be
+    caught the same way, and the run went on eagerly, at a fraction of the speed, with one printed line.
+    It must reach the caller (whose step_guard says what to lower), raised directly or from inside the
+    compiler. (A stand-in compiled step: no GPU here.)"""
+    model = make_model()
+    monkeypatch.setattr(sampling, "uses_cuda_graphs", lambda device: True)
+
+    def fails(error):
+        def step(*args):
+            raise error
+        monkeypatch.setattr(sampling, "compiled_decode_step", lambda: step)
+
+    wrapped = RuntimeError("backend compiler failed")
+    wrapped.__cause__ = torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    for error in (torch.cuda.OutOfMemoryError("CUDA out of memory"), wrapped):
+        fails(error)
+        with pytest.raises(Exception) as raised:
+            generate(model, PROMPTS, 4, temperature=0, static=True)
+        assert raised.value is error
+    fails(RuntimeError("an unsupported op"))  # a real compiler failure: eager from then on, same tokens
+    assert_same_greedy(model, PROMPTS, generate(model, PROMPTS, 4, temperature=0, static=True),
+                       generate(model, PROMPTS, 4, temperature=0))
+    assert "could not be compiled: RuntimeError: an unsupported op" in capsys.readouterr().out
+
+
+def test_a_skipped_cuda_graph_is_reported(monkeypatch, capsys):
+    """Inductor can compile the step and then not record it as a CUDA graph, saying so only in a counter and a
+    log that is off by default: decoding then runs several times slower, silently. On the CPU every graph is
+    skipped (no CUDA), so the real compiled step (mode reduce-overhead) shows the report; the tokens are the
+    eager step's."""
+    monkeypatch.setattr(sampling, "uses_cuda_graphs", lambda device: True)
+    monkeypatch.setattr(sampling, "compiled_decode_step", sampling.compiled_decode_step.__wrapped__)
+    model = make_model()
+    want = generate(model, PROMPTS, 4, temperature=0)
+    assert_same_greedy(model, PROMPTS, generate(model, PROMPTS, 4, temperature=0, static=True), want)
+    assert "not running as a CUDA graph (1 skipped)" in capsys.readouterr().out

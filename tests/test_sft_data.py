@@ -52,11 +52,12 @@ def test_cold_start_data_keeps_readable_right_completions_then_tops_up():
 
     pairs, from_zero = cold_start_data(sampled, 5, tasks, random.Random(5), zh_share=0.5)
     assert from_zero == 2 and pairs[:2] == kept
-    # topped up to 5 with worked step-by-step solutions of problems drawn from the rng
+    # topped up to 5 with worked solutions that check themselves, of problems drawn from the rng
     reference_rng = random.Random(5)
     topped = []
     for problem in draw_problems(reference_rng, tasks, 3, 0.5):
-        solution = tasks[problem.task].solution(problem, "steps", problem.lang, reference_rng)
+        solution = tasks[problem.task].solution(problem, "reflect", problem.lang, reference_rng)
+        assert "Check" in solution[0] or "检查" in solution[0]
         topped.append((problem, (problem.question, reasoning_reply(*solution, problem.lang))))
     assert pairs[2:] == [pair for _, pair in topped] and len(pairs) == 5
     for problem, (_, reply) in topped:  # right, in the chat format, in the problem's language

@@ -1,6 +1,7 @@
-"""speedrun.sh at the toy preset: every stage runs in order, each checkpoint is evaluated, the report is
-written; a rerun skips what is complete and remakes what a change touches. (The run itself is the session's
-toy_speedrun, conftest.py, which other end-to-end tests read too.)"""
+"""speedrun.sh at the toy preset: every stage runs (the student's lane beside the teacher's base, the evaluation
+in two halves side by side), each checkpoint is evaluated, the report is written; a rerun skips what is complete
+and remakes what a change touches. (The run itself is the session's toy_speedrun, conftest.py, which other
+end-to-end tests read too.)"""
 
 import importlib.util
 import json
@@ -8,14 +9,32 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from conftest import ROOT, speedrun
 from r1mini.jsonl import read_jsonl
+
 ROWS = ["base", "R1-Zero", "R1 cold start", "R1 reasoning RL", "R1 rejection SFT", "R1 final RL",
         "student base", "student distilled", "student RL-only"]
-STAGES = ["pretrain", "pretrain_student", "r1_zero", "r1", "distill", "student_rl_only", "eval"]
+STAGES = ["pretrain", "pretrain_student", "r1_zero", "r1", "distill", "student_rl_only", "eval_teacher", "eval_rest"]
+TRAINING = STAGES[:6]
+
+
+def times_of(out: Path) -> dict:
+    """times.tsv as {stage: (seconds, ran or skipped)}; stages side by side finish in either order, and the
+    whole run's wall time is the row 'wall'."""
+    rows = [line.split("\t") for line in (out / "times.tsv").read_text().splitlines()]
+    assert len(rows) == len({r[0] for r in rows}), rows  # each stage once
+    return {r[0]: (float(r[1]), r[2]) for r in rows}
+
+
+def assert_every_stage_ran(out: Path) -> None:
+    times = times_of(out)
+    assert set(times) == {*STAGES, "wall"} and all(times[s][1] == "ran" for s in STAGES)
+    # the run takes no less than its longest stage, and (side by side) about as long as its stages in a row or less
+    assert max(times[s][0] for s in STAGES) <= times["wall"][0] <= sum(times[s][0] for s in STAGES) + 60
 
 
 @pytest.fixture
@@ -25,8 +44,7 @@ def run(toy_speedrun):
 
 def test_every_stage_ran_and_was_timed(run):
     out, _ = run
-    times = [line.split("\t") for line in (out / "times.tsv").read_text().splitlines()]
-    assert [t[0] for t in times] == STAGES and all(t[2] == "ran" for t in times)
+    assert_every_stage_ran(out)
     for sub, stage in [("base", "base"), ("student_base", "base"), ("zero", "zero"), ("r1/final_rl", "r1/final_rl"),
                        ("student", "student/distill"), ("student_zero", "zero")]:
         meta = json.loads((out / sub / "meta.json").read_text())
@@ -52,8 +70,8 @@ def test_report(run):
     out, r = run
     report = json.loads((out / "report.json").read_text())
     assert list(report["table"]) == ROWS
-    evals = json.loads((out / "eval.json").read_text())
-    assert len(evals) == len(ROWS)
+    evals = [*json.loads((out / "eval_teacher.json").read_text()), *json.loads((out / "eval_rest.json").read_text())]
+    assert len(evals) == len(ROWS)  # the two halves of the evaluation cover every checkpoint
     # the report's numbers are the evaluations' numbers
     zero = json.loads((out / "zero" / "eval.json").read_text())["results"]["add-2d"]
     assert report["table"]["R1-Zero"]["add-2d pass@1"] == zero["pass@1"]
@@ -82,8 +100,8 @@ def test_a_rerun_remakes_what_a_changed_command_or_code_touches(run, tmp_path):
         f.write("# a student's edit\n")
     r = speedrun(out, root=tree, ZERO_FLAGS="--steps 3")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    times = [line.split("\t") for line in (out / "times.tsv").read_text().splitlines()]
-    assert [t[2] for t in times] == ["skipped", "skipped", "ran", "ran", "ran", "ran", "ran"]
+    times = times_of(out)
+    assert [times[s][1] for s in STAGES] == ["skipped", "skipped", "ran", "ran", "ran", "ran", "ran", "ran"]
     assert f"remaking {out / 'zero'} (its command differs)" in r.stdout
     assert f"remaking {out / 'r1' / 'final_rl'} (r1_zero was remade)" in r.stdout
     assert f"remaking {out / 'student_zero'} (code changed since: train_zero.py)" in r.stdout
@@ -91,12 +109,12 @@ def test_a_rerun_remakes_what_a_changed_command_or_code_touches(run, tmp_path):
     assert json.loads((out / "zero.old" / "meta.json").read_text())["step"] == 4  # the old run is kept aside
     remade = times
     r = speedrun(out, root=tree, ZERO_FLAGS="--steps 3")  # the same command again: nothing changed, all skipped
-    times = [line.split("\t") for line in (out / "times.tsv").read_text().splitlines()]
-    assert r.returncode == 0 and [t[2] for t in times] == ["skipped"] * 6 + ["ran"]  # the evaluation reruns
-    assert [t[1] for t in times[:6]] == [t[1] for t in remade[:6]]  # a skipped stage keeps its time
+    times = times_of(out)
+    assert r.returncode == 0 and [times[s][1] for s in STAGES] == ["skipped"] * 6 + ["ran"] * 2  # eval reruns
+    assert [times[s][0] for s in TRAINING] == [remade[s][0] for s in TRAINING]  # a skipped stage keeps its time
     r = speedrun(out, root=tree, ZERO_FLAGS="--steps 5", KEEP="1")  # KEEP=1: skipped whatever changed
-    times = [line.split("\t") for line in (out / "times.tsv").read_text().splitlines()]
-    assert r.returncode == 0 and [t[2] for t in times] == ["skipped"] * 6 + ["ran"]
+    times = times_of(out)
+    assert r.returncode == 0 and [times[s][1] for s in STAGES] == ["skipped"] * 6 + ["ran"] * 2
 
 
 def test_a_cpu_speedrun_stops_at_a_toy_base_in_its_folder(tmp_path):
@@ -121,11 +139,11 @@ def test_bad_preset():
 def test_every_stage_of_an_moe_model_on_the_cuda_branches(toy_speedruns):
     """The whole recipe with a DeepSeekMoE base, every stage on the branches CUDA takes (bf16 autocast, a bf16
     cache), emulated on the CPU: the MoE forward crashed there at the first step before its float32 sum. (The
-    session runs it beside the plain toy speedrun: conftest.py.)"""
+    session runs it beside the plain toy speedrun, its stages one after the other, SIDE_BY_SIDE=0, as on a GPU:
+    conftest.py.)"""
     out, r = toy_speedruns["moe"]
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    times = [line.split("\t") for line in (out / "times.tsv").read_text().splitlines()]
-    assert [t[0] for t in times] == STAGES and all(t[2] == "ran" for t in times)
+    assert_every_stage_ran(out)
     for sub in ("base", "zero", "r1/final_rl", "student"):
         assert json.loads((out / sub / "model.json").read_text())["n_routed_experts"] == 4, sub
     rows = [row for row in read_jsonl(out / "zero" / "log.jsonl") if "ratio_dev" in row]

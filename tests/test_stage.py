@@ -89,3 +89,7 @@ def test_reply_metrics_split_accuracy_by_reflection():
     assert reply_metrics(["The sum 是 4"], {})["mixed_lang"] == [True]
     assert reply_metrics(completions[1::2], {"accuracy": [1.0, 1.0]})["reflect_acc"] == []
     assert "reflect_acc" not in reply_metrics(completions, {"other": [1.0] * 4})
+    # accuracy of some replies only (the final RL's general prompts have none): which reply each value belongs to
+    # is unknown, so neither list gets one, but both keys are there, as on every other rank (one all-reduce)
+    partial = reply_metrics(completions, {"accuracy": [1.0, 0.0]})
+    assert partial["reflect_acc"] == [] and partial["plain_acc"] == []
