@@ -418,6 +418,29 @@ def test_exported_checkpoint_generates_as_ours_in_transformers(our_export):
             [ours.decode(w[:-1] if w[-1] in stop_ids(ours, True) else w) for w in want]
 
 
+def test_r1_zero_on_our_model_brought_back_through_hf_learns(our_export, tmp_path):
+    """The researcher's path at test size: our own model, pretrained and exported above, comes back as a Hugging
+    Face checkpoint (hf:) into train_zero.py with a JSONL file, and R1-Zero lifts its dev pass@1 clear of the 95%
+    interval it started in. The file asks N x 0 for 990 values of N: one rule, which a 34k-parameter model learns
+    from the reward in 30 steps (~10 s on one thread). A check that the imported weights train the way ours do,
+    not a measurement: docs/your_model.md has the cpu-preset run on the suite's own problems."""
+    from conftest import run_script
+    tasks = tmp_path / "times_zero.jsonl"
+    tasks.write_text("".join(json.dumps({"question": f"What is {n} × 0?", "answer": 0, "checker": "number"},
+                                        ensure_ascii=False) + "\n" for n in range(10, 1000)), encoding="utf-8")
+    out = tmp_path / "zero"
+    r = run_script("train_zero.py", "--preset", "toy", "--init", f"hf:{our_export[1]}", "--tasks", tasks, "--out", out,
+                   "--steps", 30, "--eval_every", 30, "--eval_problems", 30, "--eval_k", 4, "--prompts_per_step", 8,
+                   "--group_size", 8, "--max_new_tokens", 32, "--lr", 1e-3)
+    assert r.returncode == 0, r.stdout + r.stderr
+    evals = [row for row in map(json.loads, (out / "log.jsonl").read_text().splitlines()) if "eval_pass@1" in row]
+    assert [row["step"] for row in evals] == [0, 30]
+    before, after = evals[0]["eval_pass@1_ci"], evals[1]["eval_pass@1_ci"]
+    assert after[0] > before[1] and evals[1]["eval_pass@1"] >= 0.5, evals
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["parent"] == f"hf:{our_export[1]}" and meta["stage"] == "zero"
+
+
 def test_distill_with_hf_teacher_and_student(family_dirs, tmp_path):
     """distill.py --init hf:... --student hf:...: the teacher samples through its chat template, the student
     learns through its own; a file with English problems only is evaluated in English only."""
