@@ -3,8 +3,10 @@
 `load_pretrained(path)` reads a local checkpoint directory (config.json, model.safetensors or shards named
 by model.safetensors.index.json, tokenizer.json, tokenizer_config.json) into `r1mini.model.Transformer` and
 our tiktoken-served `Tokenizer`; `save_pretrained(model, tokenizer, path)` writes one back that `transformers`
-loads. The three families are one architecture with a few switches (ModelConfig's attn_bias for Qwen2's q/k/v
-biases, qk_norm and attn_head_dim for Qwen3, rope_scaling for Llama 3.1+). Weights go through `safetensors`
+loads, with the chat template (ours: formats.CHAT_TEMPLATE, our chat format in Jinja) and the stop tokens in
+generation_config.json, so that any client renders and ends a chat turn as our scripts do. The three families
+are one architecture with a few switches (ModelConfig's attn_bias for Qwen2's q/k/v biases, qk_norm and
+attn_head_dim for Qwen3, rope_scaling for Llama 3.1+). Weights go through `safetensors`
 only: `transformers` is never imported here, so loading and training need none of it.
 
 Our layout differs in two places, both fused matrices: wkv holds k_proj's rows then v_proj's, and w_gate_up
