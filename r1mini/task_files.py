@@ -4,10 +4,10 @@ One problem a line: {"question": ..., "answer": ..., "checker": ...}; countdown 
 "numbers" (or TinyZero's "nums") and may leave out the question and the checker. The checker is named on the
 line, or for the whole file after a colon: `--tasks gsm8k.jsonl:number`. A line's "lang" ("en" or "zh") is
 optional, and so is its "solution", a worked solution (the reasoning that reaches the answer; R1's cold start
-trains on it where the R1-Zero model's own samples run short), and its "answer_format": "tags" (the answer between <answer> tags, r1mini's own) or "boxed"
-(the last \\boxed{...}, as math models write it), also for the whole file after a colon:
-`--tasks gsm8k_test.jsonl:number:boxed`. The four checkers parse the answer (the final number, a countdown expression, an exact string, a
-choice letter); none executes it. A line's split is a hash of its question, as for every task, unless the
+trains on it where the R1-Zero model's own samples run short), and its "answer_format": "tags" (the answer
+between <answer> tags, r1mini's own) or "boxed" (the last \\boxed{...}, as math models write it), also for the
+whole file after a colon: `--tasks gsm8k_test.jsonl:number:boxed`. The four checkers parse the answer (the
+final number, a countdown expression, an exact string, a choice letter); none executes it. A line's split is a hash of its question, as for every task, unless the
 file is named as a test file.
 """
 from __future__ import annotations
@@ -130,10 +130,10 @@ def load_task_file(spec: str) -> FileTask:
         raise ConfigError("tasks", f"{spec}: unknown checker {unknown[0]!r}; after the file name come a checker "
                                    f"({', '.join(CHECKERS)}) and/or an answer format ({', '.join(ANSWER_FORMATS)})")
     default = next((o for o in options.split(":") if o in CHECKERS), "")
-    where = next((o for o in options.split(":") if o in ANSWER_FORMATS), "tags")
+    answer_format = next((o for o in options.split(":") if o in ANSWER_FORMATS), "tags")
     if not Path(path).is_file():
         raise ConfigError("tasks", f"{path}: no such file")
-    problems = [_problem(row, default, f"{path}, line {n}", where) for n, row in numbered_rows(path)]
+    problems = [_problem(row, default, f"{path}, line {n}", answer_format) for n, row in numbered_rows(path)]
     if not problems:
         raise UserError(f"{path} holds no problems")
     return FileTask(path, problems)

@@ -130,6 +130,8 @@ MALFORMED = [
     ({"question": "q", "answer": "AB", "checker": "choice"}, "one letter of A-Z"),
     ({"question": "q", "answer": "1", "checker": "number", "lang": "fr"}, "lang must be"),
     ({"question": "q", "answer": "1", "checker": "number", "answer_format": "latex"}, "answer_format must be"),
+    ({"question": "q", "answer": "1", "checker": "number", "solution": ""}, '"solution" must be a non-empty string'),
+    ({"target": 5, "nums": [2, 3], "solution": "2 + 3 = 5"}, 'on a line with its "answer"'),
 ]
 
 
