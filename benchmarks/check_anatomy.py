@@ -17,7 +17,10 @@ and task, over the replies that check:
 - says right: the check ends in "Right" (对了), not in "not ..." and a second pass;
 - right if agreeing: of the checks that agree, the share that say "Right";
 - right, not agreeing: of all checks, the share that say "Right" although a comparison disagreed;
-- final right: the reply's answer is right.
+- final right: the reply's answer is right;
+- final right after a wait: of the checks that do not say "Right" (and so solve again), the share whose final
+  answer is right;
+- cut off: the reply ran out of tokens before its answer.
 
 And, over the step-by-step replies whose first pass is wrong, the first thing that went wrong: an operand
 restated wrong (copy), a digit taken from it wrong (fetch), a carry dropped or wrong, a fact wrong (and which:
@@ -121,7 +124,9 @@ def anatomy(task: str, problem, reply: str) -> dict | None:
             "agrees": agrees, "says right": says_right,
             "right if agreeing": says_right if agrees else None,
             "right, not agreeing": says_right and not agrees,
-            "final right": accuracy_reward(reply, problem) > 0}
+            "final right": accuracy_reward(reply, problem) > 0,
+            "final right after a wait": accuracy_reward(reply, problem) > 0 if not says_right else None,
+            "cut off": "</answer>" not in reply}
 
 
 def first_slip(task: str, d: dict, first: str) -> str | None:
@@ -205,7 +210,7 @@ def main(argv=None):
     p.add_argument("--temperature", type=float, default=0.6, help="1.0: as R1-Zero's rollouts sample")
     args = p.parse_args(argv)
     cols = ["first right", "first facts", "check facts", "copied", "verdicts", "agrees", "says right",
-            "right if agreeing", "right, not agreeing", "final right"]
+            "right if agreeing", "right, not agreeing", "final right", "final right after a wait", "cut off"]
     rows, slip_rows = [], []
     for path in args.checkpoints.split(","):
         seed_everything(args.seed)

@@ -29,7 +29,7 @@ def test_check_anatomy_reads_a_check_as_the_corpus_writes_it():
     right = anatomy("add", p, reply(f"{first} {check}", "1568"))
     assert right == {"first right": True, "first facts": True, "check facts": True, "copied": True, "verdicts": True,
                      "agrees": True, "says right": True, "right if agreeing": True, "right, not agreeing": False,
-                     "final right": True}
+                     "final right": True, "final right after a wait": None, "cut off": False}
     # "agree" said of two different digits: the comparison not read
     unread = anatomy("add", p, reply(f"{first} {check.replace('1+5=6, 6 and 6', '1+5=7, 7 and 6')}", "1568"))
     assert (unread["check facts"], unread["verdicts"], unread["agrees"], unread["says right"],
@@ -42,7 +42,10 @@ def test_check_anatomy_reads_a_check_as_the_corpus_writes_it():
               f"differ. Wait, add again. {first[len('Add by columns: '):]}")
     a = anatomy("add", p, reply(caught, "1568"))
     assert (a["first right"], a["first facts"], a["check facts"], a["copied"], a["verdicts"], a["agrees"],
-            a["says right"], a["final right"]) == (False, False, True, True, True, False, False, True)
+            a["says right"], a["final right"], a["final right after a wait"]) == \
+        (False, False, True, True, True, False, False, True, True)
+    cut = anatomy("add", p, f" <think> {caught[:-40]}")  # out of tokens in the second pass: no answer
+    assert cut["cut off"] and cut["final right after a wait"] is False
     assert anatomy("add", p, reply(first, "1568")) is None  # no check
     assert first_slip("add", p.data, slipped) == "fact: sum one off"
     assert first_slip("add", p.data, first.replace("85+71", "85+72").replace("5+1=6", "5+2=7")) == "copy"
