@@ -170,8 +170,8 @@ def main(argv=None):
         evaluate_zero(run)
     print0(f"R1 from {args.init} (base {run.base_dir}), suite {run.suite_name}: "
            f"stages {', '.join(todo) or 'none left'}")
-    if no_dev_note(run.tasks, run.eval_sets):
-        print0(no_dev_note(run.tasks, run.eval_sets))
+    if note := no_dev_note(run.tasks, run.eval_sets):
+        print0(note)
     # the random states after the last finished stage: a pipeline stopped between stages or in an SFT stage goes
     # on exactly as it would have without the stop (one stopped in a GRPO stage: see grpo_stage)
     saved = load_train_state(run.out)

@@ -120,8 +120,8 @@ def main(argv=None):
     print0(f"R1-Zero from {args.init} on {run.suite_name} ({', '.join(run.tasks)}): {cfg.prompts_per_step} prompts "
            f"x {cfg.group_size} samples per step, {cfg.steps} steps, device {device}, world {world}; dev check on "
            f"{sum(map(len, eval_set.values()))} {'/'.join(eval_set)} problems")
-    if no_dev_note(run.tasks, eval_set):
-        print0(no_dev_note(run.tasks, eval_set))
+    if note := no_dev_note(run.tasks, eval_set):
+        print0(note)
     if run.step == 0:
         start_metrics = heldout_check(run, eval_set, out)
         logger.log({"step": 0, **start_metrics})

@@ -1,6 +1,9 @@
 """r1mini/hf.py against transformers and tokenizers themselves: tiny random Llama 3 / Qwen2 / Qwen3 checkpoints
 and byte-level BPE tokenizers made here (nothing is downloaded), read by our code and compared logit by logit and
-token by token. Skipped when transformers or tokenizers is absent (`pip install -e '.[test]'` has both)."""
+token by token; and one of our own models, pretrained here and exported, driven by transformers alone (its chat
+template against formats.chat_ids, its greedy generation against ours) and brought back through hf: into R1-Zero,
+which must raise its dev pass@1. Skipped when transformers or tokenizers is absent (`pip install -e '.[test]'` has
+both)."""
 import contextlib
 import copy
 import json
