@@ -18,12 +18,8 @@ from __future__ import annotations
 # prompt and reply share the context (256 tokens at the cpu preset), where a reply that checks itself is long.
 ZERO_TEMPLATE = ("The Assistant thinks in <think> </think>, then answers in <answer> </answer>. "
                  "User: {question} Assistant:")
-
-
 # the same for a problem whose answer goes in \boxed{} (answer_format "boxed")
-ZERO_TEMPLATE_BOXED = ("A conversation between User and Assistant. The Assistant first thinks about the reasoning "
-                       "process in <think> </think> tags, then gives the final answer in \\boxed{{}}. "
-                       "User: {question} Assistant:")
+ZERO_TEMPLATE_BOXED = ZERO_TEMPLATE.replace("in <answer> </answer>", "in \\boxed{{}}")
 ANSWER_FORMATS = ("tags", "boxed")  # <answer> 5 </answer>, or the last \boxed{5}
 
 
