@@ -6,8 +6,8 @@ our tiktoken-served `Tokenizer`; `save_pretrained(model, tokenizer, path)` write
 loads, with the chat template (ours: formats.CHAT_TEMPLATE, our chat format in Jinja) and the stop tokens in
 generation_config.json, so that any client renders and ends a chat turn as our scripts do. The three families
 are one architecture with a few switches (ModelConfig's attn_bias for Qwen2's q/k/v biases, qk_norm and
-attn_head_dim for Qwen3, rope_scaling for Llama 3.1+). Weights go through `safetensors`
-only: `transformers` is never imported here, so loading and training need none of it.
+attn_head_dim for Qwen3, rope_scaling for Llama 3.1+). Weights go through `safetensors` only: `transformers` is
+never imported here, so loading and training need none of it.
 
 Our layout differs in two places, both fused matrices: wkv holds k_proj's rows then v_proj's, and w_gate_up
 holds gate_proj's rows then up_proj's.
