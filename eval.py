@@ -26,7 +26,7 @@ from typing import ClassVar
 import torch
 
 from r1mini.checkpoint import load_checkpoint, seed_everything
-from r1mini.config import NON_NEGATIVE, TASKS_FILE, TOP_P, name_in, one_of, parse_config, validate
+from r1mini.config import NON_NEGATIVE, TASKS_FILE, TOP_P, UserError, name_in, one_of, parse_config, validate
 from r1mini.device import pick_device
 from r1mini.distributed import is_main, print0, run_script, setup_distributed, teardown_distributed
 from r1mini.evaluate import evaluate_model, heldout_problems
@@ -88,7 +88,15 @@ def main(argv=None):
         tasks = task_set(cfg.suite or parent_suite(meta, args.preset), cfg.tasks)
         file_task = tasks.get(FileTask.name)
         if isinstance(file_task, FileTask):  # a file's languages only (its own, not en and zh)
-            langs = tuple(lang for lang in cfg.langs.split(",") if file_task.heldout(1, lang, "test")) or ("en",)
+            if not file_task.pool["test"]:
+                raise UserError(f"{file_task.path} has no test problems (a hash of each question puts 10% of a file's "
+                                f"lines there): name it as a test file ({file_task.label}_test.jsonl) to evaluate "
+                                f"on every line")
+            langs = tuple(lang for lang in cfg.langs.split(",") if file_task.heldout(1, lang, "test"))
+            if not langs:
+                has = sorted({p.lang for p in file_task.pool["test"]})
+                raise UserError(f"{file_task.path} has no test problems in {cfg.langs}, only in {','.join(has)}: "
+                                f"--langs {','.join(has)}")
         chat = uses_chat(meta, cfg.chat)
         print0(f"\n{init} (stage {meta.get('stage')}, step {meta.get('step')}): {cfg.n_problems} problems per "
                f"benchmark and language, k={cfg.k}, T={cfg.temperature}, top-p {cfg.top_p}, "

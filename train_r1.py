@@ -5,8 +5,9 @@ previous checkpoint and writing its own under out/r1/:
 
 1. cold_start: sample the R1-Zero model on training prompts, keep correct samples written in the prompt's
    language without repetition, rewrite them into the readable chat format (r1mini/formats.py: a think block,
-   then a summary ending in the answer), top up with worked solutions from tasks.py when too few survive,
-   and SFT the *base* model on them (loss on the assistant's tokens only).
+   then a summary ending in the answer), top up with worked solutions from tasks.py when too few survive (from
+   a --tasks file: its lines' "solution" fields, if it has them), and SFT the *base* model on them (loss on the
+   assistant's tokens only).
 2. reasoning_rl: GRPO from the cold-start model (r1mini/rl.py, the step R1-Zero uses too, with every GRPO
    option of R1-Zero); reward = accuracy + format + language consistency (the share of the reasoning's
    words in the prompt's language, §2.3.2).
@@ -56,7 +57,7 @@ from tqdm import tqdm
 from r1mini.chat_data import general_prompts, preference_pairs
 from r1mini.checkpoint import (check_preset, is_done, load_checkpoint, load_train_state, restore_rngs, save_checkpoint,
                                save_rngs, seed_everything)
-from r1mini.config import NON_NEGATIVE, POSITIVE, SHARE, TASKS_FILE, name_in, parse_config
+from r1mini.config import NON_NEGATIVE, POSITIVE, SHARE, TASKS_FILE, UserError, name_in, parse_config
 from r1mini.device import autocast, pick_device
 from r1mini.distributed import print0, report_replicas_in_sync, run_script, setup_distributed, teardown_distributed
 from r1mini.files import atomic_save, atomic_write_json
@@ -67,8 +68,8 @@ from r1mini.rewards import all_scenario_rewards, load_reward, reasoning_rewards
 from r1mini.rl import GRPOConfig, grpo_step, make_policy, resume_policy
 from r1mini.sampling import sample_striped
 from r1mini.sft_data import cold_start_data, rejection_sampling_data
-from r1mini.stage import (GRPO_MEMORY_FLAGS, dev_check, dev_sets, exits_with_message, reply_metrics, sft_from_base,
-                          stage_meta, stage_tasks, step_guard)
+from r1mini.stage import (GRPO_MEMORY_FLAGS, dev_check, dev_sets, exits_with_message, no_dev_note, reply_metrics,
+                          sft_from_base, stage_meta, stage_tasks, step_guard)
 from r1mini.tasks import SUITES, Problem, draw_problems
 
 STAGE_NAMES = ("cold_start", "reasoning_rl", "rejection_sft", "final_rl")
@@ -169,6 +170,8 @@ def main(argv=None):
         evaluate_zero(run)
     print0(f"R1 from {args.init} (base {run.base_dir}), suite {run.suite_name}: "
            f"stages {', '.join(todo) or 'none left'}")
+    if note := no_dev_note(run.tasks, run.eval_sets):
+        print0(note)
     # the random states after the last finished stage: a pipeline stopped between stages or in an SFT stage goes
     # on exactly as it would have without the stop (one stopped in a GRPO stage: see grpo_stage)
     saved = load_train_state(run.out)
@@ -217,6 +220,13 @@ def cold_start(run: R1Run):
     problems = draw_problems(run.rng, run.tasks, cfg.cold_prompts, cfg.zh_share)
     sampled = zip(problems, sample_texts(run, zero_model, problems, cfg.cold_samples, chat=False))
     pairs, from_zero = cold_start_data(sampled, cfg.cold_examples, run.tasks, run.rng, cfg.zh_share)
+    if not pairs:  # only a JSONL file without worked solutions leaves none
+        file = getattr(next(iter(run.tasks.values())), "path", "the task file")
+        raise UserError(f"no cold-start data: the R1-Zero model in {run.args.init} was right, in format and in the "
+                        f"prompt's language in none of {cfg.cold_prompts} x {cfg.cold_samples} samples, and {file} "
+                        f"has no \"solution\" on its lines. Train R1-Zero longer (its dev pass@1 is in "
+                        f"{run.args.init}/log.jsonl), sample more (--cold_prompts, --cold_samples), or give lines a "
+                        f"worked \"solution\"")
     if run.rank == 0:
         write_jsonl(run.out / "cold_start_data.jsonl", [{"user": u, "assistant": a} for u, a in pairs])
     model, losses = sft(run, pairs, cfg.sft_epochs, "cold start SFT")

@@ -20,7 +20,8 @@ Logs per step (log.jsonl): reward, accuracy, format, length, steps_share, reflec
 reflect_acc and plain_acc (the accuracy of replies with and without reflection), mixed_lang,
 mixed_groups, kl, clip_frac, entropy, t_gen, t_train, gen_tokens_per_s, train_tokens_per_s, tflops (training), mfu
 (on GPUs of known peak), peak_mem_mb; every eval_every steps dev-split pass@1 (k samples at
-T=0.6, top-p 0.95) and a few samples in samples.jsonl; aha.jsonl keeps each step's first training reply that
+T=0.6, top-p 0.95; English prompts, or a JSONL file's Chinese ones where it has no English dev problems) with its
+95% interval, and a few samples in samples.jsonl; aha.jsonl keeps each step's first training reply that
 reflects and is right. Rerun the same command to resume.
 
     python train_zero.py                    # from out/base, writes out/zero
@@ -46,12 +47,13 @@ from r1mini.config import NON_NEGATIVE, SHARE, TASKS_FILE, name_in, parse_config
 from r1mini.device import pick_device
 from r1mini.distributed import (is_main, print0, report_replicas_in_sync, run_script, setup_distributed,
                                 teardown_distributed)
-from r1mini.evaluate import heldout_eval, heldout_problems
-from r1mini.formats import prompt_ids, stop_ids
+from r1mini.evaluate import heldout_eval
+from r1mini.formats import answer_format, prompt_ids, stop_ids
 from r1mini.jsonl import JsonlLogger, write_jsonl
 from r1mini.rewards import corrects_itself, count_reflection_words, load_reward, zero_rewards
 from r1mini.rl import GRPOConfig, Policy, grpo_step, make_policy, resume_policy
-from r1mini.stage import GRPO_MEMORY_FLAGS, exits_with_message, reply_metrics, stage_meta, stage_tasks, step_guard
+from r1mini.stage import (GRPO_MEMORY_FLAGS, dev_sets, exits_with_message, no_dev_note, reply_metrics, stage_meta,
+                          stage_tasks, step_guard)
 from r1mini.tasks import SUITES, draw_problems
 
 
@@ -111,10 +113,15 @@ def main(argv=None):
     seed_everything(args.seed + rank)
     run = start(cfg, args, device, rank)
     out, policy, tokenizer = Path(args.out), run.policy, run.tokenizer
-    eval_set = heldout_problems(run.tasks, cfg.eval_problems, seed=args.seed, split="dev")
+    # the dev check asks in English; a JSONL file with no English dev problems (all Chinese), in Chinese
+    dev = dev_sets(run.tasks, cfg.eval_problems, args.seed)
+    eval_set = {lang: dev[lang] for lang in ["en" if dev["en"] or not dev["zh"] else "zh"]}
     logger = JsonlLogger(out / "log.jsonl")
     print0(f"R1-Zero from {args.init} on {run.suite_name} ({', '.join(run.tasks)}): {cfg.prompts_per_step} prompts "
-           f"x {cfg.group_size} samples per step, {cfg.steps} steps, device {device}, world {world}")
+           f"x {cfg.group_size} samples per step, {cfg.steps} steps, device {device}, world {world}; dev check on "
+           f"{sum(map(len, eval_set.values()))} {'/'.join(eval_set)} problems")
+    if note := no_dev_note(run.tasks, eval_set):
+        print0(note)
     if run.step == 0:
         start_metrics = heldout_check(run, eval_set, out)
         logger.log({"step": 0, **start_metrics})
@@ -124,7 +131,7 @@ def main(argv=None):
     while run.step < cfg.steps:
         # -- GRPO: this rank's prompts -> G samples each -> accuracy + format rewards -> advantages -> update ----
         problems = draw_problems(run.problem_rng, run.tasks, n_prompts, cfg.zh_share)
-        prompts = [prompt_ids(tokenizer, p.question, chat=False)[0] for p in problems]
+        prompts = [prompt_ids(tokenizer, p.question, False, answer_format(p))[0] for p in problems]
         with step_guard(f"step {run.step + 1}", out, f"--lr (now {cfg.lr})", GRPO_MEMORY_FLAGS):
             metrics = grpo_step(policy, tokenizer, prompts, problems, reward_fn, cfg, step=run.step,
                                 stop_ids=stop_ids(tokenizer, chat=False), generator=run.sampler,
@@ -196,13 +203,16 @@ def log_aha(path: Path, step: int, seen: dict, keep: int = 4) -> None:
                         "corrects": corrects_itself(reply)} for reply, problem in right], append=True)
 
 
-def heldout_check(run: ZeroRun, problems: list, out: Path) -> dict:
-    """Held-out pass@1 (k samples at T 0.6, top-p 0.95) under the R1-Zero template; a few of the samples go to
-    samples.jsonl."""
+def heldout_check(run: ZeroRun, problems: dict[str, list], out: Path) -> dict:
+    """Held-out pass@1 (k samples at T 0.6, top-p 0.95; its 95% interval over problems) under the R1-Zero
+    template, on the problems of one language; a few of the samples go to samples.jsonl. Nothing without
+    problems."""
     cfg, model = run.cfg, run.policy.model
+    if not any(problems.values()):
+        return {}
     model.eval()
-    result, samples = heldout_eval(model, run.tokenizer, {"en": problems}, k=cfg.eval_k,
-                                   max_new_tokens=cfg.max_new_tokens, chat=False)["en"]
+    (result, samples), = heldout_eval(model, run.tokenizer, problems, k=cfg.eval_k,
+                                      max_new_tokens=cfg.max_new_tokens, chat=False).values()
     model.train()
     if is_main():
         shown = samples[::max(1, len(samples) // cfg.log_samples)]
@@ -210,7 +220,8 @@ def heldout_check(run: ZeroRun, problems: list, out: Path) -> dict:
                  "completion": s.completions[0]} for s in shown]
         write_jsonl(out / "samples.jsonl", rows, append=True)
     k = cfg.eval_k
-    return {"eval_pass@1": round(result["pass@1"], 4), f"eval_pass@{k}": round(result[f"pass@{k}"], 4),
+    return {"eval_pass@1": round(result["pass@1"], 4), "eval_pass@1_ci": [round(x, 4) for x in result["pass@1_ci"]],
+            f"eval_pass@{k}": round(result[f"pass@{k}"], 4),
             "eval_format": round(result["format"], 4), "eval_steps_share": round(result["steps_share"], 4),
             "eval_reflect_share": round(result["reflect_share"], 4),
             "eval_reflect_acc": round(result["reflect_acc"], 4), "eval_plain_acc": round(result["plain_acc"], 4)}

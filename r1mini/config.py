@@ -30,7 +30,8 @@ SHARE = (lambda v: 0 <= v <= 1, "in [0, 1]")
 TOP_P = (lambda v: 0 < v <= 1, "in (0, 1]")
 
 
-TASKS_FILE = (lambda v: v == "" or ".jsonl" in v, "'' or a JSONL task file, FILE.jsonl or FILE.jsonl:CHECKER")
+TASKS_FILE = (lambda v: v == "" or ".jsonl" in v,
+              "'' or a JSONL task file, FILE.jsonl, FILE.jsonl:CHECKER or FILE.jsonl:CHECKER:boxed")
 
 
 def one_of(*options):

@@ -8,6 +8,7 @@ from math import comb
 
 import numpy as np
 
+from r1mini.formats import answer_format
 from r1mini.rewards import (accuracy_reward, count_reflection_words, extract_answer, format_reward,
                             is_step_by_step, language_consistency, reasoning_text, reply_format_reward)
 from r1mini.sampling import Sampled, sample_striped
@@ -75,12 +76,13 @@ def score(samples: list[Sampled], k: int, chat: bool = False) -> dict:
         correct = [accuracy_reward(c, s.problem) for c in s.completions]
         rows["pass@1"].append(sum(correct) / len(correct))
         rows[f"pass@{k}"].append(pass_at_k(len(correct), int(sum(correct)), k))
-        task = task_for(s.problem)
-        vote = majority_vote([extract_answer(c) for c in s.completions], key=lambda a: task.normalize(a, s.problem))
-        rows[f"cons@{k}"].append(float(vote is not None and accuracy_reward(f"<answer>{vote}</answer>", s.problem) > 0))
+        task, where = task_for(s.problem), answer_format(s.problem)
+        vote = majority_vote([extract_answer(c, where) for c in s.completions],
+                             key=lambda a: task.normalize(a, s.problem))
+        rows[f"cons@{k}"].append(float(vote is not None and task.check(vote, s.problem)))
         reflected = []
         for c, ok, n in zip(s.completions, correct, s.lengths or [None] * len(correct)):
-            rows["format"].append(fmt(c))
+            rows["format"].append(fmt(c, where))
             rows["lang_consistency"].append(language_consistency(reasoning_text(c), s.problem.lang))
             rows["length"].append(len(c) if n is None else n)  # tokens when known, else characters
             rows["chars"].append(len(c))

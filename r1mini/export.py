@@ -2,7 +2,9 @@
 
     python -m r1mini.export out/zero out/zero-hf
 
-Dense models only: DeepSeekMoE has no Llama/Qwen equivalent. The conversion itself is r1mini/hf.py
+The directory carries our chat format as a Jinja chat template and <|end|> among the stop tokens, so that
+`transformers` (apply_chat_template, generate) and any other client chat with it as our scripts do. Dense models
+only: DeepSeekMoE has no Llama/Qwen equivalent. The conversion itself is r1mini/hf.py
 (save_pretrained); this module is its command line, apart from hf.py because it reads our checkpoints
 (checkpoint.py), which read Hugging Face ones through hf.py.
 """

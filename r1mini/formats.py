@@ -8,6 +8,9 @@ reply is "<think> reasoning </think> summary <answer> answer </answer>": the rea
 readable summary ending in the marked answer (the paper's "|special_token|<reasoning_process>|special_token|
 <summary>", with <answer> in the role of \\boxed{}). A non-reasoning reply is plain text. SFT, RL, rejection
 sampling and evaluation all build their token sequences here.
+
+A problem may mark its answer the way math models do instead, in the last \\boxed{...} (answer_format
+"boxed": a JSONL line's or file's choice, r1mini/task_files.py); its prompts and replies say so.
 """
 from __future__ import annotations
 
@@ -15,14 +18,42 @@ from __future__ import annotations
 # prompt and reply share the context (256 tokens at the cpu preset), where a reply that checks itself is long.
 ZERO_TEMPLATE = ("The Assistant thinks in <think> </think>, then answers in <answer> </answer>. "
                  "User: {question} Assistant:")
+# the same for a problem whose answer goes in \boxed{} (answer_format "boxed")
+ZERO_TEMPLATE_BOXED = ZERO_TEMPLATE.replace("in <answer> </answer>", "in \\boxed{{}}")
+ANSWER_FORMATS = ("tags", "boxed")  # <answer> 5 </answer>, or the last \boxed{5}
 
 
-def zero_prompt(question: str) -> str:
-    return ZERO_TEMPLATE.format(question=question)
+def answer_format(problem) -> str:
+    """Where a problem's answer is written: "tags" (ours) or "boxed", as its data says (a JSONL task's line or
+    file sets it; a task of your own may put "answer_format" in the data it draws)."""
+    return (getattr(problem, "data", None) or {}).get("answer_format", "tags")
+
+
+def zero_prompt(question: str, answer_format: str = "tags") -> str:
+    return (ZERO_TEMPLATE_BOXED if answer_format == "boxed" else ZERO_TEMPLATE).format(question=question)
 
 
 def zero_completion(think: str, answer: str) -> str:
     return f" <think> {think} </think> <answer> {answer} </answer>"
+
+
+# chat_ids below as a Jinja chat template, which an exported checkpoint carries (r1mini/hf.py) so that any client
+# (transformers' apply_chat_template, vLLM, llama.cpp) renders our tokens: a user turn is <|user|>, a space and
+# its stripped text; an assistant turn <|assistant|>, its reply as written, <|end|>; the generation prompt
+# <|assistant|>. Several exchanges follow one another. {% generation %} marks the tokens chat_ids's mask trains on
+# (transformers' return_assistant_tokens_mask). Our format has no system turn, and clients often send one: its
+# text opens the next user turn, a blank line before the question.
+CHAT_TEMPLATE = (
+    "{%- set ns = namespace(system='') -%}"
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'system' -%}{%- set ns.system = ns.system + message['content'] | trim + '\n\n' -%}"
+    "{%- elif message['role'] == 'user' -%}{{ '<|user|> ' + (ns.system + message['content']) | trim }}"
+    "{%- set ns.system = '' -%}"
+    "{%- elif message['role'] == 'assistant' -%}{{ '<|assistant|>' }}"
+    "{%- generation -%}{{ message['content'] + '<|end|>' }}{%- endgeneration -%}"
+    "{%- else -%}{{ raise_exception('r1mini chats have system, user and assistant turns, not ' + message['role']) }}"
+    "{%- endif -%}{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|assistant|>' }}{%- endif -%}")
 
 
 def chat_ids(tokenizer, user: str, assistant: str | None = None) -> tuple[list[int], list[bool]]:
@@ -46,20 +77,21 @@ def chat_ids(tokenizer, user: str, assistant: str | None = None) -> tuple[list[i
     return ids, mask
 
 
-def reasoning_reply(think: str, answer: str, lang: str) -> str:
-    summary = f"答案是 <answer> {answer} </answer>" if lang == "zh" else f"The answer is <answer> {answer} </answer>"
+def reasoning_reply(think: str, answer: str, lang: str, answer_format: str = "tags") -> str:
+    marked = f"\\boxed{{{answer}}}" if answer_format == "boxed" else f"<answer> {answer} </answer>"
+    summary = f"答案是 {marked}" if lang == "zh" else f"The answer is {marked}"
     return f" <think> {think} </think> {summary}"
 
 
-def prompt_ids(tokenizer, question: str, chat: bool) -> tuple[list[int], list[int]]:
+def prompt_ids(tokenizer, question: str, chat: bool, answer_format: str = "tags") -> tuple[list[int], list[int]]:
     """(prompt tokens, stop tokens): the chat format (R1 and later) or the R1-Zero template (after the
     checkpoint's begin-of-text token where it has one, as Llama 3 was trained to see; a chat template writes
-    its own)."""
+    its own), the boxed one for a problem whose answer goes in \\boxed{}."""
     if chat:
         return chat_ids(tokenizer, question)[0], stop_ids(tokenizer, chat)
     hf = getattr(tokenizer, "hf", None) or {}
     bos = [tokenizer.special(hf["bos_token"])] if hf.get("bos_token") else []
-    return bos + tokenizer.encode(zero_prompt(question)), stop_ids(tokenizer, chat)
+    return bos + tokenizer.encode(zero_prompt(question, answer_format)), stop_ids(tokenizer, chat)
 
 
 def stop_ids(tokenizer, chat: bool) -> list[int]:

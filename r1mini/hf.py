@@ -3,9 +3,11 @@
 `load_pretrained(path)` reads a local checkpoint directory (config.json, model.safetensors or shards named
 by model.safetensors.index.json, tokenizer.json, tokenizer_config.json) into `r1mini.model.Transformer` and
 our tiktoken-served `Tokenizer`; `save_pretrained(model, tokenizer, path)` writes one back that `transformers`
-loads. The three families are one architecture with a few switches (ModelConfig's attn_bias for Qwen2's q/k/v
-biases, qk_norm and attn_head_dim for Qwen3, rope_scaling for Llama 3.1+). Weights go through `safetensors`
-only: `transformers` is never imported here, so loading and training need none of it.
+loads, with the chat template (ours: formats.CHAT_TEMPLATE, our chat format in Jinja) and the stop tokens in
+generation_config.json, so that any client renders and ends a chat turn as our scripts do. The three families
+are one architecture with a few switches (ModelConfig's attn_bias for Qwen2's q/k/v biases, qk_norm and
+attn_head_dim for Qwen3, rope_scaling for Llama 3.1+). Weights go through `safetensors` only: `transformers` is
+never imported here, so loading and training need none of it.
 
 Our layout differs in two places, both fused matrices: wkv holds k_proj's rows then v_proj's, and w_gate_up
 holds gate_proj's rows then up_proj's.
@@ -178,13 +180,18 @@ def load_pretrained(path: str | Path, device: str | torch.device = "cpu", dtype:
 
 def save_pretrained(model: Transformer, tokenizer: Tokenizer, path: str | Path, max_shard_bytes: int = 0) -> None:
     """Write a Hugging Face checkpoint directory (weights in float32 as the model holds them): config.json,
-    model.safetensors (or shards of at most max_shard_bytes plus their index), tokenizer.json and
-    tokenizer_config.json."""
+    generation_config.json, model.safetensors (or shards of at most max_shard_bytes plus their index),
+    tokenizer.json and tokenizer_config.json with the chat template."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     config = hf_config(model.cfg, tokenizer)
     tensors = {k: v.detach().cpu() for k, v in to_hf(model.state_dict(), model.cfg).items()}
     (path / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    # a reply ends at any stop token (ours: <|end|> closes a chat turn, <|endoftext|> a text), which a client's
+    # generate() reads from here; config.json's eos_token_id is the one end-of-text token
+    stops = tokenizer.hf["stop_tokens"] if tokenizer.hf else ["<|end|>", "<|endoftext|>"]
+    generation = {"eos_token_id": [tokenizer.special(t) for t in stops], "pad_token_id": tokenizer.eot_id}
+    (path / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n", encoding="utf-8")
     write_weights(tensors, path, max_shard_bytes)
     write_hf_tokenizer(tokenizer, path)
 
@@ -296,7 +303,7 @@ def tokenizer_from_hf(path: str | Path) -> Tokenizer:
     if eos not in special or (bos and bos not in special):
         raise ValueError(f"{path}: the eos_token ({eos}) and bos_token ({bos}) of tokenizer_config.json must be "
                          f"among tokenizer.json's added tokens")
-    ends = ("<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|endoftext|>", "<|end_of_text|>")
+    ends = ("<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|endoftext|>", "<|end_of_text|>", "<|end|>")  # ours, Phi-3's
     hf = {"normalization": _normalization(spec.get("normalizer"), str(file)), "chat_template": template,
           "bos_token": bos, "eos_token": eos, "stop_tokens": [eos] + [t for t in ends if t in special and t != eos],
           "added_tokens": [t["content"] for t in spec.get("added_tokens", []) if not t.get("special", True)]}
@@ -347,7 +354,7 @@ def write_hf_tokenizer(tokenizer: Tokenizer, path: Path) -> None:
                   "merges": [[as_text(a), as_text(b)] for a, b in merges_of(tokenizer.ranks)]},
     }
     config = {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": hf.get("eos_token", "<|endoftext|>"),
-              "bos_token": hf.get("bos_token"), "chat_template": hf.get("chat_template"),
+              "bos_token": hf.get("bos_token"), "chat_template": tokenizer.chat_template,  # ours: formats.CHAT_TEMPLATE
               "model_max_length": 1 << 30}
     (path / "tokenizer.json").write_text(json.dumps(spec, ensure_ascii=False) + "\n", encoding="utf-8")
     (path / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n",
@@ -369,7 +376,18 @@ def render_chat(tokenizer: Tokenizer, messages: list[dict], add_generation_promp
     def raise_exception(message):
         raise ValueError(f"the chat template refused the conversation: {message}")
 
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
+    class Generation(jinja2.ext.Extension):
+        """{% generation %}...{% endgeneration %}, with which a template marks the assistant's trained tokens for
+        transformers: the text inside is rendered as it stands (template_chat_ids masks the reply itself)."""
+        tags = {"generation"}
+
+        def parse(self, parser):
+            lineno = next(parser.stream).lineno
+            body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+            return jinja2.nodes.Scope(body).set_lineno(lineno)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                        extensions=[jinja2.ext.loopcontrols, Generation])
     env.filters["tojson"] = lambda x, indent=None, **_: json.dumps(x, ensure_ascii=False, indent=indent)
     env.globals["raise_exception"] = raise_exception
     env.globals["strftime_now"] = lambda fmt: datetime.datetime.now().strftime(fmt)  # Llama 3.2's system date

@@ -121,11 +121,20 @@ def layer_bytes_per_token(cfg: ModelConfig, moe: bool, bf16: bool) -> int:
     return norms + attn_input + sdpa + out_proj + ffn
 
 
-def activation_bytes_per_token(cfg: ModelConfig, bf16: bool) -> int:
-    """Everything the model (not the loss) saves for the backward pass, per token of a (rows, seq_len) batch."""
+def activation_bytes_per_token(cfg: ModelConfig, bf16: bool, checkpointing: bool = False) -> int:
+    """Everything the model (not the loss) saves for the backward pass, per token of a (rows, seq_len) batch.
+
+    With activation checkpointing (model.checkpoint_blocks, --activation_checkpointing) a block keeps only its
+    input, the float32 residual stream, and its backward first runs it again: what the model keeps between
+    layers, n_layer * 4C, plus one layer's activations while that layer is recomputed (the largest kind of
+    layer present, dense or MoE)."""
     n_moe = moe_layer_count(cfg)
-    layers = (n_moe * layer_bytes_per_token(cfg, True, bf16)
-              + (cfg.n_layer - n_moe) * layer_bytes_per_token(cfg, False, bf16))
+    if checkpointing:
+        kinds = [moe for moe, n in ((True, n_moe), (False, cfg.n_layer - n_moe)) if n]
+        layers = cfg.n_layer * FLOAT32 * cfg.n_embd + max(layer_bytes_per_token(cfg, moe, bf16) for moe in kinds)
+    else:
+        layers = (n_moe * layer_bytes_per_token(cfg, True, bf16)
+                  + (cfg.n_layer - n_moe) * layer_bytes_per_token(cfg, False, bf16))
     # once per model: the token ids (the embedding's backward), RoPE's cos and sin at each position (head_dim/2
     # float32 each, shared by every layer), the final norm (input, normalised, 1/rms) and the head's float32
     # input (the final norm's output)
@@ -169,7 +178,7 @@ def forward_working_bytes_per_token(cfg: ModelConfig, bf16: bool) -> int:
 
 def estimate_peak_bytes(cfg: ModelConfig, kind: str, rows: int, seq_len: int, *, bf16: bool,
                         prompt_len: int | None = None, optimizer_state: bool | None = None,
-                        ref_model: bool = False, static: bool = False) -> dict[str, int]:
+                        ref_model: bool = False, static: bool = False, checkpointing: bool = False) -> dict[str, int]:
     """The peak memory of one stage on one device, in bytes, by part, and their "total".
 
     kind: "train" (forward and backward of rows x seq_len tokens, then AdamW: pretraining, SFT, a GRPO update),
@@ -180,7 +189,8 @@ def estimate_peak_bytes(cfg: ModelConfig, kind: str, rows: int, seq_len: int, *,
     optimizer_state: the gradients and AdamW's moments are resident (default: only for "train"; True for a
     GRPO rollout, which runs between updates). ref_model: a frozen float32 copy of the weights (GRPO, kl_coef > 0).
     static: "generate" by the static decode loop (sampling.decode_static), which never drops rows, so never
-    copies its cache (pass seq_len = block_size, the slots it allocates).
+    copies its cache (pass seq_len = block_size, the slots it allocates). checkpointing: "train" with activation
+    checkpointing, which keeps each block's input only (activation_bytes_per_token).
 
     Parts: weights (float32 parameters), weight_copies (bf16 autocast's cached copy of every matmul weight,
     kept until the autocast block ends, with or without grad; in float32 "generate" off the static loop, the
@@ -209,7 +219,7 @@ def estimate_peak_bytes(cfg: ModelConfig, kind: str, rows: int, seq_len: int, *,
         "activations": 0, "logits": 0, "cache": 0, "working": 0,
     }
     if kind == "train":
-        parts["activations"] = tokens * activation_bytes_per_token(cfg, bf16)
+        parts["activations"] = tokens * activation_bytes_per_token(cfg, bf16, checkpointing)
         parts["logits"] = tokens * logits_bytes_per_token(cfg, "train")
         # a weight's gradient is computed whole before it is added to .grad (bf16 under autocast, then
         # its float32 cast); the head's, in float32, is vocab_size x n_embd
@@ -336,11 +346,14 @@ def auto_micro_batch(cfg: ModelConfig, kind: str, rows: int, seq_len: int, budge
 
 def micro_batch(model: torch.nn.Module, kind: str, rows: int, seq_len: int, requested: int = 0, **options) -> int:
     """The rows per micro-batch a stage runs: `requested` when > 0 (a --micro_batch_size flag wins), else the
-    most that fit the device's memory (auto_micro_batch); all rows where the memory is unknown (the CPU,
-    unless R1MINI_MEMORY_GIB is set), which is what every CPU run has always done."""
+    most that fit the device's memory (auto_micro_batch), counting the model's activation checkpointing
+    (model.checkpoint_blocks) in a training step; all rows where the memory is unknown (the CPU, unless
+    R1MINI_MEMORY_GIB is set), which is what every CPU run has always done."""
     if requested > 0 or rows < 1:
         return requested
     device = next(model.parameters()).device
+    if kind == "train":
+        options.setdefault("checkpointing", bool(getattr(model, "checkpoint_blocks", False)))
     return auto_micro_batch(model.cfg, kind, rows, seq_len, device_memory_bytes(device), bf16=uses_bf16(device),
                             **options)
 

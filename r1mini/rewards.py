@@ -3,6 +3,10 @@
 One parser serves every consumer (rewards, rejection sampling, evaluation), so a completion means the
 same thing everywhere. Everything here reads model output, which is hostile input: regular expressions
 with no nested quantifiers, bounded input, no eval.
+
+A problem whose answer_format is "boxed" (formats.answer_format: a JSONL file's choice) is read the way math
+models write: the answer is the last `\\boxed{...}` (or `\\fbox{...}`, or `\\boxed 5`), found by a linear
+scan that counts braces, and the format is one think block, then text holding that box.
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from fractions import Fraction
 from functools import partial
 
 from r1mini.config import ConfigError, import_named
+from r1mini.formats import answer_format
 from r1mini.task_files import task_for
 from r1mini.tasks import Problem
 
@@ -29,14 +34,18 @@ def _one_of_each_tag(text: str) -> bool:
     return all(text.count(tag) == 1 for tag in TAGS)
 
 
-def parse_completion(completion: str) -> tuple[str, str] | None:
+def parse_completion(completion: str, answer_format: str = "tags") -> tuple[str, str] | None:
     """(think, answer) of a well-formed completion, each stripped of surrounding whitespace, or None.
 
     Well-formed: optional whitespace, one <think>...</think> block (its text may be empty), optional
     whitespace, one <answer>...</answer> block whose text is not blank, optional whitespace, nothing else.
     Extra, nested or reordered tags, text outside the blocks, or upper-case tags -> None. (Also None for a
     non-string or one over MAX_COMPLETION_CHARS: model output is bounded before any regex reads it.)
+    answer_format "boxed": one think block, then any text that holds a boxed answer (parse_boxed_reply).
     """
+    if answer_format == "boxed":
+        parsed = parse_boxed_reply(completion)
+        return None if parsed is None or parsed[0] is None else (parsed[0], parsed[2])
     if not isinstance(completion, str) or len(completion) > MAX_COMPLETION_CHARS or not _one_of_each_tag(completion):
         return None
     m = _FORMAT.fullmatch(completion)
@@ -50,8 +59,12 @@ def parse_completion(completion: str) -> tuple[str, str] | None:
 _REPLY = re.compile(r"\s*<think>(.*?)</think>(.*?)<answer>(.*?)</answer>\s*", re.DOTALL)
 
 
-def parse_reasoning_reply(reply: str) -> tuple[str, str, str] | None:
-    """(think, summary, answer) of a well-formed R1 chat reply, or None (extra or misplaced tags too)."""
+def parse_reasoning_reply(reply: str, answer_format: str = "tags") -> tuple[str, str, str] | None:
+    """(think, summary, answer) of a well-formed R1 chat reply, or None (extra or misplaced tags too).
+    answer_format "boxed": the summary is the text after the think block, which holds the boxed answer."""
+    if answer_format == "boxed":
+        parsed = parse_boxed_reply(reply)
+        return None if parsed is None or parsed[0] is None else parsed
     if not isinstance(reply, str) or len(reply) > MAX_COMPLETION_CHARS or not _one_of_each_tag(reply):
         return None
     m = _REPLY.fullmatch(reply)
@@ -61,9 +74,61 @@ def parse_reasoning_reply(reply: str) -> tuple[str, str, str] | None:
     return (think, summary, answer) if summary and answer else None
 
 
-def reply_format_reward(reply: str) -> float:
-    """1.0 for `<think>...</think> summary <answer>non-empty</answer>`, else 0.0."""
-    return 1.0 if parse_reasoning_reply(reply) is not None else 0.0
+def reply_format_reward(reply: str, answer_format: str = "tags") -> float:
+    """1.0 for `<think>...</think> summary <answer>non-empty</answer>` (or a summary with a non-empty box, for
+    answer_format "boxed"), else 0.0."""
+    return 1.0 if parse_reasoning_reply(reply, answer_format) is not None else 0.0
+
+
+# -- \boxed{} answers --------------------------------------------------------------------------------------------
+_BOX_COMMANDS = ("\\boxed", "\\fbox")
+
+
+def last_boxed(text: str) -> str | None:
+    """The content of the last `\\boxed{...}` or `\\fbox{...}` in text, stripped: braces nested to any depth
+    (`\\boxed{\\frac{1}{2}}` -> `\\frac{1}{2}`), spaces allowed before the brace; or LaTeX's brace-less
+    argument, `\\boxed 5` (the run of characters up to a space, a `$` or the end). None when there is none, when
+    the last one is never closed (a reply cut off mid-answer) or is empty, or when the command goes on as
+    another (`\\boxedx`). One scan back for the command, one forward over its argument: linear in the text."""
+    if not isinstance(text, str) or len(text) > MAX_COMPLETION_CHARS:
+        return None
+    start, command = max((text.rfind(c), c) for c in _BOX_COMMANDS)
+    if start < 0:
+        return None
+    i = start + len(command)
+    j = i
+    while j < len(text) and text[j] in " \t":
+        j += 1
+    if j < len(text) and text[j] == "{":
+        depth = 0
+        for k in range(j, len(text)):
+            depth += {"{": 1, "}": -1}.get(text[k], 0)
+            if depth == 0:
+                return text[j + 1:k].strip() or None
+        return None  # never closed
+    if j == i and j < len(text) and text[j].isalpha():
+        return None  # \boxedx: another command
+    end = j
+    while end < len(text) and not text[end].isspace() and text[end] != "$":
+        end += 1
+    return text[j:end] or None
+
+
+def parse_boxed_reply(text: str) -> tuple[str | None, str, str] | None:
+    """(think, the text after it, the boxed answer) of a reply whose answer is the last box, or None without a
+    box. think is None unless the reply is one well-formed think block (`<think>` and `</think>` once each, in
+    that order, nothing before it but whitespace, non-empty) followed by text that holds the last box, with no
+    <answer> tags."""
+    answer = last_boxed(text)
+    if answer is None:
+        return None
+    think = None
+    if text.count("<think>") == text.count("</think>") == 1 and "<answer>" not in text and "</answer>" not in text:
+        before, _, rest = text.partition("<think>")
+        inside, _, after = rest.partition("</think>")
+        if not before.strip() and "</think>" in rest and inside.strip() and last_boxed(after) is not None:
+            think, text = inside.strip(), after.strip()
+    return think, text.strip(), answer
 
 
 def reasoning_text(completion: str) -> str:
@@ -72,12 +137,15 @@ def reasoning_text(completion: str) -> str:
     return completion[start + len("<think>"):end] if 0 <= start < end else completion
 
 
-def extract_answer(completion: str) -> str | None:
-    """The text of the answer block: the last `<answer>...</answer>` if any; None when there is none.
+def extract_answer(completion: str, answer_format: str = "tags") -> str | None:
+    """The text of the answer block: the last `<answer>...</answer>` if any; None when there is none. With
+    answer_format "boxed", the content of the last box instead (last_boxed).
 
     Lenient on purpose (an accuracy reward should not also be a format reward): the answer is found even
     when the think block is missing. format_reward is the strict one.
     """
+    if answer_format == "boxed":
+        return last_boxed(completion)
     if not isinstance(completion, str) or len(completion) > MAX_COMPLETION_CHARS:
         return None
     end = completion.rfind("</answer>")
@@ -88,16 +156,17 @@ def extract_answer(completion: str) -> str | None:
     return answer or None
 
 
-def format_reward(completion: str) -> float:
+def format_reward(completion: str, answer_format: str = "tags") -> float:
     """1.0 for exactly `<think>non-empty</think><answer>non-empty</answer>` (whitespace around is fine), else
     0.0. An empty reasoning block is not the format: with it, a well-formed empty guess would earn as much
-    format reward as reasoning, and a small model drifts there (the format-only optimum)."""
-    parsed = parse_completion(completion)
+    format reward as reasoning, and a small model drifts there (the format-only optimum). answer_format
+    "boxed": `<think>non-empty</think>` then text with a non-empty box."""
+    parsed = parse_completion(completion, answer_format)
     return 1.0 if parsed is not None and parsed[0] else 0.0
 
 
 def accuracy_reward(completion: str, problem: Problem) -> float:
-    answer = extract_answer(completion)
+    answer = extract_answer(completion, answer_format(problem))
     return 1.0 if answer is not None and task_for(problem).check(answer, problem) else 0.0
 
 
@@ -188,7 +257,7 @@ def zero_rewards(completions: list[str], problems: list[Problem],
                  format_weight: float = 1.0) -> tuple[list[float], dict[str, list[float]]]:
     """R1-Zero's rule rewards (§2.2.2): accuracy + format, each 0 or 1, with equal weight (format_weight 1)."""
     accuracy = [accuracy_reward(c, p) for c, p in zip(completions, problems)]
-    fmt = [format_reward(c) for c in completions]
+    fmt = [format_reward(c, answer_format(p)) for c, p in zip(completions, problems)]
     return [a + format_weight * f for a, f in zip(accuracy, fmt)], {"accuracy": accuracy, "format": fmt}
 
 
@@ -207,7 +276,7 @@ def reasoning_rewards(replies: list[str], problems: list[Problem],
     """R1's reasoning RL (§2.3.2): accuracy + the chat reply's format + lang_weight * the language consistency
     of the reasoning with the prompt's language."""
     accuracy = [accuracy_reward(r, p) for r, p in zip(replies, problems)]
-    fmt = [reply_format_reward(r) for r in replies]
+    fmt = [reply_format_reward(r, answer_format(p)) for r, p in zip(replies, problems)]
     lang = [language_consistency(reasoning_text(r), p.lang) for r, p in zip(replies, problems)]
     rewards = [a + f + lang_weight * lc for a, f, lc in zip(accuracy, fmt, lang)]
     return rewards, {"accuracy": accuracy, "reply_format": fmt, "lang_consistency": lang}

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from r1mini.device import autocast, cache_dtype, cuda_paths
 from r1mini.distributed import map_striped, rank_and_world
-from r1mini.formats import prompt_ids
+from r1mini.formats import answer_format, prompt_ids
 from r1mini.memory import generation_batch, hold
 from r1mini.model import KVCache, Transformer
 
@@ -517,7 +517,7 @@ def sample_completions(model, tokenizer, problems: list[Problem], k: int, *, tem
     device = next(model.parameters()).device
     gen = torch.Generator(device=device).manual_seed(seed)
     stop = prompt_ids(tokenizer, "", chat)[1]
-    prompts = [prompt_ids(tokenizer, p.question, chat)[0] for p in problems for _ in range(k)]
+    prompts = [prompt_ids(tokenizer, p.question, chat, answer_format(p))[0] for p in problems for _ in range(k)]
     longest = max((len(p) for p in prompts), default=0) + max_new_tokens
     batch_size = generation_batch(model, min(longest, model.cfg.block_size), batch_size)
     seqs: list[list[int]] = []

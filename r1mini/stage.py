@@ -118,8 +118,19 @@ def reply_metrics(completions: list[str], parts: dict[str, list[float]]) -> dict
 
 
 def dev_sets(tasks: dict[str, Task], n: int, seed: int) -> dict[str, list[Problem]]:
-    """n dev-split problems per task, in each language (different problems in each)."""
+    """n dev-split problems per task, in each language (different problems in each; a JSONL file's in its own
+    languages only)."""
     return {lang: heldout_problems(tasks, n, seed=seed, lang=lang, split="dev") for lang in EVAL_LANGS}
+
+
+def no_dev_note(tasks: dict[str, Task], eval_sets: dict[str, list[Problem]]) -> str | None:
+    """What a stage prints when its dev check has nothing to check: a JSONL file (--tasks) whose lines all
+    hashed to other splits (5% go to dev: a file of a few dozen lines may have none). The stage runs unwatched."""
+    if any(eval_sets.values()):
+        return None
+    names = ", ".join(getattr(task, "path", "") or task.name for task in tasks.values())
+    return (f"note: {names} has no dev problems (a hash of each question puts 5% of a file's lines there), so "
+            f"the dev checks are skipped; add lines to watch the run")
 
 
 def dev_check(model, tokenizer, eval_sets: dict[str, list[Problem]], *, k: int, max_new_tokens: int,

@@ -3,8 +3,11 @@
 One problem a line: {"question": ..., "answer": ..., "checker": ...}; countdown lines give "target" and
 "numbers" (or TinyZero's "nums") and may leave out the question and the checker. The checker is named on the
 line, or for the whole file after a colon: `--tasks gsm8k.jsonl:number`. A line's "lang" ("en" or "zh") is
-optional. The four checkers parse the answer (the final number, a countdown expression, an exact string, a
-choice letter); none executes it. A line's split is a hash of its question, as for every task, unless the
+optional, and so is its "solution", a worked solution (the reasoning that reaches the answer; R1's cold start
+trains on it where the R1-Zero model's own samples run short), and its "answer_format": "tags" (the answer
+between <answer> tags, r1mini's own) or "boxed" (the last \\boxed{...}, as math models write it), also for the
+whole file after a colon: `--tasks gsm8k_test.jsonl:number:boxed`. The four checkers parse the answer (the
+final number, a countdown expression, an exact string, a choice letter); none executes it. A line's split is a hash of its question, as for every task, unless the
 file is named as a test file.
 """
 from __future__ import annotations
@@ -14,6 +17,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from r1mini.config import ConfigError, UserError
+from r1mini.formats import ANSWER_FORMATS
 from r1mini.jsonl import numbered_rows
 from r1mini.tasks import MAX_ANSWER_CHARS, SPLITS, TASKS, Problem, Task, get_task, split_of, suite
 
@@ -104,26 +108,38 @@ class FileTask(Task):
         except Exception:  # called on model output: never raises
             return answer.strip() if isinstance(answer, str) else ""
 
+    @property
+    def solved(self) -> list[Problem]:
+        """The training problems whose line carries a worked solution, in file order."""
+        return [p for p in self.pool["train"] if "solution" in p.data]
+
     def solution(self, problem, style, lang, rng):
-        raise UserError(f"a JSONL task ({self.path}) has no worked solutions to write: the stages that need them "
-                        f"(R1's cold start) run on the synthetic suites only")
+        """The line's own worked solution (reasoning, answer), whatever the style; a file writes no others."""
+        if "solution" not in problem.data:
+            raise UserError(f"{self.path}: the line of {problem.question[:60]!r} has no \"solution\" to train on")
+        return tuple(problem.data["solution"])
 
 
 def load_task_file(spec: str) -> FileTask:
-    """A FileTask from "FILE.jsonl" or "FILE.jsonl:CHECKER"; a malformed line raises UserError naming the file,
-    the line and what is wrong (nothing is trained or run before every line has passed)."""
-    path, _, default = spec.partition(":") if not Path(spec).exists() else (spec, "", "")
-    if default and default not in CHECKERS:
-        raise ConfigError("tasks", f"{spec}: unknown checker {default!r}; choose from {', '.join(CHECKERS)}")
+    """A FileTask from "FILE.jsonl", "FILE.jsonl:CHECKER", "FILE.jsonl:ANSWER_FORMAT" or both after their colons
+    (gsm8k.jsonl:number:boxed): what a line does not name itself. A malformed line raises UserError naming the
+    file, the line and what is wrong (nothing is trained or run before every line has passed)."""
+    path, _, options = spec.partition(":") if not Path(spec).exists() else (spec, "", "")
+    unknown = [o for o in options.split(":") if o and o not in CHECKERS and o not in ANSWER_FORMATS]
+    if unknown:
+        raise ConfigError("tasks", f"{spec}: unknown checker {unknown[0]!r}; after the file name come a checker "
+                                   f"({', '.join(CHECKERS)}) and/or an answer format ({', '.join(ANSWER_FORMATS)})")
+    default = next((o for o in options.split(":") if o in CHECKERS), "")
+    answer_format = next((o for o in options.split(":") if o in ANSWER_FORMATS), "tags")
     if not Path(path).is_file():
         raise ConfigError("tasks", f"{path}: no such file")
-    problems = [_problem(row, default, f"{path}, line {n}") for n, row in numbered_rows(path)]
+    problems = [_problem(row, default, f"{path}, line {n}", answer_format) for n, row in numbered_rows(path)]
     if not problems:
         raise UserError(f"{path} holds no problems")
     return FileTask(path, problems)
 
 
-def _problem(row: dict, default_checker: str, where: str) -> Problem:
+def _problem(row: dict, default_checker: str, where: str, default_format: str = "tags") -> Problem:
     """One line as a Problem, or UserError saying what is wrong with it."""
     countdown = "target" in row and ("nums" in row or "numbers" in row)  # TinyZero's lines name no checker
     checker = row.get("checker", default_checker or ("countdown" if countdown else ""))
@@ -134,7 +150,10 @@ def _problem(row: dict, default_checker: str, where: str) -> Problem:
     lang = row.get("lang", "en")
     if lang not in ("en", "zh"):
         raise UserError(f"{where}: lang must be \"en\" or \"zh\", got {lang!r}")
-    data = {"checker": checker}
+    answer_format = row.get("answer_format", default_format)
+    if answer_format not in ANSWER_FORMATS:
+        raise UserError(f"{where}: answer_format must be \"tags\" or \"boxed\", got {answer_format!r}")
+    data = {"checker": checker} | ({"answer_format": answer_format} if answer_format != "tags" else {})
     if checker == "countdown":
         numbers, target = row.get("numbers", row.get("nums")), row.get("target")
         if not (isinstance(numbers, list) and numbers and all(type(x) is int and x >= 0 for x in numbers)):
@@ -162,6 +181,11 @@ def _problem(row: dict, default_checker: str, where: str) -> Problem:
         data["answer"] = answer
     if not isinstance(question, str):
         raise UserError(f"{where}: \"question\" must be a string")
+    if "solution" in row:  # the reasoning and the answer as the line writes it ("1,234.50", not the checker's 2469/2)
+        shown = str(row.get("answer", "")).strip()
+        if not isinstance(row["solution"], str) or not row["solution"].strip() or not shown:
+            raise UserError(f"{where}: \"solution\" must be a non-empty string, on a line with its \"answer\"")
+        data["solution"] = [row["solution"].strip(), shown]
     return Problem(FileTask.name, question, lang, answer, {**data, "question": question})
 
 

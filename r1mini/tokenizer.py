@@ -24,6 +24,7 @@ import regex  # tiktoken itself depends on `regex`, so it is always installed al
 import tiktoken
 
 from r1mini.files import atomic_write_text
+from r1mini.formats import CHAT_TEMPLATE
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
 
@@ -193,8 +194,9 @@ class Tokenizer:
 
     @property
     def chat_template(self) -> str | None:
-        """The checkpoint's own chat template (Jinja), None for ours (r1mini/formats.py's chat format)."""
-        return self.hf.get("chat_template") if self.hf else None
+        """The chat template (Jinja): a checkpoint's own (None if it has none), or for ours formats.CHAT_TEMPLATE,
+        our chat format as Jinja, which an export writes (formats.chat_ids renders ours in Python)."""
+        return self.hf.get("chat_template") if self.hf else CHAT_TEMPLATE
 
     @property
     def vocab_size(self) -> int:

@@ -1,7 +1,8 @@
 """What the end-to-end script tests share: running a script as a user does (a subprocess from the repository
 root, one thread), one toy base model pretrained for the tests that start from it, and one toy speedrun whose
 checkpoints (bases, R1-Zero, the four R1 stages, the students) serve every test that reads them, so that each
-stage is trained once per session instead of once per test file."""
+stage is trained once per session instead of once per test file; and JSONL task files for the --tasks tests."""
+import json
 import os
 import subprocess
 import sys
@@ -103,3 +104,18 @@ def assert_same_greedy(model, prompts: list[list[int]], got: list[list[int]], wa
         gap = (logits[w[k]] - logits[g[k]]).abs().item()
         assert gap < tol, f"prompt {p}: the paths part at token {k} ({w[k]}, {g[k]}), logits {gap:.3g} apart"
     model.train(training)
+
+
+# -- JSONL task files (--tasks) ----------------------------------------------------------------------------------
+
+def task_file(path: Path, questions, **fields) -> Path:
+    """A JSONL task file of these questions (answer 7, the number checker), with `fields` on every line."""
+    path.write_text("".join(json.dumps({"question": q, "answer": "7", "checker": "number", **fields},
+                                       ensure_ascii=False) + "\n" for q in questions), encoding="utf-8")
+    return path
+
+
+def questions_in(splits: set, n: int, template: str = "What is {} + 0?") -> list[str]:
+    """n questions whose hash puts them in one of `splits` (r1mini.tasks.split_of, as FileTask splits a file)."""
+    from r1mini.tasks import split_of
+    return [q for q in (template.format(i) for i in range(10_000)) if split_of("jsonl", q) in splits][:n]

@@ -1,12 +1,14 @@
 """End to end: eval.py as a user runs it (a subprocess, toy preset) on a pretrained toy checkpoint: the markdown
-table, the JSON records, and numbers that obey the estimators' invariants and repeat with the same seed."""
+table, the JSON records, and numbers that obey the estimators' invariants and repeat with the same seed; a JSONL
+file it cannot test on, a message that says what to do."""
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import run_script
+from conftest import ROOT, questions_in, run_script, task_file
 
 
 @pytest.fixture
@@ -39,3 +41,21 @@ def test_eval_on_the_checkpoint(base, tmp_path):
     assert float(rows[0][1]) == pytest.approx(res["pass@1"], abs=1e-3)
     # the second evaluation of the same checkpoint with the same seed gives the same numbers
     assert rows[0] == rows[1]
+
+
+def test_eval_says_what_to_do_with_a_file_it_cannot_test_on(toy_base, tmp_path):
+    sys.path.insert(0, str(ROOT))
+    import eval as eval_script
+    run = lambda tasks, *flags: eval_script.main(["--preset", "toy", "--device", "cpu", "--init", str(toy_base),
+                                                  "--tasks", str(tasks), *flags])
+    no_test = task_file(tmp_path / "mine.jsonl", questions_in({"train", "dev"}, 30))
+    with pytest.raises(SystemExit) as e:
+        run(no_test)
+    assert "mine.jsonl has no test problems (a hash of each question puts 10% of a file's lines there): name it " \
+           "as a test file (mine_test.jsonl) to evaluate on every line" in str(e.value.code)
+    zh = task_file(tmp_path / "zh_test.jsonl", [f"{i} 加 0 等于多少？" for i in range(5)], lang="zh")
+    with pytest.raises(SystemExit) as e:
+        run(zh, "--langs", "en")
+    assert "has no test problems in en, only in zh: --langs zh" in str(e.value.code)
+    results = run(zh)  # its own language
+    assert list(results[str(toy_base)]["results"]["zh_test"]["by_lang"]) == ["zh"]

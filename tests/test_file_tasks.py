@@ -53,6 +53,27 @@ def test_exact_and_choice_checkers(tmp_path):
     assert choice_letter("b") is None
 
 
+def test_answer_format_boxed_from_the_line_or_the_file(tmp_path):
+    """A file of a math model's kind: the answer in its last \\boxed{} (the line's "answer_format", or the
+    file's after the checker), asked for in the R1-Zero prompt; cons@k votes over the boxes."""
+    from r1mini.evaluate import score
+    from r1mini.formats import prompt_ids, zero_prompt
+    from r1mini.sampling import Sampled
+    from r1mini.tokenizer import Tokenizer
+    row = {"question": "How many?", "answer": "12", "checker": "number"}
+    for p in [one(tmp_path, {**row, "answer_format": "boxed"}), one(tmp_path, row, ":number:boxed"),
+              one(tmp_path, {**row, "checker": "exact"}, ":boxed:number")]:  # the line's checker wins
+        right, wrong = r"<think> 5 + 7 = 12 </think> So \boxed{12}.", r"<think> . </think> \boxed{13}"
+        assert [accuracy_reward(c, p) for c in (right, wrong, "<think> . </think> <answer> 12 </answer>")] == \
+            [1.0, 0.0, 0.0]
+        result = score([Sampled(p, [right, wrong, right.replace("{12}", "{ 12 }")])], 3)
+        assert result["pass@1"] == pytest.approx(2 / 3) and result["cons@3"] == 1.0 and result["format"] == 1.0
+    assert one(tmp_path, row, ":number").data.get("answer_format", "tags") == "tags"  # ours by default
+    tok = Tokenizer.train(["a b c"], 300)
+    assert prompt_ids(tok, "Q", chat=False, answer_format="boxed")[0] == tok.encode(zero_prompt("Q", "boxed"))
+    assert "\\boxed{}" in zero_prompt("Q", "boxed") and "<answer>" not in zero_prompt("Q", "boxed")
+
+
 def test_checkers_never_raise_on_odd_answers():
     assert set(CHECKERS) == {"number", "exact", "choice", "countdown"}
     for checker, row in [("number", {"answer": "3"}), ("exact", {"answer": "x"}), ("choice", {"answer": "A"}),
@@ -108,6 +129,9 @@ MALFORMED = [
     ({"question": "q", "answer": "E", "checker": "choice", "choices": ["a", "b"]}, "one letter of A-B"),
     ({"question": "q", "answer": "AB", "checker": "choice"}, "one letter of A-Z"),
     ({"question": "q", "answer": "1", "checker": "number", "lang": "fr"}, "lang must be"),
+    ({"question": "q", "answer": "1", "checker": "number", "answer_format": "latex"}, "answer_format must be"),
+    ({"question": "q", "answer": "1", "checker": "number", "solution": ""}, '"solution" must be a non-empty string'),
+    ({"target": 5, "nums": [2, 3], "solution": "2 + 3 = 5"}, 'on a line with its "answer"'),
 ]
 
 
@@ -125,6 +149,8 @@ def test_bad_task_file_specs(tmp_path):
         load_task_file(str(tmp_path / "missing.jsonl"))
     with pytest.raises(ValueError, match="unknown checker 'float'"):
         load_task_file(str(write(tmp_path / "a.jsonl", [{"question": "q", "answer": "1"}])) + ":float")
+    with pytest.raises(ValueError, match="unknown checker 'box'.*an answer format"):
+        load_task_file(str(tmp_path / "a.jsonl") + ":number:box")
     with pytest.raises(ValueError, match="holds no problems"):
         load_task_file(str(write(tmp_path / "empty.jsonl", [""])))
     with pytest.raises(ConfigError) as e:  # what the scripts print: the flag, the file, what is wrong

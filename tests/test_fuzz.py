@@ -1,8 +1,9 @@
 """Model output is hostile input. A seeded fuzz loop throws strings built from a nasty alphabet (tags, digits,
 operators, deep parentheses, huge exponents, long numbers, CJK, NUL bytes, lone surrogates, 100k-character
-inputs) at every function that reads completions, and checks that each one returns quickly, never raises,
-and stays in range. The format reward is checked against an independent oracle, so it cannot be gamed with
-repeated, nested or reordered tags. Run with -s for the counts."""
+inputs, \\boxed and \\fbox with unbalanced and deeply nested braces) at every function that reads completions,
+in both answer formats (tags, boxed), and checks that each one returns quickly, never raises, and stays in range.
+The format reward and the boxed answer are checked against independent oracles, so neither can be gamed with
+repeated, nested or reordered tags or braces. Run with -s for the counts."""
 import itertools
 import random
 import re
@@ -12,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from r1mini import filters, rewards
-from r1mini.tasks import TASKS, SUITES, evaluate_expression, get_task, parse_int
+from r1mini.formats import answer_format
+from r1mini.task_files import task_for
+from r1mini.tasks import TASKS, SUITES, Problem, evaluate_expression, get_task, parse_int
 
 ROOT = Path(__file__).resolve().parents[1]
 SLOWEST_ALLOWED_S = 1.0  # a safety bound, far above what any call takes; the measured figure is printed
@@ -21,14 +24,16 @@ PIECES = ["<think>", "</think>", "<answer>", "</answer>", "<think", "answer>", "
           "10**100000", "1e309", "nan", "inf", "x", "x = 5", "99999999999999999999", "9" * 300, "wait", "Wait,",
           "check", "verify", "等等", "检查", "验证", "的", "是", "所以", "。", "，", "\x00", "\udcff", "🙂", "\u200b",
           "```", "def f(", "import os", "__import__('os').system('x')", "print(", ".", "!", "?", "the", "so far",
-          "\\", '"', "{", "}"]
+          "\\", '"', "{", "}", "\\boxed{", "\\boxed", "\\boxed ", "\\fbox{", "\\text{", "{{{{", "}}}}", "$"]
 
 
 def problems():
     rng = random.Random(0)
     tasks = {name: get_task(name, **knobs) for suite in SUITES.values() for name, knobs in suite.items()}
+    boxed = [Problem("jsonl", "q", "en", "12", {"checker": checker, "answer": "12", "answer_format": "boxed"})
+             for checker in ("number", "exact")]  # a JSONL file's problems whose answers come boxed
     return [task.sample(rng, split, lang) for task in tasks.values() for split in ("train", "test")
-            for lang in ("en", "zh")]
+            for lang in ("en", "zh")] + boxed
 
 
 PROBLEMS = problems()
@@ -55,6 +60,10 @@ def nasty_strings(n: int, seed: int = 0):
     yield ("so far 1 + 1 = 2. " * 6_000)[:100_000]
     yield "\x00" * 100_000
     yield "的" * 100_000
+    yield "\\boxed{" * 19_000 + "5"  # deep and never closed
+    yield "<think> a </think> \\boxed{" + "{" * 9_000 + "5" + "}" * 9_001
+    yield "\\boxed{5}" * 2_000 + "\\boxed " + "9" * 5_000
+    yield "\\fbox" * 4_000 + "{" + "}" * 10_000
     yield " ".join(str(rng.randrange(10 ** 6)) for _ in range(15_000))
 
 
@@ -62,8 +71,8 @@ def calls(text: str, problem):
     """(name, function, check of its result) for every reader of model output."""
     unit = lambda v: 0.0 <= v <= 1.0
     boolean = lambda v: isinstance(v, bool)
-    yield "check", lambda: TASKS[problem.task].check(text, problem), boolean
-    yield "normalize", lambda: TASKS[problem.task].normalize(text, problem), lambda v: isinstance(v, str)
+    yield "check", lambda: task_for(problem).check(text, problem), boolean
+    yield "normalize", lambda: task_for(problem).normalize(text, problem), lambda v: isinstance(v, str)
     yield "evaluate_expression", lambda: evaluate_expression(text), lambda v: v is None or len(v) == 2
     yield "parse_int", lambda: parse_int(text), lambda v: v is None or isinstance(v, int)
     yield "parse_completion", lambda: rewards.parse_completion(text), lambda v: v is None or len(v) == 2
@@ -75,6 +84,12 @@ def calls(text: str, problem):
     yield "zero_rewards", lambda: rewards.zero_rewards([text], [problem]), \
         lambda v: v[0] == [v[1]["accuracy"][0] + v[1]["format"][0]] and all(x[0] in (0.0, 1.0) for x in v[1].values())
     yield "reasoning_rewards", lambda: rewards.reasoning_rewards([text], [problem]), lambda v: 0.0 <= v[0][0] <= 3.0
+    yield "last_boxed", lambda: rewards.last_boxed(text), lambda v: v is None or (isinstance(v, str) and v)
+    yield "parse_completion/boxed", lambda: rewards.parse_completion(text, "boxed"), lambda v: v is None or len(v) == 2
+    yield "parse_reasoning_reply/boxed", lambda: rewards.parse_reasoning_reply(text, "boxed"), \
+        lambda v: v is None or len(v) == 3
+    yield "format_reward/boxed", lambda: rewards.format_reward(text, "boxed"), lambda v: v in (0.0, 1.0)
+    yield "reply_format_reward/boxed", lambda: rewards.reply_format_reward(text, "boxed"), lambda v: v in (0.0, 1.0)
     yield "plain_reply_reward", lambda: rewards.plain_reply_reward(text), lambda v: v in (0.0, 1.0)
     yield "judged_text", lambda: rewards.judged_text(text, "helpful"), \
         lambda v: isinstance(v, str) and len(v) <= len(text)
@@ -110,11 +125,12 @@ def test_fuzz_every_reader_of_model_output():
             slowest = max(slowest, (dt, f"{name} on {len(text):,} chars"))
             assert ok(value), f"{name} returned {value!r} on {text[:200]!r}"
         # one parser serves everyone: a completion in the right format has the answer extract_answer finds
-        parsed = rewards.parse_completion(text)
-        if parsed is not None:
-            assert rewards.extract_answer(text) == parsed[1]
+        for where in ("tags", "boxed"):
+            parsed = rewards.parse_completion(text, where)
+            if parsed is not None:
+                assert rewards.extract_answer(text, where) == parsed[1]
         if rewards.accuracy_reward(text, problem):
-            assert TASKS[problem.task].check(rewards.extract_answer(text), problem)
+            assert task_for(problem).check(rewards.extract_answer(text, answer_format(problem)), problem)
     print(f"\nfuzz: {n_inputs} inputs, {n_calls} calls, slowest {slowest[0] * 1000:.1f} ms ({slowest[1]})")
     assert slowest[0] < SLOWEST_ALLOWED_S
 
@@ -179,6 +195,42 @@ def test_every_order_of_the_four_tags_but_one_scores_zero():
     for order in itertools.permutations(rewards.TAGS):  # the R1 chat reply: think, summary, answer
         text = f"{order[0]} a {order[1]} summary {order[2]} 5 {order[3]}"
         assert rewards.reply_format_reward(text) == float(order == rewards.TAGS)
+
+
+def boxed_oracle(text: str) -> str | None:
+    """The last box written independently of rewards.last_boxed: every command found from the left, the last
+    one's argument read with a stack of open braces."""
+    starts = [(i, c) for i in range(len(text)) for c in ("\\boxed", "\\fbox") if text.startswith(c, i)]
+    if not starts:
+        return None
+    i, c = starts[-1]
+    rest = text[i + len(c):]
+    arg = rest.lstrip(" \t")
+    if arg.startswith("{"):
+        stack = []
+        for k, ch in enumerate(arg):
+            if ch == "{":
+                stack.append(k)
+            elif ch == "}":
+                stack.pop()
+                if not stack:
+                    return arg[1:k].strip() or None
+        return None
+    if arg == rest and arg[:1].isalpha():
+        return None
+    return re.match(r"[^\s$]*", arg).group() or None
+
+
+def test_last_boxed_agrees_with_an_independent_oracle_on_random_brace_sequences():
+    rng = random.Random(2)
+    pieces = ["\\boxed", "\\fbox", "{", "}", "{", "}", " ", "5", "x", "$", "\\frac", "\\box", "ed"]
+    n_found = 0
+    for _ in range(20_000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 14)))
+        expected = boxed_oracle(text)
+        n_found += expected is not None
+        assert rewards.last_boxed(text) == expected, text
+    assert n_found > 1_000  # the loop did reach boxes that close
 
 
 # -- nothing evaluates model text ------------------------------------------------------------------------

@@ -1,6 +1,9 @@
 """r1mini/hf.py against transformers and tokenizers themselves: tiny random Llama 3 / Qwen2 / Qwen3 checkpoints
 and byte-level BPE tokenizers made here (nothing is downloaded), read by our code and compared logit by logit and
-token by token. Skipped when transformers or tokenizers is absent (`pip install -e '.[test]'` has both)."""
+token by token; and one of our own models, pretrained here and exported, driven by transformers alone (its chat
+template against formats.chat_ids, its greedy generation against ours) and brought back through hf: into R1-Zero,
+which must raise its dev pass@1. Skipped when transformers or tokenizers is absent (`pip install -e '.[test]'` has
+both)."""
 import contextlib
 import copy
 import json
@@ -330,16 +333,115 @@ def test_train_zero_and_eval_from_hf_checkpoint(family_dirs, tmp_path):
     assert list(results[str(out)]["results"]["gsm8k_test"]["by_lang"]) == ["en"]  # the file's language only
 
 
-def test_export_command_writes_our_checkpoint_for_transformers(toy_base, tmp_path):
+@pytest.fixture(scope="module")
+def our_export(tmp_path_factory):
+    """One of our own models, Llama-shaped, pretrained here long enough to write the R1-Zero format and end its
+    replies (pretrain.py --preset toy, 800 steps: ~20 s on one thread), then `python -m r1mini.export`:
+    (our checkpoint, the Hugging Face directory)."""
     from conftest import run_script
-    from r1mini.checkpoint import load_checkpoint
-    r = run_script("-m", "r1mini.export", toy_base, tmp_path / "hf")
+    root = tmp_path_factory.mktemp("ours")
+    r = run_script("pretrain.py", "--preset", "toy", "--out", root / "base", "--max_steps", 800, "--train_docs", 4000)
     assert r.returncode == 0, r.stdout + r.stderr
-    ours, _, _ = load_checkpoint(toy_base)
-    theirs = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
+    r = run_script("-m", "r1mini.export", root / "base", root / "hf")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "LlamaForCausalLM" in r.stdout
+    return root / "base", root / "hf"
+
+
+def test_export_command_writes_our_checkpoint_for_transformers(our_export):
+    from r1mini.checkpoint import load_checkpoint
+    ours, _, _ = load_checkpoint(our_export[0])
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(our_export[1]).eval()
     idx = torch.arange(100)[None] % ours.cfg.vocab_size
     with torch.no_grad():
         torch.testing.assert_close(theirs(idx).logits, ours.eval()(idx), atol=1e-4, rtol=1e-4)
+
+
+# conversations of every shape chat_ids meets: English and Chinese, whitespace the template must strip (the
+# question) or keep (the reply), a reply in R1's format, lines, a special token's text inside a question
+CONVERSATIONS = [("What is 12 + 7?", " <think> 12 + 7 = 19 </think> The answer is <answer> 19 </answer>"),
+                 ("  12 加 7 等于多少？\n", " <think> 12 + 7 = 19 </think> 答案是 <answer> 19 </answer>"),
+                 ("Hi!\nTwo lines, then spaces   ", "Hello.\n\nHow are you?  "), ("a", " "),
+                 ("Say <think> please", " <answer> 4 </answer>")]
+
+
+def test_exported_chat_template_gives_our_chat_ids(our_export):
+    """transformers' apply_chat_template on the exported tokenizer gives exactly formats.chat_ids's ids: the R1
+    prompt with add_generation_prompt, the whole exchange with the reply, and the reply's tokens (<|end|> too) as
+    the assistant mask; a system message opens the user's turn; the re-imported checkpoint (hf:) renders the
+    same through r1mini's own Jinja (render_chat)."""
+    from r1mini.checkpoint import load_checkpoint
+    from r1mini.formats import chat_ids
+    _, ours, _ = load_checkpoint(our_export[0])
+    theirs = transformers.AutoTokenizer.from_pretrained(our_export[1])
+    reimported = tokenizer_from_hf(our_export[1])
+    for user, reply in CONVERSATIONS:
+        prompt = [{"role": "user", "content": user}]
+        assert theirs.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)["input_ids"] == \
+            chat_ids(ours, user)[0]
+        got = theirs.apply_chat_template(prompt + [{"role": "assistant", "content": reply}], tokenize=True,
+                                         return_dict=True, return_assistant_tokens_mask=True)
+        ids, mask = chat_ids(ours, user, reply)
+        assert got["input_ids"] == ids and got["assistant_masks"] == [int(m) for m in mask]
+        assert sum(mask) == len(ours.encode(reply)) + 1  # the reply and its <|end|>
+        assert chat_ids(reimported, user, reply) == (ids, mask)
+    system = [{"role": "system", "content": "Be brief. "}, {"role": "user", "content": " 2+2?"}]
+    assert theirs.apply_chat_template(system, add_generation_prompt=True, tokenize=True)["input_ids"] == \
+        chat_ids(ours, "Be brief.\n\n 2+2?")[0]
+    with pytest.raises(Exception, match="not tool"):
+        theirs.apply_chat_template([{"role": "tool", "content": "x"}], tokenize=False)
+
+
+def test_exported_checkpoint_generates_as_ours_in_transformers(our_export):
+    """transformers alone (AutoTokenizer, AutoModelForCausalLM, generate with the exported generation_config)
+    decodes greedily what our sampler decodes, and stops where ours stops, at a stop token of
+    generation_config.json: <|end|> or <|endoftext|>. This base model has not learnt the chat format yet (R1's SFT
+    teaches it): its chat replies run to the limit, its R1-Zero replies end at <|endoftext|>."""
+    from conftest import assert_same_greedy
+    from r1mini.checkpoint import load_checkpoint
+    from r1mini.formats import prompt_ids, stop_ids, zero_prompt
+    model, ours, _ = load_checkpoint(our_export[0])
+    model.eval()
+    tok = transformers.AutoTokenizer.from_pretrained(our_export[1])
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(our_export[1]).eval()
+    assert set(theirs.generation_config.eos_token_id) == set(stop_ids(ours, chat=True)) > set(stop_ids(ours, False))
+    questions = ["What is 12 + 7?", "What is 45 + 9?", "计算 3 + 8。"]
+    for chat in (False, True):
+        prompts = [tok.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True,
+                                           tokenize=True)["input_ids"] if chat else tok.encode(zero_prompt(q))
+                   for q in questions]
+        assert prompts == [prompt_ids(ours, q, chat)[0] for q in questions]
+        want = [generate(model, [p], 60, temperature=0.0, stop_ids=stop_ids(ours, chat=True))[0] for p in prompts]
+        got = [theirs.generate(torch.tensor([p]), max_new_tokens=60, do_sample=False)[0, len(p):].tolist()
+               for p in prompts]
+        assert_same_greedy(model, prompts, got, want)
+        if not chat:
+            assert all(w[-1] == ours.eot_id and len(w) < 60 for w in want)  # replies that ended, not cut off
+        assert [tok.decode(g, skip_special_tokens=True) for g in got] == \
+            [ours.decode(w[:-1] if w[-1] in stop_ids(ours, True) else w) for w in want]
+
+
+def test_r1_zero_on_our_model_brought_back_through_hf_learns(our_export, tmp_path):
+    """The researcher's path at test size: our own model, pretrained and exported above, comes back as a Hugging
+    Face checkpoint (hf:) into train_zero.py with a JSONL file, and R1-Zero lifts its dev pass@1 clear of the 95%
+    interval it started in. The file asks N x 0 for 990 values of N: one rule, which a 34k-parameter model learns
+    from the reward in 30 steps (~10 s on one thread). A check that the imported weights train the way ours do,
+    not a measurement: docs/your_model.md has the cpu-preset run on the suite's own problems."""
+    from conftest import run_script
+    tasks = tmp_path / "times_zero.jsonl"
+    tasks.write_text("".join(json.dumps({"question": f"What is {n} × 0?", "answer": 0, "checker": "number"},
+                                        ensure_ascii=False) + "\n" for n in range(10, 1000)), encoding="utf-8")
+    out = tmp_path / "zero"
+    r = run_script("train_zero.py", "--preset", "toy", "--init", f"hf:{our_export[1]}", "--tasks", tasks, "--out", out,
+                   "--steps", 30, "--eval_every", 30, "--eval_problems", 30, "--eval_k", 4, "--prompts_per_step", 8,
+                   "--group_size", 8, "--max_new_tokens", 32, "--lr", 1e-3)
+    assert r.returncode == 0, r.stdout + r.stderr
+    evals = [row for row in map(json.loads, (out / "log.jsonl").read_text().splitlines()) if "eval_pass@1" in row]
+    assert [row["step"] for row in evals] == [0, 30]
+    before, after = evals[0]["eval_pass@1_ci"], evals[1]["eval_pass@1_ci"]
+    assert after[0] > before[1] and evals[1]["eval_pass@1"] >= 0.5, evals
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["parent"] == f"hf:{our_export[1]}" and meta["stage"] == "zero"
 
 
 def test_distill_with_hf_teacher_and_student(family_dirs, tmp_path):

@@ -71,6 +71,19 @@ def test_gpu_activation_bytes_per_token_by_hand():
     assert activation_bytes_per_token(cfg, bf16=False) == 12 * (44 * 512 + 16 * 1376 + 32 + 8) + 6412
 
 
+def test_checkpointing_keeps_block_inputs_and_one_recomputed_layer_by_hand():
+    # gpu under bf16 autocast with activation checkpointing: each of the 12 blocks keeps only its input, the
+    # float32 residual stream (4C = 2048 bytes a token), and the block being recomputed in the backward saves
+    # what any layer saves (27432, above); the once-per-model part (6412) stays
+    cfg = model_config("gpu", vocab_size=2053)
+    assert activation_bytes_per_token(cfg, bf16=True, checkpointing=True) == 12 * 2048 + 27432 + 6412
+    plain, kept = (estimate_peak_bytes(cfg, "train", 8, 449, bf16=True, checkpointing=c) for c in (False, True))
+    assert kept["activations"] == 8 * 449 * 58420 and plain["activations"] == 8 * 449 * (12 * 27432 + 6412)
+    assert kept["total"] - plain["total"] == kept["activations"] - plain["activations"]  # nothing else moves
+    assert estimate_peak_bytes(cfg, "score", 8, 449, bf16=True, checkpointing=True) == \
+        estimate_peak_bytes(cfg, "score", 8, 449, bf16=True)  # no backward, nothing to recompute
+
+
 # -- activations: against what autograd saves -------------------------------------------------------------------
 
 @pytest.mark.parametrize("rows, seq_len", [(2, 16), (3, 40)])
@@ -140,6 +153,51 @@ def test_train_peak_bounds_a_real_step(name, bf16):
     est = estimate_peak_bytes(cfg, "train", rows, seq_len, bf16=bf16)
     allocated = est["total"] - est["weights"] - est["grads"] - est["optimizer"]
     assert 0.9 * allocated <= measured <= allocated, (measured, allocated)
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+@pytest.mark.parametrize("name", ["cpu", "cpu-moe"])
+def test_checkpointed_train_peak_bounds_a_real_step(name, bf16):
+    """The same step with activation checkpointing: it allocates under the estimate, which adds the logits'
+    buffers (the start of the backward) and the recomputed layer (a moment later, once those are freed) as if
+    they were alive at once, and above 60% of it; well under the step without checkpointing."""
+    torch.manual_seed(0)
+    cfg = config(name)
+    model = Transformer(cfg)
+    rows, seq_len = 4, 96
+    idx, targets = torch.randint(V, (rows, seq_len)), torch.randint(V, (rows, seq_len))
+
+    def step():
+        with autocast(bf16):
+            _, loss = model(idx, targets)
+        loss.backward()
+
+    peaks = {}
+    for checkpointing in (False, True):
+        model.checkpoint_blocks = checkpointing
+        step()
+        est = estimate_peak_bytes(cfg, "train", rows, seq_len, bf16=bf16, checkpointing=checkpointing)
+        peaks[checkpointing] = measure_peak_bytes(step, "cpu"), est["total"] - est["weights"] - est["grads"] \
+            - est["optimizer"]
+    measured, allocated = peaks[True]
+    assert 0.6 * allocated <= measured <= allocated, (measured, allocated)
+    assert measured < 0.5 * peaks[False][0]
+
+
+def test_micro_batch_counts_the_models_activation_checkpointing(monkeypatch):
+    """A budget that fits ~10 plain rows of the cpu preset fits more with checkpointing, and micro_batch (what
+    GRPO and SFT call) sees it on the model: model.checkpoint_blocks, which --activation_checkpointing sets."""
+    model = Transformer(config("cpu"))
+    cfg = model.cfg
+    one_row = estimate_peak_bytes(cfg, "train", 1, 192, bf16=False)["total"]
+    budget = (one_row + 10 * (estimate_peak_bytes(cfg, "train", 2, 192, bf16=False)["total"] - one_row)) / 0.8
+    monkeypatch.setenv("R1MINI_MEMORY_GIB", str(budget / 2 ** 30))
+    plain = memory.micro_batch(model, "train", 64, 192)
+    model.checkpoint_blocks = True
+    kept = memory.micro_batch(model, "train", 64, 192)
+    assert kept == auto_micro_batch(cfg, "train", 64, 192, budget, bf16=False, checkpointing=True) > 2 * plain
+    assert estimate_peak_bytes(cfg, "train", kept, 192, bf16=False, checkpointing=True)["total"] <= 0.8 * budget
+    assert memory.micro_batch(model, "train", 64, 192, requested=3) == 3  # a flag still wins
 
 
 def test_score_peak_bounds_a_real_no_grad_forward():

@@ -1,6 +1,7 @@
 """Tests for r1mini.rewards against hand-worked cases: the R1-Zero format and the R1 chat reply format (every
 loophole scores 0), answer extraction, accuracy, step and reflection counts, language consistency, and the
-reward of each RL stage (R1-Zero, reasoning RL, general prompts, the final mix) with its parts."""
+reward of each RL stage (R1-Zero, reasoning RL, general prompts, the final mix) with its parts; answers in the
+last \\boxed{} for a problem that asks for them."""
 
 import random
 
@@ -10,7 +11,7 @@ from r1mini.formats import reasoning_reply, zero_completion
 from r1mini.rewards import (accuracy_reward, all_scenario_rewards, arithmetic_facts, count_reflection_words,
                             extract_answer,
                             format_reward, general_rewards, is_step_by_step, judged_text, language_consistency,
-                            language_counts, parse_completion, parse_reasoning_reply, plain_reply_reward,
+                            language_counts, last_boxed, parse_completion, parse_reasoning_reply, plain_reply_reward,
                             reasoning_rewards, reasoning_text, reply_format_reward, zero_rewards)
 from r1mini.tasks import TASKS, Problem, get_task
 
@@ -90,6 +91,65 @@ def test_accuracy_reward():
     cd = Problem("countdown", "q", "en", "1 + 2 + 3 + 4", {"numbers": [1, 2, 3, 4], "target": 10})
     assert accuracy_reward("<answer> 4 * 3 - 2 * 1 </answer>", cd) == 1.0
     assert accuracy_reward("<answer> 4 * 3 - 2 </answer>", cd) == 0.0
+
+
+# -- answers in \\boxed{} -------------------------------------------------------------------------------------------
+
+BOXED = [  # (text, the last box's content)
+    (r"so \boxed{5}.", "5"),
+    (r"\boxed{\frac{1}{2}}", r"\frac{1}{2}"),  # nested braces
+    (r"\boxed{ {a} + {{b}} }", "{a} + {{b}}"),
+    (r"\boxed{3} first, then \boxed{4}", "4"),  # the last one
+    (r"\fbox{7}", "7"),
+    (r"\boxed 42 is it", "42"),  # LaTeX's argument without braces
+    (r"$\boxed 42$", "42"),
+    (r"\boxed5", "5"),
+    (r"x \boxed {  12 } y", "12"),  # spaces before the brace
+    (r"\boxed{\text{B}}", r"\text{B}"),
+    (r"\boxed{1} and \fbox{2}", "2"),
+    ("答案是 \\boxed{十二}。", "十二"),
+    (r"\boxed{5} \boxed{", None),  # the last one never closes: cut off, no answer
+    (r"\boxed{{5}", None),
+    (r"\boxed{ }", None),  # empty
+    (r"\boxed", None),
+    (r"\boxedx{5}", None),  # another command
+    (r"\boxed$5$", None),
+    ("no box at all 5", None),
+    ("<answer> 5 </answer>", None),  # tags are another format
+]
+
+
+@pytest.mark.parametrize("text,want", BOXED, ids=[t for t, _ in BOXED])
+def test_last_boxed(text, want):
+    assert last_boxed(text) == want
+    assert extract_answer(text, "boxed") == want
+
+
+def test_boxed_format_and_accuracy():
+    """A problem whose answer_format is "boxed" (a JSONL file's choice) is read from its last box: one think
+    block, then text holding the box, is its format; <answer> tags earn nothing there, and a box earns nothing
+    in a problem that asks for tags."""
+    boxed = Problem("jsonl", "q", "en", "12", {"checker": "number", "answer": "12", "answer_format": "boxed"})
+    tags = Problem("jsonl", "q", "en", "12", {"checker": "number", "answer": "12"})
+    good = r" <think> 5 + 7 = 12 </think> So the answer is \boxed{12}."
+    assert parse_completion(good, "boxed") == ("5 + 7 = 12", "12") and format_reward(good, "boxed") == 1.0
+    assert parse_reasoning_reply(good, "boxed") == ("5 + 7 = 12", r"So the answer is \boxed{12}.", "12")
+    assert zero_rewards([good, good], [boxed, tags])[0] == [2.0, 0.0]
+    assert reasoning_rewards([good], [boxed])[1]["reply_format"] == [1.0]
+    tagged = "<think> 5 + 7 = 12 </think> <answer> 12 </answer>"
+    assert zero_rewards([tagged, tagged], [boxed, tags])[0] == [0.0, 2.0]
+    assert reasoning_reply("5 + 7 = 12", "12", "en", "boxed") == r" <think> 5 + 7 = 12 </think> The answer is \boxed{12}"
+    assert accuracy_reward(r"\boxed{12}", boxed) == 1.0 == accuracy_reward(r"\boxed{11} no, \boxed{12}", boxed)
+    assert accuracy_reward(r"\boxed{12} no, \boxed{11}", boxed) == 0.0
+    for bad in [r"\boxed{12}",  # no think block
+                r"<think> \boxed{12} </think> so 12",  # the box inside the think block
+                r"<think> </think> \boxed{12}",  # empty reasoning
+                r"x <think> a </think> \boxed{12}",  # text before it
+                r"<think> a </think> <think> b </think> \boxed{12}",
+                r"<think> a </think> \boxed{12} <answer> 12 </answer>",  # tags as well
+                r"<think> a \boxed{12}"]:  # never closed
+        assert format_reward(bad, "boxed") == 0.0, bad
+        assert reply_format_reward(bad, "boxed") == 0.0, bad
 
 
 def test_is_step_by_step_and_reflection_words():

@@ -1,6 +1,7 @@
 """Tests for r1mini.sft_data, the SFT data R1 builds from a model's samples: the cold start keeps R1-Zero's right,
 well-formed, single-language, non-looping completions rewritten in the chat format and tops them up with
-worked solutions; rejection sampling keeps the right, well-formed replies and adds chat data at the ratio."""
+worked solutions (a JSONL file's own, where its lines have them); rejection sampling keeps the right,
+well-formed replies and adds chat data at the ratio."""
 
 import random
 
@@ -68,3 +69,37 @@ def test_cold_start_data_keeps_readable_right_completions_then_tops_up():
     # nothing survives: all worked solutions
     pairs, from_zero = cold_start_data([(p, [zero_completion(think, wrong)])], 3, tasks, random.Random(5), 0.5)
     assert from_zero == 0 and pairs == [pair for _, pair in topped]
+
+
+def test_cold_start_data_from_a_task_file_tops_up_with_its_solutions(tmp_path):
+    """A JSONL file (train_r1.py --tasks): R1-Zero's right, well-formed, single-language completions first, the
+    file's own worked solutions ("solution", with the answer as the line writes it) after them, each line at
+    most once; none where no line has one. A boxed file's replies end in a box."""
+    import json
+    from r1mini.task_files import load_task_file
+    rows = [{"question": f"What is {i} + 1?", "answer": f"{i + 1:,}", "checker": "number",
+             **({"solution": f"{i} + 1 = {i + 1:,}."} if i % 2 else {})} for i in range(1000, 1400)]
+    path = tmp_path / "mine.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    task = load_task_file(str(path))
+    tasks = {task.name: task}
+    solved = task.solved
+    assert 150 < len(solved) < len(task.pool["train"]) and all(int(p.question.split()[2]) % 2 for p in solved)
+    p, q = task.pool["train"][:2]
+    sampled = [(p, [zero_completion("Add one.", p.answer), zero_completion("Add one.", "7"),
+                    zero_completion("一 plus 一", p.answer)]), (q, ["no format " + q.answer])]
+    pairs, from_zero = cold_start_data(sampled, 6, tasks, random.Random(0), zh_share=0.5)
+    assert from_zero == 1 and pairs[0] == (p.question, reasoning_reply("Add one.", p.answer, "en"))
+    chosen = random.Random(0).sample(solved, 5)
+    assert pairs[1:] == [(s.question, reasoning_reply(s.data["solution"][0], s.data["solution"][1], "en"))
+                         for s in chosen]
+    assert all("," in reply.split("<answer>")[1] for _, reply in pairs[1:])  # "1,248" as the line writes it
+    assert all(accuracy_reward(reply, s) == 1.0 == reply_format_reward(reply) for (_, reply), s in zip(pairs[1:], chosen))
+    pairs, _ = cold_start_data([], 10_000, tasks, random.Random(0), zh_share=0.5)
+    assert len(pairs) == len(set(pairs)) == len(solved)  # each line once, no more than the file has
+    unsolved = load_task_file(str(path) + ":number")
+    unsolved.pool["train"] = [p for p in unsolved.pool["train"] if "solution" not in p.data]
+    assert cold_start_data([], 10, {unsolved.name: unsolved}, random.Random(0), zh_share=0.5) == ([], 0)
+    boxed = load_task_file(str(path) + ":boxed")
+    pairs, _ = cold_start_data([], 3, {boxed.name: boxed}, random.Random(0), zh_share=0.5)
+    assert len(pairs) == 3 and all(reply.endswith("}") and "\\boxed{" in reply for _, reply in pairs)
