@@ -411,12 +411,13 @@ def test_exported_checkpoint_generates_as_ours_in_transformers(our_export):
                                            tokenize=True)["input_ids"] if chat else tok.encode(zero_prompt(q))
                    for q in questions]
         assert prompts == [prompt_ids(ours, q, chat)[0] for q in questions]
-        want = [generate(model, [p], 60, temperature=0.0, stop_ids=stop_ids(ours, chat=True))[0] for p in prompts]
-        got = [theirs.generate(torch.tensor([p]), max_new_tokens=60, do_sample=False)[0, len(p):].tolist()
+        # 120 tokens: this base's replies check themselves (~80-110 tokens)
+        want = [generate(model, [p], 120, temperature=0.0, stop_ids=stop_ids(ours, chat=True))[0] for p in prompts]
+        got = [theirs.generate(torch.tensor([p]), max_new_tokens=120, do_sample=False)[0, len(p):].tolist()
                for p in prompts]
         assert_same_greedy(model, prompts, got, want)
         if not chat:
-            assert all(w[-1] == ours.eot_id and len(w) < 60 for w in want)  # replies that ended, not cut off
+            assert all(w[-1] == ours.eot_id and len(w) < 120 for w in want)  # replies that ended, not cut off
         assert [tok.decode(g, skip_special_tokens=True) for g in got] == \
             [ours.decode(w[:-1] if w[-1] in stop_ids(ours, True) else w) for w in want]
 
@@ -425,19 +426,20 @@ def test_r1_zero_on_our_model_brought_back_through_hf_learns(our_export, tmp_pat
     """The researcher's path at test size: our own model, pretrained and exported above, comes back as a Hugging
     Face checkpoint (hf:) into train_zero.py with a JSONL file, and R1-Zero lifts its dev pass@1 clear of the 95%
     interval it started in. The file asks N x 0 for 990 values of N: one rule, which a 34k-parameter model learns
-    from the reward in 30 steps (~10 s on one thread). A check that the imported weights train the way ours do,
-    not a measurement: docs/your_model.md has the cpu-preset run on the suite's own problems."""
+    from the reward in 60 steps (~20 s on one thread; its replies first shrink from the checks this base writes).
+    A check that the imported weights train the way ours do, not a measurement: docs/your_model.md has the
+    cpu-preset run on the suite's own problems."""
     from conftest import run_script
     tasks = tmp_path / "times_zero.jsonl"
     tasks.write_text("".join(json.dumps({"question": f"What is {n} × 0?", "answer": 0, "checker": "number"},
                                         ensure_ascii=False) + "\n" for n in range(10, 1000)), encoding="utf-8")
     out = tmp_path / "zero"
     r = run_script("train_zero.py", "--preset", "toy", "--init", f"hf:{our_export[1]}", "--tasks", tasks, "--out", out,
-                   "--steps", 30, "--eval_every", 30, "--eval_problems", 30, "--eval_k", 4, "--prompts_per_step", 8,
+                   "--steps", 60, "--eval_every", 60, "--eval_problems", 30, "--eval_k", 4, "--prompts_per_step", 8,
                    "--group_size", 8, "--max_new_tokens", 32, "--lr", 1e-3)
     assert r.returncode == 0, r.stdout + r.stderr
     evals = [row for row in map(json.loads, (out / "log.jsonl").read_text().splitlines()) if "eval_pass@1" in row]
-    assert [row["step"] for row in evals] == [0, 30]
+    assert [row["step"] for row in evals] == [0, 60]
     before, after = evals[0]["eval_pass@1_ci"], evals[1]["eval_pass@1_ci"]
     assert after[0] > before[1] and evals[1]["eval_pass@1"] >= 0.5, evals
     meta = json.loads((out / "meta.json").read_text())
