@@ -6,8 +6,8 @@ first pass: addition worked again with the numbers swapped and multiplication wi
 column by column, each column's digit compared with the claimed result restated beside the operands
 ("71+85 vs 157: 1+5=6, 6 and 7 differ."), and a linear equation's x put back with the facts the solution wrote
 ("Check x=-9 in 2x+14=-4: 2×-9=-18, -18+14=-4, -4 and -4 agree. Right."). A check that agrees says "Right";
-one that disagrees says "Wait" and solves again. Whether checking can pay depends on what the model does with it. Per checkpoint
-and task, over the replies that check:
+one that disagrees says "Wait" and solves again. Whether checking can pay depends on what the model does with
+it. Per checkpoint and task, over the replies that check:
 
 - first right: the first pass's answer (the last number before "Check") is right;
 - first facts, check facts: every fact (x op y = z) the first pass, or the check, wrote is right;
@@ -202,7 +202,8 @@ def sample(path: str, name: str, task, args):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoints", help="checkpoint directories, comma-separated")
-    p.add_argument("--problems", type=int, default=60, help="dev problems per task (linear-eq has 122 dev problems, 61 a language)")
+    p.add_argument("--problems", type=int, default=60,
+                   help="dev problems per task (linear-eq has 122 dev problems, 61 a language)")
     p.add_argument("--k", type=int, default=4, help="samples per problem")
     p.add_argument("--max_new_tokens", type=int, default=224)
     p.add_argument("--show", type=int, default=2, help="replies that check to print per checkpoint")

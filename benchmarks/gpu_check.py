@@ -99,7 +99,8 @@ def check_decode(args, device):
     after = compile_counters()
     eager_ms = ms_per_step(model, batch, device, False, 24, 8)
     pools = memory.graph_pool_bytes(device)
-    held = {"static_caches_gib": (memory.held_bytes(device) - pools) / memory.GiB, "graph_pools_gib": pools / memory.GiB}
+    held = {"static_caches_gib": (memory.held_bytes(device) - pools) / memory.GiB,
+            "graph_pools_gib": pools / memory.GiB}
     del model
     gc.collect()
     left = {}
@@ -124,7 +125,8 @@ def synthetic_rollout(rows: int, new: int, device: torch.device) -> tuple[Rollou
     lengths = torch.linspace(new // 10, new, rows).long()
     for i, n in enumerate(lengths.tolist()):
         mask[i, PROMPT - 1:PROMPT - 1 + n] = True
-    return Rollout(ids.to(device), mask.to(device), [""] * rows, lengths.tolist()), torch.randn(rows, generator=g).to(device)
+    advantages = torch.randn(rows, generator=g).to(device)
+    return Rollout(ids.to(device), mask.to(device), [""] * rows, lengths.tolist()), advantages
 
 
 def check_grpo(args, device):

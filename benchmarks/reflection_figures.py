@@ -4,8 +4,9 @@
 
 Per run: on the test split (eval.json, temperature 0.6), each checkpoint's share of replies that reflect and
 their accuracy beside step-by-step replies that do not (steps_acc pools both, so the second is recovered from
-the shares, taking every reply that checks to be step by step, as the corpus writes them); during R1-Zero (zero/log.jsonl, rollouts at temperature 1), the mean over steps of the accuracy
-of replies that reflect and of those that do not, and reflection words per reply, in thirds of the run.
+the shares, taking every reply that checks to be step by step, as the corpus writes them); during R1-Zero
+(zero/log.jsonl, rollouts at temperature 1), the mean over steps of the accuracy of replies that reflect and
+of those that do not, and reflection words per reply, in thirds of the run.
 """
 import json
 import sys

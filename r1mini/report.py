@@ -68,7 +68,7 @@ def summary_row(results: dict, k: int) -> dict:
 def per_problem(results: dict, k: int) -> dict[str, list]:
     """One checkpoint's per-problem values over every benchmark (each has as many problems, so their mean is
     the mean over benchmarks), and which problems they are: what a paired interval needs. Per benchmark too."""
-    out = {"problems": [], "pass@1": [], "cons": [], "lang zh": [], "reflect_acc": [], "plain_acc": [], "reflection": []}
+    out = {key: [] for key in ("problems", "pass@1", "cons", "lang zh", "reflect_acc", "plain_acc", "reflection")}
     for bench, r in results.items():
         values = r.get("per_problem", {})
         out["problems"] += [f"{bench}:{key}" for key in r.get("problems", [])]

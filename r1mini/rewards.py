@@ -179,7 +179,8 @@ def is_step_by_step(completion: str) -> bool:
 
 # one written fact: numbers joined by + - × * / (no brackets), then "=" and the value it claims
 # (not starting inside a bracket's or another chain's operands: "(3 + 4) * 10 + 16 = 86" holds no fact)
-_FACT = re.compile(r"(?<![\d)])(?<![-+×*/)] )(?<![-+×*/])(-?\d{1,12}(?: ?[-+×*/] ?-?\d{1,12}){1,6}) ?= ?(-?\d{1,12})(?!\d)")
+_FACT = re.compile(r"(?<![\d)])(?<![-+×*/)] )(?<![-+×*/])"
+                   r"(-?\d{1,12}(?: ?[-+×*/] ?-?\d{1,12}){1,6}) ?= ?(-?\d{1,12})(?!\d)")
 _FACT_TOKEN = re.compile(r"(-?\d+)([-+×*/]|$)")  # a number (its sign, where one stands first) and the operator after it
 
 

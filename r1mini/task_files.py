@@ -7,8 +7,8 @@ optional, and so is its "solution", a worked solution (the reasoning that reache
 trains on it where the R1-Zero model's own samples run short), and its "answer_format": "tags" (the answer
 between <answer> tags, r1mini's own) or "boxed" (the last \\boxed{...}, as math models write it), also for the
 whole file after a colon: `--tasks gsm8k_test.jsonl:number:boxed`. The four checkers parse the answer (the
-final number, a countdown expression, an exact string, a choice letter); none executes it. A line's split is a hash of its question, as for every task, unless the
-file is named as a test file.
+final number, a countdown expression, an exact string, a choice letter); none executes it. A line's split is a
+hash of its question, as for every task, unless the file is named as a test file.
 """
 from __future__ import annotations
 

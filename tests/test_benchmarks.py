@@ -62,11 +62,12 @@ def test_check_anatomy_reads_a_check_as_the_corpus_writes_it():
     assert first_slip("mul", m.data, mul.replace("4×6=24, 24+4=28", "4×6=28, 28+4=32")) == "fact: product"
     lin = linear.problem({"a": 2, "b": 14, "x": -9, "c": -4}, "en", random.Random(0))
     rng = random.Random(0)
-    text = " ".join(en for en, _ in linear.steps(lin.data, rng, slip=False)[0] + linear.check_steps(lin.data, "-9", rng)[0])
+    steps = linear.steps(lin.data, rng, slip=False)[0] + linear.check_steps(lin.data, "-9", rng)[0]
+    text = " ".join(en for en, _ in steps)
     assert text == ("Subtract 14 on both sides: 2x=-4-14=-18. Divide by 2: x=-18/2=-9. Check x=-9 in 2x+14=-4: "
                     "2×-9=-18, -18+14=-4, -4 and -4 agree. Right.")
     a = anatomy("linear", lin, reply(text, "-9"))
-    assert a["check facts"] and a["copied"] and a["agrees"] and a["first right"] and a["says right"] and a["final right"]
+    assert all(a[key] for key in ("check facts", "copied", "agrees", "first right", "says right", "final right"))
     a = anatomy("linear", lin, reply(text.replace("-18+14=-4, -4 and -4 agree. Right.",
                                                   "-18+14=-3, -3 and -4 differ. Wait, solve again."), "-9"))
     assert not a["check facts"] and not a["agrees"] and not a["says right"] and not a["right, not agreeing"]

@@ -396,7 +396,8 @@ def test_generation_batch_sizes_what_the_static_loop_allocates(monkeypatch):
     torch.manual_seed(0)
     model = Transformer(config("cpu"))
     cfg = model.cfg
-    budget = estimate_peak_bytes(cfg, "generate", 40, cfg.block_size, bf16=True, static=True, prompt_len=40)["total"] / 0.8
+    peak = estimate_peak_bytes(cfg, "generate", 40, cfg.block_size, bf16=True, static=True, prompt_len=40)["total"]
+    budget = peak / 0.8
     monkeypatch.setenv("R1MINI_MEMORY_GIB", str(budget / memory.GiB))
     rows = memory.generation_batch(model, 40)
     made, init = [], KVCache.__init__

@@ -138,7 +138,8 @@ def test_boxed_format_and_accuracy():
     assert reasoning_rewards([good], [boxed])[1]["reply_format"] == [1.0]
     tagged = "<think> 5 + 7 = 12 </think> <answer> 12 </answer>"
     assert zero_rewards([tagged, tagged], [boxed, tags])[0] == [0.0, 2.0]
-    assert reasoning_reply("5 + 7 = 12", "12", "en", "boxed") == r" <think> 5 + 7 = 12 </think> The answer is \boxed{12}"
+    assert reasoning_reply("5 + 7 = 12", "12", "en", "boxed") == \
+        r" <think> 5 + 7 = 12 </think> The answer is \boxed{12}"
     assert accuracy_reward(r"\boxed{12}", boxed) == 1.0 == accuracy_reward(r"\boxed{11} no, \boxed{12}", boxed)
     assert accuracy_reward(r"\boxed{12} no, \boxed{11}", boxed) == 0.0
     for bad in [r"\boxed{12}",  # no think block

@@ -94,7 +94,8 @@ def test_cold_start_data_from_a_task_file_tops_up_with_its_solutions(tmp_path):
     assert pairs[1:] == [(s.question, reasoning_reply(s.data["solution"][0], s.data["solution"][1], "en"))
                          for s in chosen]
     assert all("," in reply.split("<answer>")[1] for _, reply in pairs[1:])  # "1,248" as the line writes it
-    assert all(accuracy_reward(reply, s) == 1.0 == reply_format_reward(reply) for (_, reply), s in zip(pairs[1:], chosen))
+    assert all(accuracy_reward(reply, s) == 1.0 == reply_format_reward(reply)
+               for (_, reply), s in zip(pairs[1:], chosen))
     pairs, _ = cold_start_data([], 10_000, tasks, random.Random(0), zh_share=0.5)
     assert len(pairs) == len(set(pairs)) == len(solved)  # each line once, no more than the file has
     unsolved = load_task_file(str(path) + ":number")

@@ -151,7 +151,8 @@ def test_a_slip_is_one_wrong_fact_as_the_base_makes_them(op):
     gives a wrong answer that the clean check catches; the check's own slip makes it disagree with a right one."""
     rng, short_of_carry, carried = random.Random(0), 0, 0
     for _ in range(300):
-        a, b = (rng.randint(100, 999), rng.randint(100, 999)) if op == "+" else (rng.randint(10, 999), rng.randint(2, 9))
+        a, b = (rng.randint(100, 999), rng.randint(100, 999)) if op == "+" else \
+            (rng.randint(10, 999), rng.randint(2, 9))
         right = str(a + b if op == "+" else a * b)
         steps, answer = column_steps(a, b, op, rng, slip=True)
         text = " ".join(en for en, _ in steps)
