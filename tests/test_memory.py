@@ -131,23 +131,32 @@ def test_grpo_activations_match_saved_tensors(name, bf16):
 
 # -- the whole peak: against the CPU's allocations ---------------------------------------------------------------
 
-@pytest.mark.parametrize("bf16", [False, True])
-@pytest.mark.parametrize("name", ["cpu", "cpu-moe"])
-def test_train_peak_bounds_a_real_step(name, bf16):
-    """A pretraining micro-batch after the first (the gradients exist): what it allocates at its peak, above
-    the weights and gradients already there, is within 10% under the estimate's activations, logits,
-    weight copies and working part."""
+TRAIN_SHAPE = (4, 96)  # rows, sequence length of the measured training steps
+
+
+def _train_step(name: str, bf16: bool):
+    """A model of preset `name` and one training micro-batch on it (forward under autocast, backward)."""
     torch.manual_seed(0)
     cfg = config(name)
     model = Transformer(cfg)
-    rows, seq_len = 4, 96
+    rows, seq_len = TRAIN_SHAPE
     idx, targets = torch.randint(V, (rows, seq_len)), torch.randint(V, (rows, seq_len))
 
     def step():
         with autocast(bf16):
             _, loss = model(idx, targets)
         loss.backward()
+    return cfg, model, step
 
+
+@pytest.mark.parametrize("bf16", [False, True])
+@pytest.mark.parametrize("name", ["cpu", "cpu-moe"])
+def test_train_peak_bounds_a_real_step(name, bf16):
+    """A pretraining micro-batch after the first (the gradients exist): what it allocates at its peak, above
+    the weights and gradients already there, is within 10% under the estimate's activations, logits,
+    weight copies and working part."""
+    cfg, model, step = _train_step(name, bf16)
+    rows, seq_len = TRAIN_SHAPE
     step()
     measured = measure_peak_bytes(step, "cpu")
     est = estimate_peak_bytes(cfg, "train", rows, seq_len, bf16=bf16)
@@ -161,16 +170,8 @@ def test_checkpointed_train_peak_bounds_a_real_step(name, bf16):
     """The same step with activation checkpointing: it allocates under the estimate, which adds the logits'
     buffers (the start of the backward) and the recomputed layer (a moment later, once those are freed) as if
     they were alive at once, and above 60% of it; well under the step without checkpointing."""
-    torch.manual_seed(0)
-    cfg = config(name)
-    model = Transformer(cfg)
-    rows, seq_len = 4, 96
-    idx, targets = torch.randint(V, (rows, seq_len)), torch.randint(V, (rows, seq_len))
-
-    def step():
-        with autocast(bf16):
-            _, loss = model(idx, targets)
-        loss.backward()
+    cfg, model, step = _train_step(name, bf16)
+    rows, seq_len = TRAIN_SHAPE
 
     peaks = {}
     for checkpointing in (False, True):
