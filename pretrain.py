@@ -146,16 +146,7 @@ def main(argv=None):
     # every rank draws the same global batch and trains on its own slice: the run is the same whatever
     # the number of ranks (DDP averages the slices' gradients into the global batch's)
     data_gen = torch.Generator().manual_seed(args.seed)
-    step = 0
-    if state is not None:
-        step = resume(state, model, optimizer, out)  # the learning rate is set every step from the schedule
-        if cfg.ema:  # the checkpoint's weights are the average; the trained ones are kept beside it
-            averaged.load_state_dict(state["model"])
-            model.load_state_dict(state["trained_model"])
-        data_gen.set_state(state["data_generator"])
-        restore_rngs(state)
-    elif cfg.ema:
-        averaged.load_state_dict(model.state_dict())
+    step = start_from(state, model, averaged, optimizer, data_gen, out, cfg)
     forward = training_forward(model, device, compile=cfg.compile)  # eval and saving use model
     print0(f"model: {model.num_params():,} parameters ({cfg.model}), device {device}, world {world}")
     logger = JsonlLogger(out / "log.jsonl")
@@ -193,12 +184,7 @@ def main(argv=None):
                        **throughput(tokens_since / dt, model.flops_per_token(), device, world)}
             if loads:
                 metrics["expert_load_max"] = round(max(load.max().item() for load in loads), 3)
-            if step % cfg.eval_every == 0 or step == cfg.max_steps:
-                metrics["val_loss"] = round(eval_loss(averaged, val_stream, cfg, device), 4)
-                if cfg.mtp_depth:
-                    metrics["val_mtp_loss"] = round(eval_loss(averaged, val_stream, cfg, device, mtp=True), 4)
-            if cfg.curve_every and (step % cfg.curve_every == 0 or step == cfg.max_steps):
-                metrics.update(dev_curve(averaged, tokenizer, cfg))
+            metrics.update(checks(averaged, step, tokenizer, val_stream, cfg, device))
             logger.log(metrics)
             bar.set_postfix(loss=metrics["loss"], tok_s=metrics["tokens_per_s"])
         if step % cfg.ckpt_every == 0 or step == cfg.max_steps:
@@ -214,6 +200,37 @@ def main(argv=None):
     report_replicas_in_sync(model)
     print0(f"done: step {step}: " + " ".join(f"{k}={v}" for k, v in metrics.items() if k != "step") + f"; wrote {out}")
     teardown_distributed()
+
+
+def start_from(state: dict | None, model, averaged, optimizer, data_gen, out: Path, cfg: PretrainConfig) -> int:
+    """The step to start from: 0, or an interrupted run's, with its weights, optimizer, data order and random
+    states restored (the learning rate is set every step from the schedule). With a moving average, the
+    checkpoint's weights are the average and the trained ones are kept beside it."""
+    if state is None:
+        if cfg.ema:
+            averaged.load_state_dict(model.state_dict())
+        return 0
+    step = resume(state, model, optimizer, out)
+    if cfg.ema:
+        averaged.load_state_dict(state["model"])
+        model.load_state_dict(state["trained_model"])
+    data_gen.set_state(state["data_generator"])
+    restore_rngs(state)
+    return step
+
+
+def checks(model, step: int, tokenizer, val_stream, cfg: PretrainConfig, device) -> dict:
+    """The checks due at this step: the validation loss (and the MTP heads'), every eval_every steps; the dev
+    learning curve, every curve_every; both at the last step."""
+    out: dict = {}
+    last = step == cfg.max_steps
+    if step % cfg.eval_every == 0 or last:
+        out["val_loss"] = round(eval_loss(model, val_stream, cfg, device), 4)
+        if cfg.mtp_depth:
+            out["val_mtp_loss"] = round(eval_loss(model, val_stream, cfg, device, mtp=True), 4)
+    if cfg.curve_every and (step % cfg.curve_every == 0 or last):
+        out.update(dev_curve(model, tokenizer, cfg))
+    return out
 
 
 def prepare_data(cfg: PretrainConfig, seed: int, resume_from: Path | None):
