@@ -81,8 +81,10 @@ stage() {  # stage NAME CHECKPOINT OUT_DIR "INPUT_STAGES" command...: run unless
 }
 
 # Independent stages run side by side, one thread each, on the CPU (cpu and toy presets): small models use two
-# threads poorly (decoding a few rows at a time is bound by per-operation overhead), so two processes of one
-# thread get more done than one of two. On a GPU the stages run one after the other. SIDE_BY_SIDE=0 forces that.
+# threads poorly when they decode a few rows at a time (bound by per-operation overhead), so two processes of
+# one thread get more done than one of two. Pretraining's large matmuls are the exception (bench_train.py at the
+# cpu preset: ~19k tokens/s on two threads, ~10k on one), so the teacher's base trains alone on every core.
+# On a GPU the stages run one after the other. SIDE_BY_SIDE=0 forces that.
 [ "$PRESET" = gpu ] && SIDE=${SIDE_BY_SIDE:-0} || SIDE=${SIDE_BY_SIDE:-1}
 BESIDE=""  # the process running beside, to wait for (a plain `wait` would not stop on its failure)
 beside() {  # beside COMMAND...: in the background with one thread when side by side, else now
@@ -111,25 +113,26 @@ student_lane() {  # the student's base, then the same base trained by R1-Zero's 
 [ "$PRESET" = cpu ] && STUDENT_CHOSEN="--lr 3e-5" || STUDENT_CHOSEN=""
 
 T0=$SECONDS
-# 1. the teacher's base, and beside it the student's base and its RL-only run (the paper's Table 6)
-beside student_lane
-alone stage pretrain "$OUT/base" "$OUT/base" "" \
+# 1. the teacher's base, on every core
+stage pretrain "$OUT/base" "$OUT/base" "" \
   $PY pretrain.py --preset "$PRESET" --out "$OUT/base" ${PRETRAIN_FLAGS:-} $SEED_FLAG
-joined
-# 2. R1-Zero, the four R1 stages, distillation into the student, on every core
-stage r1_zero "$OUT/zero" "$OUT/zero" pretrain \
+# 2. beside: the student's base and its RL-only run (the paper's Table 6); alone: R1-Zero and the four R1 stages
+beside student_lane
+alone stage r1_zero "$OUT/zero" "$OUT/zero" pretrain \
   $PY train_zero.py --preset "$PRESET" --init "$OUT/base" --out "$OUT/zero" ${ZERO_FLAGS:-} $SEED_FLAG
-stage r1 "$OUT/r1/final_rl" "$OUT/r1" r1_zero \
+alone stage r1 "$OUT/r1/final_rl" "$OUT/r1" r1_zero \
   $PY train_r1.py --preset "$PRESET" --init "$OUT/zero" --out "$OUT/r1" ${R1_FLAGS:-} $SEED_FLAG
+joined
+# distillation into the student, on every core
 stage distill "$OUT/student" "$OUT/student" "r1 pretrain_student" \
   $PY distill.py --preset "$PRESET" --init "$OUT/r1/final_rl" --student "$OUT/student_base" --out "$OUT/student" \
   ${DISTILL_FLAGS:-} $SEED_FLAG
 # 3. every checkpoint on the test split, in two halves side by side (each checkpoint's eval.json)
 ckpts() { local c s=""; for c in "$@"; do s="$s${s:+,}$OUT/$c"; done; echo "$s"; }
 beside stage eval_teacher "" "" "" $PY eval.py --preset "$PRESET" --out "$OUT/eval_teacher.json" --show 0 \
-  --init "$(ckpts base zero r1/cold_start r1/reasoning_rl r1/rejection_sft)" ${EVAL_FLAGS:-}
+  --init "$(ckpts base zero r1/cold_start r1/reasoning_rl)" ${EVAL_FLAGS:-}
 alone stage eval_rest "" "" "" $PY eval.py --preset "$PRESET" --out "$OUT/eval_rest.json" --show 0 \
-  --init "$(ckpts r1/final_rl student_base student student_zero)" ${EVAL_FLAGS:-}
+  --init "$(ckpts r1/rejection_sft r1/final_rl student_base student student_zero)" ${EVAL_FLAGS:-}
 joined
 printf 'wall\t%s\ttotal\n' "$((SECONDS - T0))" >> "$OUT/times.tsv"
 $PY -m r1mini.report "$OUT"
