@@ -303,11 +303,31 @@ def report(out: str | Path) -> dict:
     return result
 
 
+def across_runs(outs: list[str | Path]) -> str:
+    """Several runs of one recipe (seeds) side by side: each finding's verdict, difference and interval in every
+    run, a count of the runs that reproduced it, and each run's wall time. Reads each run's report.json."""
+    reports = [json.loads((Path(o) / "report.json").read_text(encoding="utf-8")) for o in outs]
+    claims = list(dict.fromkeys(f["claim"] for r in reports for f in r["findings"]))
+    rows = []
+    for claim in claims:
+        found = [next((f for f in r["findings"] if f["claim"] == claim), None) for r in reports]
+        cells = ["not measured" if f is None else f"{f['verdict']}: " + (
+            f"{f['difference']:+.3f} {interval(f['interval'])}" if f.get("difference") is not None else f["detail"])
+            for f in found]
+        rows.append([claim, *cells, f"{sum(bool(f) and f['verdict'] == 'reproduced' for f in found)} of {len(outs)}"])
+    rows.append(["wall time (s)", *[f"{r['times'].get('wall', sum(r['times'].values())):.0f}" for r in reports], ""])
+    return markdown_table(["finding", *[Path(o).name for o in outs], "reproduced in"], rows)
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        raise SystemExit("usage: python -m r1mini.report OUT_DIR")
+    if len(sys.argv) < 2:
+        raise SystemExit("usage: python -m r1mini.report OUT_DIR (one run's report)\n"
+                         "       python -m r1mini.report OUT_DIR OUT_DIR... (their findings side by side)")
     try:
-        report(sys.argv[1])
-    except UserError as e:
+        if len(sys.argv) > 2:
+            print(across_runs(sys.argv[1:]))
+        else:
+            report(sys.argv[1])
+            print((Path(sys.argv[1]) / "report.md").read_text(encoding="utf-8"))
+    except (UserError, FileNotFoundError) as e:
         raise SystemExit(str(e)) from None
-    print((Path(sys.argv[1]) / "report.md").read_text(encoding="utf-8"))

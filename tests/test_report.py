@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from r1mini.report import interval, markdown_table, report, verdict
+from r1mini.report import across_runs, interval, markdown_table, report, verdict
 
 
 def test_verdict_reads_the_interval():
@@ -123,3 +123,21 @@ def test_markdown_table():
 
 def test_interval_has_two_decimals():
     assert interval([0.12345, 0.9]) == "[0.12, 0.90]"
+
+
+def test_runs_side_by_side_count_the_runs_that_reproduce_each_finding(tmp_path):
+    """Two seeds' report.json: a finding both reproduce, one that only the first measured, one decided on its
+    checkpoints' count instead of a difference; and each run's wall time."""
+    gain = {"claim": "gain", "verdict": "reproduced", "difference": 0.25, "interval": [0.2, 0.3], "detail": ""}
+    runs = {"s0": [gain, {"claim": "length", "verdict": "reversed", "difference": -11.0, "interval": [-17.5, -4.25],
+                          "detail": ""}],
+            "s1": [{**gain, "difference": 0.125, "interval": [0.05, 0.2]},
+                   {"claim": "cons", "verdict": "within noise", "detail": "4 of 7 checkpoints: reproduced"}]}
+    for i, (name, found) in enumerate(runs.items()):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "report.json").write_text(json.dumps({"findings": found, "times": {"wall": 1000.0 + i}}))
+    rows = [line.split(" | ") for line in across_runs([tmp_path / "s0", tmp_path / "s1"]).splitlines()[2:]]
+    assert rows == [["| gain", "reproduced: +0.250 [0.20, 0.30]", "reproduced: +0.125 [0.05, 0.20]", "2 of 2 |"],
+                    ["| length", "reversed: -11.000 [-17.50, -4.25]", "not measured", "0 of 2 |"],
+                    ["| cons", "not measured", "within noise: 4 of 7 checkpoints: reproduced", "0 of 2 |"],
+                    ["| wall time (s)", "1000", "1001", " |"]]
