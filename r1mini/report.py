@@ -4,6 +4,7 @@ time of each stage, and which of the paper's findings came out. Reads what the s
 matplotlib is installed, OUT/zero_curves.png.
 
     python -m r1mini.report out
+    python -m r1mini.report out_s0 out_s1 out_s2     # several seeds' findings side by side
 """
 from __future__ import annotations
 
