@@ -1,6 +1,7 @@
 """End to end: pretrain.py as a user runs it (subprocesses, toy preset), resuming, torchrun and gradient
 accumulation. (eval.py on its checkpoint: test_eval_script.py.)"""
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -73,10 +74,13 @@ def test_lr_at_warms_up_holds_then_decays():
     wsd = PretrainConfig(max_steps=100, warmup_steps=10, decay_steps=30, lr=1e-3, min_lr_ratio=0.1)
     assert lr_at(0, wsd) == pytest.approx(1e-4) and [lr_at(s, wsd) for s in (9, 10, 50, 70)] == [1e-3] * 4
     assert lr_at(85, wsd) == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5)) and lr_at(100, wsd) == pytest.approx(1e-4)
-    cosine = PretrainConfig(max_steps=100, warmup_steps=10, lr=1e-3, min_lr_ratio=0.1)
+    cosine = PretrainConfig(max_steps=100, warmup_steps=10, decay_steps=0, lr=1e-3, min_lr_ratio=0.1)
     assert lr_at(55, cosine) == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))  # halfway from step 10 to 100
     for cfg in (wsd, cosine):
         assert all(lr_at(s, cfg) == before(s, cfg) for s in range(120))
+    # a run shorter than its warm-up and decay (the cpu preset's 300 decay steps with --max_steps 200) is the cosine
+    short = PretrainConfig(max_steps=200, warmup_steps=50, decay_steps=300, lr=1e-3, min_lr_ratio=0.1)
+    assert all(lr_at(s, short) == lr_at(s, dataclasses.replace(short, decay_steps=0)) for s in range(220))
 
 
 def test_checkpoint_loads_and_generates(base):
