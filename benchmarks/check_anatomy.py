@@ -25,7 +25,8 @@ it. Per checkpoint and task, over the replies that check:
 And, over the step-by-step replies whose first pass is wrong, the first thing that went wrong: an operand
 restated wrong (copy), a digit taken from it wrong (fetch), a carry dropped or wrong, a fact wrong (and which:
 the sum one short with its carry written but not added, or one off; the product, or the carry added to it), the
-running result assembled wrong, for linear equations the move or the division: what the corpus's slips model.
+running result assembled wrong, for linear equations the move (and whether its wrong result still divides by a,
+as the corpus's slips do) or the division: what the corpus's slips model.
 
     python benchmarks/check_anatomy.py out/base,out/zero --problems 60 --k 4
 
@@ -182,12 +183,18 @@ def fact_slip(op: str, nums: list[int], fact: int, carry: int) -> str:
 
 
 def linear_slip(d: dict, first: str) -> str | None:
+    """The move (c - b in one signed sum) or the division; a move whose wrong result is off by a multiple of a
+    still divides by a, as the corpus's own linear slips are written, so the division after it looks right."""
     facts = arithmetic_facts(first)
     if not facts:
         return "no steps"
     for text, ok in facts:
         if not ok:
-            return "division" if "/" in text else "move"
+            if "/" in text:
+                return "division"
+            said = re.search(rf"=\s*{_N}\s*$", text)
+            divides = said is not None and (int(said.group(1)) - (d["c"] - d["b"])) % d["a"] == 0
+            return "move, still divisible by a" if divides else "move"
     return "copy"  # every fact right, but of the wrong numbers
 
 

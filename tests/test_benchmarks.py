@@ -71,7 +71,11 @@ def test_check_anatomy_reads_a_check_as_the_corpus_writes_it():
     a = anatomy("linear", lin, reply(text.replace("-18+14=-4, -4 and -4 agree. Right.",
                                                   "-18+14=-3, -3 and -4 differ. Wait, solve again."), "-9"))
     assert not a["check facts"] and not a["agrees"] and not a["says right"] and not a["right, not agreeing"]
-    assert first_slip("linear", lin.data, "Subtract 14 on both sides: 2x=-4-14=-16. Divide by 2: x=-16/2=-8.") == "move"
+    move = "Subtract 14 on both sides: 2x=-4-14=-16. Divide by 2: x=-16/2=-8."  # -18 + 2, a multiple of a = 2
+    assert first_slip("linear", lin.data, move) == "move, still divisible by a"
+    assert first_slip("linear", lin.data, move.replace("-16", "-17").replace("=-8.", "=-8.5.")) == "move"
+    assert first_slip("linear", lin.data, move.replace("-4-14=-16", "-4-14=-18").replace("-16/2", "-18/2")) == (
+        "division")
 
 
 def test_the_sweep_chooses_on_the_last_dev_check(tmp_path):
