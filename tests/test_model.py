@@ -91,17 +91,22 @@ def test_kv_cache_matches_full_forward(kind):
     B, T = 2, 14
     idx = torch.randint(V, (B, T), generator=g)
     full = model(idx)
+    cache, out = cached_pieces(model, idx, [0, 5, 9])  # prefill in two chunks, then one token at a time
+    assert cache.length == T
+    assert torch.allclose(out, full, atol=1e-5)
+    with pytest.raises(ValueError, match="full"):
+        model(idx[:, :1], cache=cache, positions=torch.zeros(B, 1, dtype=torch.long))
+
+
+def cached_pieces(model, idx: torch.Tensor, chunk_starts: list[int]):
+    """The logits of idx run through a fresh KV cache: chunks from each start to the next, then one token at a
+    time from the last start on; and the cache."""
+    B, T = idx.shape
     cache = KVCache(model.cfg, B, T, "cpu", torch.float32)
     cache.valid[:] = True
     pos = torch.arange(T).expand(B, T)
-    pieces = [model(idx[:, :5], cache=cache, positions=pos[:, :5]),  # prefill in two chunks
-              model(idx[:, 5:9], cache=cache, positions=pos[:, 5:9])]
-    for t in range(9, T):  # then one token at a time
-        pieces.append(model(idx[:, t:t + 1], cache=cache, positions=pos[:, t:t + 1]))
-    assert cache.length == T
-    assert torch.allclose(torch.cat(pieces, 1), full, atol=1e-5)
-    with pytest.raises(ValueError, match="full"):
-        model(idx[:, :1], cache=cache, positions=pos[:, :1])
+    bounds = list(zip(chunk_starts, chunk_starts[1:])) + [(t, t + 1) for t in range(chunk_starts[-1], T)]
+    return cache, torch.cat([model(idx[:, a:b], cache=cache, positions=pos[:, a:b]) for a, b in bounds], 1)
 
 
 @pytest.mark.parametrize("options", [dict(attn_bias=True), dict(attn_bias=True, qk_norm=True, attn_head_dim=16)])
@@ -119,12 +124,7 @@ def test_kv_cache_matches_full_forward_with_checkpoint_options(options):
     B, T = 2, 12
     idx = torch.randint(V, (B, T), generator=g)
     full = model(idx)
-    cache = KVCache(model.cfg, B, T, "cpu", torch.float32)
-    cache.valid[:] = True
-    pos = torch.arange(T).expand(B, T)
-    pieces = [model(idx[:, :6], cache=cache, positions=pos[:, :6])]
-    pieces += [model(idx[:, t:t + 1], cache=cache, positions=pos[:, t:t + 1]) for t in range(6, T)]
-    assert torch.allclose(torch.cat(pieces, 1), full, atol=1e-5)
+    assert torch.allclose(cached_pieces(model, idx, [0, 6])[1], full, atol=1e-5)
     attn = model.blocks[0].attn  # the stacking really is wq's rows, then wkv's
     x = torch.randn(3, model.cfg.n_embd, generator=g)
     assert torch.allclose(F.linear(x, *attn.decode_weights()[:2]), torch.cat([attn.wq(x), attn.wkv(x)], -1), atol=1e-6)
