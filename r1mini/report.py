@@ -101,6 +101,11 @@ def verdict(ci: list[float], margin: float = 0.0) -> str:
     return "within noise"
 
 
+def hardest(row: dict) -> str:
+    """The column of a checkpoint's table row with its lowest pass@1 on one benchmark ("linear-eq pass@1")."""
+    return min((c for c in row if c.endswith(" pass@1") and c != "pass@1"), key=lambda c: row[c])
+
+
 def findings(table: dict[str, dict], per: dict[str, dict], zero_log: list[dict], k: int) -> list[dict]:
     """The paper's expected signatures, each measured and decided on a 95% bootstrap interval of the
     difference: between two checkpoints, paired over the same held-out problems; between the first and last
@@ -118,6 +123,9 @@ def findings(table: dict[str, dict], per: dict[str, dict], zero_log: list[dict],
             add(claim, per[a][col], per[b][col], f"{b} {mean(per[b][col]):.3f} -> {a} {mean(per[a][col]):.3f}",
                 margin, need=need)
     compare("R1-Zero raises pass@1 over the base model", "R1-Zero", "base")
+    if "base" in table:  # and on the benchmark the base finds hardest
+        hard = hardest(table["base"])
+        compare(f"R1-Zero raises {hard} over the base model", "R1-Zero", "base", hard)
     if zero_log:
         first, last = curve(zero_log, "length")
         add("R1-Zero's responses grow longer during RL", last, first,
@@ -141,10 +149,9 @@ def findings(table: dict[str, dict], per: dict[str, dict], zero_log: list[dict],
             "lang zh", need=final_lang > 0.9)
     compare("R1 keeps or beats R1-Zero's accuracy (within 0.02)", "R1 final RL", "R1-Zero", margin=0.02)
     if "R1 final RL" in table:  # the R1 RL stages, on the benchmark R1 finds hardest
-        hardest = min((c for c in table["R1 final RL"] if c.endswith(" pass@1") and c != "pass@1"),
-                      key=lambda c: table["R1 final RL"][c])
-        compare(f"R1's reasoning RL raises {hardest} over the cold start", "R1 reasoning RL", "R1 cold start", hardest)
-        compare(f"R1's final RL raises {hardest} over rejection SFT", "R1 final RL", "R1 rejection SFT", hardest)
+        hard = hardest(table["R1 final RL"])
+        compare(f"R1's reasoning RL raises {hard} over the cold start", "R1 reasoning RL", "R1 cold start", hard)
+        compare(f"R1's final RL raises {hard} over rejection SFT", "R1 final RL", "R1 rejection SFT", hard)
     # majority voting can only help a model that is sometimes right: checkpoints at pass@1 0 are left out
     names = [n for n in per if n not in ("base", "student base") and table[n]["pass@1"] > 0]
     if names:

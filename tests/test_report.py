@@ -3,6 +3,7 @@ no difference is within noise, a loss is reversed; the numbers in the table are 
 import json
 import math
 import random
+import shutil
 
 import pytest
 
@@ -141,3 +142,22 @@ def test_runs_side_by_side_count_the_runs_that_reproduce_each_finding(tmp_path):
                     ["| length", "reversed: -11.000 [-17.50, -4.25]", "not measured", "0 of 2 |"],
                     ["| cons", "not measured", "within noise: 4 of 7 checkpoints: reproduced", "0 of 2 |"],
                     ["| wall time (s)", "1000", "1001", " |"]]
+
+
+def test_r1_zero_is_also_judged_on_the_benchmark_the_base_finds_hardest(tmp_path):
+    """The base's weakest benchmark (here linear-eq, 0.25 against add-3d's 0.75) gets its own finding: R1-Zero
+    raising it, decided on that benchmark's problems alone."""
+    scores = {"base": {"add-3d": [1.0, 1.0, 1.0, 0.0] * 50, "linear-eq": [1.0, 0.0, 0.0, 0.0] * 50},
+              "zero": {"add-3d": [1.0] * 200, "linear-eq": [1.0, 1.0, 0.0, 0.0] * 50}}
+    for name, benchmarks in scores.items():
+        fake_eval(tmp_path / name, benchmarks["add-3d"])
+        path = tmp_path / name / "eval.json"
+        data = json.loads(path.read_text())
+        fake_eval(tmp_path / "tmp", benchmarks["linear-eq"])
+        data["results"]["linear-eq"] = json.loads((tmp_path / "tmp" / "eval.json").read_text())["results"]["add-3d"]
+        path.write_text(json.dumps(data))
+        shutil.rmtree(tmp_path / "tmp")
+    found = {f["claim"]: f for f in report(tmp_path)["findings"]}
+    f = found["R1-Zero raises linear-eq pass@1 over the base model"]
+    assert f["verdict"] == "reproduced" and f["difference"] == pytest.approx(0.25)
+    assert "R1-Zero raises add-3d pass@1 over the base model" not in found
