@@ -47,26 +47,15 @@ import torch  # noqa: E402
 from r1mini.checkpoint import load_checkpoint, seed_everything  # noqa: E402
 from r1mini.evaluate import heldout_problems  # noqa: E402
 from r1mini.report import markdown_table  # noqa: E402
-from r1mini.rewards import accuracy_reward, arithmetic_facts, reasoning_text  # noqa: E402
+from r1mini.rewards import accuracy_reward, arithmetic_facts, check_comparisons, reasoning_text  # noqa: E402
 from r1mini.sampling import sample_completions  # noqa: E402
 from r1mini.tasks import suite  # noqa: E402
 
 _N = r"(-?\d+)"
 _CHECK = re.compile(r"Check|检查")
 _RIGHT = re.compile(r"Right|对了")
-# a column of the check: "71+85 vs 157: 1+5=6, 6 and 7 differ." / "6×34 vs 208: 6×4=24, 24+4=28, 8 and 8 agree."
-_CHECK_COLUMN = re.compile(rf"(\d+) ?[+×] ?(\d+) (?:vs|对) (\d+) ?[:：]([^.。]*?)[,，] ?{_N} (?:and|和) {_N} "
-                           r"(agree|differ|相同|不同)")
 # a column of a pass: "63+15: 3+5+1=9, so far 92" / "34×6: 4×6=24, 24+4=28, so far 82"
 _COLUMN = re.compile(r"(\d+) ?([+×]) ?(\d+) ?[:：] ?([^.。]*?)[,，] ?(?:so far|目前是) ?(\d+)")
-# linear: "Check x=-9 in 2x+14=-4: 2×-9=-18, -18+14=-4, -4 and -4 agree."
-_LINEAR_CHECK = re.compile(rf"x ?= ?{_N} (?:in|代入) [^:：]*?= ?{_N} ?[:：](.*?)[,，] ?{_N} (?:and|和) {_N} "
-                           r"(agree|differ|相同|不同)")
-
-
-def last_value(expr: str) -> int | None:
-    values = re.findall(r"= ?(-?\d+)", expr)
-    return int(values[-1]) if values else None
 
 
 def split_check(think: str) -> tuple[str, str, str] | None:
@@ -79,30 +68,6 @@ def split_check(think: str) -> tuple[str, str, str] | None:
     return think[:m.start()], rest[:wait.start()] if wait else rest, rest[wait.start():] if wait else ""
 
 
-def comparisons(task: str, check: str) -> list[dict] | None:
-    """Each comparison the check wrote, taken apart: the two values it set side by side and whether they are
-    equal, its verdict ("agree", else "differ"), and whether it copied the two values right (its own result,
-    and the claim's digit restated before it); None when the check is not in the corpus's shape."""
-    out = []
-    if task == "linear":
-        m = _LINEAR_CHECK.search(check)
-        if not m:
-            return None
-        rhs, expr, mine, theirs, word = m.group(2, 3, 4, 5, 6)
-        return [{"equal": int(mine) == int(theirs), "said same": word in ("agree", "相同"),
-                 "copied": int(mine) == last_value(expr) and int(theirs) == int(rhs)}]
-    for m in _CHECK_COLUMN.finditer(check):
-        a, b, claim, expr, mine, theirs, word = m.group(1, 2, 3, 4, 5, 6, 7)
-        value = last_value(expr)
-        if value is None:
-            return None
-        last = int(a) < 10 and int(b) < 10
-        want = (value, int(claim)) if last else (value % 10, int(claim) % 10)
-        out.append({"equal": int(mine) == int(theirs), "said same": word in ("agree", "相同"),
-                    "copied": (int(mine), int(theirs)) == want})
-    return out or None
-
-
 def anatomy(task: str, problem, reply: str) -> dict | None:
     """One reply's check taken apart, or None when it does not check in the corpus's shape."""
     think = reasoning_text(reply)
@@ -111,7 +76,7 @@ def anatomy(task: str, problem, reply: str) -> dict | None:
         return None
     first, check, _ = parts
     numbers = re.findall(_N, first)
-    compared = comparisons(task, check)
+    compared = check_comparisons(check)
     if not numbers or compared is None:
         return None
     agrees = all(c["equal"] for c in compared)

@@ -17,7 +17,7 @@ from r1mini.config import UserError
 from r1mini.evaluate import bootstrap_ci
 from r1mini.files import atomic_write_json
 from r1mini.jsonl import read_jsonl
-from r1mini.rewards import arithmetic_facts, reasoning_text
+from r1mini.rewards import arithmetic_facts, check_comparisons, reasoning_text
 
 # (row name, checkpoint directory under OUT)
 ROWS = [("base", "base"), ("R1-Zero", "zero"), ("R1 cold start", "r1/cold_start"),
@@ -169,15 +169,18 @@ def findings(table: dict[str, dict], per: dict[str, dict], zero_log: list[dict],
 
 def catches_its_slip(completion: str) -> bool:
     """Does the reply show a check at work, with arithmetic a reader can follow: a first pass with exactly one
-    wrong fact (rewards.arithmetic_facts), then a check whose facts are all right and which disagrees ("wait"),
-    then a second pass whose facts are all right?"""
+    wrong fact (rewards.arithmetic_facts), then a check whose facts are all right, whose every comparison sets
+    side by side its own result and the claim's digit and says rightly whether they agree
+    (rewards.check_comparisons), and which disagrees ("wait"), then a second pass whose facts are all right?"""
     think = reasoning_text(completion)
     check, wait = re.search(r"Check|检查", think), re.search(r"Wait|等等", think)
     if not check or not wait or wait.start() < check.start():
         return False
     parts = think[:check.start()], think[check.start():wait.start()], think[wait.start():]
     wrong = [sum(not ok for _, ok in arithmetic_facts(part)) for part in parts]
-    return wrong == [1, 0, 0] and bool(arithmetic_facts(parts[2]))
+    compared = check_comparisons(parts[1]) or [{"copied": False}]
+    right = all(c["copied"] and c["said same"] == c["equal"] for c in compared)
+    return wrong == [1, 0, 0] and bool(arithmetic_facts(parts[2])) and right and not all(c["equal"] for c in compared)
 
 
 def aha_sample(zero_dir: Path) -> dict | None:
@@ -280,7 +283,8 @@ def report(out: str | Path) -> dict:
     aha = aha_sample(out / "zero")
     md += ["", "## The aha moment (an R1-Zero training reply that reflects and is right, picked by code)", ""]
     if aha:
-        how = ("its first pass has exactly one wrong fact, which its check catches; every other fact is right"
+        how = ("its first pass has exactly one wrong fact, which its check catches; every other fact is right, "
+               "and every comparison of the check sets the right digits side by side"
                if aha["clean"] else "no reply caught its own slip with every other fact right: this one's "
                "arithmetic is not checked clean")
         md += [f"Step {aha['step']}. Question: {aha['question']} (answer {aha['answer']}); {how}.", "", "```",

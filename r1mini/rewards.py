@@ -194,6 +194,43 @@ def arithmetic_facts(text: str) -> list[tuple[str, bool]]:
     return facts
 
 
+_N = r"(-?\d+)"
+# a column of the check: "71+85 vs 157: 1+5=6, 6 and 7 differ." / "6×34 vs 208: 6×4=24, 24+4=28, 8 and 8 agree."
+_CHECK_COLUMN = re.compile(rf"(\d+) ?[+×] ?(\d+) (?:vs|对) (\d+) ?[:：]([^.。]*?)[,，] ?{_N} (?:and|和) {_N} "
+                           r"(agree|differ|相同|不同)")
+# linear: "Check x=-9 in 2x+14=-4: 2×-9=-18, -18+14=-4, -4 and -4 agree."
+_LINEAR_CHECK = re.compile(rf"x ?= ?{_N} (?:in|代入) [^:：]*?= ?{_N} ?[:：](.*?)[,，] ?{_N} (?:and|和) {_N} "
+                           r"(agree|differ|相同|不同)")
+
+
+def _last_value(expr: str) -> int | None:
+    values = re.findall(r"= ?(-?\d+)", expr)
+    return int(values[-1]) if values else None
+
+
+def check_comparisons(check: str) -> list[dict] | None:
+    """Each comparison the check wrote, taken apart: the two values it set side by side and whether they are
+    equal, its verdict ("agree", else "differ"), and whether it copied the two values right (its own result,
+    and the claim's digit restated before it); None when the check is not in the corpus's shape
+    (r1mini/tasks.py: a linear equation's x put back, else columns worked again, as check_steps writes them)."""
+    out = []
+    m = _LINEAR_CHECK.search(check)
+    if m:
+        rhs, expr, mine, theirs, word = m.group(2, 3, 4, 5, 6)
+        return [{"equal": int(mine) == int(theirs), "said same": word in ("agree", "相同"),
+                 "copied": int(mine) == _last_value(expr) and int(theirs) == int(rhs)}]
+    for m in _CHECK_COLUMN.finditer(check):
+        a, b, claim, expr, mine, theirs, word = m.group(1, 2, 3, 4, 5, 6, 7)
+        value = _last_value(expr)
+        if value is None:
+            return None
+        last = int(a) < 10 and int(b) < 10
+        want = (value, int(claim)) if last else (value % 10, int(claim) % 10)
+        out.append({"equal": int(mine) == int(theirs), "said same": word in ("agree", "相同"),
+                    "copied": (int(mine), int(theirs)) == want})
+    return out or None
+
+
 def _chain_value(tokens: list[str]) -> Fraction | None:
     """The value of number (op number)*: products and quotients first, then sums, left to right."""
     terms, sign, i = [], 1, 1

@@ -70,7 +70,8 @@ def test_reflecting_replies_are_compared_on_the_problems_with_both_kinds(tmp_pat
 def test_the_aha_sample_is_a_reply_that_catches_its_own_slip(tmp_path):
     """train_zero.py logs per step the right replies that reflect, those that correct themselves ("wait") first;
     the report quotes the latest whose arithmetic reads clean (one wrong fact in the first pass, caught by a check
-    whose facts are right, then a right second pass), else the latest that corrects itself, else the latest."""
+    whose facts and comparisons are right, then a right second pass), else the latest that corrects itself, else
+    the latest."""
     from r1mini.report import aha_sample, catches_its_slip
     from train_zero import log_aha
     from r1mini.tasks import Problem
@@ -85,6 +86,9 @@ def test_the_aha_sample_is_a_reply_that_catches_its_own_slip(tmp_path):
     plain = f"<think>{first}</think><answer>1568</answer>"
     assert catches_its_slip(fixed) and not catches_its_slip(lucky) and not catches_its_slip(confirm)
     assert not catches_its_slip(fixed.replace("5+1=7, so far 78", "5+1=6, so far 68"))  # nothing to catch
+    # a comparison that sets the wrong digit beside its own (the claim's units digit is 8, not 9)
+    assert not catches_its_slip(fixed.replace("8 and 8 agree. 71", "8 and 9 differ. 71"))
+    assert not catches_its_slip(fixed.replace("6 and 7 differ", "6 and 7 agree"))  # a verdict that is wrong
     log_aha(tmp_path / "aha.jsonl", 1, {"completions": [plain, confirm, fixed], "items": [p] * 3,
                                         "accuracy": [1.0, 1.0, 1.0]})
     log_aha(tmp_path / "aha.jsonl", 2, {"completions": [confirm, lucky, plain], "items": [p] * 3,
