@@ -117,7 +117,7 @@ PRESETS: dict[str, dict] = {
     "toy": dict(block_size=192, n_layer=2, n_head=2, n_kv_head=1, n_embd=32),
     "toy-student": dict(block_size=192, n_layer=1, n_head=2, n_kv_head=1, n_embd=32),
     "cpu": dict(block_size=256, n_layer=4, n_head=4, n_kv_head=2, n_embd=128),
-    "cpu-student": dict(block_size=256, n_layer=2, n_head=4, n_kv_head=2, n_embd=96),
+    "cpu-student": dict(block_size=256, n_layer=3, n_head=4, n_kv_head=2, n_embd=96),  # docs/runs/student_sweep.md
     "gpu": dict(block_size=512, n_layer=12, n_head=8, n_kv_head=4, n_embd=512),
     "gpu-student": dict(block_size=512, n_layer=6, n_head=8, n_kv_head=4, n_embd=256),
 }
