@@ -178,9 +178,10 @@ def catches_its_slip(completion: str) -> bool:
         return False
     parts = think[:check.start()], think[check.start():wait.start()], think[wait.start():]
     wrong = [sum(not ok for _, ok in arithmetic_facts(part)) for part in parts]
-    compared = check_comparisons(parts[1]) or [{"copied": False}]
-    right = all(c["copied"] and c["said same"] == c["equal"] for c in compared)
-    return wrong == [1, 0, 0] and bool(arithmetic_facts(parts[2])) and right and not all(c["equal"] for c in compared)
+    compared = check_comparisons(parts[1]) or []
+    honest = bool(compared) and all(c["copied"] and c["said same"] == c["equal"] for c in compared)
+    disagrees = not all(c["equal"] for c in compared)
+    return wrong == [1, 0, 0] and bool(arithmetic_facts(parts[2])) and honest and disagrees
 
 
 def aha_sample(zero_dir: Path) -> dict | None:
@@ -193,6 +194,19 @@ def aha_sample(zero_dir: Path) -> dict | None:
     clean = [r for r in rows if r["clean"]]
     corrected = [r for r in rows if r.get("corrects")]
     return (clean or corrected or rows or [None])[-1]
+
+
+def aha_markdown(aha: dict | None) -> list[str]:
+    """The report's lines for the aha sample: where it comes from, whether its arithmetic was checked clean, the
+    reply itself."""
+    if not aha:
+        return ["No training reply reflected and was right."]
+    how = ("its first pass has exactly one wrong fact, which its check catches; every other fact is right, "
+           "and every comparison of the check sets the right digits side by side"
+           if aha["clean"] else "no reply caught its own slip with every other fact right: this one's "
+           "arithmetic is not checked clean")
+    return [f"Step {aha['step']}. Question: {aha['question']} (answer {aha['answer']}); {how}.", "", "```",
+            aha["completion"], "```"]
 
 
 def plot(zero_log: list[dict], path: Path) -> bool:
@@ -282,15 +296,7 @@ def report(out: str | Path) -> dict:
            + ")" for f in found]
     aha = aha_sample(out / "zero")
     md += ["", "## The aha moment (an R1-Zero training reply that reflects and is right, picked by code)", ""]
-    if aha:
-        how = ("its first pass has exactly one wrong fact, which its check catches; every other fact is right, "
-               "and every comparison of the check sets the right digits side by side"
-               if aha["clean"] else "no reply caught its own slip with every other fact right: this one's "
-               "arithmetic is not checked clean")
-        md += [f"Step {aha['step']}. Question: {aha['question']} (answer {aha['answer']}); {how}.", "", "```",
-               aha["completion"], "```"]
-    else:
-        md += ["No training reply reflected and was right."]
+    md += aha_markdown(aha)
     if zero_log:
         md += ["", "## R1-Zero training (rollouts at temperature 1; dev-split pass@1 at 0.6)", ""]
         steps = [r for r in zero_log if "reward" in r]
