@@ -100,33 +100,31 @@ trap stop_beside EXIT
 alone() {  # alone COMMAND...: with one thread when another runs beside it, else all of them
   if [ "$SIDE" = 1 ]; then (export OMP_NUM_THREADS=1; "$@"); else "$@"; fi
 }
-student_lane() {  # the student's base, then the same base trained by R1-Zero's recipe instead of distillation
-  stage pretrain_student "$OUT/student_base" "$OUT/student_base" "" \
-    $PY pretrain.py --preset "$PRESET-student" --out "$OUT/student_base" ${PRETRAIN_FLAGS:-} $SEED_FLAG
-  # with the learning rate chosen for the student on the dev split (cpu: benchmarks/sweep_student_rl.py,
-  # docs/runs/student_sweep.md; the sweep's 128-token replies predate the longer worked solutions, so replies
-  # get the preset's length); STUDENT_RL_FLAGS replaces them
-  stage student_rl_only "$OUT/student_zero" "$OUT/student_zero" pretrain_student \
-    $PY train_zero.py --preset "$PRESET" --init "$OUT/student_base" --out "$OUT/student_zero" \
-    ${STUDENT_RL_FLAGS-$STUDENT_CHOSEN} $SEED_FLAG
-}
 [ "$PRESET" = cpu ] && STUDENT_CHOSEN="--lr 3e-5" || STUDENT_CHOSEN=""
 
 T0=$SECONDS
 # 1. the teacher's base, on every core
 stage pretrain "$OUT/base" "$OUT/base" "" \
   $PY pretrain.py --preset "$PRESET" --out "$OUT/base" ${PRETRAIN_FLAGS:-} $SEED_FLAG
-# 2. beside: the student's base and its RL-only run (the paper's Table 6); alone: R1-Zero and the four R1 stages
-beside student_lane
+# 2. beside: the student's base; alone: R1-Zero and the four R1 stages
+beside stage pretrain_student "$OUT/student_base" "$OUT/student_base" "" \
+  $PY pretrain.py --preset "$PRESET-student" --out "$OUT/student_base" ${PRETRAIN_FLAGS:-} $SEED_FLAG
 alone stage r1_zero "$OUT/zero" "$OUT/zero" pretrain \
   $PY train_zero.py --preset "$PRESET" --init "$OUT/base" --out "$OUT/zero" ${ZERO_FLAGS:-} $SEED_FLAG
 alone stage r1 "$OUT/r1/final_rl" "$OUT/r1" r1_zero \
   $PY train_r1.py --preset "$PRESET" --init "$OUT/zero" --out "$OUT/r1" ${R1_FLAGS:-} $SEED_FLAG
 joined
-# distillation into the student, on every core
-stage distill "$OUT/student" "$OUT/student" "r1 pretrain_student" \
+# beside: the student's base trained by R1-Zero's recipe instead of distillation (the paper's Table 6), with the
+# learning rate chosen for the student on the dev split (cpu: benchmarks/sweep_student_rl.py,
+# docs/runs/student_sweep.md; replies get the preset's length); STUDENT_RL_FLAGS replaces it.
+# alone: distillation of R1 into the same student base
+beside stage student_rl_only "$OUT/student_zero" "$OUT/student_zero" pretrain_student \
+  $PY train_zero.py --preset "$PRESET" --init "$OUT/student_base" --out "$OUT/student_zero" \
+  ${STUDENT_RL_FLAGS-$STUDENT_CHOSEN} $SEED_FLAG
+alone stage distill "$OUT/student" "$OUT/student" "r1 pretrain_student" \
   $PY distill.py --preset "$PRESET" --init "$OUT/r1/final_rl" --student "$OUT/student_base" --out "$OUT/student" \
   ${DISTILL_FLAGS:-} $SEED_FLAG
+joined
 # 3. every checkpoint on the test split, in two halves side by side (each checkpoint's eval.json)
 ckpts() { local c s=""; for c in "$@"; do s="$s${s:+,}$OUT/$c"; done; echo "$s"; }
 beside stage eval_teacher "" "" "" $PY eval.py --preset "$PRESET" --out "$OUT/eval_teacher.json" --show 0 \
