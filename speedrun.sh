@@ -100,6 +100,17 @@ trap stop_beside EXIT
 alone() {  # alone COMMAND...: with one thread when another runs beside it, else all of them
   if [ "$SIDE" = 1 ]; then (export OMP_NUM_THREADS=1; "$@"); else "$@"; fi
 }
+ckpts() { local c s=""; for c in "$@"; do s="$s${s:+,}$OUT/$c"; done; echo "$s"; }  # a,b -> $OUT/a,$OUT/b
+student_lane() {  # the student's base trained by R1-Zero's recipe instead of distillation (the paper's Table 6),
+  # with the learning rate chosen for the student on the dev split (cpu: benchmarks/sweep_student_rl.py,
+  # docs/runs/student_sweep.md; replies get the preset's length; STUDENT_RL_FLAGS replaces it); then the
+  # student's base, distilled and RL-only checkpoints on the test split
+  stage student_rl_only "$OUT/student_zero" "$OUT/student_zero" pretrain_student \
+    $PY train_zero.py --preset "$PRESET" --init "$OUT/student_base" --out "$OUT/student_zero" \
+    ${STUDENT_RL_FLAGS-$STUDENT_CHOSEN} $SEED_FLAG
+  stage eval_student "" "" "" $PY eval.py --preset "$PRESET" --out "$OUT/eval_student.json" --show 0 \
+    --init "$(ckpts student_base student student_zero)" ${EVAL_FLAGS:-}
+}
 [ "$PRESET" = cpu ] && STUDENT_CHOSEN="--lr 3e-5" || STUDENT_CHOSEN=""
 
 T0=$SECONDS
@@ -114,23 +125,15 @@ alone stage r1_zero "$OUT/zero" "$OUT/zero" pretrain \
 alone stage r1 "$OUT/r1/final_rl" "$OUT/r1" r1_zero \
   $PY train_r1.py --preset "$PRESET" --init "$OUT/zero" --out "$OUT/r1" ${R1_FLAGS:-} $SEED_FLAG
 joined
-# beside: the student's base trained by R1-Zero's recipe instead of distillation (the paper's Table 6), with the
-# learning rate chosen for the student on the dev split (cpu: benchmarks/sweep_student_rl.py,
-# docs/runs/student_sweep.md; replies get the preset's length); STUDENT_RL_FLAGS replaces it.
-# alone: distillation of R1 into the same student base
-beside stage student_rl_only "$OUT/student_zero" "$OUT/student_zero" pretrain_student \
-  $PY train_zero.py --preset "$PRESET" --init "$OUT/student_base" --out "$OUT/student_zero" \
-  ${STUDENT_RL_FLAGS-$STUDENT_CHOSEN} $SEED_FLAG
-alone stage distill "$OUT/student" "$OUT/student" "r1 pretrain_student" \
+# distillation of R1 into the student's base, on every core
+stage distill "$OUT/student" "$OUT/student" "r1 pretrain_student" \
   $PY distill.py --preset "$PRESET" --init "$OUT/r1/final_rl" --student "$OUT/student_base" --out "$OUT/student" \
   ${DISTILL_FLAGS:-} $SEED_FLAG
-joined
-# 3. every checkpoint on the test split, in two halves side by side (each checkpoint's eval.json)
-ckpts() { local c s=""; for c in "$@"; do s="$s${s:+,}$OUT/$c"; done; echo "$s"; }
-beside stage eval_teacher "" "" "" $PY eval.py --preset "$PRESET" --out "$OUT/eval_teacher.json" --show 0 \
-  --init "$(ckpts base zero r1/cold_start r1/reasoning_rl)" ${EVAL_FLAGS:-}
-alone stage eval_rest "" "" "" $PY eval.py --preset "$PRESET" --out "$OUT/eval_rest.json" --show 0 \
-  --init "$(ckpts r1/rejection_sft r1/final_rl student_base student student_zero)" ${EVAL_FLAGS:-}
+# 3. beside: the student by RL alone, then the student's three checkpoints on the test split; alone: the teacher's
+# six (each checkpoint's eval.json)
+beside student_lane
+alone stage eval_teacher "" "" "" $PY eval.py --preset "$PRESET" --out "$OUT/eval_teacher.json" --show 0 \
+  --init "$(ckpts base zero r1/cold_start r1/reasoning_rl r1/rejection_sft r1/final_rl)" ${EVAL_FLAGS:-}
 joined
 printf 'wall\t%s\ttotal\n' "$((SECONDS - T0))" >> "$OUT/times.tsv"
 $PY -m r1mini.report "$OUT"

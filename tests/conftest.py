@@ -60,7 +60,7 @@ def toy_speedruns(tmp_path_factory) -> dict[str, tuple[Path, subprocess.Complete
     """`bash speedrun.sh toy` into OUT, once per session, as "plain", and beside it the same with an MoE base on
     the CUDA branches emulated on the CPU, as "moe": (OUT, what it printed) each. OUT holds base,
     student_base, zero, r1/<stage>, student, student_zero with their evaluations, eval_teacher.json and
-    eval_rest.json, times.tsv and the report. Read them; a test that writes copies what it changes first."""
+    eval_student.json, times.tsv and the report. Read them; a test that writes copies what it changes first."""
     root = tmp_path_factory.mktemp("speedrun")
     started = {"plain": start_speedrun(root / "plain"), "moe": start_speedrun(root / "moe", **MOE_ON_CUDA_BRANCHES)}
     return {name: (root / name, finish(proc)) for name, proc in started.items()}

@@ -18,7 +18,7 @@ from r1mini.jsonl import read_jsonl
 
 ROWS = ["base", "R1-Zero", "R1 cold start", "R1 reasoning RL", "R1 rejection SFT", "R1 final RL",
         "student base", "student distilled", "student RL-only"]
-STAGES = ["pretrain", "pretrain_student", "r1_zero", "r1", "distill", "student_rl_only", "eval_teacher", "eval_rest"]
+STAGES = ["pretrain", "pretrain_student", "r1_zero", "r1", "distill", "student_rl_only", "eval_student", "eval_teacher"]
 TRAINING = STAGES[:6]
 
 
@@ -70,7 +70,7 @@ def test_report(run):
     out, r = run
     report = json.loads((out / "report.json").read_text())
     assert list(report["table"]) == ROWS
-    evals = [*json.loads((out / "eval_teacher.json").read_text()), *json.loads((out / "eval_rest.json").read_text())]
+    evals = [*json.loads((out / "eval_teacher.json").read_text()), *json.loads((out / "eval_student.json").read_text())]
     assert len(evals) == len(ROWS)  # the two halves of the evaluation cover every checkpoint
     # the report's numbers are the evaluations' numbers
     zero = json.loads((out / "zero" / "eval.json").read_text())["results"]["add-2d"]
