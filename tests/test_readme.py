@@ -39,7 +39,8 @@ def test_results_figures_come_from_the_runs():
     assert len(figures) >= 30 and figures <= known, figures - known
     words = {"pretraining": "pretrain", "the student's base": "pretrain_student", "R1-Zero": "r1_zero",
              "the four R1 stages": "r1", "distillation": "distill", "the RL-only student": "student_rl_only",
-             "evaluation of 4 checkpoints": "eval_teacher", "evaluation of 5 checkpoints": "eval_rest"}
+             "evaluation of the teacher's 6 checkpoints": "eval_teacher",
+             "evaluation of the student's 3": "eval_student"}
     for seed, report in zip(SEEDS, REPORTS):
         times = dict(re.findall(r"\| (\w+) \| (\d+) \|", report.read_text(encoding="utf-8")))
         line = re.search(rf"Wall time per stage, seed {seed}: (.*?)\.(?:\s|$)", results, re.S).group(1)
