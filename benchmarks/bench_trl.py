@@ -30,13 +30,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench_grpo_step import zero_step  # noqa: E402  (this folder is on the path: the script runs from it)
 from r1mini.corpus import corpus_documents  # noqa: E402
 from r1mini.formats import zero_prompt  # noqa: E402
-from r1mini.grpo import group_advantages  # noqa: E402
 from r1mini.hf import save_pretrained  # noqa: E402
 from r1mini.model import Transformer, model_config  # noqa: E402
 from r1mini.rewards import zero_rewards  # noqa: E402
-from r1mini.rl import GRPOConfig, Policy, grpo_update, rollout  # noqa: E402
+from r1mini.rl import GRPOConfig, Policy  # noqa: E402
 from r1mini.tasks import suite  # noqa: E402
 from r1mini.tokenizer import Tokenizer  # noqa: E402
 
@@ -72,7 +72,7 @@ def reward(prompts, completions, **kwargs):  # TRL's reward signature, our R1-Ze
     return zero_rewards(completions, [by_prompt[p] for p in prompts])[0]
 
 
-# -- r1mini: one step as rl.grpo_step runs it (rollout, rewards, group advantages, one update) --------------
+# -- r1mini: one step as rl.grpo_step runs it (bench_grpo_step.zero_step: rollout, rewards, one update) -------
 cfg = GRPOConfig(group_size=args.group_size, max_new_tokens=args.max_new_tokens, lr=1e-4)
 policy = Policy(model, torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99)), forward=model)
 generator = torch.Generator().manual_seed(0)
@@ -80,17 +80,10 @@ ours = {"step": [], "generate": [], "tokens": []}
 
 
 def r1mini_step(batch):
-    t0 = time.perf_counter()
-    model.eval()
-    ro = rollout(model, tok, [tok.encode(zero_prompt(q.question)) for q in batch], args.group_size,
-                 max_new_tokens=args.max_new_tokens, stop_ids=[tok.eot_id], generator=generator)
-    model.train()
-    t1 = time.perf_counter()
-    rewards = torch.tensor(zero_rewards(ro.completions, [q for q in batch for _ in range(args.group_size)])[0])
-    grpo_update(policy, ro, group_advantages(rewards, args.group_size), torch.ones_like(rewards, dtype=torch.bool), cfg)
-    ours["step"].append(time.perf_counter() - t0)
-    ours["generate"].append(t1 - t0)
-    ours["tokens"].append(sum(ro.lengths))
+    t_gen, t_score, t_train, tokens = zero_step(policy, tok, batch, cfg, generator)
+    ours["step"].append(t_gen + t_score + t_train)
+    ours["generate"].append(t_gen)
+    ours["tokens"].append(tokens)
 
 
 # -- TRL: the same weights and tokenizer through transformers, GRPOTrainer with the same options -------------
