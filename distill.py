@@ -84,7 +84,7 @@ def main(argv=None):
                              default_out="out/student")
     device = pick_device(args.device)
     setup_distributed(device)
-    seed_everything(args.seed)
+    seed_everything(args.seed, device)
     out = Path(args.out)
     t0 = time.time()
 

@@ -82,7 +82,7 @@ def main(argv=None):
     setup_distributed(device)
     everything = {}
     for init in args.init.split(","):
-        seed_everything(args.seed)
+        seed_everything(args.seed, device)
         t0 = time.time()
         model, tokenizer, meta = load_checkpoint(init, device)
         tasks = task_set(cfg.suite or parent_suite(meta, args.preset), cfg.tasks)

@@ -129,7 +129,7 @@ def main(argv=None):
     cfg, args = parse_config(PretrainConfig, PRESETS, __doc__, argv, default_out="out/base")
     device = pick_device(args.device)
     rank, world = setup_distributed(device)
-    seed_everything(args.seed)
+    seed_everything(args.seed, device)
     out = Path(args.out)
     if cfg.batch_size % (world * max(1, cfg.grad_accum)):
         raise SystemExit(f"--batch_size {cfg.batch_size} must divide by {world} ranks x --grad_accum {cfg.grad_accum}")

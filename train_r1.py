@@ -163,7 +163,7 @@ def main(argv=None):
     device = pick_device(args.device)
     rank, world = setup_distributed(device)
     cfg.prompts_per_rank(world)  # checked before anything runs
-    seed_everything(args.seed)
+    seed_everything(args.seed, device)
     run = start(cfg, args, device, rank, world)
     todo = [s for s in STAGE_NAMES if not is_done(run.out / s)] if cfg.stage == "all" else [cfg.stage]
     if cfg.stage == "all" and not (run.out / "zero_eval.json").exists():

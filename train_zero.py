@@ -110,7 +110,7 @@ def main(argv=None):
     device = pick_device(args.device)
     rank, world = setup_distributed(device)
     n_prompts = cfg.prompts_per_rank(world)  # whole groups stay on one rank: each rank draws its own prompts
-    seed_everything(args.seed + rank)
+    seed_everything(args.seed + rank, device)
     run = start(cfg, args, device, rank)
     out, policy, tokenizer = Path(args.out), run.policy, run.tokenizer
     # the dev check asks in English; a JSONL file with no English dev problems (all Chinese), in Chinese

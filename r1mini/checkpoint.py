@@ -139,10 +139,17 @@ def _load(f: Path):
 
 # -- random states: seeding a run, and saving and restoring it so that a resume goes on exactly -------------
 
-def seed_everything(seed: int) -> None:
+def seed_everything(seed: int, device: torch.device | None = None) -> None:
+    """Seed Python, numpy and torch. Given the run's device, also set torch's deterministic mode: on for the
+    CPU, where a training step at two threads otherwise reads memory that torch.empty handed out and nothing
+    wrote, so that one run in three of the same command rounded differently (docs/runs/float_rounding.md; the
+    mode fills new memory first, at no throughput cost measured by bench_train and bench_generate); off on a
+    GPU, where cuBLAS would need CUBLAS_WORKSPACE_CONFIG and some kernels have no deterministic version."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+    if device is not None:
+        torch.use_deterministic_algorithms(device.type == "cpu", warn_only=True)
 
 
 def save_rngs(problem_rng: random.Random | None = None, sampler: torch.Generator | None = None) -> dict:

@@ -134,6 +134,20 @@ def test_seed_everything():
     assert [random.random(), np.random.rand(), torch.rand(1).item()] != a
 
 
+def test_seed_everything_on_the_cpu_leaves_no_garbage_in_new_memory():
+    """Given a CPU device, torch's deterministic mode is on and fills what torch.empty hands out (NaN for
+    floats), so a kernel that reads memory nothing wrote reads the same thing in every run; for a GPU device the
+    mode is off again."""
+    before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    try:
+        seed_everything(1, torch.device("cpu"))
+        assert torch.are_deterministic_algorithms_enabled() and torch.empty(1000).isnan().all()
+        seed_everything(1, torch.device("cuda"))  # a device object needs no GPU
+        assert not torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+
+
 def test_check_preset_refuses_a_checkpoint_of_another_preset(tmp_path):
     from r1mini.checkpoint import check_preset
     (tmp_path / "meta.json").write_text(json.dumps({"stage": "base", "preset": "toy"}))
