@@ -67,9 +67,8 @@ class PretrainConfig:
     batch_size: int = 24  # sequences per step (all ranks together): 24 x 256 tokens at the cpu preset
     grad_accum: int = 0  # micro-batches per rank and step; 0: the fewest that fit the device (1 on the CPU)
     # the cpu preset's schedule lets the slowest of three seeds reach the plateau of step-by-step accuracy (cosine
-    # at 3e-3 over 1200 steps left one seed ~300 steps late), and stops 200 steps earlier than 1400, where one
-    # rounding of one seed had learned direct 3-digit addition (docs/runs/pretrain_curves.md)
-    max_steps: int = 1200  # optimizer steps
+    # at 3e-3 over 1200 steps left one seed ~300 steps late: docs/runs/pretrain_curves.md)
+    max_steps: int = 1400  # optimizer steps
     lr: float = 4.5e-3  # peak learning rate (AdamW), after the warm-up
     min_lr_ratio: float = 0.1  # the cosine decay ends at lr times this
     warmup_steps: int = 50  # steps of linear warm-up from 0 to lr
@@ -112,10 +111,8 @@ PRESETS = {
                 val_docs=10_000, batch_size=128, max_steps=6_000, lr=1e-3, warmup_steps=200, decay_steps=0,
                 eval_every=500, eval_batches=20, ckpt_every=1000, log_every=50),
 }
-# the students of distillation: the same data and schedule, a smaller model; the cpu student keeps 1400 steps
-# (its shape was chosen at 1400, docs/runs/student_sweep.md; it trains beside the teacher's RL, off the critical path)
+# the students of distillation: the same data and schedule, a smaller model
 PRESETS.update({f"{name}-student": {**PRESETS[name], "model": f"{name}-student"} for name in ("toy", "cpu", "gpu")})
-PRESETS["cpu-student"]["max_steps"] = 1400
 
 
 def lr_at(step: int, cfg: PretrainConfig) -> float:
