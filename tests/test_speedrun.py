@@ -1,7 +1,7 @@
 """speedrun.sh at the toy preset: every stage runs (the student's base beside R1-Zero and R1, the student's lane
-beside the evaluation of the teacher's checkpoints), each checkpoint is evaluated, the report is written; a rerun skips what is complete
-and remakes what a change touches. (The run itself is the session's toy_speedrun, conftest.py, which other
-end-to-end tests read too.)"""
+beside the evaluation of the teacher's checkpoints), each checkpoint is evaluated, the report is written; a rerun
+skips what is complete and remakes what a change touches. (The run itself is the session's toy_speedrun,
+conftest.py, which other end-to-end tests read too.)"""
 
 import importlib.util
 import json
